@@ -1,0 +1,86 @@
+# moonbus — build, run and test. `make run` and `make test` each do their whole set-up.
+
+CC      ?= cc
+VERSION := 0.1.0
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
+WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+DEFS    := -D_DEFAULT_SOURCE -D_GNU_SOURCE -DMOONBUS_VERSION='"$(VERSION)"' \
+           -DMOONBUS_MODULES_DIR='"$(CURDIR)/modules"'
+CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) -Ihost -Ibindings -fPIC -g
+RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_CFLAGS := $(CFLAGS_COMMON) -O1 $(SAN) -DMOONBUS_TEST_BUILD
+LIBS    := -lev -lsqlite3 -lm
+LUA_LIB := -llua5.4
+
+CORE_SRC := $(wildcard host/*.c host/transport/*.c bindings/*.c)
+CORE_SRC := $(filter-out host/main.c,$(CORE_SRC))
+HEADERS  := $(wildcard host/*.h host/transport/*.h bindings/*.h)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+
+REL_OBJ  := $(CORE_SRC:%.c=build/rel/%.o)
+ASAN_OBJ := $(CORE_SRC:%.c=build/asan/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+
+.PHONY: all deps run test unit spec system clean bench fmt lint
+
+all: deps build/moonbus build/moonbus.so build/asan/moonbus
+
+deps:
+	@bash scripts/install-deps.sh
+
+build/rel/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(RELEASE_CFLAGS) -c $< -o $@
+
+build/asan/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@echo "  CC asan $<"
+	@$(CC) $(ASAN_CFLAGS) -c $< -o $@
+
+# The host, linked with Lua.
+build/moonbus: build/rel/host/main.o $(REL_OBJ)
+	@echo "  LD      $@"
+	@$(CC) $(RELEASE_CFLAGS) $^ -o $@ $(LUA_LIB) $(LIBS) -rdynamic
+
+# The same core as a Lua module for stock lua5.4 and busted (Lua's symbols come from the
+# interpreter that loads it, so liblua is not linked in).
+build/moonbus.so: $(REL_OBJ)
+	@echo "  LD      $@"
+	@$(CC) $(RELEASE_CFLAGS) -shared $^ -o $@ $(LIBS)
+
+# The host under AddressSanitizer and UndefinedBehaviorSanitizer, for the system tests.
+build/asan/moonbus: build/asan/host/main.o $(ASAN_OBJ)
+	@echo "  LD asan $@"
+	@$(CC) $(ASAN_CFLAGS) $^ -o $@ $(LUA_LIB) $(LIBS) -rdynamic
+
+build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	@echo "  LD asan $@"
+	@$(CC) $(ASAN_CFLAGS) -Itests/unit $< $(ASAN_OBJ) -o $@ $(LUA_LIB) $(LIBS)
+
+run: all
+	@bash scripts/run-example.sh examples/orders
+
+test: all $(UNIT_BIN)
+	@bash scripts/test.sh
+
+unit: all $(UNIT_BIN)
+	@bash scripts/test.sh unit
+
+spec: all
+	@bash scripts/test.sh spec
+
+system: all
+	@bash scripts/test.sh system
+
+clean:
+	rm -rf build .moonbus
+
+fmt:
+	clang-format -i $(CORE_SRC) host/main.c $(HEADERS) tests/unit/*.c tests/unit/*.h
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --suppress=missingIncludeSystem $(LUA_CFLAGS) -Ihost -Ibindings host bindings

@@ -1,0 +1,358 @@
+/* lbus.c — luaopen_moonbus: the moonbus table, the per-state bus, bus.endpoint,
+ * bus.handle and error values (bus.unrecoverable). Sending lives in lsend.c, contracts in
+ * lcontract.c, ctx in lctx.c, timers in ltimer.c, logging in llog.c.
+ * Never: runs a handler (sched.c does) or decides a message's fate (pipeline.c). */
+#include "lbus.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+mb_lbus *mb_lbus_get(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_STATE);
+  mb_lbus *bus = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (bus == NULL || bus->rt == NULL) luaL_error(L, "moonbus is not initialised in this state");
+  return bus;
+}
+
+/* --- error values ------------------------------------------------------------------ */
+
+static int unrecoverable_tostring(lua_State *L) {
+  lua_getfield(L, 1, "message");
+  lua_pushfstring(L, "unrecoverable: %s", luaL_optstring(L, -1, "?"));
+  return 1;
+}
+
+/* bus.unrecoverable(message) -> an error value that skips retries. */
+static int l_unrecoverable(lua_State *L) {
+  const char *msg = luaL_checkstring(L, 1);
+  lua_createtable(L, 0, 1);
+  luaL_where(L, 1);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, MB_UNRECOVERABLE_MT);
+  return 1;
+}
+
+static int is_unrecoverable(lua_State *L, int idx) {
+  int yes = 0;
+  if (lua_istable(L, idx) && lua_getmetatable(L, idx)) {
+    luaL_getmetatable(L, MB_UNRECOVERABLE_MT);
+    yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  return yes;
+}
+
+/* bus.is_unrecoverable(err) -> true for a value made by bus.unrecoverable */
+static int l_is_unrecoverable(lua_State *L) {
+  lua_pushboolean(L, is_unrecoverable(L, 1));
+  return 1;
+}
+
+int mb_lbus_unrecoverable(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_createtable(L, 0, 1);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, MB_UNRECOVERABLE_MT);
+  return lua_error(L);
+}
+
+const char *mb_lbus_error_text(lua_State *L, int idx, int *unrecoverable) {
+  idx = lua_absindex(L, idx);
+  *unrecoverable = is_unrecoverable(L, idx);
+  if (*unrecoverable) {
+    lua_getfield(L, idx, "message");
+    if (!lua_isstring(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "unrecoverable");
+    }
+    return lua_tostring(L, -1);
+  }
+  if (lua_type(L, idx) == LUA_TNIL) return lua_pushliteral(L, "error with no message (nil)");
+  return luaL_tolstring(L, idx, NULL);
+}
+
+/* --- bus.endpoint -------------------------------------------------------------------- */
+
+static char *dup_or_raise(lua_State *L, const char *s) {
+  char *copy = strdup(s);
+  if (copy == NULL) luaL_error(L, "out of memory");
+  return copy;
+}
+
+/* Replaces *slot with a copy of the queue name at idx. [-0, +0, e] */
+static void queue_option(lua_State *L, int idx, const char *key, char **slot) {
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_error(L, "bus.endpoint: %s must be a queue name (string), got %s", key,
+               luaL_typename(L, idx));
+  const char *why = mb_queue_name_problem(lua_tostring(L, idx));
+  if (why) luaL_error(L, "bus.endpoint: %s '%s': %s", key, lua_tostring(L, idx), why);
+  free(*slot);
+  *slot = dup_or_raise(L, lua_tostring(L, idx));
+}
+
+static lua_Integer int_option(lua_State *L, int idx, const char *key, lua_Integer lo,
+                              lua_Integer hi) {
+  int ok;
+  lua_Integer v = lua_tointegerx(L, idx, &ok);
+  if (!ok || v < lo || v > hi)
+    luaL_error(L, "bus.endpoint: %s must be a whole number from %I to %I", key, lo, hi);
+  return v;
+}
+
+static void expect_table(lua_State *L, int idx, const char *key, const char *shape) {
+  if (!lua_istable(L, idx))
+    luaL_error(L, "bus.endpoint: %s must be %s, got %s", key, shape, luaL_typename(L, idx));
+}
+
+static void parse_routes(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
+  expect_table(L, idx, "routes", "a table { [type] = queue }");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "bus.endpoint: routes keys must be message type names");
+    const char *type = lua_tostring(L, -2);
+    mb_route_entry *grown = realloc(cfg->routes, (cfg->n_routes + 1) * sizeof *grown);
+    if (grown == NULL) luaL_error(L, "out of memory");
+    cfg->routes = grown;
+    mb_route_entry *r = &cfg->routes[cfg->n_routes++];
+    r->type = dup_or_raise(L, type);
+    r->queue = NULL;
+    queue_option(L, lua_gettop(L), "routes", &r->queue);
+    lua_pop(L, 1);
+  }
+}
+
+static void parse_publishes(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
+  expect_table(L, idx, "publishes", "a list of event types");
+  lua_Integer n = luaL_len(L, idx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "bus.endpoint: publishes[%I] must be an event type name", i);
+    const char *type = lua_tostring(L, -1);
+    mb_lcontract_push(L, type, "bus.endpoint: publishes");
+    if (mb_lcontract_kind(L, -1) != MB_KIND_EVENT)
+      luaL_error(L, "bus.endpoint: publishes lists %s, which is a %s: only events are "
+                 "published; commands are sent with bus.send", type,
+                 mb_kind_name(mb_lcontract_kind(L, -1)));
+    char **grown = realloc(cfg->publishes, (cfg->n_publishes + 1) * sizeof *grown);
+    if (grown == NULL) luaL_error(L, "out of memory");
+    cfg->publishes = grown;
+    cfg->publishes[cfg->n_publishes++] = dup_or_raise(L, type);
+    lua_pop(L, 2);
+  }
+}
+
+static void parse_retries(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
+  expect_table(L, idx, "retries", "a table { immediate =, delayed =, delay = }");
+  if (lua_getfield(L, idx, "immediate") != LUA_TNIL)
+    cfg->immediate_retries = (int)int_option(L, -1, "retries.immediate", 0, 1000);
+  if (lua_getfield(L, idx, "delayed") != LUA_TNIL)
+    cfg->delayed_retries = (int)int_option(L, -1, "retries.delayed", 0, 1000);
+  if (lua_getfield(L, idx, "delay") != LUA_TNIL) {
+    if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) <= 0)
+      luaL_error(L, "bus.endpoint: retries.delay must be a positive number of seconds");
+    cfg->retry_delay = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 3);
+}
+
+static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *cfg) {
+  if (strcmp(key, "name") == 0) queue_option(L, v, "name", &cfg->name);
+  else if (strcmp(key, "routes") == 0) parse_routes(L, v, cfg);
+  else if (strcmp(key, "publishes") == 0) parse_publishes(L, v, cfg);
+  else if (strcmp(key, "concurrency") == 0)
+    cfg->concurrency = (unsigned)int_option(L, v, "concurrency", 1, 10000);
+  else if (strcmp(key, "retries") == 0) parse_retries(L, v, cfg);
+  else if (strcmp(key, "errors") == 0) queue_option(L, v, "errors", &cfg->error_queue);
+  else if (strcmp(key, "audit") == 0 && lua_isboolean(L, v) && !lua_toboolean(L, v)) {
+    free(cfg->audit_queue);
+    cfg->audit_queue = NULL;
+  } else if (strcmp(key, "audit") == 0) queue_option(L, v, "audit", &cfg->audit_queue);
+  else if (strcmp(key, "transport") == 0)
+    cfg->transport = dup_or_raise(L, luaL_checkstring(L, v));
+  else if (strcmp(key, "max_body") == 0)
+    cfg->max_body = (size_t)int_option(L, v, "max_body", 1, (lua_Integer)1 << 30);
+  else if (strcmp(key, "queue_type") == 0) {
+    const char *qt = lua_tostring(L, v);
+    if (qt == NULL || (strcmp(qt, "quorum") != 0 && strcmp(qt, "classic") != 0))
+      luaL_error(L, "bus.endpoint: queue_type must be \"quorum\" or \"classic\"");
+  } else
+    luaL_error(L, "bus.endpoint: unknown option '%s' (known: name, routes, publishes, "
+               "concurrency, retries, errors, audit, transport, max_body, queue_type)", key);
+}
+
+static int cfg_gc(lua_State *L) {
+  mb_endpoint_cfg_free(lua_touserdata(L, 1));
+  return 0;
+}
+
+/* bus.endpoint{ name = ..., ... } */
+static int l_endpoint(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  mb_lbus *bus = mb_lbus_get(L);
+  /* the config lives in a userdata while parsing, so a raised error frees it */
+  mb_endpoint_cfg *cfg = lua_newuserdatauv(L, sizeof *cfg, 0);
+  if (mb_endpoint_cfg_defaults(cfg) != MB_OK) return luaL_error(L, "out of memory");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, cfg_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "bus.endpoint: option names are strings");
+    parse_option(L, lua_tostring(L, -2), lua_gettop(L), cfg);
+    lua_pop(L, 1);
+  }
+  if (cfg->name == NULL) return luaL_error(L, "bus.endpoint: name is required (its input queue)");
+  mb_err err;
+  if (mb_runtime_configure(bus->rt, cfg, &err) != MB_OK) return luaL_error(L, "%s", err.msg);
+  return 0;
+}
+
+/* --- bus.handle ---------------------------------------------------------------------- */
+
+/* bus.handle(type, function(body, ctx) ... end) */
+static int l_handle(lua_State *L) {
+  const char *type = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  mb_lbus *bus = mb_lbus_get(L);
+  mb_lcontract_push(L, type, "bus.handle");
+  mb_kind kind = mb_lcontract_kind(L, -1);
+  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HANDLERS);
+  if (lua_getfield(L, -1, type) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, type);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
+  if (kind == MB_KIND_EVENT && mb_runtime_subscribe(bus->rt, type) != MB_OK)
+    return luaL_error(L, "out of memory");
+  return 0;
+}
+
+/* --- the state --------------------------------------------------------------------- */
+
+static int state_gc(lua_State *L) {
+  mb_lbus *bus = lua_touserdata(L, 1);
+  if (bus->rt == NULL) return 0;
+  mb_ltimer_stop_all(bus);
+  bus->rt->sched = NULL;
+  mb_sched_free(bus->sched);
+  if (bus->owns_runtime) mb_runtime_free(bus->rt);
+  bus->rt = NULL;
+  return 0;
+}
+
+/* A private lua-cjson instance, so a script's cjson settings never change the bus's. */
+static void open_json(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "new");
+  lua_call(L, 0, 1);
+  lua_getfield(L, -1, "decode_max_depth");
+  lua_pushinteger(L, 64);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "encode_max_depth");
+  lua_pushinteger(L, 64);
+  lua_call(L, 1, 0);
+  lua_getfield(L, -1, "encode_invalid_numbers");
+  lua_pushboolean(L, 0);
+  lua_call(L, 1, 0);
+  lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_JSON);
+  lua_pop(L, 1);
+}
+
+static void open_metatables(lua_State *L) {
+  luaL_newmetatable(L, MB_UNRECOVERABLE_MT);
+  lua_pushcfunction(L, unrecoverable_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  mb_lctx_open(L);
+}
+
+static mb_runtime *host_runtime(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HOST_RUNTIME);
+  mb_runtime *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt;
+}
+
+/* Creates this state's bus once. [-0, +0, e] */
+static void open_state(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_STATE) == LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  open_json(L);
+  open_metatables(L);
+  mb_lbus *bus = lua_newuserdatauv(L, sizeof *bus, 0);
+  memset(bus, 0, sizeof *bus);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, state_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  bus->main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  bus->rt = host_runtime(L);
+  if (bus->rt == NULL) {
+    bus->rt = mb_runtime_new(NULL, NULL, NULL);
+    bus->owns_runtime = 1;
+  }
+  if (bus->rt == NULL || (bus->sched = mb_sched_new(bus->main, bus->rt)) == NULL)
+    luaL_error(L, "out of memory opening moonbus");
+  bus->rt->sched = bus->sched;
+  lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_STATE);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_HANDLERS);
+}
+
+void mb_lbus_reset(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_STATE) == LUA_TUSERDATA) {
+    lua_pushcfunction(L, state_gc);
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_STATE);
+  open_state(L);
+}
+
+static const luaL_Reg bus_functions[] = {
+    {"endpoint", l_endpoint},
+    {"handle", l_handle},
+    {"unrecoverable", l_unrecoverable},
+    {"is_unrecoverable", l_is_unrecoverable},
+    {NULL, NULL},
+};
+
+int luaopen_moonbus(lua_State *L) {
+  mb_log_init();
+  open_state(L);
+  luaL_newlib(L, bus_functions);
+  mb_lcontract_open(L);
+  mb_lsend_open(L);
+  mb_ltimer_open(L);
+  mb_llog_open(L);
+  lua_pushliteral(L, MOONBUS_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

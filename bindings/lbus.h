@@ -1,0 +1,89 @@
+/* lbus.h — what the files of bindings/ share with each other and with the host:
+ * the per-Lua-state bus (mb_lbus), registry keys, and the entry points the scheduler and
+ * vm.c call (the dispatcher, error descriptions, luaopen_*).
+ * Never: exposed to scripts; scripts see only the moonbus table. */
+#ifndef MOONBUS_LBUS_H
+#define MOONBUS_LBUS_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "envelope.h"
+#include "runtime.h"
+#include "sched.h"
+
+/* Registry keys. */
+#define MB_REG_STATE "moonbus.state"          /* the mb_lbus userdata */
+#define MB_REG_HOST_RUNTIME "moonbus.runtime" /* lightuserdata set by the host before load */
+#define MB_REG_TYPES "moonbus.types"          /* name -> { kind = ..., schema = ... } */
+#define MB_REG_HANDLERS "moonbus.handlers"    /* name -> { fn, fn, ... } */
+#define MB_REG_JSON "moonbus.json"            /* a private lua-cjson instance */
+#define MB_UNRECOVERABLE_MT "moonbus.Unrecoverable"
+#define MB_CTX_MT "moonbus.Context"
+#define MB_TIMER_MT "moonbus.Timer"
+
+typedef struct mb_ltimer mb_ltimer;
+
+typedef struct mb_lbus {
+  mb_runtime *rt;
+  int owns_runtime; /* module mode: the state made the runtime and frees it */
+  mb_sched *sched;
+  lua_State *main;
+  mb_ltimer *timers; /* every live bus.after / bus.every */
+  int started;       /* the host (or testing) started consuming: timers may run */
+} mb_lbus;
+
+/* The bus of this Lua state. [-0, +0, e] */
+mb_lbus *mb_lbus_get(lua_State *L);
+
+/* --- lbus.c ---------------------------------------------------------------------- */
+int luaopen_moonbus(lua_State *L);
+/* Closes this state's bus (timers, scheduler, an owned runtime) and opens a fresh one:
+ * contracts, handlers and the endpoint are forgotten. [-0, +0, e] */
+void mb_lbus_reset(lua_State *L);
+/* Pushes the message an error value carries; *unrecoverable = 1 for
+ * bus.unrecoverable(...). [-0, +1, m] */
+const char *mb_lbus_error_text(lua_State *L, int idx, int *unrecoverable);
+/* Raises an unrecoverable error with a formatted message. [-0, +0, v] */
+int mb_lbus_unrecoverable(lua_State *L, const char *fmt, ...);
+
+/* --- lcontract.c ----------------------------------------------------------------- */
+void mb_lcontract_open(lua_State *L); /* [-0, +0] adds command/event/message to the table on top */
+/* Pushes the contract table of type, raising an error naming who asked if undeclared.
+ * [-0, +1, e] */
+void mb_lcontract_push(lua_State *L, const char *type, const char *who);
+/* The kind of a contract table at idx. [-0, +0] */
+mb_kind mb_lcontract_kind(lua_State *L, int idx);
+/* Checks the table at value_idx against the schema of the contract at contract_idx; on a
+ * violation pushes a message naming the field and returns 0. [-0, +(0|1)] */
+int mb_lcontract_check(lua_State *L, int contract_idx, int value_idx, const char *type);
+
+/* --- lsend.c --------------------------------------------------------------------- */
+void mb_lsend_open(lua_State *L); /* send, publish */
+/* ctx:reply's body: replies to job's message. [-?, +0, e] */
+int mb_lsend_reply(lua_State *L, struct mb_job *job);
+/* JSON text of the value at idx through the private cjson (pushed string). [-0, +1, e] */
+const char *mb_ljson_encode(lua_State *L, int idx, size_t *len);
+
+/* --- lctx.c ---------------------------------------------------------------------- */
+void mb_lctx_open(lua_State *L);
+/* A new ctx userdata bound to job (and job->ctx to it). [-0, +1, m] */
+void mb_lctx_push(lua_State *L, struct mb_job *job);
+
+/* --- ldispatch.c ----------------------------------------------------------------- */
+/* Pushes the function every handler coroutine starts with. [-0, +1] */
+void mb_lbus_push_dispatcher(lua_State *co);
+
+/* --- ltimer.c -------------------------------------------------------------------- */
+void mb_ltimer_open(lua_State *L); /* after, every */
+void mb_ltimer_start_all(mb_lbus *bus);
+void mb_ltimer_stop_all(mb_lbus *bus); /* stops and forgets every timer (shutdown, reset) */
+int mb_ltimer_count(const mb_lbus *bus); /* live timers */
+
+/* --- llog.c ---------------------------------------------------------------------- */
+void mb_llog_open(lua_State *L); /* the log table */
+
+/* --- ltesting.c ------------------------------------------------------------------ */
+int luaopen_moonbus_host(lua_State *L);
+
+#endif

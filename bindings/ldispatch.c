@@ -1,0 +1,77 @@
+/* ldispatch.c — the function every handler coroutine starts with: binds ctx, decodes the
+ * body, checks it against the contract, and calls the endpoint's handlers for the type in
+ * order (with continuations, so a bus call inside a handler may yield). What can never
+ * succeed is raised as unrecoverable, so the pipeline parks it instead of retrying.
+ * Never: acknowledges, sends or retries anything. */
+#include "lbus.h"
+#include "pipeline.h"
+
+enum { ARG_JOB = 1, ARG_CTX, ARG_BODY, ARG_HANDLERS, ARG_COUNT };
+
+/* Pushes the decoded body of job, or raises unrecoverable. */
+static void decode_body(lua_State *L, const mb_job *job) {
+  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_JSON);
+  lua_getfield(L, -1, "decode");
+  lua_remove(L, -2);
+  lua_pushlstring(L, job->d->env.body, job->d->env.body_len);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+    mb_lbus_unrecoverable(L, "the body is not valid JSON: %s", lua_tostring(L, -1));
+  if (!lua_istable(L, -1))
+    mb_lbus_unrecoverable(L, "the body must be a JSON object, got %s", luaL_typename(L, -1));
+}
+
+/* Checks the message against this endpoint's contract for its type. */
+static void check_contract(lua_State *L, const mb_job *job) {
+  const char *type = job->d->env.type;
+  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
+  if (lua_getfield(L, -1, type) != LUA_TTABLE)
+    mb_lbus_unrecoverable(L, "endpoint %s does not know type %s (it is not declared in its "
+                          "contracts)", job->rt->cfg.name, type);
+  mb_kind declared = mb_lcontract_kind(L, -1), sent;
+  if (mb_envelope_kind(&job->d->env, &sent) == MB_OK && sent != declared)
+    mb_lbus_unrecoverable(L, "%s arrived as a %s but is declared as a %s", type,
+                          mb_kind_name(sent), mb_kind_name(declared));
+  if (!mb_lcontract_check(L, -1, ARG_BODY, type))
+    mb_lbus_unrecoverable(L, "schema violation: %s", lua_tostring(L, -1));
+  lua_pop(L, 2);
+}
+
+static void push_handlers(lua_State *L, const mb_job *job) {
+  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HANDLERS);
+  if (lua_getfield(L, -1, job->d->env.type) != LUA_TTABLE || luaL_len(L, -1) == 0)
+    mb_lbus_unrecoverable(L, "endpoint %s has no handler for %s", job->rt->cfg.name,
+                          job->d->env.type);
+  lua_remove(L, -2);
+  lua_pushinteger(L, luaL_len(L, -1));
+}
+
+static int run_from(lua_State *L, lua_Integer i);
+
+static int resume_after_handler(lua_State *L, int status, lua_KContext k) {
+  (void)status;
+  return run_from(L, (lua_Integer)k + 1);
+}
+
+/* Calls handlers i..n with (body, ctx). */
+static int run_from(lua_State *L, lua_Integer i) {
+  lua_Integer n = lua_tointeger(L, ARG_COUNT);
+  for (; i <= n; i++) {
+    lua_geti(L, ARG_HANDLERS, i);
+    lua_pushvalue(L, ARG_BODY);
+    lua_pushvalue(L, ARG_CTX);
+    lua_callk(L, 2, 0, (lua_KContext)i, resume_after_handler);
+  }
+  return 0;
+}
+
+static int l_dispatch(lua_State *L) {
+  mb_job *job = lua_touserdata(L, ARG_JOB);
+  lua_settop(L, ARG_JOB);
+  mb_lctx_push(L, job);
+  decode_body(L, job);
+  check_contract(L, job);
+  push_handlers(L, job);
+  return run_from(L, 1);
+}
+
+void mb_lbus_push_dispatcher(lua_State *co) { lua_pushcfunction(co, l_dispatch); }

@@ -1,0 +1,40 @@
+/* llog.c — bus.log.debug/info/warn/error(fmt, ...): string.format-style lines through the
+ * host's log, tagged with the endpoint and, inside a handler, the message id and type.
+ * Never: buffers or drops lines on its own. */
+#include "lbus.h"
+#include "log.h"
+#include "pipeline.h"
+
+static int log_at(lua_State *L, mb_level level) {
+  mb_lbus *bus = mb_lbus_get(L);
+  int n = lua_gettop(L);
+  luaL_checkany(L, 1);
+  lua_getglobal(L, "string");
+  lua_getfield(L, -1, "format");
+  lua_remove(L, -2);
+  lua_insert(L, 1);
+  lua_call(L, n, 1); /* formats even when the level is off: a bad call is a bug anyway */
+  if (!mb_log_enabled(level)) return 0;
+  mb_job *job = mb_sched_current_job(bus->sched);
+  mb_log(level, bus->rt->configured ? bus->rt->cfg.name : NULL, job ? job->d->env.id : NULL,
+         job ? job->d->env.type : NULL, "%s", lua_tostring(L, -1));
+  return 0;
+}
+
+static int l_debug(lua_State *L) { return log_at(L, MB_DEBUG); }
+static int l_info(lua_State *L) { return log_at(L, MB_INFO); }
+static int l_warn(lua_State *L) { return log_at(L, MB_WARN); }
+static int l_error(lua_State *L) { return log_at(L, MB_ERROR); }
+
+static const luaL_Reg log_functions[] = {
+    {"debug", l_debug},
+    {"info", l_info},
+    {"warn", l_warn},
+    {"error", l_error},
+    {NULL, NULL},
+};
+
+void mb_llog_open(lua_State *L) {
+  luaL_newlib(L, log_functions);
+  lua_setfield(L, -2, "log");
+}

@@ -1,0 +1,153 @@
+/* ltesting.c — require "moonbus.host": drives the runtime from a plain Lua interpreter
+ * (busted specs, tools): start consuming, run the loop until idle, a predicate or a
+ * deadline, stop, reset, and read counters. The host binary drives the same runtime from
+ * main.c; this is the module-mode twin, not a mock.
+ * Never: changes how a message is handled. */
+#include <ev.h>
+#include <string.h>
+
+#include "lbus.h"
+
+/* Starts consuming (a transport may deliver at once: coroutines are made on L). */
+static void start(lua_State *L, mb_lbus *bus) {
+  mb_err err;
+  mb_sched_set_anchor(bus->sched, L);
+  int rc = mb_runtime_start(bus->rt, &err);
+  mb_sched_set_anchor(bus->sched, NULL);
+  if (rc != MB_OK) luaL_error(L, "%s", err.msg);
+  if (!bus->started) mb_ltimer_start_all(bus);
+}
+
+static int l_start(lua_State *L) {
+  start(L, mb_lbus_get(L));
+  return 0;
+}
+
+static int l_stop(lua_State *L) {
+  mb_lbus *bus = mb_lbus_get(L);
+  mb_runtime_stop_consuming(bus->rt);
+  mb_ltimer_stop_all(bus);
+  return 0;
+}
+
+static void deadline_reached(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)revents;
+  *(int *)w->data = 1;
+  ev_break(loop, EVBREAK_ONE);
+}
+
+static int is_idle(mb_lbus *bus, mb_err *err) {
+  if (bus->rt->in_flight > 0) return 0;
+  long ready = 0, later = 0;
+  mb_transport *t = bus->rt->transport;
+  if (t->ops->depth(t, bus->rt->cfg.name, &ready, &later, err) != MB_OK) return -1;
+  return ready == 0;
+}
+
+/* Calls the predicate at idx: 1 ends the run, 0 goes on, -1 raised (message pushed). */
+static int predicate_true(lua_State *L, int idx) {
+  if (lua_isnil(L, idx)) return 0;
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) return -1;
+  int yes = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return yes;
+}
+
+/* One iteration of the loop; 1 when the run is over, -1 on an error (message pushed). */
+static int step(lua_State *L, mb_lbus *bus, int pred, int until_idle) {
+  ev_run(bus->rt->loop, EVRUN_ONCE);
+  int done = predicate_true(L, pred);
+  if (done == 0 && until_idle) {
+    mb_err err;
+    done = is_idle(bus, &err);
+    if (done < 0) lua_pushstring(L, err.msg);
+  }
+  return done;
+}
+
+/* host.run{ seconds = 5, until_idle = true, until = function() ... end }
+ * -> true if idle/predicate ended the run, false if the deadline did. */
+static int l_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  mb_lbus *bus = mb_lbus_get(L);
+  lua_getfield(L, 1, "seconds");
+  double seconds = luaL_optnumber(L, -1, 10);
+  lua_getfield(L, 1, "until_idle");
+  int until_idle = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "until");
+  int pred = lua_gettop(L);
+  start(L, bus);
+  mb_sched_set_anchor(bus->sched, L);
+  int expired = 0, done = 0;
+  ev_timer deadline;
+  ev_timer_init(&deadline, deadline_reached, seconds, 0.);
+  deadline.data = &expired;
+  ev_timer_start(bus->rt->loop, &deadline);
+  while (!expired && done == 0) done = step(L, bus, pred, until_idle);
+  ev_timer_stop(bus->rt->loop, &deadline);
+  mb_sched_set_anchor(bus->sched, NULL);
+  if (done < 0) return lua_error(L);
+  lua_pushboolean(L, done);
+  return 1;
+}
+
+static int l_reset(lua_State *L) {
+  const char *url = NULL;
+  if (lua_istable(L, 1) && lua_getfield(L, 1, "transport") != LUA_TNIL)
+    url = luaL_checkstring(L, -1);
+  mb_lbus_reset(L);
+  mb_lbus *bus = mb_lbus_get(L);
+  if (url && (bus->rt->url_override = strdup(url)) == NULL) return luaL_error(L, "out of memory");
+  return 0;
+}
+
+static void set_count(lua_State *L, const char *key, lua_Integer n) {
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, key);
+}
+
+/* host.counters() -> { coroutines, in_flight, handled, failed, parked, timers } */
+static int l_counters(lua_State *L) {
+  mb_lbus *bus = mb_lbus_get(L);
+  lua_createtable(L, 0, 6);
+  set_count(L, "coroutines", mb_sched_live(bus->sched));
+  set_count(L, "in_flight", bus->rt->in_flight);
+  set_count(L, "handled", (lua_Integer)bus->rt->handled);
+  set_count(L, "failed", (lua_Integer)bus->rt->failed);
+  set_count(L, "parked", (lua_Integer)bus->rt->parked);
+  set_count(L, "timers", mb_ltimer_count(bus));
+  return 1;
+}
+
+/* host.depth(queue) -> ready, later */
+static int l_depth(lua_State *L) {
+  const char *queue = luaL_checkstring(L, 1);
+  mb_lbus *bus = mb_lbus_get(L);
+  mb_err err;
+  if (mb_runtime_connect(bus->rt, &err) != MB_OK) return luaL_error(L, "%s", err.msg);
+  long ready = 0, later = 0;
+  mb_transport *t = bus->rt->transport;
+  if (t->ops->depth(t, queue, &ready, &later, &err) != MB_OK)
+    return luaL_error(L, "%s", err.msg);
+  lua_pushinteger(L, ready);
+  lua_pushinteger(L, later);
+  return 2;
+}
+
+static const luaL_Reg host_functions[] = {
+    {"start", l_start},
+    {"stop", l_stop},
+    {"run", l_run},
+    {"reset", l_reset},
+    {"counters", l_counters},
+    {"depth", l_depth},
+    {NULL, NULL},
+};
+
+int luaopen_moonbus_host(lua_State *L) {
+  luaL_requiref(L, "moonbus", luaopen_moonbus, 0);
+  lua_pop(L, 1);
+  luaL_newlib(L, host_functions);
+  return 1;
+}

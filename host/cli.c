@@ -1,0 +1,187 @@
+/* cli.c — the moonbus commands (see cli.h): `run` wires the loop, the runtime, the Lua
+ * state and the signals together and shuts down in order (consumers and timers, then
+ * handlers drain, then the Lua state, then the transport); `send`/`publish` put one
+ * message on the bus from the shell. Never: handles a message itself. */
+#include "cli.h"
+
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "compose.h"
+#include "log.h"
+#include "runtime.h"
+#include "vm.h"
+
+typedef struct run_state {
+  mb_runtime *rt;
+  mb_vm *vm;
+  ev_signal sigint, sigterm;
+  ev_timer drain;
+  double drain_seconds, drain_deadline;
+  int stopping;
+} run_state;
+
+/* The URL without its user:password part, for logs. */
+static void redact_url(const char *url, char *out, size_t len) {
+  const char *scheme_end = strstr(url, "://");
+  const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+  if (at == NULL) snprintf(out, len, "%s", url);
+  else snprintf(out, len, "%.*s://***@%s", (int)(scheme_end - url), url, at + 1);
+}
+
+static void drain_check(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)revents;
+  run_state *s = w->data;
+  if (s->rt->in_flight == 0 || ev_now(loop) >= s->drain_deadline) {
+    if (s->rt->in_flight)
+      mb_log(MB_WARN, s->rt->cfg.name, NULL, NULL,
+             "stopping with %u handlers still in flight: their messages will be redelivered",
+             s->rt->in_flight);
+    ev_timer_stop(loop, w);
+    ev_break(loop, EVBREAK_ALL);
+  }
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
+  (void)revents;
+  run_state *s = w->data;
+  if (s->stopping) {
+    mb_log(MB_WARN, s->rt->cfg.name, NULL, NULL, "second signal: stopping now");
+    ev_break(loop, EVBREAK_ALL);
+    return;
+  }
+  s->stopping = 1;
+  mb_log(MB_INFO, s->rt->cfg.name, NULL, NULL, "signal %d: stopping (%u in flight)",
+         w->signum, s->rt->in_flight);
+  mb_runtime_stop_consuming(s->rt);
+  mb_vm_stop_timers(s->vm);
+  s->drain_deadline = ev_now(loop) + s->drain_seconds;
+  ev_timer_again(loop, &s->drain);
+  drain_check(loop, &s->drain, 0);
+}
+
+static void watch_signals(struct ev_loop *loop, run_state *s, double drain_seconds) {
+  ev_signal_init(&s->sigint, on_signal, SIGINT);
+  ev_signal_init(&s->sigterm, on_signal, SIGTERM);
+  s->sigint.data = s->sigterm.data = s;
+  ev_signal_start(loop, &s->sigint);
+  ev_signal_start(loop, &s->sigterm);
+  ev_init(&s->drain, drain_check);
+  s->drain.repeat = 0.05;
+  s->drain.data = s;
+  s->drain_seconds = drain_seconds;
+}
+
+static void unwatch(struct ev_loop *loop, run_state *s) {
+  ev_signal_stop(loop, &s->sigint);
+  ev_signal_stop(loop, &s->sigterm);
+  ev_timer_stop(loop, &s->drain);
+}
+
+static void log_started(const mb_runtime *rt, const mb_vm *vm) {
+  char url[512];
+  redact_url(rt->url, url, sizeof url);
+  mb_log(MB_INFO, rt->cfg.name, NULL, NULL,
+         "running %s on %s (instance %s, concurrency %u, %zu event subscriptions)",
+         mb_vm_script(vm), url, rt->instance, rt->cfg.concurrency, rt->n_subscriptions);
+}
+
+int mb_cli_run(const char *target, const mb_cli_opts *opts) {
+  struct ev_loop *loop = EV_DEFAULT;
+  run_state s = {0};
+  mb_err err;
+  int code = 1;
+  s.rt = mb_runtime_new(loop, opts->transport, opts->instance);
+  if (s.rt == NULL) {
+    fprintf(stderr, "moonbus: out of memory\n");
+    return 1;
+  }
+  s.vm = mb_vm_open(s.rt, target, &err);
+  if (s.vm == NULL) {
+    fprintf(stderr, "moonbus: cannot load %s: %s\n", target, err.msg);
+    goto done;
+  }
+  if (mb_runtime_start(s.rt, &err) != MB_OK) {
+    fprintf(stderr, "moonbus: %s: %s\n", target, err.msg);
+    goto done;
+  }
+  watch_signals(loop, &s, opts->drain_seconds);
+  mb_vm_start_timers(s.vm);
+  log_started(s.rt, s.vm);
+  ev_run(loop, 0);
+  unwatch(loop, &s);
+  mb_log(MB_INFO, s.rt->cfg.name, NULL, NULL, "stopped: %lu handled, %lu failed, %lu parked",
+         s.rt->handled, s.rt->failed, s.rt->parked);
+  code = 0;
+done:
+  mb_runtime_stop_consuming(s.rt);
+  mb_vm_close(s.vm);
+  mb_runtime_free(s.rt);
+  ev_loop_destroy(loop);
+  return code;
+}
+
+/* The endpoint a CLI publish goes out as: the owner, checked against the claim. */
+static int publisher_of(mb_runtime *rt, const char *claimed, const char *type, char *out,
+                        size_t len, mb_err *err) {
+  int rc = rt->transport->ops->owner_of(rt->transport, type, out, len, err);
+  if (rc == MB_ENOTFOUND) {
+    snprintf(out, len, "%s", strcmp(claimed, "-") == 0 ? "cli" : claimed);
+    return MB_OK;
+  }
+  if (rc != MB_OK) return rc;
+  if (strcmp(claimed, "-") != 0 && strcmp(claimed, out) != 0)
+    return mb_err_set(err, MB_EOWNER,
+                      "%s is published by endpoint %s; an event has one publisher: publish it "
+                      "as %s (or -), or send a command to %s and let it publish",
+                      type, out, out, out);
+  return MB_OK;
+}
+
+static int send_one(mb_runtime *rt, const char *endpoint, const char *type, const char *json,
+                    int publish, mb_err *err) {
+  char origin[256] = "cli";
+  int rc = mb_runtime_connect(rt, err);
+  if (rc == MB_OK && publish) rc = publisher_of(rt, endpoint, type, origin, sizeof origin, err);
+  if (rc != MB_OK) return rc;
+  mb_compose_req req = {
+      .type = type, .kind = publish ? MB_KIND_EVENT : MB_KIND_COMMAND,
+      .body = json, .body_len = strlen(json),
+      .route = publish ? MB_ROUTE_PUBLISH : MB_ROUTE_QUEUE, .dest = publish ? NULL : endpoint,
+      .origin = origin,
+  };
+  mb_outgoing *m;
+  rc = mb_compose(rt, NULL, &req, &m, err);
+  if (rc != MB_OK) return rc;
+  char id[MB_ID_LEN + 1];
+  memcpy(id, m->env.id, sizeof id);
+  rc = mb_runtime_dispatch(rt, &m, 1, err);
+  if (rc == MB_OK) printf("%s\n", id);
+  return rc;
+}
+
+int mb_cli_send(const char *endpoint, const char *type, const char *json,
+                const mb_cli_opts *opts, int publish) {
+  mb_err err;
+  if (mb_vm_check_json(json, &err) != MB_OK) {
+    fprintf(stderr, "moonbus: %s\n", err.msg);
+    return 2;
+  }
+  mb_runtime *rt = mb_runtime_new(NULL, opts->transport, opts->instance);
+  if (rt == NULL) {
+    fprintf(stderr, "moonbus: out of memory\n");
+    return 1;
+  }
+  int rc = send_one(rt, endpoint, type, json, publish, &err);
+  if (rc != MB_OK) fprintf(stderr, "moonbus: %s\n", err.msg);
+  mb_runtime_free(rt);
+  return rc == MB_OK ? 0 : 1;
+}
+
+int mb_cli_version(void) {
+  printf("moonbus %s (%s, libev %d.%d)\n", MOONBUS_VERSION, mb_vm_lua_release(),
+         ev_version_major(), ev_version_minor());
+  return 0;
+}

@@ -1,0 +1,90 @@
+/* compose.c — builds outgoing envelopes (see compose.h). Owns the rules for the
+ * conversation, related-to, origin, time and delay headers. Never sends anything. */
+#include "compose.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int set_time_header(mb_headers *h, const char *key, int64_t usec) {
+  char when[MB_TIME_LEN + 1];
+  mb_time_iso(usec, when);
+  return mb_headers_set(h, key, when);
+}
+
+/* The cause's conversation, or (first message) this message's own id. */
+static const char *conversation_of(const mb_delivery *cause, const char *own_id) {
+  const char *conv = cause ? mb_headers_get(&cause->env.headers, MB_H_CONVERSATION) : NULL;
+  if (conv) return conv;
+  return cause ? cause->env.id : own_id;
+}
+
+static int check_request(const mb_runtime *rt, const mb_compose_req *req, mb_err *err) {
+  if (req->body_len > rt->cfg.max_body)
+    return mb_err_set(err, MB_ETOOBIG,
+                      "body of %s is %zu bytes, over the limit of %zu bytes (max_body of "
+                      "endpoint %s)",
+                      req->type, req->body_len, rt->cfg.max_body, mb_runtime_origin(rt));
+  for (size_t i = 0; req->headers && i < req->headers->len; i++) {
+    const char *why = mb_header_key_problem(req->headers->items[i].key, 0);
+    if (why)
+      return mb_err_set(err, MB_EINVAL, "header '%.64s' of %s: %s", req->headers->items[i].key,
+                        req->type, why);
+  }
+  if (req->route == MB_ROUTE_QUEUE) {
+    const char *why = mb_queue_name_problem(req->dest);
+    if (why) return mb_err_set(err, MB_EINVAL, "destination of %s: %s", req->type, why);
+  }
+  return MB_OK;
+}
+
+static int fill_headers(const mb_runtime *rt, const mb_delivery *cause,
+                        const mb_compose_req *req, mb_envelope *e) {
+  mb_headers *h = &e->headers;
+  int64_t now = mb_now_usec();
+  int rc = mb_headers_set(h, MB_H_KIND, mb_kind_name(req->kind));
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_CONVERSATION, conversation_of(cause, e->id));
+  if (rc == MB_OK && cause) rc = mb_headers_set(h, MB_H_RELATED_TO, cause->env.id);
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_ENDPOINT, req->origin ? req->origin : mb_runtime_origin(rt));
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_HOST, rt->host);
+  if (rc == MB_OK) rc = set_time_header(h, MB_H_TIME_SENT, now);
+  if (rc == MB_OK && req->delay > 0)
+    rc = set_time_header(h, MB_H_DELIVER_AT, now + (int64_t)(req->delay * 1e6));
+  if (rc == MB_OK && req->ttl > 0)
+    rc = set_time_header(h, MB_H_EXPIRES_AT, now + (int64_t)((req->delay + req->ttl) * 1e6));
+  for (size_t i = 0; rc == MB_OK && req->headers && i < req->headers->len; i++)
+    rc = mb_headers_set(h, req->headers->items[i].key, req->headers->items[i].value);
+  return rc;
+}
+
+static const char *reply_address(const mb_runtime *rt, const mb_compose_req *req) {
+  if (req->reply_to) return req->reply_to;
+  return rt->configured ? rt->cfg.name : NULL;
+}
+
+int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_req *req,
+               mb_outgoing **out, mb_err *err) {
+  *out = NULL;
+  int rc = check_request(rt, req, err);
+  if (rc != MB_OK) return rc;
+  mb_outgoing *m = malloc(sizeof *m);
+  if (m == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory composing %s", req->type);
+  mb_outgoing_init(m);
+  mb_envelope *e = &m->env;
+  mb_uuidv7(e->id);
+  m->route = req->route;
+  m->delay = req->delay;
+  rc = mb_envelope_set_type(e, req->type);
+  if (rc == MB_OK) rc = mb_envelope_set_body(e, req->body, req->body_len);
+  if (rc == MB_OK) rc = mb_envelope_set_correlation_id(e, req->correlation_id);
+  if (rc == MB_OK) rc = mb_envelope_set_reply_to(e, reply_address(rt, req));
+  if (rc == MB_OK) rc = fill_headers(rt, cause, req, e);
+  if (rc == MB_OK && req->route == MB_ROUTE_QUEUE && (m->dest = strdup(req->dest)) == NULL)
+    rc = MB_ENOMEM;
+  if (rc != MB_OK) {
+    mb_outgoing_free(m);
+    return mb_err_set(err, rc, "out of memory composing %s", req->type);
+  }
+  *out = m;
+  return MB_OK;
+}

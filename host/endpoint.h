@@ -1,0 +1,44 @@
+/* endpoint.h — the configuration of one logical endpoint, as bus.endpoint{} declares it
+ * (DESIGN §3): its name (input queue), routes, owned events, concurrency, queues, limits.
+ *
+ * Provides: the struct, its defaults, lookups, and a free function.
+ * Never: knows Lua; bindings/ fill it in from the script's table. */
+#ifndef MOONBUS_ENDPOINT_H
+#define MOONBUS_ENDPOINT_H
+
+#include <stddef.h>
+
+#define MB_DEFAULT_CONCURRENCY 32
+#define MB_DEFAULT_MAX_BODY (4u << 20)
+#define MB_DEFAULT_ERROR_QUEUE "error"
+#define MB_DEFAULT_AUDIT_QUEUE "audit"
+
+typedef struct mb_route_entry {
+  char *type;  /* command or message type */
+  char *queue; /* destination endpoint queue */
+} mb_route_entry;
+
+typedef struct mb_endpoint_cfg {
+  char *name;
+  mb_route_entry *routes;
+  size_t n_routes;
+  char **publishes;
+  size_t n_publishes;
+  unsigned concurrency;
+  char *error_queue;
+  char *audit_queue; /* NULL when audit = false */
+  int immediate_retries, delayed_retries;
+  double retry_delay;
+  char *transport; /* URL from the script, or NULL */
+  size_t max_body;
+} mb_endpoint_cfg;
+
+/* Fills cfg with the defaults (name NULL). Strings are owned by cfg. MB_OK or MB_ENOMEM. */
+int mb_endpoint_cfg_defaults(mb_endpoint_cfg *cfg);
+void mb_endpoint_cfg_free(mb_endpoint_cfg *cfg);
+/* The queue commands of type go to, or NULL when there is no route. */
+const char *mb_endpoint_route(const mb_endpoint_cfg *cfg, const char *type);
+/* 1 if the endpoint lists type in publishes. */
+int mb_endpoint_publishes(const mb_endpoint_cfg *cfg, const char *type);
+
+#endif

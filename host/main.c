@@ -1,0 +1,62 @@
+/* main.c — argv and signals to a command (cli.c); nothing else. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage:\n"
+          "  moonbus run DIR|FILE [--transport URL] [--instance ID] [--no-reload]\n"
+          "  moonbus send ENDPOINT TYPE JSON [--transport URL]\n"
+          "  moonbus publish ENDPOINT|- TYPE JSON [--transport URL]\n"
+          "  moonbus version\n"
+          "The transport is --transport, else $MOONBUS_TRANSPORT, else the endpoint's own,\n"
+          "else sqlite://./.moonbus/bus.db. Logs go to stderr (MOONBUS_LOG=debug|info|warn|error).\n");
+}
+
+/* Moves options out of argv into opts; positional arguments stay, in order. */
+static int parse_options(int *argc, char **argv, mb_cli_opts *opts) {
+  int kept = 1;
+  for (int i = 1; i < *argc; i++) {
+    const char *a = argv[i];
+    if ((strcmp(a, "--transport") == 0 || strcmp(a, "--instance") == 0 ||
+         strcmp(a, "--drain") == 0) && i + 1 < *argc) {
+      const char *v = argv[++i];
+      if (a[2] == 't') opts->transport = v;
+      else if (a[2] == 'i') opts->instance = v;
+      else opts->drain_seconds = atof(v);
+    } else if (strcmp(a, "--no-reload") == 0) {
+      opts->no_reload = 1;
+    } else if (strncmp(a, "--", 2) == 0 && strcmp(a, "--") != 0) {
+      fprintf(stderr, "moonbus: unknown or incomplete option %s\n", a);
+      return -1;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  *argc = kept;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  mb_cli_opts opts = {.drain_seconds = 10};
+  signal(SIGPIPE, SIG_IGN);
+  mb_log_init();
+  if (parse_options(&argc, argv, &opts) != 0) return 2;
+  const char *cmd = argc > 1 ? argv[1] : "";
+  if (strcmp(cmd, "run") == 0 && argc == 3) return mb_cli_run(argv[2], &opts);
+  if (strcmp(cmd, "send") == 0 && argc == 5) return mb_cli_send(argv[2], argv[3], argv[4], &opts, 0);
+  if (strcmp(cmd, "publish") == 0 && argc == 5)
+    return mb_cli_send(argv[2], argv[3], argv[4], &opts, 1);
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return mb_cli_version();
+  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,62 @@
+/* runtime.h — one running endpoint instance: its loop, its transport, its configuration
+ * and topology, the scheduler of its handlers, and the work in flight.
+ *
+ * Provides: lifecycle (new, configure, connect, start, stop, free) and sending outside a
+ * handler. The host (main.c) and the Lua module loaded by stock lua5.4 both drive one.
+ * Uses: transport.h, endpoint.h, pipeline.h, sched.h (opaque).
+ * Never: includes lua.h; policy about a single message lives in pipeline.c. */
+#ifndef MOONBUS_RUNTIME_H
+#define MOONBUS_RUNTIME_H
+
+#include <stddef.h>
+
+#include "endpoint.h"
+#include "status.h"
+#include "transport.h"
+
+struct ev_loop;
+struct mb_sched;
+struct mb_job;
+
+typedef struct mb_runtime {
+  struct ev_loop *loop;
+  int own_loop;              /* created by the runtime (module mode): destroyed with it */
+  mb_transport *transport;   /* NULL until connected */
+  char *url;                 /* the transport URL in use (credentials included: never log it) */
+  char *url_override;        /* --transport / MOONBUS_TRANSPORT, beats the script's URL */
+  char instance[96];
+  char host[256];
+  mb_endpoint_cfg cfg;
+  int configured;            /* bus.endpoint{} has been called */
+  char **subscriptions;      /* event types the endpoint handles */
+  size_t n_subscriptions;
+  int topology_dirty;        /* declare again before the next use */
+  int consuming;
+  struct mb_sched *sched;    /* the handlers of the current Lua state */
+  struct mb_job *jobs;       /* deliveries in flight (a list) */
+  unsigned in_flight;
+  unsigned long handled, failed, parked;
+} mb_runtime;
+
+/* loop NULL: the runtime makes and owns its own loop. instance NULL: a new one. */
+mb_runtime *mb_runtime_new(struct ev_loop *loop, const char *url_override, const char *instance);
+void mb_runtime_free(mb_runtime *rt);
+
+/* Takes ownership of cfg's contents. MB_EINVAL if the endpoint was configured already. */
+int mb_runtime_configure(mb_runtime *rt, mb_endpoint_cfg *cfg, mb_err *err);
+/* The endpoint handles event type: subscribe its queue (declared at the next connect). */
+int mb_runtime_subscribe(mb_runtime *rt, const char *type);
+/* The name messages are sent from: the endpoint's, or "cli" before one is configured. */
+const char *mb_runtime_origin(const mb_runtime *rt);
+
+/* Opens the transport if needed and declares the topology if it changed. */
+int mb_runtime_connect(mb_runtime *rt, mb_err *err);
+/* connect, then consume the endpoint queue with cfg.concurrency handlers in flight. */
+int mb_runtime_start(mb_runtime *rt, mb_err *err);
+void mb_runtime_stop_consuming(mb_runtime *rt);
+
+/* Sends at once (outside a handler) and waits for the transport's answer. Takes
+ * ownership of the messages whatever happens. */
+int mb_runtime_dispatch(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_err *err);
+
+#endif

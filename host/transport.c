@@ -1,0 +1,65 @@
+/* transport.c — picks a transport by URL scheme, and the helpers for the structs that
+ * cross the vtable (outgoing messages, deliveries, queue names).
+ * Never knows how a transport works inside; adding one is a line in `transports`. */
+#include "transport.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "transport/sqlite.h"
+
+void mb_outgoing_init(mb_outgoing *m) {
+  memset(m, 0, sizeof *m);
+  mb_envelope_init(&m->env);
+}
+
+void mb_outgoing_free(mb_outgoing *m) {
+  if (m == NULL) return;
+  mb_envelope_free(&m->env);
+  free(m->dest);
+  free(m);
+}
+
+void mb_delivery_free(mb_delivery *d) {
+  if (d == NULL) return;
+  mb_envelope_free(&d->env);
+  free(d->queue);
+  free(d->problem);
+  free(d);
+}
+
+const char *mb_queue_name_problem(const char *name) {
+  size_t len = name ? strlen(name) : 0;
+  if (len == 0) return "a queue name may not be empty";
+  if (len > MB_QUEUE_NAME_MAX) return "a queue name may not be longer than 255 bytes";
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c < 0x21 || c > 0x7e) return "a queue name must be printable ASCII without spaces";
+  }
+  return NULL;
+}
+
+static const mb_transport_ops *const transports[] = {&mb_sqlite_transport};
+
+static int scheme_is(const char *url, const char *scheme) {
+  size_t n = strlen(scheme);
+  return strncmp(url, scheme, n) == 0 && strncmp(url + n, "://", 3) == 0;
+}
+
+int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
+                      const char *instance, mb_err *err) {
+  if (url == NULL) url = MB_DEFAULT_TRANSPORT;
+  *out = NULL;
+  for (size_t i = 0; i < sizeof transports / sizeof *transports; i++)
+    if (scheme_is(url, transports[i]->scheme))
+      return transports[i]->open(out, loop, url, instance, err);
+  if (scheme_is(url, "amqp") || scheme_is(url, "amqps"))
+    return mb_err_set(err, MB_EINVAL,
+                      "the RabbitMQ transport (amqp://) is not built yet: use sqlite://PATH "
+                      "or leave the transport unset for %s",
+                      MB_DEFAULT_TRANSPORT);
+  const char *colon = strstr(url, "://");
+  return mb_err_set(err, MB_EINVAL,
+                    "unknown transport scheme '%.*s': use sqlite://PATH (amqp:// comes later)",
+                    colon ? (int)(colon - url) : 16, url);
+}

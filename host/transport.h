@@ -1,0 +1,120 @@
+/* transport.h — the one interface every transport implements (DESIGN §5).
+ *
+ * Provides: the vtable (open, declare, dispatch, consume, complete, release, close) and
+ * the structs that cross it: outgoing messages, deliveries, the topology of an endpoint.
+ * The pipeline never knows which transport it runs on; a transport never knows Lua.
+ * Every call happens on the loop thread. A completion callback may run before the call
+ * that takes it returns (SQLite commits at once) or later from the loop (RabbitMQ waits
+ * for publisher confirms); callers must handle both.
+ *
+ * Implementations: transport/sqlite.c (sqlite://PATH, the embedded default). */
+#ifndef MOONBUS_TRANSPORT_H
+#define MOONBUS_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "envelope.h"
+#include "status.h"
+
+struct ev_loop;
+
+#define MB_DEFAULT_TRANSPORT "sqlite://./.moonbus/bus.db"
+#define MB_QUEUE_NAME_MAX 255
+
+typedef enum mb_route {
+  MB_ROUTE_QUEUE,  /* to the queue named by dest: commands, replies, error and audit copies */
+  MB_ROUTE_PUBLISH /* to every queue subscribed to env.type: events */
+} mb_route;
+
+typedef struct mb_outgoing {
+  mb_envelope env;
+  mb_route route;
+  char *dest;   /* queue name for MB_ROUTE_QUEUE; NULL for MB_ROUTE_PUBLISH */
+  double delay; /* seconds before it may be delivered; 0 = at once */
+} mb_outgoing;
+
+/* Outgoing messages live on the heap: init zeroes one, free releases its envelope, dest
+ * and the struct itself (NULL is fine). */
+void mb_outgoing_init(mb_outgoing *m);
+void mb_outgoing_free(mb_outgoing *m);
+
+typedef struct mb_delivery {
+  mb_envelope env;
+  char *queue;             /* the queue it was received from */
+  uint32_t delivery_count; /* durable count of deliveries, this one included (>= 1) */
+  char *problem;           /* non-NULL when the transport could not decode the envelope
+                              (e.g. malformed headers): the pipeline parks it as poison */
+  uint64_t tag;            /* the transport's handle (SQLite: the row's seq) */
+  void *transport_data;    /* owned by the transport; freed by complete/release */
+} mb_delivery;
+
+/* Frees the envelope, queue and problem (not transport_data) and the struct itself. */
+void mb_delivery_free(mb_delivery *d);
+
+typedef struct mb_topology {
+  const char *endpoint;               /* the endpoint's input queue */
+  const char *error_queue;            /* declared so that poison can always be parked */
+  const char *const *subscriptions;   /* event types the endpoint handles */
+  size_t n_subscriptions;
+  const char *const *owned;           /* event types the endpoint publishes */
+  size_t n_owned;
+} mb_topology;
+
+/* A delivery arrives; ownership of d passes to the callee, which must later call
+ * complete or release on it exactly once and then mb_delivery_free it. */
+typedef void (*mb_deliver_fn)(void *ud, mb_delivery *d);
+/* Outcome of dispatch/complete: MB_OK, or a status and a sentence naming the culprit. */
+typedef void (*mb_done_fn)(void *ud, int status, const char *error);
+
+typedef struct mb_transport mb_transport;
+
+typedef struct mb_transport_ops {
+  const char *scheme; /* "sqlite" */
+  /* Opens the transport named by url on loop. instance names this process in logs;
+   * a transport that leases messages makes its own lease token unique per open. */
+  int (*open)(mb_transport **out, struct ev_loop *loop, const char *url, const char *instance,
+              mb_err *err);
+  /* Creates the endpoint queue and the error queue, makes the endpoint's subscription
+   * set exactly topo->subscriptions, and claims topo->owned. An owned type claimed by
+   * another endpoint fails the whole declare with MB_EOWNER and changes nothing. */
+  int (*declare)(mb_transport *t, const mb_topology *topo, mb_err *err);
+  /* Sends messages now (outside a handler). MB_ROUTE_QUEUE to a queue that does not
+   * exist is MB_EUNROUTABLE naming the queue; nothing of the batch is sent then.
+   * done is called exactly once, unless dispatch itself returns an error. */
+  int (*dispatch)(mb_transport *t, mb_outgoing *const *msgs, size_t n, mb_done_fn done,
+                  void *ud, mb_err *err);
+  /* Starts delivering messages of queue to fn, at most max_in_flight not yet
+   * completed/released at once. */
+  int (*consume)(mb_transport *t, const char *queue, unsigned max_in_flight, mb_deliver_fn fn,
+                 void *ud, mb_err *err);
+  /* Stops new deliveries; in-flight ones may still be completed or released. */
+  void (*stop_consuming)(mb_transport *t);
+  /* A handler succeeded: sends outbox and acknowledges d, atomically where the transport
+   * can (SQLite: one transaction). MB_ELOST if d is no longer ours (its lease expired and
+   * another consumer took it): then nothing of the outbox is sent. done is called exactly
+   * once, unless complete itself returns an error. */
+  int (*complete)(mb_transport *t, mb_delivery *d, mb_outgoing *const *outbox, size_t n,
+                  mb_done_fn done, void *ud, mb_err *err);
+  /* A handler failed: d goes back to its queue, deliverable again after delay seconds;
+   * its delivery count is kept. */
+  int (*release)(mb_transport *t, mb_delivery *d, double delay, mb_err *err);
+  /* The endpoint that owns event type (out gets its name), or MB_ENOTFOUND. */
+  int (*owner_of)(mb_transport *t, const char *type, char *out, size_t outlen, mb_err *err);
+  /* Counts the messages of queue: ready now, and not yet visible (delayed or leased). */
+  int (*depth)(mb_transport *t, const char *queue, long *ready, long *later, mb_err *err);
+  /* Closes everything; leased in-flight deliveries become visible again at once. */
+  void (*close)(mb_transport *t);
+} mb_transport_ops;
+
+struct mb_transport {
+  const mb_transport_ops *ops;
+};
+
+/* Opens the transport for url (NULL: MB_DEFAULT_TRANSPORT), chosen by its scheme. */
+int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
+                      const char *instance, mb_err *err);
+/* Why a queue name is refused, or NULL: 1-255 bytes of printable ASCII, no spaces. */
+const char *mb_queue_name_problem(const char *name);
+
+#endif

@@ -1,0 +1,11 @@
+/* sqlite.h — the embedded SQLite transport (DESIGN §5): one WAL database file shared by
+ * every process of one machine. URL: sqlite://PATH[?synchronous=full|normal&lease=SECONDS]
+ * (sqlite:///abs/path or sqlite://./rel/path). */
+#ifndef MOONBUS_TRANSPORT_SQLITE_H
+#define MOONBUS_TRANSPORT_SQLITE_H
+
+#include "transport.h"
+
+extern const mb_transport_ops mb_sqlite_transport;
+
+#endif

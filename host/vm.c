@@ -1,0 +1,169 @@
+/* vm.c — one lua_State generation (see vm.h): open, load the endpoint script under a
+ * traceback handler, close. Owns the lua_State and nothing that outlives it.
+ * Never: resumes handler coroutines (sched.c does). */
+#include "vm.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lbus.h"
+
+struct mb_vm {
+  lua_State *L;
+  mb_runtime *rt;
+  char script[4096];
+  char dir[4096];
+};
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+static const char *modules_dir(void) {
+  const char *env = getenv("MOONBUS_MODULES");
+  return env && *env ? env : MOONBUS_MODULES_DIR;
+}
+
+/* DIR -> DIR/endpoint.lua; FILE -> FILE. Fills vm->script and vm->dir. */
+static int resolve(mb_vm *vm, const char *target, mb_err *err) {
+  struct stat st;
+  if (stat(target, &st) != 0)
+    return mb_err_set(err, MB_ENOTFOUND, "no such file or directory: %s", target);
+  if (S_ISDIR(st.st_mode)) {
+    snprintf(vm->dir, sizeof vm->dir, "%s", target);
+    snprintf(vm->script, sizeof vm->script, "%s/endpoint.lua", target);
+    if (stat(vm->script, &st) != 0)
+      return mb_err_set(err, MB_ENOTFOUND, "%s has no endpoint.lua", target);
+    return MB_OK;
+  }
+  snprintf(vm->script, sizeof vm->script, "%s", target);
+  snprintf(vm->dir, sizeof vm->dir, "%s", target);
+  char *slash = strrchr(vm->dir, '/');
+  if (slash) *slash = '\0';
+  else strcpy(vm->dir, ".");
+  return MB_OK;
+}
+
+/* package.path: the endpoint's folder, its parent (shared contracts), modules/. */
+static void set_paths(lua_State *L, const char *dir) {
+  lua_getglobal(L, "package");
+  const char *mods = modules_dir();
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/../?.lua;%s/../?/init.lua;%s/?.lua;%s/?/init.lua;",
+                  dir, dir, dir, dir, mods, mods);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  luaL_getsubtable(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_moonbus);
+  lua_setfield(L, -2, "moonbus");
+  lua_pushcfunction(L, luaopen_moonbus_host);
+  lua_setfield(L, -2, "moonbus.host");
+  lua_pop(L, 2);
+}
+
+static int load_script(mb_vm *vm, mb_err *err) {
+  lua_State *L = vm->L;
+  lua_pushcfunction(L, traceback);
+  int status = luaL_loadfile(L, vm->script);
+  if (status == LUA_OK) status = lua_pcall(L, 0, 0, -2);
+  if (status != LUA_OK) {
+    mb_err_set(err, MB_EINVAL, "%s", lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return MB_EINVAL;
+  }
+  lua_pop(L, 1);
+  return MB_OK;
+}
+
+/* Opens the bus inside a protected call (luaopen_moonbus may raise). */
+static int open_bus(lua_State *L) {
+  luaL_requiref(L, "moonbus", luaopen_moonbus, 0);
+  return 0;
+}
+
+mb_vm *mb_vm_open(mb_runtime *rt, const char *target, mb_err *err) {
+  mb_vm *vm = calloc(1, sizeof *vm);
+  if (vm == NULL) {
+    mb_err_set(err, MB_ENOMEM, "out of memory");
+    return NULL;
+  }
+  vm->rt = rt;
+  if (resolve(vm, target, err) != MB_OK) goto fail;
+  if ((vm->L = luaL_newstate()) == NULL) {
+    mb_err_set(err, MB_ENOMEM, "cannot create a Lua state");
+    goto fail;
+  }
+  luaL_openlibs(vm->L);
+  lua_pushlightuserdata(vm->L, rt);
+  lua_setfield(vm->L, LUA_REGISTRYINDEX, MB_REG_HOST_RUNTIME);
+  set_paths(vm->L, vm->dir);
+  lua_pushcfunction(vm->L, open_bus);
+  if (lua_pcall(vm->L, 0, 0, 0) != LUA_OK) {
+    mb_err_set(err, MB_EINVAL, "cannot open moonbus: %s", lua_tostring(vm->L, -1));
+    goto fail;
+  }
+  if (load_script(vm, err) != MB_OK) goto fail;
+  return vm;
+fail:
+  mb_vm_close(vm);
+  return NULL;
+}
+
+static mb_lbus *bus_of(mb_vm *vm) {
+  lua_getfield(vm->L, LUA_REGISTRYINDEX, MB_REG_STATE);
+  mb_lbus *bus = lua_touserdata(vm->L, -1);
+  lua_pop(vm->L, 1);
+  return bus;
+}
+
+void mb_vm_start_timers(mb_vm *vm) {
+  mb_lbus *bus = bus_of(vm);
+  if (bus) mb_ltimer_start_all(bus);
+}
+
+void mb_vm_stop_timers(mb_vm *vm) {
+  mb_lbus *bus = bus_of(vm);
+  if (bus) mb_ltimer_stop_all(bus);
+}
+
+const char *mb_vm_script(const mb_vm *vm) { return vm->script; }
+
+void mb_vm_close(mb_vm *vm) {
+  if (vm == NULL) return;
+  if (vm->L) lua_close(vm->L);
+  free(vm);
+}
+
+static int check_json(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "decode");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "the body must be a JSON object, got %s", luaL_typename(L, -1));
+  return 0;
+}
+
+int mb_vm_check_json(const char *json, mb_err *err) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return mb_err_set(err, MB_ENOMEM, "cannot create a Lua state");
+  luaL_openlibs(L);
+  lua_pushcfunction(L, check_json);
+  lua_pushstring(L, json);
+  int rc = MB_OK;
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    rc = mb_err_set(err, MB_EINVAL, "invalid JSON body: %s", lua_tostring(L, -1));
+  lua_close(L);
+  return rc;
+}
+
+const char *mb_vm_lua_release(void) { return LUA_RELEASE; }

@@ -1,0 +1,52 @@
+-- moonbus.testing — helpers for specs and tools that drive a real moonbus from plain Lua
+-- (stock lua5.4 or busted loading build/moonbus.so): a fresh bus on a fresh database,
+-- running the loop until idle, and a child host process. Nothing here is a mock: the
+-- messages go through the real C core and transport.
+local host = require "moonbus.host"
+
+local testing = {}
+
+-- A new empty directory.
+function testing.tmpdir()
+  local path = os.tmpname()
+  os.remove(path)
+  assert(os.execute("mkdir -p '" .. path .. "'"))
+  return path
+end
+
+-- A fresh transport URL: $MOONBUS_TEST_TRANSPORT if set, else a new SQLite file.
+function testing.url()
+  local url = os.getenv("MOONBUS_TEST_TRANSPORT")
+  if url and url ~= "" and not url:match("^sqlite") then return url end
+  return "sqlite://" .. testing.tmpdir() .. "/bus.db?synchronous=normal"
+end
+
+-- Forgets every contract, handler, endpoint and timer and opens a new bus on url (default:
+-- testing.url()). Returns the moonbus table and the url.
+function testing.fresh(url)
+  url = url or testing.url()
+  host.reset { transport = url }
+  return require "moonbus", url
+end
+
+-- Runs the loop until no message is ready or in flight (or `seconds` pass). Returns true
+-- if it went idle.
+function testing.run_until_idle(seconds)
+  return host.run { until_idle = true, seconds = seconds or 5 }
+end
+
+-- Runs the loop until predicate() is true (or `seconds` pass). Returns true if it was.
+function testing.run_until(predicate, seconds)
+  return host.run { ["until"] = predicate, seconds = seconds or 5 }
+end
+
+-- Runs the loop for exactly `seconds` (timers, delayed messages).
+function testing.run_for(seconds)
+  host.run { seconds = seconds }
+end
+
+testing.host = host
+testing.counters = host.counters
+testing.depth = host.depth
+
+return testing

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# run-example.sh — `make run`: starts every endpoint of an example system as its own host
+# process on the embedded SQLite default, shows their logs interleaved, and stops them all
+# on Ctrl-C (SIGINT/SIGTERM), letting in-flight handlers finish.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+EXAMPLE=${1:-examples/orders}
+MOONBUS=${MOONBUS:-build/moonbus}
+pids=()
+
+stop() {
+  trap - INT TERM
+  echo "stopping ${#pids[@]} endpoints..." >&2
+  kill -TERM "${pids[@]}" 2>/dev/null
+  wait "${pids[@]}" 2>/dev/null
+  exit 0
+}
+trap stop INT TERM
+
+# endpoints that only receive first, so their queues exist before anyone sends to them
+for dir in $(ls -d "$EXAMPLE"/*/ | sort); do
+  [ -f "$dir/endpoint.lua" ] || continue
+  "$MOONBUS" run "$dir" &
+  pids+=($!)
+done
+echo "running ${#pids[@]} endpoints of $EXAMPLE; Ctrl-C stops them" >&2
+wait "${pids[@]}"
