@@ -1,0 +1,15 @@
+-- The messages of the orders system, shared by every endpoint (require "contracts").
+-- Each type is declared once with its kind; the schema is checked on send and receive.
+local bus = require "moonbus"
+
+-- commands: sent to the one endpoint that handles them
+bus.command("sales.PlaceOrder", { order_id = "string", customer = "string", total = "number" })
+bus.command("billing.ChargeCard", { order_id = "string", amount = "number" })
+
+-- replies: plain messages back to whoever sent the command
+bus.message("billing.CardCharged", { order_id = "string", receipt = "string" })
+
+-- events: published by their one owner, delivered to every subscriber
+bus.event("sales.OrderPlaced", { order_id = "string", customer = "string", total = "number" })
+
+return bus

@@ -1,0 +1,43 @@
+-- sales: takes orders, has the card charged by billing, and announces placed orders.
+local bus = require "moonbus"
+require "contracts"
+
+bus.endpoint {
+  name = "sales",
+  routes = {
+    ["sales.PlaceOrder"] = "sales",     -- the shop front is simulated by a timer below
+    ["billing.ChargeCard"] = "billing",
+  },
+  publishes = { "sales.OrderPlaced" },
+  concurrency = 8,
+}
+
+local pending = {} -- order_id -> order, until billing replies (lost on restart: a demo)
+
+bus.handle("sales.PlaceOrder", function(order)
+  pending[order.order_id] = order
+  bus.log.info("order %s from %s for %.2f: charging the card", order.order_id, order.customer,
+    order.total)
+  bus.send("billing.ChargeCard", { order_id = order.order_id, amount = order.total })
+end)
+
+bus.handle("billing.CardCharged", function(charged, ctx)
+  local order = pending[charged.order_id] or { customer = "?", total = 0 }
+  pending[charged.order_id] = nil
+  bus.log.info("order %s paid (receipt %s, conversation %s)", charged.order_id, charged.receipt,
+    ctx.conversation_id)
+  bus.publish("sales.OrderPlaced", {
+    order_id = charged.order_id, customer = order.customer, total = order.total,
+  })
+end)
+
+local customers = { "ada", "grace", "linus", "barbara" }
+local n = 0
+bus.every(2, function()
+  n = n + 1
+  bus.send("sales.PlaceOrder", {
+    order_id = string.format("o-%d-%d", os.time(), n),
+    customer = customers[n % #customers + 1],
+    total = 10 + n,
+  })
+end)
