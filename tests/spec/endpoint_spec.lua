@@ -1,0 +1,65 @@
+-- bus.endpoint: options, defaults, and errors that say what to do instead.
+local testing = require "moonbus.testing"
+
+local function err_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return tostring(err)
+end
+
+describe("bus.endpoint", function()
+  local bus
+  before_each(function() bus = testing.fresh() end)
+
+  it("accepts every documented option", function()
+    bus.event("s.Evt")
+    assert.has_no.errors(function()
+      bus.endpoint {
+        name = "s", routes = { ["x.Cmd"] = "x" }, publishes = { "s.Evt" }, concurrency = 4,
+        retries = { immediate = 1, delayed = 2, delay = 3 }, errors = "errs", audit = false,
+        max_body = 1024, queue_type = "classic",
+      }
+    end)
+  end)
+
+  it("requires a name", function()
+    assert.matches("name is required", err_of(bus.endpoint, { concurrency = 2 }), 1, true)
+  end)
+
+  it("names an unknown option", function()
+    assert.matches("unknown option 'concurency'",
+      err_of(bus.endpoint, { name = "s", concurency = 2 }), 1, true)
+  end)
+
+  it("refuses a bad concurrency", function()
+    assert.matches("concurrency must be a whole number from 1 to 10000",
+      err_of(bus.endpoint, { name = "s", concurrency = 0 }), 1, true)
+  end)
+
+  it("refuses a queue name with a space", function()
+    assert.matches("bus.endpoint: name 'my queue'", err_of(bus.endpoint, { name = "my queue" }),
+      1, true)
+  end)
+
+  it("refuses publishing an undeclared type, naming it", function()
+    assert.matches("s.Nope is not declared",
+      err_of(bus.endpoint, { name = "s", publishes = { "s.Nope" } }), 1, true)
+  end)
+
+  it("refuses publishing a command, saying commands are sent", function()
+    bus.command("s.Do")
+    assert.matches("publishes lists s.Do, which is a command: only events are published",
+      err_of(bus.endpoint, { name = "s", publishes = { "s.Do" } }), 1, true)
+  end)
+
+  it("allows one endpoint per script", function()
+    bus.endpoint { name = "one" }
+    assert.matches("endpoint one is already declared", err_of(bus.endpoint, { name = "two" }),
+      1, true)
+  end)
+
+  it("refuses routes that are not a table", function()
+    assert.matches("routes must be a table",
+      err_of(bus.endpoint, { name = "s", routes = "billing" }), 1, true)
+  end)
+end)

@@ -1,0 +1,141 @@
+-- Handlers: failures lose nothing and emit nothing, poison is parked with the reason,
+-- ctx lives as long as its handler, and counters return to zero.
+local testing = require "moonbus.testing"
+local support = require "support"
+
+describe("handlers", function()
+  local bus, url
+  before_each(function()
+    bus, url = testing.fresh()
+    bus.command("h.Do", { n = "number" })
+    bus.command("h.Next")
+    bus.endpoint { name = "h", routes = { ["h.Do"] = "h", ["h.Next"] = "h" } }
+  end)
+
+  it("a handler that raises emits nothing and its message comes back", function()
+    local attempts, nexts = {}, 0
+    bus.handle("h.Do", function(_, ctx)
+      attempts[#attempts + 1] = ctx.attempt
+      bus.send("h.Next", {})
+      if ctx.attempt < 3 then error("database is down") end
+    end)
+    bus.handle("h.Next", function() nexts = nexts + 1 end)
+    bus.send("h.Do", { n = 1 })
+    assert.is_true(testing.run_until(function() return nexts > 0 end, 10))
+    testing.run_until_idle(2)
+    assert.same({ 1, 2, 3 }, attempts)
+    assert.equal(1, nexts) -- only the successful attempt's message left
+    assert.equal(0, (testing.depth("h")))
+    assert.equal(0, (testing.depth("error")))
+  end)
+
+  it("bus.unrecoverable parks the message at once with the reason", function()
+    local calls = 0
+    bus.handle("h.Do", function()
+      calls = calls + 1
+      error(bus.unrecoverable("order has no lines"))
+    end)
+    bus.send("h.Do", { n = 1 })
+    testing.run_until(function() return (testing.depth("error")) == 1 end)
+    assert.equal(1, calls)
+    local headers = support.sql(url, "select headers from messages where queue='error'")
+    assert.matches('"moonbus.exception.message":"[^"]*order has no lines"', headers)
+    assert.matches('"moonbus.failed.queue":"h"', headers, 1, true)
+  end)
+
+  it("bus.is_unrecoverable tells the bus's error values apart", function()
+    assert.is_true(bus.is_unrecoverable(bus.unrecoverable("x")))
+    assert.is_false(bus.is_unrecoverable("x"))
+    assert.is_false(bus.is_unrecoverable({}))
+    assert.matches("unrecoverable: .*x$", tostring(bus.unrecoverable("x")))
+  end)
+
+  local poison = {
+    { "malformed JSON", "h.Do", "{not json", "the body is not valid JSON" },
+    { "a body that is not an object", "h.Do", "[1,2]", "schema violation" },
+    { "a schema violation on receive", "h.Do", '{"n":"one"}', "field 'n' must be a number" },
+    { "an unknown type", "h.Unknown", "{}", "endpoint h does not know type h.Unknown" },
+    { "a type with no handler", "h.Next", "{}", "endpoint h has no handler for h.Next" },
+  }
+  for _, case in ipairs(poison) do
+    it("parks " .. case[1] .. " without running a handler", function()
+      local ran = false
+      bus.handle("h.Do", function() ran = true end)
+      local id = "01900000-0000-7000-8000-0000000000aa"
+      testing.host.start()
+      support.inject(url, "h", id, case[2], '{"moonbus.kind":"command"}', case[3])
+      testing.run_until(function() return (testing.depth("error")) == 1 end)
+      assert.is_false(ran)
+      assert.equal(id, support.sql(url, "select id from messages where queue='error'"))
+      assert.equal(case[3], support.sql(url, "select body from messages where queue='error'"))
+      local headers = support.sql(url, "select headers from messages where queue='error'")
+      assert.matches(case[4], headers, 1, true)
+    end)
+  end
+
+  it("parks a message with malformed headers", function()
+    testing.host.start()
+    support.inject(url, "h", "01900000-0000-7000-8000-0000000000ab", "h.Do", '{"a":{"b":"c"}}', '{"n":1}')
+    testing.run_until(function() return (testing.depth("error")) == 1 end)
+    assert.matches("malformed envelope", support.sql(url, "select headers from messages where queue='error'"), 1, true)
+  end)
+
+  it("runs every handler of a type, in order", function()
+    local order = {}
+    bus.handle("h.Do", function() order[#order + 1] = "first" end)
+    bus.handle("h.Do", function() order[#order + 1] = "second" end)
+    bus.send("h.Do", { n = 1 })
+    testing.run_until(function() return #order == 2 end)
+    assert.same({ "first", "second" }, order)
+  end)
+
+  it("ctx used after its handler ended raises a clear error", function()
+    local saved
+    bus.handle("h.Do", function(_, ctx) saved = ctx end)
+    bus.send("h.Do", { n = 1 })
+    testing.run_until(function() return saved ~= nil end)
+    testing.run_until_idle(1)
+    assert.matches("ctx is used after its handler ended", support.err_of(function() return saved.id end), 1, true)
+  end)
+
+  it("ctx is read-only and names unknown fields", function()
+    local errs
+    bus.handle("h.Do", function(_, ctx)
+      errs = { support.err_of(function() ctx.id = "x" end), support.err_of(function() return ctx.nope end) }
+    end)
+    bus.send("h.Do", { n = 1 })
+    testing.run_until(function() return errs ~= nil end)
+    assert.matches("ctx is read-only", errs[1], 1, true)
+    assert.matches("ctx has no field 'nope'", errs[2], 1, true)
+  end)
+
+  it("a handler that yields outside a bus call fails instead of hanging", function()
+    local calls = 0
+    bus.handle("h.Do", function(_, ctx)
+      calls = calls + 1
+      if ctx.attempt == 1 then coroutine.yield() end
+    end)
+    bus.send("h.Do", { n = 1 })
+    testing.run_until(function() return calls == 2 end, 5)
+    assert.equal(2, calls)
+  end)
+
+  it("counters return to zero when idle", function()
+    bus.handle("h.Do", function() bus.send("h.Next", {}) end)
+    bus.handle("h.Next", function() end)
+    for i = 1, 50 do bus.send("h.Do", { n = i }) end
+    assert.is_true(testing.run_until_idle(10))
+    local c = testing.counters()
+    assert.equal(0, c.coroutines)
+    assert.equal(0, c.in_flight)
+    assert.equal(100, c.handled)
+  end)
+
+  it("ctx:reply with a command says replies are messages", function()
+    local err
+    bus.handle("h.Do", function(_, ctx) err = support.err_of(ctx.reply, ctx, "h.Next", {}) end)
+    bus.send("h.Do", { n = 1 })
+    testing.run_until(function() return err ~= nil end)
+    assert.matches("ctx:reply: h.Next is a command: a reply is a message", err, 1, true)
+  end)
+end)
