@@ -1,0 +1,349 @@
+/* test_sqlite.c — the SQLite transport through its vtable, on a real database file in a
+ * fresh folder: topology and ownership, dispatch and unroutable sends, leases, complete
+ * with outbox, release with delay, lost leases, malformed rows, and close giving leased
+ * messages back. */
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "transport.h"
+#include "unit.h"
+
+static char dir[] = "/tmp/moonbus-unit-XXXXXX";
+static char url[256];
+static struct ev_loop *loop;
+
+typedef struct inbox {
+  mb_delivery *got[64];
+  int n;
+} inbox;
+
+static void on_delivery(void *ud, mb_delivery *d) {
+  inbox *in = ud;
+  if (in->n < 64) in->got[in->n++] = d;
+}
+
+static int done_status;
+static int done_calls;
+static void on_done(void *ud, int status, const char *error) {
+  (void)ud;
+  (void)error;
+  done_status = status;
+  done_calls++;
+}
+
+static mb_transport *open_fresh(const char *name, const char *options) {
+  snprintf(url, sizeof url, "sqlite://%s/%s.db%s", dir, name, options);
+  mb_transport *t = NULL;
+  mb_err err;
+  int rc = mb_transport_open(&t, loop, url, "unit", &err);
+  if (rc != MB_OK) printf("#   open %s: %s\n", url, err.msg);
+  return t;
+}
+
+static mb_transport *reopen(void) {
+  mb_transport *t = NULL;
+  mb_err err;
+  return mb_transport_open(&t, loop, url, "unit", &err) == MB_OK ? t : NULL;
+}
+
+static int declare(mb_transport *t, const char *endpoint, const char *sub, const char *owned,
+                   mb_err *err) {
+  const char *subs[] = {sub}, *own[] = {owned};
+  mb_topology topo = {endpoint, "error", subs, sub ? 1 : 0, own, owned ? 1 : 0};
+  return t->ops->declare(t, &topo, err);
+}
+
+static mb_outgoing *message(const char *type, const char *dest, const char *body) {
+  mb_outgoing *m = malloc(sizeof *m);
+  mb_outgoing_init(m);
+  mb_uuidv7(m->env.id);
+  mb_envelope_set_type(&m->env, type);
+  mb_headers_set(&m->env.headers, MB_H_KIND, dest ? "command" : "event");
+  mb_envelope_set_body(&m->env, body, strlen(body));
+  m->route = dest ? MB_ROUTE_QUEUE : MB_ROUTE_PUBLISH;
+  m->dest = dest ? strdup(dest) : NULL;
+  return m;
+}
+
+static int send_one(mb_transport *t, mb_outgoing *m, mb_err *err) {
+  done_calls = 0;
+  int rc = t->ops->dispatch(t, &m, 1, on_done, NULL, err);
+  mb_outgoing_free(m);
+  return rc;
+}
+
+/* Runs the loop until in has n deliveries or a second passes. */
+static void run_until(inbox *in, int n) {
+  for (int i = 0; i < 100 && in->n < n; i++) {
+    ev_run(loop, EVRUN_NOWAIT);
+    if (in->n < n) usleep(10000);
+  }
+}
+
+static long depth_ready(mb_transport *t, const char *queue) {
+  long ready = -1, later = -1;
+  mb_err err;
+  t->ops->depth(t, queue, &ready, &later, &err);
+  return ready;
+}
+
+static void test_dispatch_and_receive_roundtrip(void) {
+  mb_transport *t = open_fresh("roundtrip", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  mb_outgoing *m = message("a.Do", "a", "{\"x\":1}");
+  char id[MB_ID_LEN + 1];
+  strcpy(id, m->env.id);
+  mb_headers_set(&m->env.headers, "x-user", "value \"quoted\"");
+  mb_envelope_set_correlation_id(&m->env, "corr-1");
+  mb_envelope_set_reply_to(&m->env, "b");
+  CHECK(send_one(t, m, &err) == MB_OK && done_calls == 1 && done_status == MB_OK);
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 1);
+  CHECK(in.n == 1);
+  if (in.n == 1) {
+    mb_delivery *d = in.got[0];
+    CHECK(strcmp(d->env.id, id) == 0);
+    CHECK(strcmp(d->env.type, "a.Do") == 0);
+    CHECK(strcmp(d->env.body, "{\"x\":1}") == 0 && d->env.body_len == 7);
+    CHECK(strcmp(d->env.correlation_id, "corr-1") == 0);
+    CHECK(strcmp(d->env.reply_to, "b") == 0);
+    CHECK(strcmp(mb_headers_get(&d->env.headers, "x-user"), "value \"quoted\"") == 0);
+    CHECK(d->delivery_count == 1 && d->problem == NULL && strcmp(d->queue, "a") == 0);
+    done_calls = 0;
+    CHECK(t->ops->complete(t, d, NULL, 0, on_done, NULL, &err) == MB_OK && done_calls == 1);
+    mb_delivery_free(d);
+  }
+  CHECK(depth_ready(t, "a") == 0);
+  t->ops->close(t);
+}
+
+static void test_unroutable_send_names_the_queue_and_sends_nothing(void) {
+  mb_transport *t = open_fresh("unroutable", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  mb_outgoing *batch[2] = {message("a.Do", "a", "{}"), message("b.Do", "nowhere", "{}")};
+  done_calls = 0;
+  int rc = t->ops->dispatch(t, batch, 2, on_done, NULL, &err);
+  CHECK(rc == MB_EUNROUTABLE && done_calls == 0);
+  CHECK(strstr(err.msg, "no queue named 'nowhere'") != NULL);
+  CHECK(strstr(err.msg, batch[1]->env.id) != NULL);
+  CHECK(depth_ready(t, "a") == 0); /* the whole batch or nothing */
+  mb_outgoing_free(batch[0]);
+  mb_outgoing_free(batch[1]);
+  t->ops->close(t);
+}
+
+static void test_publish_reaches_every_subscriber(void) {
+  mb_transport *t = open_fresh("publish", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "sales", NULL, "sales.Placed", &err) == MB_OK);
+  CHECK(declare(t, "billing", "sales.Placed", NULL, &err) == MB_OK);
+  CHECK(declare(t, "shipping", "sales.Placed", NULL, &err) == MB_OK);
+  CHECK(send_one(t, message("sales.Placed", NULL, "{}"), &err) == MB_OK);
+  CHECK(depth_ready(t, "billing") == 1 && depth_ready(t, "shipping") == 1);
+  CHECK(depth_ready(t, "sales") == 0);
+  /* declaring again without the subscription drops it */
+  CHECK(declare(t, "shipping", NULL, NULL, &err) == MB_OK);
+  CHECK(send_one(t, message("sales.Placed", NULL, "{}"), &err) == MB_OK);
+  CHECK(depth_ready(t, "billing") == 2 && depth_ready(t, "shipping") == 1);
+  t->ops->close(t);
+}
+
+static void test_second_publisher_is_refused_with_the_owner(void) {
+  mb_transport *t = open_fresh("owner", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "sales", NULL, "sales.Placed", &err) == MB_OK);
+  CHECK(declare(t, "sales", NULL, "sales.Placed", &err) == MB_OK); /* idempotent */
+  int rc = declare(t, "billing", NULL, "sales.Placed", &err);
+  CHECK(rc == MB_EOWNER);
+  CHECK(strstr(err.msg, "sales.Placed is published by endpoint sales") != NULL);
+  CHECK(strstr(err.msg, "billing") != NULL);
+  char owner[64];
+  CHECK(t->ops->owner_of(t, "sales.Placed", owner, sizeof owner, &err) == MB_OK);
+  CHECK(strcmp(owner, "sales") == 0);
+  CHECK(t->ops->owner_of(t, "nobody.Owns", owner, sizeof owner, &err) == MB_ENOTFOUND);
+  /* the refused declare changed nothing: billing's queue was not created */
+  mb_err e2;
+  CHECK(send_one(t, message("x.Do", "billing", "{}"), &e2) == MB_EUNROUTABLE);
+  t->ops->close(t);
+}
+
+static void test_release_with_delay_and_count_kept(void) {
+  mb_transport *t = open_fresh("release", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 1);
+  CHECK(in.n == 1);
+  if (in.n != 1) return;
+  CHECK(t->ops->release(t, in.got[0], 0.3, &err) == MB_OK);
+  mb_delivery_free(in.got[0]);
+  long ready = -1, later = -1;
+  t->ops->depth(t, "a", &ready, &later, &err);
+  CHECK(ready == 0 && later == 1);
+  in.n = 0;
+  run_until(&in, 1);
+  CHECK(in.n == 1);
+  if (in.n == 1) {
+    CHECK(in.got[0]->delivery_count == 2);
+    CHECK(t->ops->complete(t, in.got[0], NULL, 0, on_done, NULL, &err) == MB_OK);
+    mb_delivery_free(in.got[0]);
+  }
+  t->ops->close(t);
+}
+
+static void test_complete_sends_outbox_atomically(void) {
+  mb_transport *t = open_fresh("outbox", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  CHECK(declare(t, "b", NULL, NULL, &err) == MB_OK);
+  CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 1);
+  if (in.n != 1) {
+    CHECK(in.n == 1);
+    return;
+  }
+  mb_outgoing *bad[2] = {message("b.Do", "b", "{}"), message("c.Do", "nowhere", "{}")};
+  CHECK(t->ops->complete(t, in.got[0], bad, 2, on_done, NULL, &err) == MB_EUNROUTABLE);
+  CHECK(depth_ready(t, "b") == 0); /* nothing of a failed outbox leaves */
+  mb_outgoing *good[1] = {bad[0]};
+  done_calls = 0;
+  CHECK(t->ops->complete(t, in.got[0], good, 1, on_done, NULL, &err) == MB_OK);
+  CHECK(done_calls == 1 && depth_ready(t, "b") == 1);
+  long ready, later;
+  t->ops->depth(t, "a", &ready, &later, &err);
+  CHECK(ready == 0 && later == 0);
+  mb_outgoing_free(bad[0]);
+  mb_outgoing_free(bad[1]);
+  mb_delivery_free(in.got[0]);
+  t->ops->close(t);
+}
+
+/* t1 leases a message and then hangs (its loop stops, so its lease is not renewed);
+ * after the lease runs out t2 takes the message, and t1's late ack is refused. */
+static void test_expired_lease_is_lost_to_another_consumer(void) {
+  mb_transport *t1 = open_fresh("lease", "?synchronous=normal&lease=1");
+  struct ev_loop *main_loop = loop;
+  loop = ev_loop_new(EVFLAG_AUTO);
+  mb_transport *t2 = reopen();
+  mb_err err;
+  CHECK(t1 && t2 && declare(t1, "a", NULL, NULL, &err) == MB_OK);
+  CHECK(send_one(t1, message("a.Do", "a", "{}"), &err) == MB_OK);
+  inbox in1 = {0}, in2 = {0};
+  struct ev_loop *loop2 = loop;
+  loop = main_loop;
+  CHECK(t1->ops->consume(t1, "a", 8, on_delivery, &in1, &err) == MB_OK);
+  run_until(&in1, 1);
+  CHECK(in1.n == 1);
+  usleep(1200000);
+  loop = loop2;
+  CHECK(t2->ops->consume(t2, "a", 8, on_delivery, &in2, &err) == MB_OK);
+  run_until(&in2, 1);
+  CHECK(in2.n == 1);
+  if (in1.n == 1 && in2.n == 1) {
+    CHECK(in2.got[0]->delivery_count == 2);
+    int rc = t1->ops->complete(t1, in1.got[0], NULL, 0, on_done, NULL, &err);
+    CHECK(rc == MB_ELOST && strstr(err.msg, in1.got[0]->env.id) && strstr(err.msg, "'a'"));
+    CHECK(t2->ops->complete(t2, in2.got[0], NULL, 0, on_done, NULL, &err) == MB_OK);
+  }
+  for (int i = 0; i < in1.n; i++) mb_delivery_free(in1.got[i]);
+  for (int i = 0; i < in2.n; i++) mb_delivery_free(in2.got[i]);
+  t2->ops->close(t2);
+  ev_loop_destroy(loop2);
+  loop = main_loop;
+  t1->ops->close(t1);
+}
+
+static void test_close_gives_leased_messages_back(void) {
+  mb_transport *t = open_fresh("close", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 2, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 2);
+  CHECK(in.n == 2); /* max_in_flight holds back the third */
+  for (int i = 0; i < in.n; i++) mb_delivery_free(in.got[i]);
+  t->ops->close(t);
+  t = reopen();
+  CHECK(t && depth_ready(t, "a") == 3);
+  if (t) t->ops->close(t);
+}
+
+static void test_malformed_headers_are_delivered_as_a_problem(void) {
+  mb_transport *t = open_fresh("malformed", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd,
+           "sqlite3 %s/malformed.db \"insert into messages(queue,id,type,headers,body,"
+           "visible_at) values('a','bad-id','a.Do','{\\\"k\\\":{\\\"n\\\":1}}','{}',0)\"",
+           dir);
+  CHECK(system(cmd) == 0);
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 1);
+  CHECK(in.n == 1);
+  if (in.n == 1) {
+    CHECK(in.got[0]->problem != NULL && strstr(in.got[0]->problem, "malformed headers"));
+    CHECK(strcmp(in.got[0]->env.id, "bad-id") == 0);
+    CHECK(t->ops->complete(t, in.got[0], NULL, 0, on_done, NULL, &err) == MB_OK);
+    mb_delivery_free(in.got[0]);
+  }
+  t->ops->close(t);
+}
+
+static void test_bad_urls_are_refused_with_the_reason(void) {
+  mb_transport *t = NULL;
+  mb_err err;
+  CHECK(mb_transport_open(&t, loop, "sqlite://", "u", &err) == MB_EINVAL);
+  CHECK(strstr(err.msg, "names no file") != NULL);
+  CHECK(mb_transport_open(&t, loop, "sqlite:///tmp/x.db?lease=0", "u", &err) == MB_EINVAL);
+  CHECK(strstr(err.msg, "lease=0") != NULL);
+  CHECK(mb_transport_open(&t, loop, "sqlite:///tmp/x.db?bogus=1", "u", &err) == MB_EINVAL);
+  CHECK(mb_transport_open(&t, loop, "amqp://guest:secret@localhost/", "u", &err) == MB_EINVAL);
+  CHECK(strstr(err.msg, "secret") == NULL);
+  CHECK(mb_transport_open(&t, loop, "redis://x", "u", &err) == MB_EINVAL);
+  CHECK(strstr(err.msg, "unknown transport scheme 'redis'") != NULL);
+  CHECK(t == NULL);
+}
+
+static void test_queue_names_are_checked(void) {
+  CHECK(mb_queue_name_problem("sales") == NULL);
+  CHECK(mb_queue_name_problem("") != NULL);
+  CHECK(mb_queue_name_problem("has space") != NULL);
+  char long_name[300];
+  memset(long_name, 'q', 256);
+  long_name[256] = '\0';
+  CHECK(mb_queue_name_problem(long_name) != NULL);
+}
+
+int main(void) {
+  if (mkdtemp(dir) == NULL) return 2;
+  loop = ev_loop_new(EVFLAG_AUTO);
+  RUN(test_dispatch_and_receive_roundtrip);
+  RUN(test_unroutable_send_names_the_queue_and_sends_nothing);
+  RUN(test_publish_reaches_every_subscriber);
+  RUN(test_second_publisher_is_refused_with_the_owner);
+  RUN(test_release_with_delay_and_count_kept);
+  RUN(test_complete_sends_outbox_atomically);
+  RUN(test_expired_lease_is_lost_to_another_consumer);
+  RUN(test_close_gives_leased_messages_back);
+  RUN(test_malformed_headers_are_delivered_as_a_problem);
+  RUN(test_bad_urls_are_refused_with_the_reason);
+  RUN(test_queue_names_are_checked);
+  ev_loop_destroy(loop);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) return 2;
+  return unit_done();
+}
