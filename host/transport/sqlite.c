@@ -18,6 +18,7 @@
 #include "transport/sqlite.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ev.h>
 #include <limits.h>
 #include <sqlite3.h>
@@ -112,6 +113,8 @@ typedef struct sqlite_transport {
   ev_io changes;
   int inotify_fd;
   int64_t busy_since; /* when the current wait for a lock began (usec) */
+  int bell_fd;        /* PATH-bell: written after each commit that others should see */
+  int bell_broken;    /* a failed ring was logged once */
 } sqlite_transport;
 
 static int64_t now_ms(void) { return mb_now_usec() / 1000; }
@@ -119,6 +122,16 @@ static int64_t now_ms(void) { return mb_now_usec() / 1000; }
 static void random_u32(unsigned *out) {
   if (getrandom(out, sizeof *out, GRND_NONBLOCK) != (ssize_t)sizeof *out)
     *out = (unsigned)mb_now_usec();
+}
+
+/* A process watching the folder learns of a commit from the WAL write, but that write
+ * lands before the commit is visible to readers; so after committing, each writer also
+ * "rings" a small bell file, whose change arrives when the rows can be seen. */
+static void ring(sqlite_transport *t) {
+  if (t->bell_fd < 0 || pwrite(t->bell_fd, "!", 1, 0) == 1 || t->bell_broken) return;
+  t->bell_broken = 1;
+  mb_log(MB_WARN, NULL, NULL, NULL, "cannot write %s-bell (%s): other processes will see new "
+         "messages within %.0f s instead of at once", t->path, strerror(errno), SAFETY_POLL);
 }
 
 /* --- statements ------------------------------------------------------------------------ */
@@ -229,6 +242,7 @@ static int sqlite_dispatch(mb_transport *base, mb_outgoing *const *msgs, size_t 
     rollback(t);
     return rc;
   }
+  ring(t);
   done(ud, MB_OK, NULL);
   return MB_OK;
 }
@@ -294,6 +308,7 @@ static int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *cons
   if (rc != MB_OK) rollback(t);
   if (rc == MB_ELOST) lease_drop(t, d); /* nothing more to do with it */
   if (rc != MB_OK) return rc;
+  if (n) ring(t);
   lease_drop(t, d);
   done(ud, MB_OK, NULL);
   return MB_OK;
@@ -306,6 +321,7 @@ static int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_e
   bind_text(s, 2, t->token);
   sqlite3_bind_int64(s, 3, now_ms() + (int64_t)(delay * 1000.0));
   int rc = exec_stmt(t, s, err, "releasing a message");
+  if (rc == MB_OK) ring(t);
   lease_drop(t, d);
   return rc;
 }
@@ -749,7 +765,12 @@ static int open_db(sqlite_transport *t, int sync_full, mb_err *err) {
     return db_fail(t, err, "setting the busy handler");
   rc = setup_schema(t, sync_full, err);
   if (rc == MB_OK) rc = prepare_all(t, err);
-  return rc;
+  if (rc != MB_OK) return rc;
+  char bell[PATH_MAX];
+  snprintf(bell, sizeof bell, "%s-bell", t->path);
+  if ((t->bell_fd = open(bell, O_WRONLY | O_CREAT | O_CLOEXEC, 0664)) < 0)
+    return mb_err_set(err, MB_EIO, "cannot open %s: %s", bell, strerror(errno));
+  return MB_OK;
 }
 
 static void init_watchers(sqlite_transport *t) {
@@ -759,6 +780,7 @@ static void init_watchers(sqlite_transport *t) {
   ev_timer_init(&t->renew, renew_leases, every, every);
   t->poll_soon.data = t->wake.data = t->renew.data = t;
   t->inotify_fd = -1;
+  t->bell_fd = -1;
 }
 
 static void sqlite_close(mb_transport *base);
@@ -794,6 +816,7 @@ static void release_all(sqlite_transport *t) {
   mb_err err;
   if (exec_stmt(t, s, &err, "releasing in-flight messages") != MB_OK)
     mb_log(MB_WARN, t->queue, NULL, NULL, "%s: their leases will expire instead", err.msg);
+  else ring(t);
   while (t->leases) {
     lease *l = t->leases;
     t->leases = l->next;
@@ -810,6 +833,7 @@ static void sqlite_close(mb_transport *base) {
   if (t->db && sqlite3_close(t->db) != SQLITE_OK)
     mb_log(MB_WARN, NULL, NULL, NULL, "sqlite %s did not close cleanly: %s", t->path,
            sqlite3_errmsg(t->db));
+  if (t->bell_fd >= 0) close(t->bell_fd);
   free(t->queue);
   free(t->path);
   free(t->dir);
