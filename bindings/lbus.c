@@ -10,6 +10,16 @@
 
 #include "log.h"
 
+void *mb_lbus_new_guarded(lua_State *L, size_t size, lua_CFunction gc) {
+  void *p = lua_newuserdatauv(L, size, 0);
+  memset(p, 0, size);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  return p;
+}
+
 mb_lbus *mb_lbus_get(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_STATE);
   mb_lbus *bus = lua_touserdata(L, -1);
@@ -299,12 +309,7 @@ static void open_state(lua_State *L) {
   lua_pop(L, 1);
   open_json(L);
   open_metatables(L);
-  mb_lbus *bus = lua_newuserdatauv(L, sizeof *bus, 0);
-  memset(bus, 0, sizeof *bus);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, state_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  mb_lbus *bus = mb_lbus_new_guarded(L, sizeof *bus, state_gc);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   bus->main = lua_tothread(L, -1);
   lua_pop(L, 1);

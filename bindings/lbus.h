@@ -35,6 +35,9 @@ typedef struct mb_lbus {
 
 /* The bus of this Lua state. [-0, +0, e] */
 mb_lbus *mb_lbus_get(lua_State *L);
+/* A zeroed userdata of size bytes whose __gc is gc: C memory that an error unwinding the
+ * stack cannot leak. [-0, +1, m] */
+void *mb_lbus_new_guarded(lua_State *L, size_t size, lua_CFunction gc);
 
 /* --- lbus.c ---------------------------------------------------------------------- */
 int luaopen_moonbus(lua_State *L);

@@ -34,12 +34,7 @@ static int headers_gc(lua_State *L) {
 /* The caller's headers, copied into a userdata that frees them if an error unwinds.
  * [-0, +1, e] */
 static mb_headers *read_headers(lua_State *L, int idx, const char *fn) {
-  mb_headers *h = lua_newuserdatauv(L, sizeof *h, 0);
-  memset(h, 0, sizeof *h);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, headers_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  mb_headers *h = mb_lbus_new_guarded(L, sizeof *h, headers_gc);
   if (lua_isnil(L, idx)) return h;
   if (!lua_istable(L, idx)) luaL_error(L, "%s: headers must be a table of strings", fn);
   lua_pushnil(L);

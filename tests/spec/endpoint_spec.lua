@@ -1,11 +1,7 @@
 -- bus.endpoint: options, defaults, and errors that say what to do instead.
 local testing = require "moonbus.testing"
 
-local function err_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(err)
-end
+local err_of = require("support").err_of
 
 describe("bus.endpoint", function()
   local bus

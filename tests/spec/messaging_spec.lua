@@ -2,11 +2,7 @@
 -- what a handler receives, where messages go, and the opinions.
 local testing = require "moonbus.testing"
 
-local function err_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(err)
-end
+local err_of = require("support").err_of
 
 describe("messaging", function()
   local bus
