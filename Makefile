@@ -20,7 +20,9 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 REL_OBJ  := $(CORE_SRC:%.c=build/rel/%.o)
 ASAN_OBJ := $(CORE_SRC:%.c=build/asan/%.o)
-UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%) \
+            $(FUZZ_SRC:tests/fuzz/%.c=build/asan/tests/%)
 
 .PHONY: all deps run test unit spec system clean bench fmt lint
 
@@ -59,6 +61,13 @@ build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ) tests/unit/unit.h
 	@mkdir -p $(dir $@)
 	@echo "  LD asan $@"
 	@$(CC) $(ASAN_CFLAGS) -Itests/unit $< $(ASAN_OBJ) -o $@ $(LUA_LIB) $(LIBS)
+
+# Fuzz targets, run by make test as a fixed-seed mutation loop (see the file's header
+# for libFuzzer).
+build/asan/tests/fuzz_%: tests/fuzz/fuzz_%.c $(ASAN_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD asan $@"
+	@$(CC) $(ASAN_CFLAGS) -DMB_FUZZ_STANDALONE $< $(ASAN_OBJ) -o $@ $(LUA_LIB) $(LIBS)
 
 run: all
 	@bash scripts/run-example.sh examples/orders

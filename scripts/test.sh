@@ -27,7 +27,7 @@ count() { # count FILE LABEL EXIT_CODE
 }
 
 run_unit() {
-  for t in build/asan/tests/test_*; do
+  for t in build/asan/tests/test_* build/asan/tests/fuzz_*; do
     [ -x "$t" ] || continue
     local name log
     name=$(basename "$t")
