@@ -73,6 +73,21 @@ describe("handlers", function()
     end)
   end
 
+  it("parks a body over max_body that another sender wrote, without running a handler", function()
+    local b2, url2 = testing.fresh()
+    b2.command("h.Do", { n = "number" })
+    b2.endpoint { name = "h", max_body = 100 }
+    local ran = false
+    b2.handle("h.Do", function() ran = true end)
+    testing.host.start()
+    support.inject(url2, "h", "01900000-0000-7000-8000-0000000000ac", "h.Do",
+      '{"moonbus.kind":"command"}', '{"n":1,"pad":"' .. string.rep("x", 200) .. '"}')
+    testing.run_until(function() return (testing.depth("error")) == 1 end)
+    assert.is_false(ran)
+    assert.matches("over the limit of 100 bytes",
+      support.sql(url2, "select headers from messages where queue='error'"), 1, true)
+  end)
+
   it("parks a message with malformed headers", function()
     testing.host.start()
     support.inject(url, "h", "01900000-0000-7000-8000-0000000000ab", "h.Do", '{"a":{"b":"c"}}', '{"n":1}')
