@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# rabbitmq.sh start|stop|status|url — a private RabbitMQ node for tests and `make run`,
+# from Debian's rabbitmq-server, bound to 127.0.0.1.
+#
+# The node has its own name, port, data, logs and Erlang cookie under one folder
+# ($MOONBUS_RABBITMQ_DIR, default /tmp/moonbus-rabbitmq-PORT), so it never collides with a
+# system broker or another test run. PORT is $MOONBUS_RABBITMQ_PORT (default 5672); the
+# distribution port is PORT + 20000. `start` waits until the broker accepts AMQP and prints
+# nothing else on success; `url` prints the amqp:// URL to use.
+set -euo pipefail
+PORT=${MOONBUS_RABBITMQ_PORT:-5672}
+DIR=${MOONBUS_RABBITMQ_DIR:-/tmp/moonbus-rabbitmq-$PORT}
+BIN=/usr/lib/rabbitmq/bin
+NODE=moonbus$PORT@localhost
+
+node_env() {
+  export HOME=$DIR # the Erlang cookie lives here, private to this node
+  export RABBITMQ_NODENAME=$NODE
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT=$PORT
+  export RABBITMQ_DIST_PORT=$((PORT + 20000))
+  export RABBITMQ_MNESIA_BASE=$DIR/mnesia
+  export RABBITMQ_LOG_BASE=$DIR/log
+  export RABBITMQ_PID_FILE=$DIR/rabbitmq.pid
+  export RABBITMQ_CONFIG_FILE=$DIR/rabbitmq # .conf is appended
+  export RABBITMQ_ADVANCED_CONFIG_FILE=$DIR/advanced.config
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$DIR/enabled_plugins
+  export ERL_EPMD_ADDRESS=127.0.0.1
+}
+
+ctl() { "$BIN/rabbitmqctl" -n "$NODE" "$@"; }
+
+is_running() { ctl status >/dev/null 2>&1; }
+
+write_config() {
+  mkdir -p "$DIR/mnesia" "$DIR/log"
+  cat >"$DIR/rabbitmq.conf" <<EOF
+listeners.tcp.1 = 127.0.0.1:$PORT
+loopback_users = none
+# tests fill and drain queues fast; do not block publishers on this small VM's disk
+disk_free_limit.absolute = 50MB
+vm_memory_high_watermark.relative = 0.6
+log.file.level = warning
+log.console = false
+EOF
+  echo "[]." >"$DIR/advanced.config"
+  echo "[]." >"$DIR/enabled_plugins"
+}
+
+start() {
+  node_env
+  if is_running; then return 0; fi
+  if ! [ -x "$BIN/rabbitmq-server" ]; then
+    echo "rabbitmq.sh: rabbitmq-server is not installed: run scripts/install-deps.sh as root" >&2
+    exit 1
+  fi
+  write_config
+  "$BIN/rabbitmq-server" >"$DIR/log/startup.out" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$DIR/server.pid"
+  # `wait` returns once the node runs the rabbit application (or fails when it dies).
+  if ! timeout 120 "$BIN/rabbitmqctl" -n "$NODE" wait --pid "$pid" --timeout 110 >/dev/null 2>&1; then
+    echo "rabbitmq.sh: the broker did not start; its output:" >&2
+    tail -30 "$DIR/log/startup.out" >&2 || true
+    exit 1
+  fi
+}
+
+stop() {
+  node_env
+  if is_running; then ctl stop >/dev/null 2>&1 || true; fi
+  if [ -f "$DIR/server.pid" ]; then
+    local pid
+    pid=$(cat "$DIR/server.pid")
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$DIR"
+}
+
+status() {
+  node_env
+  if is_running; then
+    echo "running: $NODE on 127.0.0.1:$PORT (data in $DIR)"
+  else
+    echo "not running: $NODE"
+    return 1
+  fi
+}
+
+case ${1:-} in
+start) start ;;
+stop) stop ;;
+status) status ;;
+url) echo "amqp://guest:guest@127.0.0.1:$PORT" ;;
+ctl) shift; node_env; ctl "$@" ;;
+*)
+  echo "usage: scripts/rabbitmq.sh start|stop|status|url|ctl ARGS..." >&2
+  exit 2
+  ;;
+esac
