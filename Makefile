@@ -10,7 +10,7 @@ CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) -Ihost -Ibindings -fPIC -g
 RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_CFLAGS := $(CFLAGS_COMMON) -O1 $(SAN) -DMOONBUS_TEST_BUILD
-LIBS    := -lev -lsqlite3 -lm
+LIBS    := -lev -lsqlite3 -lrabbitmq -lm
 LUA_LIB := -llua5.4
 
 CORE_SRC := $(wildcard host/*.c host/transport/*.c bindings/*.c)

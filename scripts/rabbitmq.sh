@@ -26,11 +26,12 @@ node_env() {
   export RABBITMQ_ADVANCED_CONFIG_FILE=$DIR/advanced.config
   export RABBITMQ_ENABLED_PLUGINS_FILE=$DIR/enabled_plugins
   export ERL_EPMD_ADDRESS=127.0.0.1
+  export ERL_CRASH_DUMP=$DIR/erl_crash.dump # never in the caller's folder
 }
 
 ctl() { "$BIN/rabbitmqctl" -n "$NODE" "$@"; }
 
-is_running() { ctl status >/dev/null 2>&1; }
+is_running() { [ -d "$DIR" ] && ctl status >/dev/null 2>&1; }
 
 write_config() {
   mkdir -p "$DIR/mnesia" "$DIR/log"
@@ -50,6 +51,7 @@ EOF
 start() {
   node_env
   if is_running; then return 0; fi
+  mkdir -p "$DIR"
   if ! [ -x "$BIN/rabbitmq-server" ]; then
     echo "rabbitmq.sh: rabbitmq-server is not installed: run scripts/install-deps.sh as root" >&2
     exit 1
@@ -93,7 +95,12 @@ start) start ;;
 stop) stop ;;
 status) status ;;
 url) echo "amqp://guest:guest@127.0.0.1:$PORT" ;;
-ctl) shift; node_env; ctl "$@" ;;
+ctl)
+  shift
+  node_env
+  [ -d "$DIR" ] || { echo "rabbitmq.sh: no broker in $DIR (start it first)" >&2; exit 1; }
+  ctl "$@"
+  ;;
 *)
   echo "usage: scripts/rabbitmq.sh start|stop|status|url|ctl ARGS..." >&2
   exit 2

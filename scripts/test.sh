@@ -26,7 +26,27 @@ count() { # count FILE LABEL EXIT_CODE
   echo "# $2: $p passed, $f failed"
 }
 
+# A RabbitMQ broker for the tests that need one: $MOONBUS_TEST_AMQP if given, else a private
+# node from scripts/rabbitmq.sh, stopped again at the end if this run started it.
+STARTED_RABBITMQ=0
+need_rabbitmq() {
+  [ -n "${MOONBUS_TEST_AMQP:-}" ] && return 0
+  if ! bash scripts/rabbitmq.sh status >/dev/null 2>&1; then
+    echo "## starting a private RabbitMQ (scripts/rabbitmq.sh)"
+    bash scripts/rabbitmq.sh start || return 1
+    STARTED_RABBITMQ=1
+  fi
+  MOONBUS_TEST_AMQP=$(bash scripts/rabbitmq.sh url)
+  export MOONBUS_TEST_AMQP
+}
+stop_rabbitmq() { [ "$STARTED_RABBITMQ" -eq 1 ] && bash scripts/rabbitmq.sh stop; }
+trap stop_rabbitmq EXIT
+
 run_unit() {
+  if ls build/asan/tests/*rabbitmq* >/dev/null 2>&1; then
+    need_rabbitmq || echo "not ok - a RabbitMQ broker for the unit tests could not be started" | tee "$LOGS/rabbitmq.log"
+    [ -f "$LOGS/rabbitmq.log" ] && count "$LOGS/rabbitmq.log" rabbitmq 1 && rm -f "$LOGS/rabbitmq.log"
+  fi
   for t in build/asan/tests/test_* build/asan/tests/fuzz_*; do
     [ -x "$t" ] || continue
     local name log
