@@ -4,11 +4,12 @@
 #
 # The node has its own name, port, data, logs and Erlang cookie under one folder
 # ($MOONBUS_RABBITMQ_DIR, default /tmp/moonbus-rabbitmq-PORT), so it never collides with a
-# system broker or another test run. PORT is $MOONBUS_RABBITMQ_PORT (default 5672); the
+# system broker or another test run. PORT is $MOONBUS_RABBITMQ_PORT (default 5682, so a
+# system broker on 5672 is left alone); the
 # distribution port is PORT + 20000. `start` waits until the broker accepts AMQP and prints
 # nothing else on success; `url` prints the amqp:// URL to use.
 set -euo pipefail
-PORT=${MOONBUS_RABBITMQ_PORT:-5672}
+PORT=${MOONBUS_RABBITMQ_PORT:-5682}
 DIR=${MOONBUS_RABBITMQ_DIR:-/tmp/moonbus-rabbitmq-$PORT}
 BIN=/usr/lib/rabbitmq/bin
 NODE=moonbus$PORT@localhost
