@@ -196,6 +196,7 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
     const char *qt = lua_tostring(L, v);
     if (qt == NULL || (strcmp(qt, "quorum") != 0 && strcmp(qt, "classic") != 0))
       luaL_error(L, "bus.endpoint: queue_type must be \"quorum\" or \"classic\"");
+    cfg->classic_queue = strcmp(qt, "classic") == 0;
   } else
     luaL_error(L, "bus.endpoint: unknown option '%s' (known: name, routes, publishes, "
                "concurrency, retries, errors, audit, transport, max_body, queue_type)", key);

@@ -31,6 +31,7 @@ typedef struct mb_endpoint_cfg {
   double retry_delay;
   char *transport; /* URL from the script, or NULL */
   size_t max_body;
+  int classic_queue; /* queue_type = "classic" (RabbitMQ); quorum queues by default */
 } mb_endpoint_cfg;
 
 /* Fills cfg with the defaults (name NULL). Strings are owned by cfg. MB_OK or MB_ENOMEM. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "transport/rabbitmq.h"
 #include "transport/sqlite.h"
 
 void mb_outgoing_init(mb_outgoing *m) {
@@ -39,7 +40,8 @@ const char *mb_queue_name_problem(const char *name) {
   return NULL;
 }
 
-static const mb_transport_ops *const transports[] = {&mb_sqlite_transport};
+static const mb_transport_ops *const transports[] = {
+    &mb_sqlite_transport, &mb_rabbitmq_transport, &mb_rabbitmq_tls_transport};
 
 static int scheme_is(const char *url, const char *scheme) {
   size_t n = strlen(scheme);
@@ -53,13 +55,8 @@ int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
   for (size_t i = 0; i < sizeof transports / sizeof *transports; i++)
     if (scheme_is(url, transports[i]->scheme))
       return transports[i]->open(out, loop, url, instance, err);
-  if (scheme_is(url, "amqp") || scheme_is(url, "amqps"))
-    return mb_err_set(err, MB_EINVAL,
-                      "the RabbitMQ transport (amqp://) is not built yet: use sqlite://PATH "
-                      "or leave the transport unset for %s",
-                      MB_DEFAULT_TRANSPORT);
   const char *colon = strstr(url, "://");
   return mb_err_set(err, MB_EINVAL,
-                    "unknown transport scheme '%.*s': use sqlite://PATH (amqp:// comes later)",
+                    "unknown transport scheme '%.*s': use sqlite://PATH, amqp:// or amqps://",
                     colon ? (int)(colon - url) : 16, url);
 }

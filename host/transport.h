@@ -59,6 +59,7 @@ typedef struct mb_topology {
   size_t n_subscriptions;
   const char *const *owned;           /* event types the endpoint publishes */
   size_t n_owned;
+  int classic_queue;                  /* RabbitMQ: a classic endpoint queue, not quorum */
 } mb_topology;
 
 /* A delivery arrives; ownership of d passes to the callee, which must later call

@@ -52,7 +52,7 @@ static mb_transport *reopen(void) {
 static int declare(mb_transport *t, const char *endpoint, const char *sub, const char *owned,
                    mb_err *err) {
   const char *subs[] = {sub}, *own[] = {owned};
-  mb_topology topo = {endpoint, "error", subs, sub ? 1 : 0, own, owned ? 1 : 0};
+  mb_topology topo = {endpoint, "error", subs, sub ? 1 : 0, own, owned ? 1 : 0, 0};
   return t->ops->declare(t, &topo, err);
 }
 
@@ -310,8 +310,10 @@ static void test_bad_urls_are_refused_with_the_reason(void) {
   CHECK(mb_transport_open(&t, loop, "sqlite:///tmp/x.db?lease=0", "u", &err) == MB_EINVAL);
   CHECK(strstr(err.msg, "lease=0") != NULL);
   CHECK(mb_transport_open(&t, loop, "sqlite:///tmp/x.db?bogus=1", "u", &err) == MB_EINVAL);
-  CHECK(mb_transport_open(&t, loop, "amqp://guest:secret@localhost/", "u", &err) == MB_EINVAL);
-  CHECK(strstr(err.msg, "secret") == NULL);
+  CHECK(mb_transport_open(&t, loop, "amqp://guest:secret@127.0.0.1:1/", "u", &err) == MB_EIO);
+  CHECK(strstr(err.msg, "127.0.0.1:1") != NULL && strstr(err.msg, "secret") == NULL);
+  CHECK(mb_transport_open(&t, loop, "amqp://guest:secret@h/?bogus=1", "u", &err) == MB_EINVAL);
+  CHECK(strstr(err.msg, "guest:***@h") != NULL && strstr(err.msg, "secret") == NULL);
   CHECK(mb_transport_open(&t, loop, "redis://x", "u", &err) == MB_EINVAL);
   CHECK(strstr(err.msg, "unknown transport scheme 'redis'") != NULL);
   CHECK(t == NULL);
