@@ -23,6 +23,7 @@ ASAN_OBJ := $(CORE_SRC:%.c=build/asan/%.o)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%) \
             $(FUZZ_SRC:tests/fuzz/%.c=build/asan/tests/%)
+TOOL_BIN := $(patsubst tests/tools/%.c,build/tools/%,$(wildcard tests/tools/*.c))
 
 .PHONY: all deps run test unit spec system clean bench fmt lint
 
@@ -69,19 +70,25 @@ build/asan/tests/fuzz_%: tests/fuzz/fuzz_%.c $(ASAN_OBJ)
 	@echo "  LD asan $@"
 	@$(CC) $(ASAN_CFLAGS) -DMB_FUZZ_STANDALONE $< $(ASAN_OBJ) -o $@ $(LUA_LIB) $(LIBS)
 
+# Test tools that play a broken or foreign sender (they bypass every check of the core).
+build/tools/%: tests/tools/%.c build/rel/host/transport/rabbitmq_conn.o build/rel/host/status.o
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(RELEASE_CFLAGS) $^ -o $@ $(LIBS)
+
 run: all
 	@bash scripts/run-example.sh examples/orders
 
-test: all $(UNIT_BIN)
+test: all $(UNIT_BIN) $(TOOL_BIN)
 	@bash scripts/test.sh
 
 unit: all $(UNIT_BIN)
 	@bash scripts/test.sh unit
 
-spec: all
+spec: all $(TOOL_BIN)
 	@bash scripts/test.sh spec
 
-system: all
+system: all $(TOOL_BIN)
 	@bash scripts/test.sh system
 
 clean:

@@ -120,19 +120,87 @@ static int l_counters(lua_State *L) {
   return 1;
 }
 
+/* The bus's transport, opened (and the topology declared) if it is not yet. */
+static mb_transport *connected_transport(lua_State *L) {
+  mb_lbus *bus = mb_lbus_get(L);
+  mb_err err;
+  if (bus->rt->transport == NULL && mb_runtime_connect(bus->rt, &err) != MB_OK)
+    luaL_error(L, "%s", err.msg);
+  return bus->rt->transport;
+}
+
 /* host.depth(queue) -> ready, later */
 static int l_depth(lua_State *L) {
   const char *queue = luaL_checkstring(L, 1);
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_transport *t = connected_transport(L);
   mb_err err;
-  if (mb_runtime_connect(bus->rt, &err) != MB_OK) return luaL_error(L, "%s", err.msg);
   long ready = 0, later = 0;
-  mb_transport *t = bus->rt->transport;
   if (t->ops->depth(t, queue, &ready, &later, &err) != MB_OK)
     return luaL_error(L, "%s", err.msg);
   lua_pushinteger(L, ready);
   lua_pushinteger(L, later);
   return 2;
+}
+
+/* Pushes d as { id, type, correlation_id, reply_to, body, headers, delivery_count,
+ * problem }. [-0, +1, m] */
+static void push_message(lua_State *L, const mb_delivery *d) {
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, d->env.id);
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, d->env.type);
+  lua_setfield(L, -2, "type");
+  lua_pushstring(L, d->env.correlation_id);
+  lua_setfield(L, -2, "correlation_id");
+  lua_pushstring(L, d->env.reply_to);
+  lua_setfield(L, -2, "reply_to");
+  lua_pushlstring(L, d->env.body ? d->env.body : "", d->env.body_len);
+  lua_setfield(L, -2, "body");
+  lua_pushstring(L, d->problem);
+  lua_setfield(L, -2, "problem");
+  lua_pushinteger(L, d->delivery_count);
+  lua_setfield(L, -2, "delivery_count");
+  lua_createtable(L, 0, (int)d->env.headers.len);
+  for (size_t i = 0; i < d->env.headers.len; i++) {
+    lua_pushstring(L, d->env.headers.items[i].value);
+    lua_setfield(L, -2, d->env.headers.items[i].key);
+  }
+  lua_setfield(L, -2, "headers");
+}
+
+#define BROWSE_MAX 1000
+
+/* host.browse(queue [, max]) -> { message, ... } oldest first, left in the queue */
+static int l_browse(lua_State *L) {
+  const char *queue = luaL_checkstring(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 100);
+  luaL_argcheck(L, max >= 1 && max <= BROWSE_MAX, 2, "must be 1-1000");
+  mb_transport *t = connected_transport(L);
+  mb_delivery *got[BROWSE_MAX];
+  size_t n = 0;
+  mb_err err;
+  if (t->ops->browse(t, queue, (size_t)max, got, &n, &err) != MB_OK)
+    return luaL_error(L, "%s", err.msg);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    push_message(L, got[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    mb_delivery_free(got[i]);
+  }
+  return 1;
+}
+
+/* host.owner(event_type) -> the owning endpoint's name, or nil */
+static int l_owner(lua_State *L) {
+  const char *type = luaL_checkstring(L, 1);
+  mb_transport *t = connected_transport(L);
+  char owner[256];
+  mb_err err;
+  int rc = t->ops->owner_of(t, type, owner, sizeof owner, &err);
+  if (rc == MB_ENOTFOUND) lua_pushnil(L);
+  else if (rc != MB_OK) return luaL_error(L, "%s", err.msg);
+  else lua_pushstring(L, owner);
+  return 1;
 }
 
 static const luaL_Reg host_functions[] = {
@@ -142,6 +210,8 @@ static const luaL_Reg host_functions[] = {
     {"reset", l_reset},
     {"counters", l_counters},
     {"depth", l_depth},
+    {"browse", l_browse},
+    {"owner", l_owner},
     {NULL, NULL},
 };
 

@@ -104,6 +104,11 @@ typedef struct mb_transport_ops {
   int (*owner_of)(mb_transport *t, const char *type, char *out, size_t outlen, mb_err *err);
   /* Counts the messages of queue: ready now, and not yet visible (delayed or leased). */
   int (*depth)(mb_transport *t, const char *queue, long *ready, long *later, mb_err *err);
+  /* Copies of up to max messages of queue, oldest first, left where they are (tools and
+   * tests read the error queue this way); *n gets how many. A message whose envelope does
+   * not decode comes with its problem set. Free each with mb_delivery_free. */
+  int (*browse)(mb_transport *t, const char *queue, size_t max, mb_delivery **out, size_t *n,
+                mb_err *err);
   /* Closes everything; leased in-flight deliveries become visible again at once. */
   void (*close)(mb_transport *t);
 } mb_transport_ops;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# rabbitmq.sh start|stop|status|url — a private RabbitMQ node for tests and `make run`,
+# rabbitmq.sh start|stop|status|url|vhosts|ctl — a private RabbitMQ node for tests and `make run`,
 # from Debian's rabbitmq-server, bound to 127.0.0.1.
 #
 # The node has its own name, port, data, logs and Erlang cookie under one folder
@@ -7,7 +7,9 @@
 # system broker or another test run. PORT is $MOONBUS_RABBITMQ_PORT (default 5682, so a
 # system broker on 5672 is left alone); the
 # distribution port is PORT + 20000. `start` waits until the broker accepts AMQP and prints
-# nothing else on success; `url` prints the amqp:// URL to use.
+# nothing else on success; `url` prints the amqp:// URL to use; `vhosts PREFIX N` creates
+# the virtual hosts PREFIX1..PREFIXN (guest may use them) in one call, so that every test
+# can have a broker of its own; `ctl ARGS` runs rabbitmqctl against the node.
 set -euo pipefail
 PORT=${MOONBUS_RABBITMQ_PORT:-5682}
 DIR=${MOONBUS_RABBITMQ_DIR:-/tmp/moonbus-rabbitmq-$PORT}
@@ -96,6 +98,15 @@ start) start ;;
 stop) stop ;;
 status) status ;;
 url) echo "amqp://guest:guest@127.0.0.1:$PORT" ;;
+vhosts)
+  node_env
+  prefix=${2:?usage: rabbitmq.sh vhosts PREFIX N} n=${3:?usage: rabbitmq.sh vhosts PREFIX N}
+  [[ $prefix =~ ^[A-Za-z0-9_-]+$ && $n =~ ^[0-9]+$ ]] || { echo "rabbitmq.sh: bad vhosts arguments" >&2; exit 2; }
+  ctl eval "[begin V = list_to_binary(\"$prefix\" ++ integer_to_list(N)),
+    ok = rabbit_vhost:add(V, <<\"moonbus\">>),
+    rabbit_auth_backend_internal:set_permissions(<<\"guest\">>, V, <<\".*\">>, <<\".*\">>,
+      <<\".*\">>, <<\"moonbus\">>) end || N <- lists:seq(1, $n)], ok." >/dev/null
+  ;;
 ctl)
   shift
   node_env
@@ -103,7 +114,7 @@ ctl)
   ctl "$@"
   ;;
 *)
-  echo "usage: scripts/rabbitmq.sh start|stop|status|url|ctl ARGS..." >&2
+  echo "usage: scripts/rabbitmq.sh start|stop|status|url|vhosts PREFIX N|ctl ARGS..." >&2
   exit 2
   ;;
 esac

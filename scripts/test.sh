@@ -60,15 +60,32 @@ run_unit() {
   done
 }
 
-run_spec() {
-  local log=$LOGS/spec.log
-  echo "## spec (busted, transport: ${MOONBUS_TEST_TRANSPORT:-sqlite})"
+# busted on one transport: spec_on LABEL TRANSPORT_URL (empty: SQLite files).
+spec_on() {
+  local log=$LOGS/spec-$1.log
+  echo "## spec on $1 (busted)"
+  MOONBUS_TEST_TRANSPORT=$2 MOONBUS_ROOT=$ROOT \
   LUA_PATH="$ROOT/modules/?.lua;$ROOT/modules/?/init.lua;$ROOT/tests/spec/?.lua;;" \
   LUA_CPATH="$ROOT/build/?.so;;" MOONBUS_LOG=${MOONBUS_LOG:-error} \
     busted --lua=lua5.4 -o TAP tests/spec >"$log" 2>&1
   local rc=$?
   grep -E '^not ok' -A8 "$log" | head -80 || true
-  count "$log" spec $rc
+  count "$log" "spec[$1]" $rc
+}
+
+# Every spec runs on both transports. On RabbitMQ each bus a spec makes gets a virtual
+# host of its own from a pool made in one call (see testing.url in modules/moonbus/testing.lua).
+run_spec() {
+  spec_on sqlite ""
+  if ! need_rabbitmq; then
+    echo "not ok - spec[rabbitmq]: no RabbitMQ broker could be started" | tee "$LOGS/spec-rabbitmq.log"
+    count "$LOGS/spec-rabbitmq.log" "spec[rabbitmq]" 1
+    return
+  fi
+  local prefix="spec$$-"
+  bash scripts/rabbitmq.sh vhosts "$prefix" 200
+  rm -f "$LOGS/vhost-next"
+  MOONBUS_TEST_VHOSTS="$prefix 200 $LOGS/vhost-next" spec_on rabbitmq "$MOONBUS_TEST_AMQP"
 }
 
 run_system() {

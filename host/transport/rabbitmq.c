@@ -1031,6 +1031,66 @@ static int rmq_depth(mb_transport *base, const char *queue, long *ready, long *l
   return rc == MB_ENOTFOUND ? MB_OK : rc;
 }
 
+/* One message of a basic.get on CH_BROWSE as a delivery (NULL when the queue is empty). */
+static int browse_one(rmq *t, const char *queue, mb_delivery **out, mb_err *err) {
+  amqp_connection_state_t c = t->pub.conn;
+  *out = NULL;
+  amqp_rpc_reply_t reply = amqp_basic_get(c, CH_BROWSE, amqp_cstring_bytes(queue), 0);
+  int rc = mb_amqp_reply_error(reply, "cannot read a message to browse", NULL, err);
+  if (rc != MB_OK || reply.reply.id != AMQP_BASIC_GET_OK_METHOD) return rc;
+  const amqp_basic_get_ok_t *ok = reply.reply.decoded;
+  int redelivered = ok->redelivered;
+  amqp_message_t msg;
+  reply = amqp_read_message(c, CH_BROWSE, &msg, 0);
+  if ((rc = mb_amqp_reply_error(reply, "cannot read a message to browse", NULL, err)) != MB_OK)
+    return rc;
+  mb_delivery *d = calloc(1, sizeof *d);
+  rc = d && (d->queue = strdup(queue)) ? MB_OK : MB_ENOMEM;
+  if (d) mb_envelope_init(&d->env);
+  if (rc == MB_OK) rc = mb_amqp_delivery_from_props(d, &msg.properties, redelivered);
+  if (rc == MB_OK) rc = mb_envelope_set_body(&d->env, msg.body.bytes, msg.body.len);
+  amqp_destroy_message(&msg);
+  if (rc != MB_OK) {
+    mb_delivery_free(d);
+    return mb_err_set(err, rc, "out of memory");
+  }
+  *out = d;
+  return MB_OK;
+}
+
+/* basic.get without acks on a channel of its own; closing it puts every message back. */
+static int rmq_browse(mb_transport *base, const char *queue, size_t max, mb_delivery **out,
+                      size_t *n, mb_err *err) {
+  rmq *t = (rmq *)base;
+  long ready = 0;
+  int opened = 0;
+  *n = 0;
+  if (!t->connected) return not_connected(t, err);
+  mb_amqp_rpc r = rpc_on(&t->pub, CH_RPC);
+  int rc = mb_amqp_queue_depth(&r, queue, &ready, err);
+  if (rc == MB_OK) {
+    amqp_channel_open(t->pub.conn, CH_BROWSE);
+    rc = mb_amqp_reply_error(amqp_get_rpc_reply(t->pub.conn), "cannot open a channel to browse",
+                             NULL, err);
+    opened = rc == MB_OK;
+  }
+  while (rc == MB_OK && *n < max) {
+    mb_delivery *d;
+    rc = browse_one(t, queue, &d, err);
+    if (rc != MB_OK || d == NULL) break;
+    out[(*n)++] = d;
+  }
+  if (opened) amqp_channel_close(t->pub.conn, CH_BROWSE, AMQP_REPLY_SUCCESS);
+  if (rc != MB_OK && rc != MB_ENOTFOUND) r.dead = 1;
+  after_rpc(t, &t->pub, &r, "browsing a queue");
+  if (rc == MB_ENOTFOUND) return MB_OK;
+  if (rc != MB_OK) {
+    for (size_t i = 0; i < *n; i++) mb_delivery_free(out[i]);
+    *n = 0;
+  }
+  return rc;
+}
+
 /* --- open and close -------------------------------------------------------------------------- */
 
 static void rmq_close(mb_transport *base);
@@ -1101,6 +1161,7 @@ const mb_transport_ops mb_rabbitmq_transport = {
     .release = rmq_release,
     .owner_of = rmq_owner_of,
     .depth = rmq_depth,
+    .browse = rmq_browse,
     .close = rmq_close,
 };
 
@@ -1115,5 +1176,6 @@ const mb_transport_ops mb_rabbitmq_tls_transport = {
     .release = rmq_release,
     .owner_of = rmq_owner_of,
     .depth = rmq_depth,
+    .browse = rmq_browse,
     .close = rmq_close,
 };

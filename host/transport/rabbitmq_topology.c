@@ -113,12 +113,15 @@ int mb_amqp_subscribe(mb_amqp_rpc *r, const char *queue, const char *type, int b
   return checked(r, what, NULL, err);
 }
 
-/* The endpoint named in a 406 about an owner marker: "... but current is the value
- * 'moonbus.publisher.X' of type ...". */
+/* The endpoint named in a 406 about an owner marker: "... received '...' but current is
+ * 'moonbus.publisher.X'" (3.10; other versions say "current is the value '...'"). */
 static int owner_from_refusal(const char *text, char *out, size_t len) {
-  const char *p = strstr(text, "current is the value '" MB_AMQP_PUBLISHER_PREFIX);
+  const char *p = strstr(text, "current is ");
   if (p == NULL) return 0;
-  p += strlen("current is the value '" MB_AMQP_PUBLISHER_PREFIX);
+  p += strlen("current is ");
+  if (strncmp(p, "the value ", 10) == 0) p += 10;
+  if (strncmp(p, "'" MB_AMQP_PUBLISHER_PREFIX, strlen(MB_AMQP_PUBLISHER_PREFIX) + 1) != 0) return 0;
+  p += strlen(MB_AMQP_PUBLISHER_PREFIX) + 1;
   const char *end = strchr(p, '\'');
   if (end == NULL) return 0;
   snprintf(out, len, "%.*s", (int)(end - p), p);

@@ -55,7 +55,7 @@ static const char *const schema_sql =
 enum stmt_id {
   S_BEGIN, S_COMMIT, S_ROLLBACK, S_QUEUE_EXISTS, S_INSERT, S_INSERT_SUBS, S_ACK, S_RELEASE,
   S_NEXT, S_LEASE, S_RENEW, S_RELEASE_ALL, S_DEPTH, S_OWNER, S_CLAIM, S_ADD_QUEUE, S_UNSUB,
-  S_SUB, S_COUNT
+  S_SUB, S_BROWSE, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -87,6 +87,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ADD_QUEUE] = "INSERT OR IGNORE INTO queues(name, created_at) VALUES(?1, ?2)",
     [S_UNSUB] = "DELETE FROM subscriptions WHERE queue = ?1",
     [S_SUB] = "INSERT OR IGNORE INTO subscriptions(event_type, queue) VALUES(?1, ?2)",
+    [S_BROWSE] = "SELECT seq, id, type, correlation_id, reply_to, headers, body, deliveries"
+                 " FROM messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
 };
 
 typedef struct lease {
@@ -333,16 +335,14 @@ static char *column_text(sqlite3_stmt *s, int i) {
   return v ? strdup((const char *)v) : NULL;
 }
 
-/* A row of S_LEASE as a delivery; a row whose headers do not decode is still delivered,
- * with d->problem set, so that the pipeline parks it instead of losing it. */
-static mb_delivery *delivery_from_row(sqlite_transport *t, sqlite3_stmt *s) {
+/* A row of S_LEASE or S_BROWSE as a delivery from queue; a row whose headers do not decode
+ * still becomes one, with d->problem set, so that the pipeline parks it instead of losing
+ * it. NULL when out of memory. */
+static mb_delivery *delivery_from_row(sqlite3_stmt *s, const char *queue) {
   mb_delivery *d = calloc(1, sizeof *d);
-  lease *l = calloc(1, sizeof *l);
-  if (d == NULL || l == NULL || (d->queue = strdup(t->queue)) == NULL) goto fail;
+  if (d == NULL || (d->queue = strdup(queue)) == NULL) goto fail;
   mb_envelope_init(&d->env);
   d->tag = (uint64_t)sqlite3_column_int64(s, 0);
-  l->seq = (int64_t)d->tag;
-  d->transport_data = l;
   const char *id = (const char *)sqlite3_column_text(s, 1);
   snprintf(d->env.id, sizeof d->env.id, "%s", id ? id : "");
   d->env.type = column_text(s, 2);
@@ -359,10 +359,21 @@ static mb_delivery *delivery_from_row(sqlite_transport *t, sqlite3_stmt *s) {
   d->delivery_count = (uint32_t)sqlite3_column_int64(s, 7);
   return d;
 fail:
-  free(l);
-  if (d) d->transport_data = NULL;
   mb_delivery_free(d);
   return NULL;
+}
+
+/* A leased row as a delivery that carries its lease. */
+static mb_delivery *leased_from_row(sqlite_transport *t, sqlite3_stmt *s) {
+  mb_delivery *d = delivery_from_row(s, t->queue);
+  lease *l = d ? calloc(1, sizeof *l) : NULL;
+  if (l == NULL) {
+    mb_delivery_free(d);
+    return NULL;
+  }
+  l->seq = (int64_t)d->tag;
+  d->transport_data = l;
+  return d;
 }
 
 static int cmp_seq(const void *a, const void *b) {
@@ -386,7 +397,7 @@ static int lease_rows(sqlite_transport *t, mb_delivery **out, unsigned max, size
   sqlite3_bind_int(s, 5, (int)max);
   int step;
   while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-    mb_delivery *d = delivery_from_row(t, s);
+    mb_delivery *d = leased_from_row(t, s);
     if (d) out[(*n)++] = d;
   }
   sqlite3_reset(s);
@@ -624,6 +635,26 @@ static int sqlite_depth(mb_transport *base, const char *queue, long *ready, long
   return rc == SQLITE_ROW ? MB_OK : db_fail(t, err, "counting messages");
 }
 
+static int sqlite_browse(mb_transport *base, const char *queue, size_t max, mb_delivery **out,
+                         size_t *n, mb_err *err) {
+  sqlite_transport *t = (sqlite_transport *)base;
+  sqlite3_stmt *s = stmt(t, S_BROWSE);
+  bind_text(s, 1, queue);
+  sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+  int step;
+  *n = 0;
+  while ((step = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
+    mb_delivery *d = delivery_from_row(s, queue);
+    if (d == NULL) break;
+    out[(*n)++] = d;
+  }
+  sqlite3_reset(s);
+  if (step == SQLITE_ROW || step == SQLITE_DONE) return MB_OK;
+  for (size_t i = 0; i < *n; i++) mb_delivery_free(out[i]);
+  *n = 0;
+  return db_fail(t, err, "reading messages");
+}
+
 /* --- open and close ---------------------------------------------------------------------------- */
 
 static int parse_option(sqlite_transport *t, const char *opt, int *sync_full, mb_err *err) {
@@ -852,5 +883,6 @@ const mb_transport_ops mb_sqlite_transport = {
     .release = sqlite_release,
     .owner_of = sqlite_owner_of,
     .depth = sqlite_depth,
+    .browse = sqlite_browse,
     .close = sqlite_close,
 };

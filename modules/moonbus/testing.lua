@@ -14,10 +14,37 @@ function testing.tmpdir()
   return path
 end
 
--- A fresh transport URL: $MOONBUS_TEST_TRANSPORT if set, else a new SQLite file.
+-- The next unused virtual host of the pool scripts/test.sh made
+-- ($MOONBUS_TEST_VHOSTS = "PREFIX N COUNTER_FILE"), so every bus starts on an empty broker.
+local function next_vhost()
+  local pool = os.getenv("MOONBUS_TEST_VHOSTS")
+  if not pool then return nil end
+  local prefix, n, file = pool:match("^(%S+) (%d+) (%S+)$")
+  assert(prefix, "MOONBUS_TEST_VHOSTS must be 'PREFIX N COUNTER_FILE'")
+  local f = io.open(file)
+  local used = f and tonumber(f:read("l")) or 0
+  if f then f:close() end
+  assert(used < tonumber(n), "the pool of " .. n .. " test vhosts is used up: raise it in scripts/test.sh")
+  f = assert(io.open(file, "w"))
+  f:write(used + 1, "\n")
+  f:close()
+  return prefix .. (used + 1)
+end
+
+-- Which transport the tests run on: "sqlite" or "rabbitmq".
+function testing.transport()
+  local url = os.getenv("MOONBUS_TEST_TRANSPORT") or ""
+  return url:match("^amqps?://") and "rabbitmq" or "sqlite"
+end
+
+-- A fresh transport URL: with $MOONBUS_TEST_TRANSPORT = amqp://host:port, a new virtual
+-- host of that broker (from the pool); else a new SQLite file.
 function testing.url()
   local url = os.getenv("MOONBUS_TEST_TRANSPORT")
-  if url and url ~= "" and not url:match("^sqlite") then return url end
+  if testing.transport() == "rabbitmq" then
+    local vhost = next_vhost()
+    return vhost and (url:gsub("/*$", "") .. "/" .. vhost) or url
+  end
   return "sqlite://" .. testing.tmpdir() .. "/bus.db?synchronous=normal"
 end
 
@@ -48,5 +75,6 @@ end
 testing.host = host
 testing.counters = host.counters
 testing.depth = host.depth
+testing.browse = host.browse
 
 return testing

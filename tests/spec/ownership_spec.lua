@@ -16,7 +16,7 @@ describe("event ownership", function()
     local err = support.err_of(testing.host.start)
     assert.matches("o.Happened is published by endpoint owner; an event has one publisher", err, 1, true)
     assert.matches("rogue", err, 1, true)
-    assert.equal("owner", support.sql(url, "select endpoint from event_owners where event_type='o.Happened'"))
+    assert.equal("owner", testing.host.owner("o.Happened"))
   end)
 
   it("lets the owner restart", function()
