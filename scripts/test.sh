@@ -88,17 +88,28 @@ run_spec() {
   MOONBUS_TEST_VHOSTS="$prefix 200 $LOGS/vhost-next" spec_on rabbitmq "$MOONBUS_TEST_AMQP"
 }
 
+# Every system test runs on both transports; on RabbitMQ each gets a virtual host.
 run_system() {
+  local amqp=""
+  need_rabbitmq && amqp=$MOONBUS_TEST_AMQP
   for t in tests/system/*.sh; do
     [ -f "$t" ] && [ "$(basename "$t")" != lib.sh ] || continue
-    local name log
+    local name transport log rc
     name=$(basename "$t" .sh)
-    log=$LOGS/system-$name.log
-    echo "## system $name"
-    MOONBUS="$ROOT/build/asan/moonbus" ROOT="$ROOT" timeout 600 bash "$t" >"$log" 2>&1
-    local rc=$?
-    grep -E '^(not ok|# )' "$log" | head -40 || true
-    count "$log" "system/$name" $rc
+    for transport in sqlite rabbitmq; do
+      log=$LOGS/system-$name-$transport.log
+      echo "## system $name on $transport"
+      if [ "$transport" = rabbitmq ] && [ -z "$amqp" ]; then
+        echo "not ok - no RabbitMQ broker could be started" >"$log"
+        rc=1
+      else
+        MOONBUS_TEST_TRANSPORT=$([ "$transport" = rabbitmq ] && echo "$amqp") \
+          MOONBUS="$ROOT/build/asan/moonbus" ROOT="$ROOT" timeout 600 bash "$t" >"$log" 2>&1
+        rc=$?
+      fi
+      grep -E '^(not ok|# )' "$log" | head -40 || true
+      count "$log" "system[$transport]/$name" $rc
+    done
   done
 }
 

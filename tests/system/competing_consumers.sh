@@ -23,7 +23,7 @@ OUT=$WORK/a.txt start_host a "$WORK/worker"
 A=$LAST_PID
 OUT=$WORK/b.txt start_host b "$WORK/worker"
 B=$LAST_PID
-wait_for 10 queue_exists worker
+wait_for 10 host_ready a
 "$MOONBUS" send worker work.Kick "{\"n\": $N}" >/dev/null
 check "the kick command is accepted" test $? -eq 0
 total() { echo $(( $(lines "$WORK/a.txt") + $(lines "$WORK/b.txt") )); }
@@ -36,7 +36,7 @@ uniq_n=$(cat "$WORK/a.txt" "$WORK/b.txt" | awk '{print $1}' | sort -u | wc -l)
 check "every command 1..$N handled ($uniq_n distinct)" test "$uniq_n" -eq "$N"
 check "process a took part ($(lines "$WORK/a.txt"))" test "$(lines "$WORK/a.txt")" -gt 0
 check "process b took part ($(lines "$WORK/b.txt"))" test "$(lines "$WORK/b.txt")" -gt 0
-check "the queue is empty" test "$(sql "select count(*) from messages where queue='worker'")" -eq 0
+check "the queue is empty" test "$(depth worker)" -eq 0
 kill -TERM $A $B
 wait $A; ra=$?
 wait $B; rb=$?

@@ -1,10 +1,25 @@
 # lib.sh — shared by the system tests: TAP output, a scratch directory, host processes
-# that are always cleaned up, and bounded waiting. Source it; set MOONBUS to the binary.
+# that are always cleaned up, bounded waiting, and a look into the transport that works on
+# both (queue depth, parked messages, a raw foreign message). Source it; set MOONBUS to the
+# binary. With MOONBUS_TEST_TRANSPORT=amqp://host:port the test runs on a virtual host of
+# its own on that broker; otherwise on a new SQLite file.
 set -uo pipefail
 MOONBUS=${MOONBUS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/asan/moonbus}
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 WORK=$(mktemp -d /tmp/moonbus-system.XXXXXX)
-export MOONBUS_TRANSPORT=${MOONBUS_TRANSPORT:-"sqlite://$WORK/bus.db"}
+case ${MOONBUS_TEST_TRANSPORT:-} in
+amqp://* | amqps://*)
+  TRANSPORT=rabbitmq
+  VHOST="sys$$-"
+  bash "$ROOT/scripts/rabbitmq.sh" vhosts "$VHOST" 1 || { echo "not ok - a vhost for the test"; exit 1; }
+  export MOONBUS_TRANSPORT="${MOONBUS_TEST_TRANSPORT%/}/${VHOST}1"
+  ;;
+*)
+  TRANSPORT=sqlite
+  export MOONBUS_TRANSPORT=${MOONBUS_TRANSPORT:-"sqlite://$WORK/bus.db"}
+  ;;
+esac
+echo "# transport: $TRANSPORT"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 PIDS=()
 TAP_FAILED=0
@@ -17,13 +32,13 @@ check() { # check "description" command...
   if "$@"; then ok "$what"; else not_ok "$what"; fi
 }
 
-# On failure the hosts' logs are kept in build/test-logs/system-NAME.hosts/.
+# On failure the hosts' logs are kept in build/test-logs/system-NAME-TRANSPORT.hosts/.
 cleanup() {
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
   if [ "$TAP_FAILED" -ne 0 ]; then
     local keep
-    keep=$ROOT/build/test-logs/system-$(basename "$0" .sh).hosts
+    keep=$ROOT/build/test-logs/system-$(basename "$0" .sh)-$TRANSPORT.hosts
     rm -rf "$keep" && mkdir -p "$keep" && cp "$WORK"/*.log "$WORK"/*.out "$keep"/ 2>/dev/null
   fi
   rm -rf "$WORK"
@@ -65,4 +80,35 @@ wait_until() {
 lines() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
 db_path() { local u=${MOONBUS_TRANSPORT#sqlite://}; echo "${u%%\?*}"; }
 sql() { sqlite3 -cmd '.timeout 10000' "$(db_path)" "$@"; }
-queue_exists() { [ "$(sql "select count(*) from queues where name='$1'" 2>/dev/null)" = 1 ]; }
+
+# host_ready NAME: the host has declared its topology and consumes (it logged "running").
+host_ready() { grep -q " running " "$WORK/$1.log" 2>/dev/null; }
+
+# mb_lua CODE: runs Lua with moonbus.host opened on $MOONBUS_TRANSPORT as `host`.
+mb_lua() {
+  LUA_PATH="$ROOT/modules/?.lua;;" LUA_CPATH="$ROOT/build/?.so;;" MOONBUS_LOG=error lua5.4 -e "
+    local host = require 'moonbus.host'
+    host.reset { transport = os.getenv('MOONBUS_TRANSPORT') }
+    $1"
+}
+# depth QUEUE: messages ready in QUEUE.
+depth() { mb_lua "print((host.depth('$1')))"; }
+# parked [QUEUE]: one line per message of the error queue: id, body, exception message.
+parked() {
+  mb_lua "for _, m in ipairs(host.browse('${1:-error}', 1000)) do
+    print(m.id .. '\t' .. m.body .. '\t' .. (m.headers['moonbus.exception.message'] or ''))
+  end"
+}
+# inject QUEUE ID TYPE BODY [broken-headers]: a raw message as a foreign sender writes it,
+# with the header moonbus.kind = command, or with malformed headers if asked.
+inject() {
+  if [ "$TRANSPORT" = sqlite ]; then
+    local headers='{"moonbus.kind":"command"}'
+    [ -n "${5:-}" ] && headers='{"moonbus.kind":'
+    sql "insert into messages(queue,id,type,headers,body,visible_at) values('$1','$2','$3','$headers','$4',0)"
+  elif [ -n "${5:-}" ]; then
+    "$ROOT/build/tools/amqp_inject" "$MOONBUS_TRANSPORT" "$1" "$2" "$3" "$4" --nest moonbus.kind
+  else
+    "$ROOT/build/tools/amqp_inject" "$MOONBUS_TRANSPORT" "$1" "$2" "$3" "$4" moonbus.kind=command
+  fi
+}
