@@ -9,7 +9,7 @@
 # distribution port is PORT + 20000. `start` waits until the broker accepts AMQP and prints
 # nothing else on success; `url` prints the amqp:// URL to use; `vhosts PREFIX N` creates
 # the virtual hosts PREFIX1..PREFIXN (guest may use them) in one call, so that every test
-# can have a broker of its own; `ctl ARGS` runs rabbitmqctl against the node.
+# can have a broker of its own (`drop-vhosts PREFIX N` deletes them); `ctl ARGS` runs rabbitmqctl against the node.
 set -euo pipefail
 PORT=${MOONBUS_RABBITMQ_PORT:-5682}
 DIR=${MOONBUS_RABBITMQ_DIR:-/tmp/moonbus-rabbitmq-$PORT}
@@ -107,6 +107,13 @@ vhosts)
     rabbit_auth_backend_internal:set_permissions(<<\"guest\">>, V, <<\".*\">>, <<\".*\">>,
       <<\".*\">>, <<\"moonbus\">>) end || N <- lists:seq(1, $n)], ok." >/dev/null
   ;;
+drop-vhosts)
+  node_env
+  prefix=${2:?usage: rabbitmq.sh drop-vhosts PREFIX N} n=${3:?usage: rabbitmq.sh drop-vhosts PREFIX N}
+  [[ $prefix =~ ^[A-Za-z0-9_-]+$ && $n =~ ^[0-9]+$ ]] || { echo "rabbitmq.sh: bad vhosts arguments" >&2; exit 2; }
+  ctl eval "[rabbit_vhost:delete(list_to_binary(\"$prefix\" ++ integer_to_list(N)), <<\"moonbus\">>)
+    || N <- lists:seq(1, $n)], ok." >/dev/null
+  ;;
 ctl)
   shift
   node_env
@@ -114,7 +121,7 @@ ctl)
   ctl "$@"
   ;;
 *)
-  echo "usage: scripts/rabbitmq.sh start|stop|status|url|vhosts PREFIX N|ctl ARGS..." >&2
+  echo "usage: scripts/rabbitmq.sh start|stop|status|url|vhosts|drop-vhosts PREFIX N|ctl ARGS..." >&2
   exit 2
   ;;
 esac

@@ -86,17 +86,21 @@ run_spec() {
   bash scripts/rabbitmq.sh vhosts "$prefix" 200
   rm -f "$LOGS/vhost-next"
   MOONBUS_TEST_VHOSTS="$prefix 200 $LOGS/vhost-next" spec_on rabbitmq "$MOONBUS_TEST_AMQP"
+  bash scripts/rabbitmq.sh drop-vhosts "$prefix" 200
 }
 
-# Every system test runs on both transports; on RabbitMQ each gets a virtual host.
+# Every system test runs on both transports (rabbitmq_*.sh test the broker itself, so on
+# RabbitMQ only); on RabbitMQ each gets a virtual host.
 run_system() {
   local amqp=""
   need_rabbitmq && amqp=$MOONBUS_TEST_AMQP
   for t in tests/system/*.sh; do
     [ -f "$t" ] && [ "$(basename "$t")" != lib.sh ] || continue
-    local name transport log rc
+    local name transport transports log rc
     name=$(basename "$t" .sh)
-    for transport in sqlite rabbitmq; do
+    transports="sqlite rabbitmq"
+    [[ $name == rabbitmq_* ]] && transports=rabbitmq
+    for transport in $transports; do
       log=$LOGS/system-$name-$transport.log
       echo "## system $name on $transport"
       if [ "$transport" = rabbitmq ] && [ -z "$amqp" ]; then

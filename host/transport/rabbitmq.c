@@ -406,11 +406,11 @@ static void on_connection_method(rmq *t, amqp_link *l, const amqp_method_t *m) {
   if (m->id == AMQP_CONNECTION_BLOCKED_METHOD) {
     const amqp_connection_blocked_t *b = m->decoded;
     t->blocked = 1;
-    mb_log(MB_WARN, NULL, NULL, NULL, "RabbitMQ blocks publishing (%.*s): sends wait",
+    mb_log(MB_WARN, t->endpoint, NULL, NULL, "RabbitMQ blocks publishing (%.*s): sends wait",
            (int)b->reason.len, (const char *)b->reason.bytes);
   } else if (m->id == AMQP_CONNECTION_UNBLOCKED_METHOD) {
     t->blocked = 0;
-    mb_log(MB_INFO, NULL, NULL, NULL, "RabbitMQ accepts publishing again");
+    mb_log(MB_INFO, t->endpoint, NULL, NULL, "RabbitMQ accepts publishing again");
     pump(t);
   } else if (m->id == AMQP_CONNECTION_CLOSE_METHOD) {
     const amqp_connection_close_t *c = m->decoded;
@@ -661,7 +661,7 @@ static void schedule_reconnect(rmq *t) {
 static void on_teardown(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
   rmq *t = w->data;
-  mb_log(MB_WARN, NULL, NULL, NULL, "lost RabbitMQ at %s: %s; reconnecting", t->shown,
+  mb_log(MB_WARN, t->endpoint, NULL, NULL, "lost RabbitMQ at %s: %s; reconnecting", t->shown,
          t->lost_reason);
   session_close(t, 0);
   t->lost = 0;
@@ -681,14 +681,14 @@ static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents) {
   if (rc == MB_OK && t->declared) rc = declare_all(t, &err);
   if (rc == MB_OK && t->consuming) rc = start_consumer(t, &err);
   if (rc != MB_OK) {
-    mb_log(MB_WARN, NULL, NULL, NULL, "reconnecting to RabbitMQ failed: %s", err.msg);
+    mb_log(MB_WARN, t->endpoint, NULL, NULL, "reconnecting to RabbitMQ failed: %s", err.msg);
     session_close(t, 0);
     schedule_reconnect(t);
     return;
   }
   t->backoff = 0;
   t->lost_reason[0] = '\0';
-  mb_log(MB_INFO, NULL, NULL, NULL, "reconnected to RabbitMQ at %s:%d",
+  mb_log(MB_INFO, t->endpoint, NULL, NULL, "reconnected to RabbitMQ at %s:%d",
          t->url.nodes[t->node].host, t->url.nodes[t->node].port);
   pump(t);
 }

@@ -42,6 +42,7 @@ cleanup() {
     rm -rf "$keep" && mkdir -p "$keep" && cp "$WORK"/*.log "$WORK"/*.out "$keep"/ 2>/dev/null
   fi
   rm -rf "$WORK"
+  [ "$TRANSPORT" = rabbitmq ] && bash "$ROOT/scripts/rabbitmq.sh" drop-vhosts "$VHOST" 1
 }
 trap cleanup EXIT
 
