@@ -107,6 +107,9 @@ vhosts)
     rabbit_auth_backend_internal:set_permissions(<<\"guest\">>, V, <<\".*\">>, <<\".*\">>,
       <<\".*\">>, <<\"moonbus\">>) end || N <- lists:seq(1, $n)], ok." >/dev/null
   ;;
+beam-pid) # the Erlang VM of the node, for tests that stall the broker with SIGSTOP
+  pgrep -f -- "beam.smp.* -home $DIR( |$)" | head -1
+  ;;
 drop-vhosts)
   node_env
   prefix=${2:?usage: rabbitmq.sh drop-vhosts PREFIX N} n=${3:?usage: rabbitmq.sh drop-vhosts PREFIX N}
@@ -121,7 +124,7 @@ ctl)
   ctl "$@"
   ;;
 *)
-  echo "usage: scripts/rabbitmq.sh start|stop|status|url|vhosts|drop-vhosts PREFIX N|ctl ARGS..." >&2
+  echo "usage: scripts/rabbitmq.sh start|stop|status|url|beam-pid|vhosts|drop-vhosts PREFIX N|ctl ARGS..." >&2
   exit 2
   ;;
 esac
