@@ -54,14 +54,27 @@ static int predicate_true(lua_State *L, int idx) {
   return yes;
 }
 
-/* One iteration of the loop; 1 when the run is over, -1 on an error (message pushed). */
-static int step(lua_State *L, mb_lbus *bus, int pred, int until_idle) {
+#define SETTLE 0.1 /* seconds a bus must stay idle: a message may be on its way to us */
+
+static void wake(struct ev_loop *loop, ev_timer *w, int revents) { (void)loop, (void)w, (void)revents; }
+
+/* One iteration of the loop; 1 when the run is over, -1 on an error (message pushed).
+ * Idle means nothing ready or in flight for SETTLE seconds in a row: a broker may have
+ * handed a message to our socket that no count shows yet. */
+static int step(lua_State *L, mb_lbus *bus, int pred, int until_idle, ev_tstamp *idle_since) {
   ev_run(bus->rt->loop, EVRUN_ONCE);
   int done = predicate_true(L, pred);
   if (done == 0 && until_idle) {
     mb_err err;
-    done = is_idle(bus, &err);
-    if (done < 0) lua_pushstring(L, err.msg);
+    int idle = is_idle(bus, &err);
+    if (idle < 0) {
+      lua_pushstring(L, err.msg);
+      return -1;
+    }
+    ev_tstamp now = ev_now(bus->rt->loop);
+    if (!idle) *idle_since = 0;
+    else if (*idle_since == 0) *idle_since = now;
+    done = idle && now - *idle_since >= SETTLE;
   }
   return done;
 }
@@ -84,7 +97,12 @@ static int l_run(lua_State *L) {
   ev_timer_init(&deadline, deadline_reached, seconds, 0.);
   deadline.data = &expired;
   ev_timer_start(bus->rt->loop, &deadline);
-  while (!expired && done == 0) done = step(L, bus, pred, until_idle);
+  ev_timer tick; /* wakes the loop while waiting for the bus to settle */
+  ev_timer_init(&tick, wake, SETTLE / 2, SETTLE / 2);
+  if (until_idle) ev_timer_start(bus->rt->loop, &tick);
+  ev_tstamp idle_since = 0;
+  while (!expired && done == 0) done = step(L, bus, pred, until_idle, &idle_since);
+  ev_timer_stop(bus->rt->loop, &tick);
   ev_timer_stop(bus->rt->loop, &deadline);
   mb_sched_set_anchor(bus->sched, NULL);
   if (done < 0) return lua_error(L);

@@ -100,6 +100,19 @@ describe("messaging", function()
     assert.same({ "o9", "event" }, got)
   end)
 
+  it("delays a published event for its subscribers (two levels of broker delay)", function()
+    bus.endpoint { name = "s", publishes = { "s.Placed" } }
+    local at
+    bus.handle("s.Placed", function() at = os.time() end)
+    testing.host.start()
+    local sent = os.time()
+    bus.publish("s.Placed", { order_id = "o3" }, { delay = 3 })
+    testing.run_for(1.5)
+    assert.is_nil(at)
+    assert.is_true(testing.run_until(function() return at ~= nil end, 8))
+    assert.is_true(at - sent >= 2) -- os.time() has whole seconds: 3 s minus rounding
+  end)
+
   it("replies to the sender with ctx:reply, correlated to the request", function()
     bus.endpoint { name = "s", routes = { ["s.Place"] = "s" } }
     local placed_id, reply
