@@ -6,11 +6,11 @@ LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 DEFS    := -D_DEFAULT_SOURCE -D_GNU_SOURCE -DMOONBUS_VERSION='"$(VERSION)"' \
            -DMOONBUS_MODULES_DIR='"$(CURDIR)/modules"'
-CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) -Ihost -Ibindings -fPIC -g
+CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) -iquote host -iquote bindings -fPIC -g
 RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_CFLAGS := $(CFLAGS_COMMON) -O1 $(SAN) -DMOONBUS_TEST_BUILD
-LIBS    := -lev -lsqlite3 -lrabbitmq -lm
+LIBS    := -lev -lsqlite3 -lrabbitmq -lm -pthread
 LUA_LIB := -llua5.4
 
 CORE_SRC := $(wildcard host/*.c host/transport/*.c bindings/*.c)

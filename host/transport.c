@@ -40,8 +40,14 @@ const char *mb_queue_name_problem(const char *name) {
   return NULL;
 }
 
-static const mb_transport_ops *const transports[] = {
-    &mb_sqlite_transport, &mb_rabbitmq_transport, &mb_rabbitmq_tls_transport};
+static const struct {
+  const char *scheme;
+  const mb_transport_ops *ops;
+} transports[] = {
+    {"sqlite", &mb_sqlite_transport},
+    {"amqp", &mb_rabbitmq_transport},
+    {"amqps", &mb_rabbitmq_transport},
+};
 
 static int scheme_is(const char *url, const char *scheme) {
   size_t n = strlen(scheme);
@@ -53,8 +59,8 @@ int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
   if (url == NULL) url = MB_DEFAULT_TRANSPORT;
   *out = NULL;
   for (size_t i = 0; i < sizeof transports / sizeof *transports; i++)
-    if (scheme_is(url, transports[i]->scheme))
-      return transports[i]->open(out, loop, url, instance, err);
+    if (scheme_is(url, transports[i].scheme))
+      return transports[i].ops->open(out, loop, url, instance, err);
   const char *colon = strstr(url, "://");
   return mb_err_set(err, MB_EINVAL,
                     "unknown transport scheme '%.*s': use sqlite://PATH, amqp:// or amqps://",

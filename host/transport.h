@@ -7,7 +7,8 @@
  * that takes it returns (SQLite commits at once) or later from the loop (RabbitMQ waits
  * for publisher confirms); callers must handle both.
  *
- * Implementations: transport/sqlite.c (sqlite://PATH, the embedded default). */
+ * Implementations: transport/sqlite.c (sqlite://PATH, the embedded default),
+ * transport/rabbitmq.c (amqp:// and amqps://). */
 #ifndef MOONBUS_TRANSPORT_H
 #define MOONBUS_TRANSPORT_H
 
@@ -71,7 +72,6 @@ typedef void (*mb_done_fn)(void *ud, int status, const char *error);
 typedef struct mb_transport mb_transport;
 
 typedef struct mb_transport_ops {
-  const char *scheme; /* "sqlite" */
   /* Opens the transport named by url on loop. instance names this process in logs;
    * a transport that leases messages makes its own lease token unique per open. */
   int (*open)(mb_transport **out, struct ev_loop *loop, const char *url, const char *instance,

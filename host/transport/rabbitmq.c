@@ -15,6 +15,7 @@
 #include "transport/rabbitmq.h"
 
 #include <ev.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,16 @@ typedef struct amqp_link {
   size_t body_size, body_have;
 } amqp_link;
 
+typedef struct dial {
+  const mb_amqp_url *url;
+  const char *instance;
+  size_t first_node;
+  amqp_connection_state_t pub, con; /* the result: both, or neither */
+  size_t node;
+  int rc;
+  mb_err err;
+} dial;
+
 typedef struct string_set {
   char **items;
   size_t n;
@@ -106,6 +117,10 @@ typedef struct rmq {
   char lost_reason[MB_ERRLEN];
   ev_timer heartbeat, teardown, reconnect;
   double backoff;
+  dial dial;                 /* a reconnect in progress on the dialer thread */
+  pthread_t dialer;
+  int dialing;
+  ev_async dialed;
   /* what to redeclare and resume after a reconnect */
   char *endpoint, *error_queue;
   string_set subscriptions, owned, bound;
@@ -532,25 +547,58 @@ static void mark_lost(rmq *t, const char *fmt, ...) {
   ev_timer_start(t->loop, &t->teardown);
 }
 
-static int open_channel(amqp_link *l, amqp_channel_t ch, mb_err *err) {
-  amqp_channel_open(l->conn, ch);
+static int open_channel(amqp_connection_state_t c, const char *role, amqp_channel_t ch,
+                        mb_err *err) {
+  amqp_channel_open(c, ch);
   char what[64];
-  snprintf(what, sizeof what, "cannot open channel %u on the %s connection", ch, l->role);
-  return mb_amqp_reply_error(amqp_get_rpc_reply(l->conn), what, NULL, err);
+  snprintf(what, sizeof what, "cannot open channel %u on the %s connection", ch, role);
+  return mb_amqp_reply_error(amqp_get_rpc_reply(c), what, NULL, err);
 }
 
-static int link_open(rmq *t, amqp_link *l, size_t node, mb_err *err) {
+/* One logged-in connection with its channels open, or NULL and err. */
+static amqp_connection_state_t open_conn(const dial *d, size_t node, const char *role,
+                                         mb_err *err) {
   char name[200];
-  snprintf(name, sizeof name, "moonbus %s (%s)", t->instance, l->role);
-  int rc = mb_amqp_connect(&t->url, node, name, &l->conn, err);
-  if (rc == MB_OK) rc = open_channel(l, CH_RPC, err);
-  if (rc == MB_OK) rc = open_channel(l, CH_WORK, err);
-  if (rc != MB_OK) return rc;
-  ev_io_init(&l->io, on_readable, amqp_get_sockfd(l->conn), EV_READ);
+  amqp_connection_state_t c;
+  snprintf(name, sizeof name, "moonbus %s (%s)", d->instance, role);
+  int rc = mb_amqp_connect(d->url, node, name, &c, err);
+  if (rc == MB_OK) rc = open_channel(c, role, CH_RPC, err);
+  if (rc == MB_OK) rc = open_channel(c, role, CH_WORK, err);
+  if (rc == MB_OK && strcmp(role, "publish") == 0) {
+    amqp_confirm_select(c, CH_WORK);
+    rc = mb_amqp_reply_error(amqp_get_rpc_reply(c), "cannot turn on publisher confirms", NULL,
+                             err);
+  }
+  if (rc == MB_OK) return c;
+  if (c) amqp_destroy_connection(c);
+  return NULL;
+}
+
+/* The blocking half of a session: both connections, tried node by node. It touches no
+ * loop and no transport state, so that a reconnect can run it on a thread of its own. */
+static void dial_run(dial *d) {
+  d->rc = MB_EIO;
+  for (size_t i = 0; i < d->url->n_nodes && d->rc != MB_OK; i++) {
+    size_t node = (d->first_node + i) % d->url->n_nodes;
+    d->pub = open_conn(d, node, "publish", &d->err);
+    d->con = d->pub ? open_conn(d, node, "consume", &d->err) : NULL;
+    if (d->con) {
+      d->node = node;
+      d->rc = MB_OK;
+    } else if (d->pub) {
+      amqp_destroy_connection(d->pub);
+      d->pub = NULL;
+    }
+  }
+}
+
+static void link_install(rmq *t, amqp_link *l, amqp_connection_state_t c, const char *role) {
+  l->conn = c;
+  l->role = role;
+  ev_io_init(&l->io, on_readable, amqp_get_sockfd(c), EV_READ);
   l->io.data = l;
   ev_io_start(t->loop, &l->io);
   l->last_read = ev_now(t->loop);
-  return MB_OK;
 }
 
 static void link_close(rmq *t, amqp_link *l, int graceful) {
@@ -589,25 +637,12 @@ static void session_close(rmq *t, int graceful) {
   t->delay_levels = 0;
 }
 
-static int session_open(rmq *t, mb_err *err) {
-  int rc = MB_EIO;
-  for (size_t i = 0; i < t->url.n_nodes && rc != MB_OK; i++) {
-    size_t node = (t->node + i) % t->url.n_nodes;
-    t->pub.role = "publish";
-    t->con.role = "consume";
-    rc = link_open(t, &t->pub, node, err);
-    if (rc == MB_OK) rc = link_open(t, &t->con, node, err);
-    if (rc == MB_OK) t->node = node;
-    else session_close(t, 0);
-  }
-  if (rc != MB_OK) return rc;
-  amqp_confirm_select(t->pub.conn, CH_WORK);
-  rc = mb_amqp_reply_error(amqp_get_rpc_reply(t->pub.conn), "cannot turn on publisher confirms",
-                           NULL, err);
-  if (rc != MB_OK) {
-    session_close(t, 0);
-    return rc;
-  }
+/* A new session on the connections d dialed. */
+static void session_install(rmq *t, dial *d) {
+  link_install(t, &t->pub, d->pub, "publish");
+  link_install(t, &t->con, d->con, "consume");
+  d->pub = d->con = NULL;
+  t->node = d->node;
   t->next_seq = 0;
   t->session++;
   t->connected = 1;
@@ -616,6 +651,17 @@ static int session_open(rmq *t, mb_err *err) {
     ev_timer_set(&t->heartbeat, t->url.heartbeat / 2.0, t->url.heartbeat / 2.0);
     ev_timer_start(t->loop, &t->heartbeat);
   }
+}
+
+/* Opens a session, waiting for it (the first one: a host must know at once). */
+static int session_open(rmq *t, mb_err *err) {
+  dial d = {.url = &t->url, .instance = t->instance, .first_node = t->node};
+  dial_run(&d);
+  if (d.rc != MB_OK) {
+    *err = d.err;
+    return d.rc;
+  }
+  session_install(t, &d);
   return MB_OK;
 }
 
@@ -654,6 +700,7 @@ static void schedule_reconnect(rmq *t) {
   t->backoff = t->backoff < BACKOFF_MIN ? BACKOFF_MIN : t->backoff * 2;
   if (t->backoff > BACKOFF_MAX) t->backoff = BACKOFF_MAX;
   double delay = t->backoff * (0.5 + (r % 1000) / 1000.0); /* jitter: 50-150 % */
+  ev_timer_stop(t->loop, &t->reconnect);
   ev_timer_set(&t->reconnect, delay, 0.);
   ev_timer_start(t->loop, &t->reconnect);
 }
@@ -672,18 +719,54 @@ static void on_teardown(struct ev_loop *loop, ev_timer *w, int revents) {
 static int declare_all(rmq *t, mb_err *err);
 static int start_consumer(rmq *t, mb_err *err);
 
+static void *dial_thread(void *arg) {
+  rmq *t = arg;
+  dial_run(&t->dial);
+  ev_async_send(t->loop, &t->dialed);
+  return NULL;
+}
+
+/* Reconnecting dials on a thread, so that a broker that accepts TCP but never answers
+ * (stalled, overloaded) cannot freeze the loop for the connect and login timeouts. */
 static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
   rmq *t = w->data;
-  mb_err err;
   fail_expired(t);
-  int rc = session_open(t, &err);
-  if (rc == MB_OK && t->declared) rc = declare_all(t, &err);
+  if (t->dialing) return;
+  t->dial = (dial){.url = &t->url, .instance = t->instance, .first_node = t->node};
+  ev_async_start(t->loop, &t->dialed);
+  t->dialing = pthread_create(&t->dialer, NULL, dial_thread, t) == 0;
+  if (!t->dialing) {
+    ev_async_stop(t->loop, &t->dialed);
+    mb_log(MB_WARN, t->endpoint, NULL, NULL, "cannot start a thread to reconnect; trying again");
+    schedule_reconnect(t);
+  }
+}
+
+static void reconnect_failed(rmq *t, const char *why) {
+  mb_log(MB_WARN, t->endpoint, NULL, NULL, "reconnecting to RabbitMQ failed: %s", why);
+  ev_timer_stop(t->loop, &t->teardown); /* a failed step may have asked for one */
+  t->lost = 0;
+  session_close(t, 0);
+  schedule_reconnect(t);
+}
+
+static void on_dialed(struct ev_loop *loop, ev_async *w, int revents) {
+  (void)revents;
+  rmq *t = w->data;
+  ev_async_stop(loop, w);
+  pthread_join(t->dialer, NULL);
+  t->dialing = 0;
+  if (t->dial.rc != MB_OK) {
+    reconnect_failed(t, t->dial.err.msg);
+    return;
+  }
+  session_install(t, &t->dial);
+  mb_err err;
+  int rc = t->declared ? declare_all(t, &err) : MB_OK;
   if (rc == MB_OK && t->consuming) rc = start_consumer(t, &err);
   if (rc != MB_OK) {
-    mb_log(MB_WARN, t->endpoint, NULL, NULL, "reconnecting to RabbitMQ failed: %s", err.msg);
-    session_close(t, 0);
-    schedule_reconnect(t);
+    reconnect_failed(t, err.msg);
     return;
   }
   t->backoff = 0;
@@ -1104,7 +1187,7 @@ static int rmq_open(mb_transport **out, struct ev_loop *loop, const char *url,
     free(t);
     return rc;
   }
-  t->base.ops = url[4] == 's' ? &mb_rabbitmq_tls_transport : &mb_rabbitmq_transport;
+  t->base.ops = &mb_rabbitmq_transport;
   t->loop = loop;
   snprintf(t->instance, sizeof t->instance, "%s", instance ? instance : "moonbus");
   mb_amqp_redact(url, t->shown, sizeof t->shown);
@@ -1113,6 +1196,8 @@ static int rmq_open(mb_transport **out, struct ev_loop *loop, const char *url,
   ev_timer_init(&t->teardown, on_teardown, 0., 0.);
   ev_timer_init(&t->reconnect, on_reconnect, 1., 0.);
   t->heartbeat.data = t->teardown.data = t->reconnect.data = t;
+  ev_async_init(&t->dialed, on_dialed);
+  t->dialed.data = t;
   rc = session_open(t, err);
   if (rc != MB_OK) {
     rmq_close(&t->base);
@@ -1138,6 +1223,12 @@ static void rmq_close(mb_transport *base) {
   if (t == NULL) return;
   ev_timer_stop(t->loop, &t->teardown);
   ev_timer_stop(t->loop, &t->reconnect);
+  if (t->dialing) { /* let the dialer finish (bounded by connect_timeout), then drop it */
+    pthread_join(t->dialer, NULL);
+    ev_async_stop(t->loop, &t->dialed);
+    if (t->dial.pub) amqp_destroy_connection(t->dial.pub);
+    if (t->dial.con) amqp_destroy_connection(t->dial.con);
+  }
   session_close(t, t->connected && !t->lost);
   free_pending(t);
   set_clear(&t->subscriptions);
@@ -1151,22 +1242,6 @@ static void rmq_close(mb_transport *base) {
 }
 
 const mb_transport_ops mb_rabbitmq_transport = {
-    .scheme = "amqp",
-    .open = rmq_open,
-    .declare = rmq_declare,
-    .dispatch = rmq_dispatch,
-    .consume = rmq_consume,
-    .stop_consuming = rmq_stop_consuming,
-    .complete = rmq_complete,
-    .release = rmq_release,
-    .owner_of = rmq_owner_of,
-    .depth = rmq_depth,
-    .browse = rmq_browse,
-    .close = rmq_close,
-};
-
-const mb_transport_ops mb_rabbitmq_tls_transport = {
-    .scheme = "amqps",
     .open = rmq_open,
     .declare = rmq_declare,
     .dispatch = rmq_dispatch,

@@ -5,6 +5,5 @@
 #include "transport.h"
 
 extern const mb_transport_ops mb_rabbitmq_transport;
-extern const mb_transport_ops mb_rabbitmq_tls_transport;
 
 #endif

@@ -59,10 +59,13 @@ int mb_amqp_declare_queue(mb_amqp_rpc *r, const char *name, int classic, mb_err 
   snprintf(what, sizeof what, "cannot declare queue '%s' as a durable %s queue", name,
            classic ? "classic" : "quorum");
   int code, rc = checked(r, what, &code, err);
-  if (code == AMQP_PRECONDITION_FAILED)
+  if (code == AMQP_PRECONDITION_FAILED) {
+    char why[MB_ERRLEN];
+    snprintf(why, sizeof why, "%s", err->msg); /* err is both the source and the target */
     return mb_err_set(err, MB_EINVAL,
-                      "%s: it exists with other settings (set queue_type in bus.endpoint{} to "
-                      "what the queue is, or delete the queue)", err->msg);
+                      "%.300s: it exists with other settings (set queue_type in bus.endpoint{} "
+                      "to what the queue is, or delete the queue)", why);
+  }
   return rc;
 }
 

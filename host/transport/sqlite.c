@@ -873,7 +873,6 @@ static void sqlite_close(mb_transport *base) {
 }
 
 const mb_transport_ops mb_sqlite_transport = {
-    .scheme = "sqlite",
     .open = sqlite_open,
     .declare = sqlite_declare,
     .dispatch = sqlite_dispatch,

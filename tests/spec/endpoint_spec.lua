@@ -58,4 +58,28 @@ describe("bus.endpoint", function()
     assert.matches("routes must be a table",
       err_of(bus.endpoint, { name = "s", routes = "billing" }), 1, true)
   end)
+
+  it("runs on a classic queue with queue_type = \"classic\"", function()
+    bus.command("c.Do")
+    bus.endpoint { name = "c", routes = { ["c.Do"] = "c" }, queue_type = "classic" }
+    local got
+    bus.handle("c.Do", function(_, ctx) got = ctx.attempt end)
+    bus.send("c.Do", {})
+    assert.is_true(testing.run_until(function() return got ~= nil end))
+    assert.equal(1, got)
+  end)
+
+  if testing.transport() == "rabbitmq" then
+    it("says so when the queue exists with another queue type", function()
+      local url
+      bus, url = testing.fresh()
+      bus.endpoint { name = "q" }
+      testing.host.start()
+      bus = testing.fresh(url)
+      bus.endpoint { name = "q", queue_type = "classic" }
+      local err = err_of(testing.host.start)
+      assert.matches("cannot declare queue 'q' as a durable classic queue", err, 1, true)
+      assert.matches("set queue_type in bus.endpoint{} to what the queue is", err, 1, true)
+    end)
+  end
 end)

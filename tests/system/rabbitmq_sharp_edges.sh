@@ -58,7 +58,7 @@ check "handlers run while the broker blocks publishing ($(count "ping 1[1-5]" ed
 wait_for 10 grep -q "RabbitMQ blocks publishing" "$WORK/edge2.log"
 check "the host logs that the broker blocks publishing" grep -q "RabbitMQ blocks publishing" "$WORK/edge2.log"
 t0=$(count tick edge2); sleep 2; t1=$(count tick edge2)
-check "the loop keeps running while blocked ($((t1 - t0)) timer ticks in 2 s)" test $((t1 - t0)) -ge 5
+check "the loop keeps running while blocked ($((t1 - t0)) timer ticks in 2 s, 10 due)" test $((t1 - t0)) -ge 8
 check "no reply went out while blocked" test "$(count "pong 1[1-5]" edge2)" -eq 0
 ctl set_vm_memory_high_watermark 0.6
 wait_until 30 '[ "$(count "pong 1[1-5]" edge2)" -eq 5 ]'
@@ -80,7 +80,7 @@ found=$(count "lost RabbitMQ.*heartbeat" edge3)
 t0=$(count tick edge3); sleep 3; t1=$(count tick edge3)
 kill -CONT "$BEAM"
 check "the host notices the stalled broker by its missed heartbeats" test "$found" -ge 1
-check "its loop keeps running meanwhile ($((t1 - t0)) timer ticks in 3 s)" test $((t1 - t0)) -ge 3
+check "its loop keeps running meanwhile ($((t1 - t0)) timer ticks in 3 s, 15 due)" test $((t1 - t0)) -ge 12
 wait_for 30 grep -q "reconnected to RabbitMQ" "$WORK/edge3.log"
 check "it reconnects when the broker comes back" grep -q "reconnected to RabbitMQ" "$WORK/edge3.log"
 ping 21
