@@ -9,7 +9,7 @@ PACKAGES=(
   liblua5.4-dev lua5.4 lua-cjson
   libev-dev
   libsqlite3-dev sqlite3
-  librabbitmq-dev amqp-tools rabbitmq-server
+  librabbitmq-dev amqp-tools rabbitmq-server openssl
   lua-busted
   valgrind
 )

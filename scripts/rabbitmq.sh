@@ -7,7 +7,8 @@
 # system broker or another test run. PORT is $MOONBUS_RABBITMQ_PORT (default 5682, so a
 # system broker on 5672 is left alone); the
 # distribution port is PORT + 20000. `start` waits until the broker accepts AMQP and prints
-# nothing else on success; `url` prints the amqp:// URL to use; `vhosts PREFIX N` creates
+# nothing else on success; `url` prints the amqp:// URL to use (`tls-url` the amqps:// one
+# on PORT + 1, whose server certificate is signed by the CA at `tls-ca`); `vhosts PREFIX N` creates
 # the virtual hosts PREFIX1..PREFIXN (guest may use them) in one call, so that every test
 # can have a broker of its own (`drop-vhosts PREFIX N` deletes them); `ctl ARGS` runs rabbitmqctl against the node.
 set -euo pipefail
@@ -15,6 +16,7 @@ PORT=${MOONBUS_RABBITMQ_PORT:-5682}
 DIR=${MOONBUS_RABBITMQ_DIR:-/tmp/moonbus-rabbitmq-$PORT}
 BIN=/usr/lib/rabbitmq/bin
 NODE=moonbus$PORT@localhost
+TLS_PORT=$((PORT + 1)) # amqps://, with a CA and server certificate made in $DIR/tls
 
 node_env() {
   export HOME=$DIR # the Erlang cookie lives here, private to this node
@@ -36,10 +38,31 @@ ctl() { "$BIN/rabbitmqctl" -n "$NODE" "$@"; }
 
 is_running() { [ -d "$DIR" ] && ctl status >/dev/null 2>&1; }
 
+# A private CA and a server certificate for 127.0.0.1 and localhost (tests of amqps://).
+write_tls() {
+  local d=$DIR/tls
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=moonbus test CA" \
+    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/san.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 30 -extfile "$d/san.ext" -out "$d/server.pem" 2>/dev/null
+  chmod 644 "$d"/*
+}
+
 write_config() {
   mkdir -p "$DIR/mnesia" "$DIR/log"
+  write_tls
   cat >"$DIR/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:$PORT
+listeners.ssl.1 = 127.0.0.1:$TLS_PORT
+ssl_options.cacertfile = $DIR/tls/ca.pem
+ssl_options.certfile = $DIR/tls/server.pem
+ssl_options.keyfile = $DIR/tls/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 loopback_users = none
 # tests fill and drain queues fast; do not block publishers on this small VM's disk
 disk_free_limit.absolute = 50MB
@@ -98,6 +121,8 @@ start) start ;;
 stop) stop ;;
 status) status ;;
 url) echo "amqp://guest:guest@127.0.0.1:$PORT" ;;
+tls-url) echo "amqps://guest:guest@localhost:$TLS_PORT" ;; # rabbitmq-c 0.11 matches DNS names only
+tls-ca) echo "$DIR/tls/ca.pem" ;;
 vhosts)
   node_env
   prefix=${2:?usage: rabbitmq.sh vhosts PREFIX N} n=${3:?usage: rabbitmq.sh vhosts PREFIX N}
@@ -124,7 +149,7 @@ ctl)
   ctl "$@"
   ;;
 *)
-  echo "usage: scripts/rabbitmq.sh start|stop|status|url|beam-pid|vhosts|drop-vhosts PREFIX N|ctl ARGS..." >&2
+  echo "usage: scripts/rabbitmq.sh start|stop|status|url|tls-url|tls-ca|beam-pid|vhosts|drop-vhosts PREFIX N|ctl ARGS..." >&2
   exit 2
   ;;
 esac
