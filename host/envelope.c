@@ -128,6 +128,18 @@ static int digits(const char **s, int n, int *out) {
 
 static int expect(const char **s, char c) { return *(*s)++ == c; }
 
+static int days_in_month(int y, int mo) {
+  static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return days[mo - 1] + (mo == 2 && leap);
+}
+
+/* A calendar date and time that exists (a leap second only at 23:59:60). */
+static int valid_time(int y, int mo, int d, int h, int mi, int se) {
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59) return 0;
+  return se <= 59 || (se == 60 && h == 23 && mi == 59);
+}
+
 int mb_time_parse(const char *s, int64_t *usec) {
   int y, mo, d, h, mi, se, frac = 0, nfrac = 0;
   if (s == NULL) return MB_EINVAL;
@@ -137,10 +149,11 @@ int mb_time_parse(const char *s, int64_t *usec) {
     return MB_EINVAL;
   if (*s == '.') {
     for (s++; *s >= '0' && *s <= '9' && nfrac < 6; s++, nfrac++) frac = frac * 10 + (*s - '0');
+    if (nfrac == 0) return MB_EINVAL; /* a dot needs digits */
     for (int i = nfrac; i < 6; i++) frac *= 10;
   }
   if (s[0] != 'Z' || s[1] != '\0') return MB_EINVAL;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return MB_EINVAL;
+  if (!valid_time(y, mo, d, h, mi, se)) return MB_EINVAL;
   struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
                   .tm_hour = h, .tm_min = mi, .tm_sec = se};
   time_t secs = timegm(&tm);
