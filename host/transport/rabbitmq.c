@@ -44,11 +44,14 @@ mb_amqp_rpc rmq_rpc_on(amqp_link *l, amqp_channel_t channel) {
   return r;
 }
 
-/* An RPC may have read frames meant for the loop: have them handled soon. */
+void rmq_feed_pending(rmq *t, amqp_link *l) {
+  if (l->conn && (amqp_frames_enqueued(l->conn) || amqp_data_in_buffer(l->conn)))
+    ev_feed_event(t->loop, &l->io, EV_READ);
+}
+
 void rmq_after_rpc(rmq *t, amqp_link *l, mb_amqp_rpc *r, const char *what) {
   if (r->dead) rmq_mark_lost(t, "%s: the %s connection failed", what, l->role);
-  else if (l->conn && (amqp_frames_enqueued(l->conn) || amqp_data_in_buffer(l->conn)))
-    ev_feed_event(t->loop, &l->io, EV_READ);
+  else rmq_feed_pending(t, l);
 }
 
 static int not_connected(rmq *t, mb_err *err) {
@@ -211,7 +214,7 @@ int rmq_start_consumer(rmq *t, mb_err *err) {
     snprintf(t->consumer_tag, sizeof t->consumer_tag, "%.*s", (int)ok->consumer_tag.len,
              (const char *)ok->consumer_tag.bytes);
   if (rc != MB_OK) rmq_mark_lost(t, "%s", err->msg);
-  else if (amqp_frames_enqueued(c) || amqp_data_in_buffer(c)) ev_feed_event(t->loop, &t->con.io, EV_READ);
+  else rmq_feed_pending(t, &t->con);
   return rc;
 }
 
@@ -239,8 +242,7 @@ static void rmq_stop_consuming(mb_transport *base) {
   if (mb_amqp_reply_error(amqp_get_rpc_reply(t->con.conn), "cannot stop consuming", NULL, &err))
     rmq_mark_lost(t, "%s", err.msg);
   t->consumer_tag[0] = '\0';
-  if (t->con.conn && (amqp_frames_enqueued(t->con.conn) || amqp_data_in_buffer(t->con.conn)))
-    ev_feed_event(t->loop, &t->con.io, EV_READ);
+  rmq_feed_pending(t, &t->con);
 }
 
 static int rmq_owner_of(mb_transport *base, const char *type, char *out, size_t len,

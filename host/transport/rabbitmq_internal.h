@@ -135,7 +135,9 @@ int rmq_set_has(const string_set *s, const char *v);
 int rmq_set_add(string_set *s, const char *v);
 void rmq_set_clear(string_set *s);
 mb_amqp_rpc rmq_rpc_on(amqp_link *l, amqp_channel_t channel);
-/* An RPC may have read frames meant for the loop: have them handled soon. */
+/* rabbitmq-c may hold frames read during an RPC or a publish: have the loop handle them
+ * soon. After an RPC, a failed connection marks the session lost instead. */
+void rmq_feed_pending(rmq *t, amqp_link *l);
 void rmq_after_rpc(rmq *t, amqp_link *l, mb_amqp_rpc *r, const char *what);
 /* Declares the saved topology (again, after a reconnect) and consumes. */
 int rmq_declare_all(rmq *t, mb_err *err);

@@ -130,7 +130,7 @@ static int publish_one(rmq *t, wire_msg *m) {
 void rmq_pump(rmq *t) {
   while (t->waiting.head && can_publish(t))
     if (publish_one(t, list_pop(&t->waiting)) != MB_OK) return;
-  rmq_after_rpc(t, &t->pub, &(mb_amqp_rpc){t->pub.conn, CH_WORK, 0}, "publishing");
+  rmq_feed_pending(t, &t->pub); /* a publish may have read confirms into rabbitmq-c */
 }
 
 void rmq_confirmed(rmq *t, uint64_t tag, int multiple, int ok) {
