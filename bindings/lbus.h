@@ -21,6 +21,7 @@
 #define MB_UNRECOVERABLE_MT "moonbus.Unrecoverable"
 #define MB_CTX_MT "moonbus.Context"
 #define MB_TIMER_MT "moonbus.Timer"
+#define MB_TIMEOUT_MT "moonbus.Timeout"
 
 typedef struct mb_ltimer mb_ltimer;
 
@@ -72,10 +73,21 @@ const char *mb_ljson_encode(lua_State *L, int idx, size_t *len);
 void mb_lctx_open(lua_State *L);
 /* A new ctx userdata bound to job (and job->ctx to it). [-0, +1, m] */
 void mb_lctx_push(lua_State *L, struct mb_job *job);
+/* A new ctx userdata for the reply to a bus.request; it owns reply. [-0, +1, m] */
+void mb_lctx_push_reply(lua_State *L, mb_delivery *reply);
 
 /* --- ldispatch.c ----------------------------------------------------------------- */
 /* Pushes the function every handler coroutine starts with. [-0, +1] */
 void mb_lbus_push_dispatcher(lua_State *co);
+
+/* --- lwait.c -------------------------------------------------------------------- */
+void mb_lwait_open(lua_State *L); /* is_timeout */
+/* Sends m now from the parkable coroutine th and parks it until the transport answers;
+ * raises what failed, prefixed with fn. Use as `return mb_lwait_send(...)`. [-?, +0, e] */
+int mb_lwait_send(lua_State *L, mb_thread *th, mb_outgoing *m, const char *fn);
+/* Sends the request m and parks th until its reply (results: body, ctx) or its timeout
+ * (raises a timeout error value). Use as `return mb_lwait_request(...)`. [-?, +2, e] */
+int mb_lwait_request(lua_State *L, mb_thread *th, mb_outgoing *m, double timeout);
 
 /* --- ltimer.c -------------------------------------------------------------------- */
 void mb_ltimer_open(lua_State *L); /* after, every */

@@ -1,7 +1,8 @@
-/* lctx.c — the ctx userdata a handler receives (DESIGN §3): read-only fields of the
- * message being handled and ctx:reply. A ctx is bound to its job; once the job ends the
- * ctx is cut loose and any use of it is an error that says so.
- * Never: keeps a message alive or sends anything itself (lsend.c does). */
+/* lctx.c — the ctx userdata (DESIGN §3): read-only fields of a message and ctx:reply. A
+ * handler's ctx is bound to its job; once the job ends the ctx is cut loose and any use
+ * of it is an error that says so. The ctx of a reply to bus.request owns its delivery
+ * (freed with the ctx) and cannot be replied to.
+ * Never: keeps a handled message alive or sends anything itself (lsend.c does). */
 #include <string.h>
 
 #include "lbus.h"
@@ -9,16 +10,28 @@
 
 typedef struct lctx {
   mb_job *job; /* first member: pipeline.c clears it through job->ctx when the job ends */
+  mb_delivery *reply; /* the ctx of a reply owns it */
+  const char *endpoint;
 } lctx;
 
-static mb_job *check_job(lua_State *L) {
+/* The message ctx describes, raising once its handler ended. */
+static const mb_delivery *check_message(lua_State *L, lctx **out) {
   lctx *c = luaL_checkudata(L, 1, MB_CTX_MT);
+  if (out) *out = c;
+  if (c->reply) return c->reply;
   if (c->job == NULL)
     luaL_error(L, "ctx is used after its handler ended: keep the values you need, not ctx");
-  return c->job;
+  return c->job->d;
 }
 
-static int l_reply(lua_State *L) { return mb_lsend_reply(L, check_job(L)); }
+static int l_reply(lua_State *L) {
+  lctx *c;
+  check_message(L, &c);
+  if (c->reply)
+    return luaL_error(L, "ctx:reply: this is the ctx of a reply to bus.request; reply to the "
+                      "message your handler handles, with the ctx the handler received");
+  return mb_lsend_reply(L, c->job);
+}
 
 static void push_opt_string(lua_State *L, const char *s) {
   if (s) lua_pushstring(L, s);
@@ -44,8 +57,8 @@ static void push_delayed_attempt(lua_State *L, const mb_headers *h) {
 }
 
 /* Pushes field key of the message; returns 0 for an unknown key. */
-static int push_field(lua_State *L, const mb_job *job, const char *key) {
-  const mb_envelope *e = &job->d->env;
+static int push_field(lua_State *L, const lctx *c, const mb_delivery *d, const char *key) {
+  const mb_envelope *e = &d->env;
   if (strcmp(key, "id") == 0) lua_pushstring(L, e->id);
   else if (strcmp(key, "type") == 0) lua_pushstring(L, e->type);
   else if (strcmp(key, "kind") == 0) push_opt_string(L, mb_headers_get(&e->headers, MB_H_KIND));
@@ -58,10 +71,10 @@ static int push_field(lua_State *L, const mb_job *job, const char *key) {
   else if (strcmp(key, "time_sent") == 0)
     push_opt_string(L, mb_headers_get(&e->headers, MB_H_TIME_SENT));
   else if (strcmp(key, "headers") == 0) push_headers(L, &e->headers);
-  else if (strcmp(key, "attempt") == 0) lua_pushinteger(L, job->d->delivery_count);
+  else if (strcmp(key, "attempt") == 0) lua_pushinteger(L, d->delivery_count);
   else if (strcmp(key, "delayed_attempt") == 0) push_delayed_attempt(L, &e->headers);
-  else if (strcmp(key, "endpoint") == 0) lua_pushstring(L, job->rt->cfg.name);
-  else if (strcmp(key, "queue") == 0) lua_pushstring(L, job->d->queue);
+  else if (strcmp(key, "endpoint") == 0) lua_pushstring(L, c->job ? c->job->rt->cfg.name : c->endpoint);
+  else if (strcmp(key, "queue") == 0) lua_pushstring(L, d->queue);
   else return 0;
   return 1;
 }
@@ -72,7 +85,9 @@ static int ctx_index(lua_State *L) {
     lua_pushcfunction(L, l_reply);
     return 1;
   }
-  if (!push_field(L, check_job(L), key))
+  lctx *c;
+  const mb_delivery *d = check_message(L, &c);
+  if (!push_field(L, c, d, key))
     return luaL_error(L, "ctx has no field '%s' (fields: id, type, kind, correlation_id, "
                       "conversation_id, related_to, reply_to, headers, attempt, "
                       "delayed_attempt, time_sent, endpoint, queue; method: reply)", key);
@@ -85,7 +100,8 @@ static int ctx_newindex(lua_State *L) {
 
 static int ctx_tostring(lua_State *L) {
   lctx *c = luaL_checkudata(L, 1, MB_CTX_MT);
-  if (c->job) lua_pushfstring(L, "ctx(%s %s)", c->job->d->env.type, c->job->d->env.id);
+  const mb_delivery *d = c->reply ? c->reply : c->job ? c->job->d : NULL;
+  if (d) lua_pushfstring(L, "ctx(%s %s)", d->env.type, d->env.id);
   else lua_pushliteral(L, "ctx(ended)");
   return 1;
 }
@@ -94,14 +110,25 @@ static int ctx_gc(lua_State *L) {
   lctx *c = luaL_checkudata(L, 1, MB_CTX_MT);
   if (c->job) c->job->ctx = NULL;
   c->job = NULL;
+  mb_delivery_free(c->reply);
+  c->reply = NULL;
   return 0;
 }
 
 void mb_lctx_push(lua_State *L, mb_job *job) {
   lctx *c = lua_newuserdatauv(L, sizeof *c, 0);
+  memset(c, 0, sizeof *c);
   c->job = job;
   job->ctx = c;
   luaL_setmetatable(L, MB_CTX_MT);
+}
+
+void mb_lctx_push_reply(lua_State *L, mb_delivery *reply) {
+  lctx *c = lua_newuserdatauv(L, sizeof *c, 0);
+  memset(c, 0, sizeof *c);
+  c->reply = reply;
+  luaL_setmetatable(L, MB_CTX_MT);
+  c->endpoint = mb_lbus_get(L)->rt->cfg.name;
 }
 
 static const luaL_Reg ctx_meta[] = {

@@ -1,7 +1,9 @@
-/* lsend.c — bus.send, bus.publish and ctx:reply: the opinions (commands are sent, events
- * published by their one owner, replies are messages), options, schema checks, JSON
- * encoding. Inside a handler a message joins the job's outbox (it leaves only if the
- * handler succeeds); elsewhere it is dispatched at once.
+/* lsend.c — bus.send, bus.publish, bus.request and ctx:reply: the opinions (commands are
+ * sent, events published by their one owner, replies are messages), options, schema
+ * checks, JSON encoding. Inside a handler a message joins the job's outbox (it leaves only
+ * if the handler succeeds); from a timer it is sent at once and the timer's coroutine
+ * parks until the transport confirms it; at the top level it is sent and waited for. A
+ * request is always sent at once and parks its coroutine until the reply (lwait.c).
  * Never: writes an envelope header itself (compose.c does). */
 #include <string.h>
 
@@ -22,9 +24,11 @@ const char *mb_ljson_encode(lua_State *L, int idx, size_t *len) {
 
 typedef struct send_opts {
   const char *to;
-  double delay, ttl;
+  double delay, ttl, timeout;
   const mb_headers *headers; /* owned by a userdata on the stack */
 } send_opts;
+
+#define MB_DEFAULT_REQUEST_TIMEOUT 30.0
 
 static int headers_gc(lua_State *L) {
   mb_headers_free(lua_touserdata(L, 1));
@@ -57,8 +61,14 @@ static double seconds_opt(lua_State *L, int idx, const char *fn, const char *key
   return lua_tonumber(L, idx);
 }
 
-/* Reads the options table at idx. Leaves the headers userdata on the stack. */
-static void read_opts(lua_State *L, int idx, const char *fn, send_opts *o) {
+static int is_option(const char *k, int request) {
+  return k && (strcmp(k, "to") == 0 || strcmp(k, "delay") == 0 || strcmp(k, "ttl") == 0 ||
+               strcmp(k, "headers") == 0 || (request && strcmp(k, "timeout") == 0));
+}
+
+/* Reads the options table at idx (timeout only for a request). Leaves the headers
+ * userdata on the stack. */
+static void read_opts(lua_State *L, int idx, const char *fn, send_opts *o, int request) {
   memset(o, 0, sizeof *o);
   if (!lua_isnoneornil(L, idx) && !lua_istable(L, idx))
     luaL_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, idx));
@@ -66,39 +76,42 @@ static void read_opts(lua_State *L, int idx, const char *fn, send_opts *o) {
   if (lua_istable(L, idx)) {
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-      const char *k = lua_tostring(L, -2);
-      if (k == NULL || (strcmp(k, "to") && strcmp(k, "delay") && strcmp(k, "ttl") &&
-                        strcmp(k, "headers")))
-        luaL_error(L, "%s: unknown option '%s' (known: to, delay, ttl, headers)", fn,
-                   luaL_tolstring(L, -2, NULL));
+      if (!is_option(lua_tostring(L, -2), request))
+        luaL_error(L, "%s: unknown option '%s' (known: to, delay, ttl, headers%s)", fn,
+                   luaL_tolstring(L, -2, NULL), request ? ", timeout" : "");
       lua_pop(L, 1);
     }
     lua_getfield(L, idx, "to");
     lua_getfield(L, idx, "delay");
     lua_getfield(L, idx, "ttl");
+    lua_getfield(L, idx, "timeout");
     lua_getfield(L, idx, "headers");
   } else {
-    for (int i = 0; i < 4; i++) lua_pushnil(L);
+    for (int i = 0; i < 5; i++) lua_pushnil(L);
   }
   if (!lua_isnil(L, top + 1) && lua_type(L, top + 1) != LUA_TSTRING)
     luaL_error(L, "%s: to must be a queue name (string)", fn);
   o->to = lua_tostring(L, top + 1);
   o->delay = seconds_opt(L, top + 2, fn, "delay");
   o->ttl = seconds_opt(L, top + 3, fn, "ttl");
-  o->headers = read_headers(L, top + 4, fn);
+  o->timeout = seconds_opt(L, top + 4, fn, "timeout");
+  if (!lua_isnil(L, top + 4) && o->timeout <= 0)
+    luaL_error(L, "%s: timeout must be a number of seconds > 0", fn);
+  o->headers = read_headers(L, top + 5, fn);
+  lua_replace(L, top + 1); /* keep only the headers userdata */
+  lua_settop(L, top + 1);
 }
 
 typedef struct outgoing_spec {
   const char *fn, *type;
   mb_kind kind;
   mb_route route;
-  const char *dest, *correlation_id;
+  const char *dest, *correlation_id, *reply_to;
   int body_idx, opts_idx;
 } outgoing_spec;
 
-/* Checks and encodes the body, composes the message and sends it or adds it to the
- * outbox. [-0, +0, e] */
-static int emit(lua_State *L, const outgoing_spec *spec, const send_opts *o) {
+/* Checks and encodes the body and composes the message. [-0, +0, e] */
+static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_opts *o) {
   mb_lbus *bus = mb_lbus_get(L);
   int top = lua_gettop(L);
   mb_lcontract_push(L, spec->type, spec->fn);
@@ -107,22 +120,36 @@ static int emit(lua_State *L, const outgoing_spec *spec, const send_opts *o) {
     lua_replace(L, spec->body_idx);
   }
   if (!mb_lcontract_check(L, -1, spec->body_idx, spec->type))
-    return luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
+    luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
   size_t len;
   const char *json = mb_ljson_encode(L, spec->body_idx, &len);
   mb_job *job = mb_sched_current_job(bus->sched);
   mb_compose_req req = {
       .type = spec->type, .kind = spec->kind, .body = json, .body_len = len,
       .headers = o->headers, .delay = o->delay, .ttl = o->ttl, .route = spec->route,
-      .dest = spec->dest, .correlation_id = spec->correlation_id,
+      .dest = spec->dest, .correlation_id = spec->correlation_id, .reply_to = spec->reply_to,
   };
   mb_outgoing *m;
   mb_err err;
   if (mb_compose(bus->rt, job ? job->d : NULL, &req, &m, &err) != MB_OK)
-    return luaL_error(L, "%s: %s", spec->fn, err.msg);
+    luaL_error(L, "%s: %s", spec->fn, err.msg);
   lua_settop(L, top);
+  return m;
+}
+
+/* Composes the message and adds it to the handler's outbox, or sends it now: parked
+ * until confirmed in a timer, waited for on the loop where a yield is impossible. */
+static int emit(lua_State *L, const outgoing_spec *spec, const send_opts *o) {
+  mb_lbus *bus = mb_lbus_get(L);
+  mb_outgoing *m = build(L, spec, o);
+  m->to_requester = spec->route == MB_ROUTE_QUEUE && mb_is_reply_address(spec->dest);
+  mb_job *job = mb_sched_current_job(bus->sched);
+  mb_thread *self = mb_sched_self(bus->sched, L);
+  mb_err err;
   if (job) {
     if (mb_job_add_outgoing(job, m) != MB_OK) return luaL_error(L, "out of memory");
+  } else if (self && lua_isyieldable(L)) {
+    return mb_lwait_send(L, self, m, spec->fn);
   } else if (mb_runtime_dispatch(bus->rt, &m, 1, &err) != MB_OK) {
     return luaL_error(L, "%s: %s", spec->fn, err.msg);
   }
@@ -146,13 +173,13 @@ static int l_send(lua_State *L) {
                       "to every subscriber; a command goes to the one endpoint that handles it)",
                       type);
   send_opts o;
-  read_opts(L, 3, "bus.send", &o);
+  read_opts(L, 3, "bus.send", &o, 0);
   mb_lbus *bus = mb_lbus_get(L);
   const char *dest = o.to ? o.to : mb_endpoint_route(&bus->rt->cfg, type);
   if (dest == NULL)
     return luaL_error(L, "bus.send: no route for %s: add routes = { [\"%s\"] = \"<endpoint>\" } "
                       "to bus.endpoint{}, or pass { to = \"<endpoint>\" }", type, type);
-  outgoing_spec spec = {"bus.send", type, kind, MB_ROUTE_QUEUE, dest, NULL, 2, 3};
+  outgoing_spec spec = {"bus.send", type, kind, MB_ROUTE_QUEUE, dest, NULL, NULL, 2, 3};
   return emit(L, &spec, &o);
 }
 
@@ -175,11 +202,11 @@ static int l_publish(lua_State *L) {
                       "bus.endpoint{} (an event has one publishing endpoint)",
                       bus->rt->cfg.name, type);
   send_opts o;
-  read_opts(L, 3, "bus.publish", &o);
+  read_opts(L, 3, "bus.publish", &o, 0);
   if (o.to)
     return luaL_error(L, "bus.publish: %s is an event and goes to every subscriber; 'to' is "
                       "for commands (bus.send)", type);
-  outgoing_spec spec = {"bus.publish", type, kind, MB_ROUTE_PUBLISH, NULL, NULL, 2, 3};
+  outgoing_spec spec = {"bus.publish", type, kind, MB_ROUTE_PUBLISH, NULL, NULL, NULL, 2, 3};
   return emit(L, &spec, &o);
 }
 
@@ -195,14 +222,60 @@ int mb_lsend_reply(lua_State *L, mb_job *job) {
   if (in->reply_to == NULL)
     return luaL_error(L, "ctx:reply: message %s (%s) has no reply address", in->id, in->type);
   send_opts o;
-  read_opts(L, 4, "ctx:reply", &o);
+  read_opts(L, 4, "ctx:reply", &o, 0);
   const char *dest = o.to ? o.to : in->reply_to;
   const char *corr = in->correlation_id ? in->correlation_id : in->id;
-  outgoing_spec spec = {"ctx:reply", type, kind, MB_ROUTE_QUEUE, dest, corr, 3, 4};
+  outgoing_spec spec = {"ctx:reply", type, kind, MB_ROUTE_QUEUE, dest, corr, NULL, 3, 4};
   return emit(L, &spec, &o);
 }
 
+/* Where bus.request may wait, or raises saying where it may be used. */
+static mb_thread *request_thread(lua_State *L, mb_lbus *bus, const char *type) {
+  mb_thread *self = mb_sched_self(bus->sched, L);
+  if (self == NULL)
+    luaL_error(L, "bus.request(%s): a request waits for its reply, so it may be used only "
+               "inside a handler (bus.handle) or a timer (bus.after, bus.every), not at the top "
+               "level of a script or in a coroutine the script made", type);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "bus.request(%s): cannot wait for a reply here: it is called from a C "
+               "function that cannot yield (a table.sort comparator, a string.gsub callback, a "
+               "__gc metamethod...); call it directly from the handler", type);
+  return self;
+}
+
+/* bus.request(type, body [, opts]) -> reply body, reply ctx */
+static int l_request(lua_State *L) {
+  const char *type = luaL_checkstring(L, 1);
+  mb_kind kind = kind_of(L, "bus.request", type);
+  if (kind == MB_KIND_EVENT)
+    return luaL_error(L, "bus.request: %s is an event: events are published to every "
+                      "subscriber and nobody replies to them; request with a command", type);
+  mb_lbus *bus = mb_lbus_get(L);
+  mb_thread *self = request_thread(L, bus, type);
+  send_opts o;
+  read_opts(L, 3, "bus.request", &o, 1);
+  const char *dest = o.to ? o.to : mb_endpoint_route(&bus->rt->cfg, type);
+  if (dest == NULL)
+    return luaL_error(L, "bus.request: no route for %s: add routes = { [\"%s\"] = "
+                      "\"<endpoint>\" } to bus.endpoint{}, or pass { to = \"<endpoint>\" }",
+                      type, type);
+  const char *reply_to;
+  mb_err err;
+  if (mb_runtime_reply_address(bus->rt, &reply_to, &err) != MB_OK)
+    return luaL_error(L, "bus.request: %s", err.msg);
+  double timeout = o.timeout > 0 ? o.timeout : MB_DEFAULT_REQUEST_TIMEOUT;
+  if (o.ttl <= 0) o.ttl = timeout; /* nobody waits for the reply after that */
+  outgoing_spec spec = {"bus.request", type, kind, MB_ROUTE_QUEUE, dest, NULL, reply_to, 2, 3};
+  mb_outgoing *m = build(L, &spec, &o);
+  if (mb_envelope_set_correlation_id(&m->env, m->env.id) != MB_OK) {
+    mb_outgoing_free(m);
+    return luaL_error(L, "out of memory");
+  }
+  return mb_lwait_request(L, self, m, timeout);
+}
+
 static const luaL_Reg send_functions[] = {
+    {"request", l_request},
     {"send", l_send},
     {"publish", l_publish},
     {NULL, NULL},

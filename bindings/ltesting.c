@@ -6,6 +6,7 @@
 #include <ev.h>
 #include <string.h>
 
+#include "correlate.h"
 #include "lbus.h"
 
 /* Starts consuming (a transport may deliver at once: coroutines are made on L). */
@@ -125,10 +126,13 @@ static void set_count(lua_State *L, const char *key, lua_Integer n) {
   lua_setfield(L, -2, key);
 }
 
-/* host.counters() -> { coroutines, in_flight, handled, failed, parked, timers } */
+/* host.counters() -> { coroutines, waiting, requests, in_flight, handled, failed, parked,
+ * timers } */
 static int l_counters(lua_State *L) {
   mb_lbus *bus = mb_lbus_get(L);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 8);
+  set_count(L, "waiting", mb_sched_parked(bus->sched));
+  set_count(L, "requests", (lua_Integer)mb_correlate_pending(bus->rt->correlate));
   set_count(L, "coroutines", mb_sched_live(bus->sched));
   set_count(L, "in_flight", bus->rt->in_flight);
   set_count(L, "handled", (lua_Integer)bus->rt->handled);

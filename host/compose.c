@@ -1,10 +1,12 @@
 /* compose.c — builds outgoing envelopes (see compose.h). Owns the rules for the
- * conversation, related-to, origin, time and delay headers. Never sends anything. */
+ * conversation, related-to, origin, time, delay and trace headers. Never sends anything. */
 #include "compose.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "trace.h"
 
 static int set_time_header(mb_headers *h, const char *key, int64_t usec) {
   char when[MB_TIME_LEN + 1];
@@ -54,6 +56,11 @@ static int fill_headers(const mb_runtime *rt, const mb_delivery *cause,
     rc = set_time_header(h, MB_H_EXPIRES_AT, now + (int64_t)((req->delay + req->ttl) * 1e6));
   for (size_t i = 0; rc == MB_OK && req->headers && i < req->headers->len; i++)
     rc = mb_headers_set(h, req->headers->items[i].key, req->headers->items[i].value);
+  if (rc == MB_OK && mb_headers_get(h, MB_H_TRACEPARENT) == NULL) { /* the script's wins */
+    char tp[MB_TRACEPARENT_LEN + 1];
+    mb_traceparent_child(cause ? mb_headers_get(&cause->env.headers, MB_H_TRACEPARENT) : NULL, tp);
+    rc = mb_headers_set(h, MB_H_TRACEPARENT, tp);
+  }
   return rc;
 }
 

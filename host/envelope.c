@@ -30,7 +30,7 @@ int mb_kind_parse(const char *name, mb_kind *out) {
 
 /* --- ids ----------------------------------------------------------------------------- */
 
-static void random_bytes(uint8_t *buf, size_t len) {
+void mb_random_bytes(uint8_t *buf, size_t len) {
   size_t got = 0;
   while (got < len) {
     ssize_t n = getrandom(buf + got, len - got, 0);
@@ -61,7 +61,7 @@ static void next_stamp(uint64_t *ms, uint16_t *counter, uint16_t random_start) {
 
 void mb_uuidv7(char out[MB_ID_LEN + 1]) {
   uint8_t b[16];
-  random_bytes(b, sizeof b);
+  mb_random_bytes(b, sizeof b);
   uint64_t ms;
   uint16_t counter;
   next_stamp(&ms, &counter, (uint16_t)(b[6] << 8 | b[7]));

@@ -49,6 +49,8 @@ int mb_kind_parse(const char *name, mb_kind *out);
  * one process strictly increasing within a millisecond, then 62 random bits. Writes
  * MB_ID_LEN lowercase characters and a NUL. */
 void mb_uuidv7(char out[MB_ID_LEN + 1]);
+/* len bytes from the kernel's random source. */
+void mb_random_bytes(uint8_t *buf, size_t len);
 /* 1 if s is a UUID in 8-4-4-4-12 hex form (any version), else 0. */
 int mb_id_valid(const char *s);
 

@@ -9,9 +9,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "correlate.h"
 #include "envelope.h"
 #include "log.h"
 #include "pipeline.h"
+
+struct mb_send {
+  mb_runtime *rt;
+  mb_done_fn fn;
+  void *ud;
+  int forgotten, answered;
+  mb_send *prev, *next;
+};
 
 mb_runtime *mb_runtime_new(struct ev_loop *loop, const char *url_override, const char *instance) {
   mb_runtime *rt = calloc(1, sizeof *rt);
@@ -49,6 +58,13 @@ static void free_subscriptions(mb_runtime *rt) {
 void mb_runtime_free(mb_runtime *rt) {
   if (rt == NULL) return;
   if (rt->transport) rt->transport->ops->close(rt->transport);
+  rt->transport = NULL;
+  while (rt->sends) { /* the transport is closed: no answer comes any more */
+    mb_send *t = rt->sends;
+    rt->sends = t->next;
+    free(t);
+  }
+  mb_correlate_free(rt->correlate);
   free_subscriptions(rt);
   mb_endpoint_cfg_free(&rt->cfg);
   free(rt->url);
@@ -147,6 +163,85 @@ void mb_runtime_stop_consuming(mb_runtime *rt) {
   rt->consuming = 0;
 }
 
+static void send_unlink(mb_send *t) {
+  if (t->prev) t->prev->next = t->next;
+  else t->rt->sends = t->next;
+  if (t->next) t->next->prev = t->prev;
+}
+
+static void send_answered(void *ud, int status, const char *error) {
+  mb_send *t = ud;
+  t->answered = 1;
+  if (!t->forgotten) t->fn(t->ud, status, error);
+  t->forgotten = 1;
+}
+
+/* Tickets whose answer came are freed here, never inside the transport's callback. */
+static void sends_sweep(mb_runtime *rt) {
+  for (mb_send *t = rt->sends, *next; t; t = next) {
+    next = t->next;
+    if (t->answered) {
+      send_unlink(t);
+      free(t);
+    }
+  }
+}
+
+void mb_send_forget(mb_send *ticket) {
+  if (ticket) ticket->forgotten = 1;
+}
+
+int mb_runtime_send(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_done_fn fn, void *ud,
+                    mb_send **ticket, mb_err *err) {
+  *ticket = NULL;
+  sends_sweep(rt);
+  int rc = mb_runtime_connect(rt, err);
+  mb_send *t = rc == MB_OK ? calloc(1, sizeof *t) : NULL;
+  if (rc == MB_OK && t == NULL) rc = mb_err_set(err, MB_ENOMEM, "out of memory");
+  if (rc == MB_OK) {
+    *t = (mb_send){.rt = rt, .fn = fn, .ud = ud, .next = rt->sends};
+    if (rt->sends) rt->sends->prev = t;
+    rt->sends = t;
+    rc = rt->transport->ops->dispatch(rt->transport, (mb_outgoing *const *)msgs, n,
+                                      send_answered, t, err);
+    if (rc != MB_OK) t->answered = 1; /* never called back: free it */
+    else if (!t->answered) *ticket = t;
+  }
+  for (size_t i = 0; i < n; i++) mb_outgoing_free(msgs[i]);
+  return rc;
+}
+
+static void reply_arrived(void *ud, mb_delivery *d) {
+  mb_runtime *rt = ud;
+  long late = -1;
+  if (mb_correlate_deliver(rt->correlate, d, &late) == MB_OK) return;
+  const char *corr = d->env.correlation_id ? d->env.correlation_id : "(none)";
+  if (late >= 0)
+    mb_log(MB_WARN, rt->cfg.name, d->env.id, d->env.type, "reply to request %s came %ld ms "
+           "after the request timed out: dropped", corr, late);
+  else
+    mb_log(MB_WARN, rt->cfg.name, d->env.id, d->env.type, "reply to request %s matches no "
+           "request of this process: dropped", corr);
+  mb_delivery_free(d);
+}
+
+int mb_runtime_reply_address(mb_runtime *rt, const char **address, mb_err *err) {
+  if (rt->reply_address[0] == '\0') {
+    int rc = mb_runtime_connect(rt, err);
+    if (rc != MB_OK) return rc;
+    if (rt->correlate == NULL && (rt->correlate = mb_correlate_new(rt->loop)) == NULL)
+      return mb_err_set(err, MB_ENOMEM, "out of memory");
+    rc = rt->transport->ops->listen_replies(rt->transport, reply_arrived, rt, rt->reply_address,
+                                            sizeof rt->reply_address, err);
+    if (rc != MB_OK) {
+      rt->reply_address[0] = '\0';
+      return rc;
+    }
+  }
+  *address = rt->reply_address;
+  return MB_OK;
+}
+
 typedef struct dispatch_wait {
   int done, status;
   mb_err *err;
@@ -160,13 +255,10 @@ static void dispatch_done(void *ud, int status, const char *error) {
 }
 
 int mb_runtime_dispatch(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_err *err) {
-  int rc = mb_runtime_connect(rt, err);
   dispatch_wait w = {0, MB_OK, err};
-  if (rc == MB_OK)
-    rc = rt->transport->ops->dispatch(rt->transport, (mb_outgoing *const *)msgs, n,
-                                      dispatch_done, &w, err);
+  mb_send *ticket;
+  int rc = mb_runtime_send(rt, msgs, n, dispatch_done, &w, &ticket, err);
   /* A transport that answers later (publisher confirms) is waited for on the loop. */
   while (rc == MB_OK && !w.done) ev_run(rt->loop, EVRUN_ONCE);
-  for (size_t i = 0; i < n; i++) mb_outgoing_free(msgs[i]);
   return rc != MB_OK ? rc : w.status;
 }

@@ -17,6 +17,8 @@
 struct ev_loop;
 struct mb_sched;
 struct mb_job;
+struct mb_correlate;
+typedef struct mb_send mb_send;
 
 typedef struct mb_runtime {
   struct ev_loop *loop;
@@ -36,6 +38,9 @@ typedef struct mb_runtime {
   struct mb_job *jobs;       /* deliveries in flight (a list) */
   unsigned in_flight;
   unsigned long handled, failed, parked;
+  struct mb_correlate *correlate; /* requests waiting for replies; NULL until the first */
+  char reply_address[300];        /* where replies to them come back ("" until then) */
+  mb_send *sends;                 /* sends outside handlers the transport has not answered */
 } mb_runtime;
 
 /* loop NULL: the runtime makes and owns its own loop. instance NULL: a new one. */
@@ -55,8 +60,18 @@ int mb_runtime_connect(mb_runtime *rt, mb_err *err);
 int mb_runtime_start(mb_runtime *rt, mb_err *err);
 void mb_runtime_stop_consuming(mb_runtime *rt);
 
-/* Sends at once (outside a handler) and waits for the transport's answer. Takes
- * ownership of the messages whatever happens. */
+/* Sends at once (outside a handler) and waits for the transport's answer by running the
+ * loop (the CLI, and code that cannot yield). Takes ownership of the messages. */
 int mb_runtime_dispatch(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_err *err);
+/* Sends at once without waiting: fn(ud, status, error) runs when the transport answers,
+ * possibly before this returns (then *ticket is NULL), unless mb_send_forget(*ticket) came
+ * first. On an error return fn never runs. Takes ownership of the messages. */
+int mb_runtime_send(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_done_fn fn, void *ud,
+                    mb_send **ticket, mb_err *err);
+/* The sender is gone: the transport's answer will be dropped. */
+void mb_send_forget(mb_send *ticket);
+
+/* This process's reply address, opened (with the table of pending requests) on first use. */
+int mb_runtime_reply_address(mb_runtime *rt, const char **address, mb_err *err);
 
 #endif

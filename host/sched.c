@@ -1,7 +1,8 @@
 /* sched.c — handler coroutines (see sched.h). The only caller of lua_resume: one
  * coroutine per delivery or timer tick, created on the anchor thread and referenced in the
- * registry until it ends. Never decides a message's fate (pipeline.c does) and never
- * yields on behalf of a script. */
+ * registry until it ends. A coroutine that parks in a bus call stays in the list of
+ * threads until mb_sched_wake resumes it from the loop (or shutdown cancels it).
+ * Never decides a message's fate (pipeline.c does) and never yields on behalf of a script. */
 #include "sched.h"
 
 #include <lauxlib.h>
@@ -20,13 +21,24 @@
 #define close_thread(co, from) lua_resetthread(co)
 #endif
 
+struct mb_thread {
+  lua_State *co;
+  int ref;            /* the registry reference that keeps co alive */
+  mb_job *job;        /* the delivery it handles; NULL for a timer tick */
+  char what[160];     /* a timer's description, for its errors */
+  int parked;
+  void (*cancel)(void *ud);
+  void *cancel_ud;
+  mb_thread *prev, *next;
+};
+
 struct mb_sched {
   lua_State *main;
   lua_State *anchor;
   mb_runtime *rt;
-  mb_job *current;
-  int in_timer;
-  unsigned live;
+  mb_thread *running; /* the coroutine inside lua_resume now */
+  mb_thread *threads;
+  unsigned live, parked;
 };
 
 mb_sched *mb_sched_new(lua_State *L, mb_runtime *rt) {
@@ -37,26 +49,46 @@ mb_sched *mb_sched_new(lua_State *L, mb_runtime *rt) {
   return s;
 }
 
-void mb_sched_free(mb_sched *s) { free(s); }
-
 void mb_sched_set_anchor(mb_sched *s, lua_State *L) { s->anchor = L ? L : s->main; }
 
-mb_job *mb_sched_current_job(const mb_sched *s) { return s->current; }
-int mb_sched_in_timer(const mb_sched *s) { return s->in_timer; }
+mb_job *mb_sched_current_job(const mb_sched *s) { return s->running ? s->running->job : NULL; }
 unsigned mb_sched_live(const mb_sched *s) { return s->live; }
+unsigned mb_sched_parked(const mb_sched *s) { return s->parked; }
 
-/* A new coroutine, referenced in the registry: *ref owns it. [-0, +0] on the anchor. */
-static lua_State *new_coroutine(mb_sched *s, int *ref) {
-  lua_State *co = lua_newthread(s->anchor);
-  *ref = luaL_ref(s->anchor, LUA_REGISTRYINDEX);
-  s->live++;
-  return co;
+const char *mb_sched_running_what(const mb_sched *s) {
+  return s->running ? s->running->what : NULL;
 }
 
-static void end_coroutine(mb_sched *s, lua_State *co, int ref) {
-  close_thread(co, s->anchor);
-  luaL_unref(s->anchor, LUA_REGISTRYINDEX, ref);
+mb_thread *mb_sched_self(const mb_sched *s, lua_State *L) {
+  return s->running && s->running->co == L ? s->running : NULL;
+}
+
+/* A new coroutine, referenced in the registry. [-0, +0] on the anchor. */
+static mb_thread *new_thread(mb_sched *s, mb_job *job) {
+  mb_thread *th = calloc(1, sizeof *th);
+  if (th == NULL) return NULL;
+  th->co = lua_newthread(s->anchor);
+  th->ref = luaL_ref(s->anchor, LUA_REGISTRYINDEX);
+  th->job = job;
+  th->next = s->threads;
+  if (s->threads) s->threads->prev = th;
+  s->threads = th;
+  s->live++;
+  return th;
+}
+
+static void unlink_thread(mb_sched *s, mb_thread *th) {
+  if (th->prev) th->prev->next = th->next;
+  else s->threads = th->next;
+  if (th->next) th->next->prev = th->prev;
   s->live--;
+}
+
+static void end_thread(mb_sched *s, mb_thread *th) {
+  close_thread(th->co, s->anchor);
+  luaL_unref(s->anchor, LUA_REGISTRYINDEX, th->ref);
+  unlink_thread(s, th);
+  free(th);
 }
 
 typedef struct outcome {
@@ -76,52 +108,99 @@ static void read_error(mb_sched *s, lua_State *co, outcome *o) {
   lua_pop(s->anchor, 1);
 }
 
-/* Resumes co with nargs arguments until it ends; fills o. */
-static void run(mb_sched *s, lua_State *co, int nargs, mb_job *job, outcome *o) {
-  mb_job *outer = s->current;
-  s->current = job;
-  int nres = 0;
-  int status = lua_resume(co, s->anchor, nargs, &nres);
-  s->current = outer;
-  memset(o, 0, sizeof *o);
-  if (status == LUA_OK) {
-    o->ok = 1;
-  } else if (status == LUA_YIELD) {
-    snprintf(o->error, sizeof o->error,
-             "the handler yielded outside a bus call (coroutine.yield at the top of a "
-             "handler or timer has no one to resume it)");
-  } else {
-    read_error(s, co, o);
+/* The coroutine ended (or yielded with nobody to resume it): report and forget it. */
+static void finish(mb_sched *s, mb_thread *th, outcome *o) {
+  mb_job *job = th->job;
+  char what[sizeof th->what];
+  memcpy(what, th->what, sizeof what);
+  end_thread(s, th);
+  if (job) {
+    mb_outcome result = o->ok ? MB_OUTCOME_OK
+                              : (o->unrecoverable ? MB_OUTCOME_POISON : MB_OUTCOME_FAILED);
+    mb_pipeline_finished(job, result, o->ok ? NULL : o->error, o->trace);
+  } else if (!o->ok) {
+    const char *endpoint = s->rt->configured ? s->rt->cfg.name : NULL;
+    mb_log(MB_ERROR, endpoint, NULL, NULL, "%s failed: %s", what, o->error);
+    if (o->trace) mb_log(MB_DEBUG, endpoint, NULL, NULL, "trace: %s", o->trace);
   }
+  free(o->trace);
+}
+
+/* Resumes th with nargs arguments on its stack, until it ends or parks. */
+static void step(mb_sched *s, mb_thread *th, int nargs) {
+  mb_thread *outer = s->running;
+  s->running = th;
+  int nres = 0;
+  int status = lua_resume(th->co, s->anchor, nargs, &nres);
+  s->running = outer;
+  if (status == LUA_YIELD && th->parked) {
+    lua_pop(th->co, nres);
+    return;
+  }
+  outcome o;
+  memset(&o, 0, sizeof o);
+  if (status == LUA_OK) {
+    o.ok = 1;
+  } else if (status == LUA_YIELD) {
+    snprintf(o.error, sizeof o.error,
+             "coroutine.yield was called outside a coroutine the script made (a handler or "
+             "timer is resumed only by the bus: use bus.request to wait for a reply)");
+  } else {
+    read_error(s, th->co, &o);
+  }
+  finish(s, th, &o);
+}
+
+void mb_sched_park(mb_sched *s, mb_thread *th, void (*cancel)(void *ud), void *ud) {
+  s->parked++;
+  th->parked = 1;
+  th->cancel = cancel;
+  th->cancel_ud = ud;
+}
+
+void mb_sched_wake(mb_sched *s, mb_thread *th) {
+  th->parked = 0;
+  th->cancel = NULL;
+  s->parked--;
+  step(s, th, 0);
 }
 
 void mb_sched_handle(mb_sched *s, mb_job *job) {
-  int ref;
-  lua_State *co = new_coroutine(s, &ref);
-  mb_lbus_push_dispatcher(co);
-  lua_pushlightuserdata(co, job);
-  outcome o;
-  run(s, co, 1, job, &o);
-  end_coroutine(s, co, ref);
-  mb_outcome result = o.ok ? MB_OUTCOME_OK
-                           : (o.unrecoverable ? MB_OUTCOME_POISON : MB_OUTCOME_FAILED);
-  mb_pipeline_finished(job, result, o.ok ? NULL : o.error, o.trace);
-  free(o.trace);
+  mb_thread *th = new_thread(s, job);
+  if (th == NULL) {
+    mb_pipeline_finished(job, MB_OUTCOME_FAILED, "out of memory for a coroutine", NULL);
+    return;
+  }
+  mb_lbus_push_dispatcher(th->co);
+  lua_pushlightuserdata(th->co, job);
+  snprintf(th->what, sizeof th->what, "handler of %s", job->d->env.type);
+  step(s, th, 1);
 }
 
 void mb_sched_call(mb_sched *s, int fn_ref, const char *what) {
-  int ref;
-  lua_State *co = new_coroutine(s, &ref);
-  lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref);
-  outcome o;
-  s->in_timer++;
-  run(s, co, 0, NULL, &o);
-  s->in_timer--;
-  end_coroutine(s, co, ref);
-  if (!o.ok) {
-    mb_log(MB_ERROR, s->rt->configured ? s->rt->cfg.name : NULL, NULL, NULL, "%s failed: %s",
-           what, o.error);
-    if (o.trace) mb_log(MB_DEBUG, s->rt->cfg.name, NULL, NULL, "trace: %s", o.trace);
+  mb_thread *th = new_thread(s, NULL);
+  if (th == NULL) {
+    mb_log(MB_ERROR, s->rt->cfg.name, NULL, NULL, "%s skipped: out of memory", what);
+    return;
   }
-  free(o.trace);
+  snprintf(th->what, sizeof th->what, "%s", what);
+  lua_rawgeti(th->co, LUA_REGISTRYINDEX, fn_ref);
+  step(s, th, 0);
+}
+
+void mb_sched_free(mb_sched *s) {
+  if (s == NULL) return;
+  while (s->threads) {
+    mb_thread *th = s->threads;
+    mb_job *job = th->job;
+    if (th->parked) s->parked--;
+    if (th->cancel) th->cancel(th->cancel_ud);
+    luaL_unref(s->main, LUA_REGISTRYINDEX, th->ref);
+    unlink_thread(s, th);
+    free(th);
+    if (job)
+      mb_pipeline_finished(job, MB_OUTCOME_FAILED, "the bus stopped while the handler was "
+                           "waiting (bus.request); the message goes back to its queue", NULL);
+  }
+  free(s);
 }

@@ -40,6 +40,11 @@ const char *mb_queue_name_problem(const char *name) {
   return NULL;
 }
 
+int mb_is_reply_address(const char *queue) {
+  return queue && (strncmp(queue, MB_REPLY_QUEUE_PREFIX, strlen(MB_REPLY_QUEUE_PREFIX)) == 0 ||
+                   strncmp(queue, "amq.rabbitmq.reply-to", 21) == 0);
+}
+
 static const struct {
   const char *scheme;
   const mb_transport_ops *ops;

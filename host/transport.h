@@ -33,6 +33,8 @@ typedef struct mb_outgoing {
   mb_route route;
   char *dest;   /* queue name for MB_ROUTE_QUEUE; NULL for MB_ROUTE_PUBLISH */
   double delay; /* seconds before it may be delivered; 0 = at once */
+  int to_requester; /* a reply to a request's reply address: if that address is gone (its
+                       process ended), the reply is dropped with a warning, not an error */
 } mb_outgoing;
 
 /* Outgoing messages live on the heap: init zeroes one, free releases its envelope, dest
@@ -109,6 +111,14 @@ typedef struct mb_transport_ops {
    * not decode comes with its problem set. Free each with mb_delivery_free. */
   int (*browse)(mb_transport *t, const char *queue, size_t max, mb_delivery **out, size_t *n,
                 mb_err *err);
+  /* Opens this process's reply address, where replies to its requests come back (DESIGN
+   * §5), and hands every reply that arrives there to fn. Replies are taken without an
+   * acknowledgement (a reply is worth nothing once its requester is gone, so none is
+   * delivered twice); the callee owns each and frees it with mb_delivery_free. address
+   * gets the value for reply_to. It lives until close: stop_consuming leaves it open, so
+   * that handlers draining at shutdown still get their replies. */
+  int (*listen_replies)(mb_transport *t, mb_deliver_fn fn, void *ud, char *address,
+                        size_t len, mb_err *err);
   /* Closes everything; leased in-flight deliveries become visible again at once. */
   void (*close)(mb_transport *t);
 } mb_transport_ops;
@@ -120,6 +130,10 @@ struct mb_transport {
 /* Opens the transport for url (NULL: MB_DEFAULT_TRANSPORT), chosen by its scheme. */
 int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
                       const char *instance, mb_err *err);
+/* 1 if queue is a per-process reply address (moonbus.reply.* or RabbitMQ's direct
+ * reply-to): replies sent there are marked to_requester. */
+int mb_is_reply_address(const char *queue);
+#define MB_REPLY_QUEUE_PREFIX "moonbus.reply."
 /* Why a queue name is refused, or NULL: 1-255 bytes of printable ASCII, no spaces. */
 const char *mb_queue_name_problem(const char *name);
 

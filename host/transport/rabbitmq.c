@@ -218,6 +218,51 @@ int rmq_start_consumer(rmq *t, mb_err *err) {
   return rc;
 }
 
+/* Direct reply-to: a no-ack consumer of the pseudo-queue on the publishing channel (the
+ * broker requires requests to be published on the channel that consumes their replies).
+ * replies=queue: an exclusive auto-delete queue of this connection, named after the
+ * instance, consumed without acks on a channel of the consume connection. */
+int rmq_start_replies(rmq *t, mb_err *err) {
+  int direct = !t->reply_queue_mode;
+  amqp_link *l = direct ? &t->pub : &t->con;
+  amqp_channel_t ch = direct ? CH_WORK : CH_REPLY;
+  const char *queue = direct ? DIRECT_REPLY_TO : t->reply_address;
+  int rc = MB_OK;
+  if (!direct) {
+    mb_amqp_rpc r = rmq_rpc_on(l, CH_REPLY);
+    rc = mb_amqp_declare_reply_queue(&r, queue, err);
+  }
+  if (rc == MB_OK) {
+    amqp_basic_consume(l->conn, ch, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 1, 0,
+                       amqp_empty_table);
+    char what[400];
+    snprintf(what, sizeof what, "cannot consume replies from '%s'", queue);
+    rc = mb_amqp_reply_error(amqp_get_rpc_reply(l->conn), what, NULL, err);
+  }
+  if (rc != MB_OK) rmq_mark_lost(t, "%s", err->msg);
+  else rmq_feed_pending(t, l);
+  return rc;
+}
+
+static int rmq_listen_replies(mb_transport *base, mb_deliver_fn fn, void *ud, char *address,
+                              size_t len, mb_err *err) {
+  rmq *t = (rmq *)base;
+  if (t->reply_fn == NULL) {
+    if (!t->connected) return not_connected(t, err);
+    t->reply_queue_mode = t->url.reply_queue;
+    if (t->reply_queue_mode)
+      snprintf(t->reply_address, sizeof t->reply_address, MB_REPLY_QUEUE_PREFIX "%.200s",
+               t->instance);
+    else snprintf(t->reply_address, sizeof t->reply_address, DIRECT_REPLY_TO);
+    int rc = rmq_start_replies(t, err);
+    if (rc != MB_OK) return rc;
+  }
+  t->reply_fn = fn;
+  t->reply_ud = ud;
+  snprintf(address, len, "%s", t->reply_address);
+  return MB_OK;
+}
+
 static int rmq_consume(mb_transport *base, const char *queue, unsigned max_in_flight,
                        mb_deliver_fn fn, void *ud, mb_err *err) {
   rmq *t = (rmq *)base;
@@ -395,5 +440,6 @@ const mb_transport_ops mb_rabbitmq_transport = {
     .owner_of = rmq_owner_of,
     .depth = rmq_depth,
     .browse = rmq_browse,
+    .listen_replies = rmq_listen_replies,
     .close = rmq_close,
 };

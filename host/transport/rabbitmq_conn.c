@@ -116,8 +116,11 @@ static const char *parse_option(mb_amqp_url *u, char *opt) {
     if (set_string(&u->cert, value)) return "out of memory";
   } else if (strcmp(name, "key") == 0) {
     if (set_string(&u->key, value)) return "out of memory";
+  } else if (strcmp(name, "replies") == 0) {
+    if (strcmp(value, "direct") && strcmp(value, "queue")) return "replies must be direct or queue";
+    u->reply_queue = strcmp(value, "queue") == 0;
   } else {
-    return "unknown option (use heartbeat, connect_timeout, cacert, cert, key, verify)";
+    return "unknown option (use heartbeat, connect_timeout, cacert, cert, key, verify, replies)";
   }
   return NULL;
 }

@@ -29,6 +29,8 @@ typedef struct mb_amqp_url {
   double connect_timeout;                 /* seconds, ?connect_timeout= (default 5) */
   char *cacert, *cert, *key;              /* ?cacert= ?cert= ?key= (PEM files) */
   int verify;                             /* ?verify=peer (default) | none */
+  int reply_queue;                        /* ?replies=queue (an exclusive queue per process)
+                                             | direct (RabbitMQ's direct reply-to, default) */
 } mb_amqp_url;
 
 /* amqp[s]://[user[:password]@]host[:port][,host[:port]...][/vhost][?options]. Defaults:

@@ -20,6 +20,8 @@
 #define CH_RPC 1       /* declares and lookups */
 #define CH_WORK 2      /* publishing with confirms; consuming and acks */
 #define CH_BROWSE 3    /* basic.get for browsing a queue */
+#define CH_REPLY 4     /* replies=queue: the exclusive reply queue's consumer (consume conn.) */
+#define DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
 #define WINDOW 512     /* unconfirmed publishes at most */
 #define SEND_WAIT 30.0 /* seconds a send outside a handler waits for the broker */
 #define BACKOFF_MIN 0.1
@@ -44,7 +46,7 @@ typedef struct wire_msg {
   char exchange[300], key[300];
   char target[300]; /* the queue, or the event exchange, it ends up in */
   long delay;       /* whole seconds in the delay infrastructure first */
-  int event, mandatory;
+  int event, mandatory, to_requester;
   long expires_ms; /* -1: none */
   uint64_t seq;    /* publish sequence number once published */
 } wire_msg;
@@ -71,6 +73,7 @@ typedef struct amqp_link {
   int draining, again;
   /* the content (header + body frames) that follows a basic.deliver or basic.return */
   int content;             /* 0, AMQP_BASIC_DELIVER_METHOD or AMQP_BASIC_RETURN_METHOD */
+  int reply;               /* the delivery is a reply (direct reply-to or CH_REPLY) */
   uint64_t tag;
   int redelivered;
   char returned_key[300], returned_text[300];
@@ -121,6 +124,11 @@ typedef struct rmq {
   void *deliver_ud;
   int consuming;
   char consumer_tag[256];
+  /* replies to this process's requests (listen_replies) */
+  int reply_queue_mode;      /* ?replies=queue: an exclusive queue, not direct reply-to */
+  mb_deliver_fn reply_fn;    /* NULL until listening */
+  void *reply_ud;
+  char reply_address[300];
   /* publishing */
   msg_list waiting, unconfirmed;
   uint64_t next_seq;
@@ -142,6 +150,8 @@ void rmq_after_rpc(rmq *t, amqp_link *l, mb_amqp_rpc *r, const char *what);
 /* Declares the saved topology (again, after a reconnect) and consumes. */
 int rmq_declare_all(rmq *t, mb_err *err);
 int rmq_start_consumer(rmq *t, mb_err *err);
+/* Consumes the reply address (again, after a reconnect: before anything is published). */
+int rmq_start_replies(rmq *t, mb_err *err);
 
 /* rabbitmq_session.c */
 /* Marks the session lost; the teardown and the reconnect run later, from the loop. */

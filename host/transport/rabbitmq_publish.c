@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "transport/rabbitmq_internal.h"
 #include "transport/rabbitmq_wire.h"
 
@@ -164,6 +165,11 @@ static void unroutable_text(char *out, size_t len, const char *queue, const mb_e
 void rmq_returned(rmq *t, const char *id) {
   for (wire_msg *m = t->unconfirmed.head; m; m = m->next) {
     if (strcmp(m->env.id, id) != 0 || m->b->status != MB_OK) continue;
+    if (m->to_requester) {
+      mb_log(MB_WARN, t->endpoint, m->env.id, m->env.type, "reply dropped: its requester's "
+             "reply address '%.120s' is gone (the requesting process ended)", t->pub.returned_key);
+      return;
+    }
     m->b->status = MB_EUNROUTABLE;
     unroutable_text(m->b->error, sizeof m->b->error, t->pub.returned_key, &m->env);
     return;
@@ -220,6 +226,7 @@ static wire_msg *wire_new(const mb_outgoing *o, batch *b, mb_err *err) {
   mb_envelope_init(&m->env);
   m->b = b;
   m->expires_ms = -1;
+  m->to_requester = o->to_requester;
   long delay = m->delay = delay_seconds(o);
   int event = m->event = o->route == MB_ROUTE_PUBLISH;
   char *target = m->target;
@@ -233,7 +240,9 @@ static wire_msg *wire_new(const mb_outgoing *o, batch *b, mb_err *err) {
   } else if (rc == MB_OK) {
     snprintf(m->exchange, sizeof m->exchange, "%s", event ? target : "");
     snprintf(m->key, sizeof m->key, "%s", event ? "" : target);
-    m->mandatory = !event;
+    /* RabbitMQ returns every mandatory message to a direct reply-to address, delivered or
+     * not (3.10): such a reply goes without, and is dropped unseen if its requester left */
+    m->mandatory = !event && !(o->to_requester && strncmp(target, DIRECT_REPLY_TO, 21) == 0);
     m->expires_ms = expires_in_ms(o);
   }
   if (rc != MB_OK) {
@@ -247,8 +256,9 @@ static wire_msg *wire_new(const mb_outgoing *o, batch *b, mb_err *err) {
 /* A queue that does not exist fails the whole batch before anything is published (the
  * broker would return the message, but only after the others were sent). */
 static int check_routable(rmq *t, const mb_outgoing *o, mb_err *err) {
-  if (o->route != MB_ROUTE_QUEUE || !t->connected || rmq_set_has(&t->known_queues, o->dest))
-    return MB_OK;
+  if (o->route != MB_ROUTE_QUEUE || o->to_requester || !t->connected ||
+      rmq_set_has(&t->known_queues, o->dest))
+    return MB_OK; /* a reply address is the requester's to keep: see rmq_returned */
   mb_amqp_rpc r = rmq_rpc_on(&t->pub, CH_RPC);
   long ready;
   int rc = mb_amqp_queue_depth(&r, o->dest, &ready, err);

@@ -23,6 +23,12 @@ static void delivery_ready(rmq *t, amqp_link *l) {
   d->env.body = l->body;
   d->env.body_len = l->body_size;
   l->body = NULL;
+  if (l->reply) { /* taken without an ack: hand it over, or drop it */
+    l->reply = 0;
+    if (t->reply_fn) t->reply_fn(t->reply_ud, d);
+    else mb_delivery_free(d);
+    return;
+  }
   if (!t->consuming) {
     amqp_basic_nack(l->conn, CH_WORK, d->tag, 0, 1);
     mb_delivery_free(d);
@@ -36,11 +42,13 @@ static void content_done(rmq *t, amqp_link *l) {
   free(l->body);
   l->body = NULL;
   l->content = 0;
+  l->reply = 0;
 }
 
 static int new_delivery(rmq *t, amqp_link *l, const amqp_basic_properties_t *p) {
   mb_delivery *d = calloc(1, sizeof *d);
-  if (d == NULL || (d->queue = strdup(t->queue)) == NULL) {
+  const char *queue = l->reply ? t->reply_address : t->queue;
+  if (d == NULL || (d->queue = strdup(queue ? queue : "?")) == NULL) {
     free(d);
     return MB_ENOMEM;
   }
@@ -118,6 +126,7 @@ static void on_method(rmq *t, amqp_link *l, const amqp_frame_t *f) {
   case AMQP_BASIC_DELIVER_METHOD: {
     const amqp_basic_deliver_t *d = m->decoded;
     l->content = AMQP_BASIC_DELIVER_METHOD;
+    l->reply = l == &t->pub || f->channel == CH_REPLY;
     l->tag = d->delivery_tag;
     l->redelivered = d->redelivered;
     break;
@@ -228,6 +237,7 @@ static amqp_connection_state_t open_conn(const dial *d, size_t node, const char 
   int rc = mb_amqp_connect(d->url, node, name, &c, err);
   if (rc == MB_OK) rc = open_channel(c, role, CH_RPC, err);
   if (rc == MB_OK) rc = open_channel(c, role, CH_WORK, err);
+  if (rc == MB_OK && strcmp(role, "consume") == 0) rc = open_channel(c, role, CH_REPLY, err);
   if (rc == MB_OK && strcmp(role, "publish") == 0) {
     amqp_confirm_select(c, CH_WORK);
     rc = mb_amqp_reply_error(amqp_get_rpc_reply(c), "cannot turn on publisher confirms", NULL,
@@ -396,6 +406,7 @@ void rmq_on_dialed(struct ev_loop *loop, ev_async *w, int revents) {
   session_install(t, &t->dial);
   mb_err err;
   int rc = t->declared ? rmq_declare_all(t, &err) : MB_OK;
+  if (rc == MB_OK && t->reply_fn) rc = rmq_start_replies(t, &err);
   if (rc == MB_OK && t->consuming) rc = rmq_start_consumer(t, &err);
   if (rc != MB_OK) {
     reconnect_failed(t, err.msg);

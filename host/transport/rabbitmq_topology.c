@@ -51,6 +51,15 @@ static int checked(mb_amqp_rpc *r, const char *what, int *code, mb_err *err) {
   return rc;
 }
 
+int mb_amqp_declare_reply_queue(mb_amqp_rpc *r, const char *name, mb_err *err) {
+  amqp_table_entry_t args[] = {string_entry("x-queue-type", "classic")};
+  amqp_table_t table = {1, args};
+  amqp_queue_declare(r->conn, r->channel, amqp_cstring_bytes(name), 0, 0, 1, 1, table);
+  char what[400];
+  snprintf(what, sizeof what, "cannot declare reply queue '%s'", name);
+  return checked(r, what, NULL, err);
+}
+
 int mb_amqp_declare_queue(mb_amqp_rpc *r, const char *name, int classic, mb_err *err) {
   amqp_table_entry_t args[] = {string_entry("x-queue-type", classic ? "classic" : "quorum")};
   amqp_table_t table = {1, args};

@@ -23,6 +23,8 @@ typedef struct mb_amqp_rpc {
 
 /* A durable queue: quorum unless classic. MB_EINVAL when it exists with other settings. */
 int mb_amqp_declare_queue(mb_amqp_rpc *r, const char *name, int classic, mb_err *err);
+/* A reply queue for this connection only: exclusive, auto-delete, not durable. */
+int mb_amqp_declare_reply_queue(mb_amqp_rpc *r, const char *name, mb_err *err);
 /* Ready messages of an existing queue: MB_ENOTFOUND when there is none. */
 int mb_amqp_queue_depth(mb_amqp_rpc *r, const char *name, long *ready, mb_err *err);
 /* A durable exchange of type ("fanout", "topic"). */

@@ -14,13 +14,17 @@
  *   messages(seq PRIMARY KEY AUTOINCREMENT, queue, id, type, correlation_id, reply_to,
  *            headers TEXT (JSON object of strings), body BLOB, visible_at INTEGER (Unix ms),
  *            deliveries INTEGER, lease_owner TEXT)
- *   subscriptions(event_type, queue)  event_owners(event_type PRIMARY KEY, endpoint, since) */
+ *   subscriptions(event_type, queue)  event_owners(event_type PRIMARY KEY, endpoint, since)
+ *   reply_queues(queue PRIMARY KEY, host, pid, since): the per-process reply queues
+ *     (moonbus.reply.<instance>), deleted at close; one whose process died is swept by the
+ *     next process on the same host that opens its own. */
 #include "transport/sqlite.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ev.h>
 #include <limits.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +54,15 @@ static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS subscriptions(event_type TEXT NOT NULL, queue TEXT NOT NULL,"
     " PRIMARY KEY(event_type, queue));"
     "CREATE TABLE IF NOT EXISTS event_owners(event_type TEXT PRIMARY KEY,"
-    " endpoint TEXT NOT NULL, since TEXT NOT NULL);";
+    " endpoint TEXT NOT NULL, since TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS reply_queues(queue TEXT PRIMARY KEY, host TEXT NOT NULL,"
+    " pid INTEGER NOT NULL, since TEXT NOT NULL);";
 
 enum stmt_id {
   S_BEGIN, S_COMMIT, S_ROLLBACK, S_QUEUE_EXISTS, S_INSERT, S_INSERT_SUBS, S_ACK, S_RELEASE,
   S_NEXT, S_LEASE, S_RENEW, S_RELEASE_ALL, S_DEPTH, S_OWNER, S_CLAIM, S_ADD_QUEUE, S_UNSUB,
-  S_SUB, S_BROWSE, S_COUNT
+  S_SUB, S_BROWSE, S_TAKE_REPLIES, S_ADD_REPLY_QUEUE, S_REPLY_QUEUES, S_DROP_QUEUE_ROWS,
+  S_DROP_QUEUE, S_DROP_REPLY_QUEUE, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -89,6 +96,15 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUB] = "INSERT OR IGNORE INTO subscriptions(event_type, queue) VALUES(?1, ?2)",
     [S_BROWSE] = "SELECT seq, id, type, correlation_id, reply_to, headers, body, deliveries"
                  " FROM messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
+    [S_TAKE_REPLIES] = "DELETE FROM messages WHERE queue = ?1 AND visible_at <= ?2"
+                       " RETURNING seq, id, type, correlation_id, reply_to, headers, body,"
+                       " deliveries + 1",
+    [S_ADD_REPLY_QUEUE] = "INSERT OR REPLACE INTO reply_queues(queue, host, pid, since)"
+                          " VALUES(?1, ?2, ?3, ?4)",
+    [S_REPLY_QUEUES] = "SELECT queue, pid FROM reply_queues WHERE host = ?1",
+    [S_DROP_QUEUE_ROWS] = "DELETE FROM messages WHERE queue = ?1",
+    [S_DROP_QUEUE] = "DELETE FROM queues WHERE name = ?1",
+    [S_DROP_REPLY_QUEUE] = "DELETE FROM reply_queues WHERE queue = ?1",
 };
 
 typedef struct lease {
@@ -117,6 +133,11 @@ typedef struct sqlite_transport {
   int64_t busy_since; /* when the current wait for a lock began (usec) */
   int bell_fd;        /* PATH-bell: written after each commit that others should see */
   int bell_broken;    /* a failed ring was logged once */
+  /* replies to this process's requests */
+  char *reply_queue;
+  mb_deliver_fn reply_fn;
+  void *reply_ud;
+  char instance[128];
 } sqlite_transport;
 
 static int64_t now_ms(void) { return mb_now_usec() / 1000; }
@@ -199,6 +220,11 @@ static int insert_one(sqlite_transport *t, const mb_outgoing *m, mb_err *err) {
   int exists = 1, rc = MB_OK;
   if (m->route == MB_ROUTE_QUEUE && (rc = queue_exists(t, m->dest, err, &exists)) != MB_OK)
     return rc;
+  if (!exists && m->to_requester) {
+    mb_log(MB_WARN, NULL, m->env.id, m->env.type, "reply dropped: its requester's reply "
+           "queue '%s' is gone (the requesting process ended)", m->dest);
+    return MB_OK;
+  }
   if (!exists) return unroutable(m, err);
   size_t hlen;
   char *headers = mb_headers_to_json(&m->env.headers, &hlen);
@@ -468,14 +494,17 @@ static void poll_queue(sqlite_transport *t) {
   arm_wake(t, now_ms() + 100);
 }
 
+static void poll_replies(sqlite_transport *t);
+
 static void on_poll_soon(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
+  poll_replies(w->data);
   poll_queue(w->data);
 }
 
 static void schedule_poll(sqlite_transport *t) {
-  if (t->consuming && !ev_is_active(&t->poll_soon)) {
+  if ((t->consuming || t->reply_queue) && !ev_is_active(&t->poll_soon)) {
     ev_timer_set(&t->poll_soon, 0., 0.);
     ev_timer_start(t->loop, &t->poll_soon);
   }
@@ -535,16 +564,132 @@ static int sqlite_consume(mb_transport *base, const char *queue, unsigned max_in
   return MB_OK;
 }
 
-static void sqlite_stop_consuming(mb_transport *base) {
-  sqlite_transport *t = (sqlite_transport *)base;
-  t->consuming = 0;
+static void unwatch_changes(sqlite_transport *t) {
   ev_timer_stop(t->loop, &t->poll_soon);
-  ev_timer_stop(t->loop, &t->wake);
   if (t->inotify_fd >= 0) {
     ev_io_stop(t->loop, &t->changes);
     close(t->inotify_fd);
     t->inotify_fd = -1;
   }
+}
+
+static void sqlite_stop_consuming(mb_transport *base) {
+  sqlite_transport *t = (sqlite_transport *)base;
+  t->consuming = 0;
+  ev_timer_stop(t->loop, &t->wake);
+  if (t->reply_queue == NULL) unwatch_changes(t); /* replies keep the watch */
+}
+
+static int add_queue(sqlite_transport *t, const char *name, const char *when, mb_err *err);
+
+/* --- replies ----------------------------------------------------------------------------------- */
+
+/* Takes every reply in this process's reply queue (one DELETE ... RETURNING) and hands
+ * them out after the statement is done. */
+static void poll_replies(sqlite_transport *t) {
+  if (t->reply_queue == NULL) return;
+  mb_delivery *got[LEASE_BATCH];
+  size_t n;
+  do {
+    n = 0;
+    sqlite3_stmt *s = stmt(t, S_TAKE_REPLIES);
+    bind_text(s, 1, t->reply_queue);
+    sqlite3_bind_int64(s, 2, now_ms());
+    int step;
+    while (n < LEASE_BATCH && (step = sqlite3_step(s)) == SQLITE_ROW) {
+      mb_delivery *d = delivery_from_row(s, t->reply_queue);
+      if (d) got[n++] = d;
+    }
+    if (n < LEASE_BATCH && step != SQLITE_DONE) {
+      mb_err err;
+      db_fail(t, &err, "taking replies");
+      mb_log(MB_WARN, t->reply_queue, NULL, NULL, "%s; looking again shortly", err.msg);
+    }
+    sqlite3_reset(s);
+    for (size_t i = 0; i < n; i++) t->reply_fn(t->reply_ud, got[i]);
+  } while (n == LEASE_BATCH && t->reply_queue);
+}
+
+static int drop_queue(sqlite_transport *t, const char *queue, mb_err *err) {
+  enum stmt_id steps[] = {S_DROP_QUEUE_ROWS, S_DROP_QUEUE, S_DROP_REPLY_QUEUE};
+  int rc = MB_OK;
+  for (size_t i = 0; rc == MB_OK && i < sizeof steps / sizeof *steps; i++) {
+    sqlite3_stmt *s = stmt(t, steps[i]);
+    bind_text(s, 1, queue);
+    rc = exec_stmt(t, s, err, "dropping a reply queue");
+  }
+  return rc;
+}
+
+/* Drops the reply queues of processes of this host that are gone (crashed, killed). */
+static int sweep_reply_queues(sqlite_transport *t, const char *host, mb_err *err) {
+  char dead[16][MB_QUEUE_NAME_MAX + 1];
+  size_t n = 0;
+  sqlite3_stmt *s = stmt(t, S_REPLY_QUEUES);
+  bind_text(s, 1, host);
+  while (n < 16 && sqlite3_step(s) == SQLITE_ROW) {
+    pid_t pid = (pid_t)sqlite3_column_int64(s, 1);
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+      snprintf(dead[n++], sizeof dead[0], "%s", (const char *)sqlite3_column_text(s, 0));
+  }
+  sqlite3_reset(s);
+  int rc = MB_OK;
+  for (size_t i = 0; rc == MB_OK && i < n; i++) rc = drop_queue(t, dead[i], err);
+  return rc;
+}
+
+static int add_reply_queue(sqlite_transport *t, const char *queue, mb_err *err) {
+  char when[MB_TIME_LEN + 1], host[256] = "localhost";
+  mb_time_iso(mb_now_usec(), when);
+  gethostname(host, sizeof host - 1);
+  int rc = begin(t, err);
+  if (rc == MB_OK) rc = sweep_reply_queues(t, host, err);
+  if (rc == MB_OK) rc = add_queue(t, queue, when, err);
+  if (rc == MB_OK) {
+    sqlite3_stmt *s = stmt(t, S_ADD_REPLY_QUEUE);
+    bind_text(s, 1, queue);
+    bind_text(s, 2, host);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)getpid());
+    bind_text(s, 4, when);
+    rc = exec_stmt(t, s, err, "adding a reply queue");
+  }
+  if (rc == MB_OK) rc = commit(t, err);
+  if (rc != MB_OK) rollback(t);
+  return rc;
+}
+
+static int sqlite_listen_replies(mb_transport *base, mb_deliver_fn fn, void *ud, char *address,
+                                 size_t len, mb_err *err) {
+  sqlite_transport *t = (sqlite_transport *)base;
+  if (t->reply_queue == NULL) {
+    char queue[MB_QUEUE_NAME_MAX + 1];
+    snprintf(queue, sizeof queue, MB_REPLY_QUEUE_PREFIX "%.200s", t->instance);
+    int rc = add_reply_queue(t, queue, err);
+    if (rc == MB_OK && t->inotify_fd < 0) rc = watch_changes(t, err);
+    if (rc == MB_OK && (t->reply_queue = strdup(queue)) == NULL)
+      rc = mb_err_set(err, MB_ENOMEM, "out of memory");
+    if (rc != MB_OK) return rc;
+  }
+  t->reply_fn = fn;
+  t->reply_ud = ud;
+  snprintf(address, len, "%s", t->reply_queue);
+  schedule_poll(t);
+  return MB_OK;
+}
+
+static void close_replies(sqlite_transport *t) {
+  if (t->reply_queue == NULL) return;
+  mb_err err;
+  int rc = begin(t, &err);
+  if (rc == MB_OK) rc = drop_queue(t, t->reply_queue, &err);
+  if (rc == MB_OK) rc = commit(t, &err);
+  if (rc != MB_OK) {
+    rollback(t);
+    mb_log(MB_WARN, t->reply_queue, NULL, NULL, "%s: the next process on this host sweeps it",
+           err.msg);
+  }
+  free(t->reply_queue);
+  t->reply_queue = NULL;
 }
 
 /* --- topology ---------------------------------------------------------------------------------- */
@@ -818,9 +963,9 @@ static void sqlite_close(mb_transport *base);
 
 static int sqlite_open(mb_transport **out, struct ev_loop *loop, const char *url,
                        const char *instance, mb_err *err) {
-  (void)instance;
   sqlite_transport *t = calloc(1, sizeof *t);
   if (t == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");
+  snprintf(t->instance, sizeof t->instance, "%s", instance ? instance : "moonbus");
   t->base.ops = &mb_sqlite_transport;
   t->loop = loop;
   t->lease_ms = 30000;
@@ -858,6 +1003,8 @@ static void release_all(sqlite_transport *t) {
 static void sqlite_close(mb_transport *base) {
   sqlite_transport *t = (sqlite_transport *)base;
   sqlite_stop_consuming(base);
+  if (t->db) close_replies(t);
+  unwatch_changes(t);
   ev_timer_stop(t->loop, &t->renew);
   release_all(t);
   for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(t->stmt[i]);
@@ -883,5 +1030,6 @@ const mb_transport_ops mb_sqlite_transport = {
     .owner_of = sqlite_owner_of,
     .depth = sqlite_depth,
     .browse = sqlite_browse,
+    .listen_replies = sqlite_listen_replies,
     .close = sqlite_close,
 };
