@@ -5,6 +5,7 @@
  * Never: changes how a message is handled. */
 #include <ev.h>
 #include <string.h>
+#include <time.h>
 
 #include "correlate.h"
 #include "lbus.h"
@@ -225,7 +226,16 @@ static int l_owner(lua_State *L) {
   return 1;
 }
 
+/* host.clock() -> seconds of a monotonic clock, for tools that measure latency */
+static int l_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 static const luaL_Reg host_functions[] = {
+    {"clock", l_clock},
     {"start", l_start},
     {"stop", l_stop},
     {"run", l_run},

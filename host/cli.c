@@ -1,7 +1,8 @@
 /* cli.c — the moonbus commands (see cli.h): `run` wires the loop, the runtime, the Lua
  * state and the signals together and shuts down in order (consumers and timers, then
  * handlers drain, then the Lua state, then the transport); `send`/`publish` put one
- * message on the bus from the shell. Never: handles a message itself. */
+ * message on the bus from the shell; `request` sends one and prints the reply.
+ * Never: handles a message itself. */
 #include "cli.h"
 
 #include <ev.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "compose.h"
+#include "correlate.h"
 #include "log.h"
 #include "runtime.h"
 #include "vm.h"
@@ -178,6 +180,75 @@ int mb_cli_send(const char *endpoint, const char *type, const char *json,
   if (rc != MB_OK) fprintf(stderr, "moonbus: %s\n", err.msg);
   mb_runtime_free(rt);
   return rc == MB_OK ? 0 : 1;
+}
+
+typedef struct cli_reply {
+  int done;
+  mb_delivery *reply; /* NULL: timed out */
+} cli_reply;
+
+static void cli_replied(void *ud, mb_delivery *reply) {
+  cli_reply *r = ud;
+  r->done = 1;
+  r->reply = reply;
+}
+
+/* Sends the request and runs the loop until its reply or its timeout. */
+static int request_one(mb_runtime *rt, const char *endpoint, const char *type, const char *json,
+                       double timeout, cli_reply *r, char id[MB_ID_LEN + 1], mb_err *err) {
+  const char *reply_to;
+  int rc = mb_runtime_reply_address(rt, &reply_to, err);
+  if (rc != MB_OK) return rc;
+  mb_compose_req req = {
+      .type = type, .kind = MB_KIND_COMMAND, .body = json, .body_len = strlen(json),
+      .route = MB_ROUTE_QUEUE, .dest = endpoint, .reply_to = reply_to, .ttl = timeout,
+      .origin = "cli",
+  };
+  mb_outgoing *m;
+  if ((rc = mb_compose(rt, NULL, &req, &m, err)) != MB_OK) return rc;
+  memcpy(id, m->env.id, MB_ID_LEN + 1);
+  if (mb_envelope_set_correlation_id(&m->env, id) != MB_OK ||
+      mb_correlate_expect(rt->correlate, id, timeout, cli_replied, r) != MB_OK) {
+    mb_outgoing_free(m);
+    return mb_err_set(err, MB_ENOMEM, "out of memory");
+  }
+  rc = mb_runtime_dispatch(rt, &m, 1, err);
+  if (rc != MB_OK) mb_correlate_cancel(rt->correlate, id);
+  while (rc == MB_OK && !r->done) ev_run(rt->loop, EVRUN_ONCE);
+  return rc;
+}
+
+int mb_cli_request(const char *endpoint, const char *type, const char *json,
+                   const mb_cli_opts *opts) {
+  mb_err err;
+  double timeout = opts->timeout > 0 ? opts->timeout : 30;
+  if (mb_vm_check_json(json, &err) != MB_OK) {
+    fprintf(stderr, "moonbus: %s\n", err.msg);
+    return 2;
+  }
+  mb_runtime *rt = mb_runtime_new(NULL, opts->transport, opts->instance);
+  if (rt == NULL) {
+    fprintf(stderr, "moonbus: out of memory\n");
+    return 1;
+  }
+  cli_reply r = {0, NULL};
+  char id[MB_ID_LEN + 1] = "";
+  int code = 0;
+  if (request_one(rt, endpoint, type, json, timeout, &r, id, &err) != MB_OK) {
+    fprintf(stderr, "moonbus: %s\n", err.msg);
+    code = 1;
+  } else if (r.reply == NULL) {
+    fprintf(stderr, "moonbus: no reply to %s from %s within %g s (request %s)\n", type,
+            endpoint, timeout, id);
+    code = MB_CLI_EXIT_TIMEOUT;
+  } else {
+    mb_log(MB_INFO, NULL, r.reply->env.id, r.reply->env.type, "reply to request %s", id);
+    fwrite(r.reply->env.body, 1, r.reply->env.body_len, stdout);
+    putchar('\n');
+  }
+  mb_delivery_free(r.reply);
+  mb_runtime_free(rt);
+  return code;
 }
 
 int mb_cli_version(void) {

@@ -1,4 +1,4 @@
-/* cli.h — the moonbus commands (DESIGN §8): run, send, publish, version.
+/* cli.h — the moonbus commands (DESIGN §8): run, send, publish, request, version.
  * Each returns the process exit code. main.c parses argv and calls one. */
 #ifndef MOONBUS_CLI_H
 #define MOONBUS_CLI_H
@@ -8,13 +8,20 @@ typedef struct mb_cli_opts {
   const char *instance;  /* --instance ID */
   int no_reload;         /* --no-reload */
   double drain_seconds;  /* how long shutdown waits for handlers in flight */
+  double timeout;        /* --timeout S: how long `request` waits for its reply */
 } mb_cli_opts;
+
+#define MB_CLI_EXIT_TIMEOUT 3 /* `request` got no reply in time */
 
 int mb_cli_run(const char *target, const mb_cli_opts *opts);
 /* send: endpoint is the destination queue. publish: endpoint publishes the event
  * ("-": as its registered owner). */
 int mb_cli_send(const char *endpoint, const char *type, const char *json,
                 const mb_cli_opts *opts, int publish);
+/* request: sends a command to endpoint, waits up to opts->timeout for the reply and prints
+ * its body on stdout. 0, 1 (error), 2 (bad input) or MB_CLI_EXIT_TIMEOUT. */
+int mb_cli_request(const char *endpoint, const char *type, const char *json,
+                   const mb_cli_opts *opts);
 int mb_cli_version(void);
 
 #endif

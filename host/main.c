@@ -13,9 +13,24 @@ static void usage(FILE *out) {
           "  moonbus run DIR|FILE [--transport URL] [--instance ID] [--no-reload]\n"
           "  moonbus send ENDPOINT TYPE JSON [--transport URL]\n"
           "  moonbus publish ENDPOINT|- TYPE JSON [--transport URL]\n"
+          "  moonbus request ENDPOINT TYPE JSON [--timeout S] [--transport URL]\n"
+          "      prints the reply's body; exit 3 when no reply came within S s (default 30)\n"
           "  moonbus version\n"
           "The transport is --transport, else $MOONBUS_TRANSPORT, else the endpoint's own,\n"
           "else sqlite://./.moonbus/bus.db. Logs go to stderr (MOONBUS_LOG=debug|info|warn|error).\n");
+}
+
+/* A number of seconds (--timeout: more than 0), or a complaint on stderr and -1. */
+static int seconds_arg(const char *option, const char *v, double *out) {
+  char *end;
+  double s = strtod(v, &end);
+  int zero_ok = strcmp(option, "--timeout") != 0;
+  if (*v == '\0' || *end != '\0' || !(s > 0 || (zero_ok && s == 0)) || s > 86400) {
+    fprintf(stderr, "moonbus: %s needs a number of seconds (0-86400), got '%s'\n", option, v);
+    return -1;
+  }
+  *out = s;
+  return 0;
 }
 
 /* Moves options out of argv into opts; positional arguments stay, in order. */
@@ -24,11 +39,13 @@ static int parse_options(int *argc, char **argv, mb_cli_opts *opts) {
   for (int i = 1; i < *argc; i++) {
     const char *a = argv[i];
     if ((strcmp(a, "--transport") == 0 || strcmp(a, "--instance") == 0 ||
-         strcmp(a, "--drain") == 0) && i + 1 < *argc) {
+         strcmp(a, "--drain") == 0 || strcmp(a, "--timeout") == 0) && i + 1 < *argc) {
       const char *v = argv[++i];
-      if (a[2] == 't') opts->transport = v;
-      else if (a[2] == 'i') opts->instance = v;
-      else opts->drain_seconds = atof(v);
+      if (strcmp(a, "--transport") == 0) opts->transport = v;
+      else if (strcmp(a, "--instance") == 0) opts->instance = v;
+      else if (seconds_arg(a, v, strcmp(a, "--drain") == 0 ? &opts->drain_seconds
+                                                         : &opts->timeout) != 0)
+        return -1;
     } else if (strcmp(a, "--no-reload") == 0) {
       opts->no_reload = 1;
     } else if (strncmp(a, "--", 2) == 0 && strcmp(a, "--") != 0) {
@@ -52,6 +69,8 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "send") == 0 && argc == 5) return mb_cli_send(argv[2], argv[3], argv[4], &opts, 0);
   if (strcmp(cmd, "publish") == 0 && argc == 5)
     return mb_cli_send(argv[2], argv[3], argv[4], &opts, 1);
+  if (strcmp(cmd, "request") == 0 && argc == 5)
+    return mb_cli_request(argv[2], argv[3], argv[4], &opts);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return mb_cli_version();
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     usage(stdout);

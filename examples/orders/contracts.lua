@@ -5,9 +5,11 @@ local bus = require "moonbus"
 -- commands: sent to the one endpoint that handles them
 bus.command("sales.PlaceOrder", { order_id = "string", customer = "string", total = "number" })
 bus.command("billing.ChargeCard", { order_id = "string", amount = "number" })
+bus.command("billing.CheckCredit", { customer = "string", amount = "number" })
 
 -- replies: plain messages back to whoever sent the command
 bus.message("billing.CardCharged", { order_id = "string", receipt = "string" })
+bus.message("billing.CreditChecked", { approved = "boolean", limit = "number" })
 
 -- events: published by their one owner, delivered to every subscriber
 bus.event("sales.OrderPlaced", { order_id = "string", customer = "string", total = "number" })

@@ -1,11 +1,18 @@
--- billing: charges cards for sales (a command with a reply) and invoices placed orders
--- (one of two subscribers of sales.OrderPlaced).
+-- billing: answers credit checks (bus.request from sales), charges cards for sales (a
+-- command with a reply) and invoices placed orders (one of two subscribers of
+-- sales.OrderPlaced).
 local bus = require "moonbus"
 require "contracts"
 
 bus.endpoint { name = "billing" }
 
 local receipts = 0
+
+local LIMIT = 25
+
+bus.handle("billing.CheckCredit", function(check, ctx)
+  ctx:reply("billing.CreditChecked", { approved = check.amount <= LIMIT, limit = LIMIT })
+end)
 
 bus.handle("billing.ChargeCard", function(charge, ctx)
   receipts = receipts + 1

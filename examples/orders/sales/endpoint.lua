@@ -1,4 +1,7 @@
--- sales: takes orders, has the card charged by billing, and announces placed orders.
+-- sales: takes orders, asks billing whether the customer's credit covers them (bus.request:
+-- the handler waits for the answer while other orders go on), has the card charged by
+-- billing (a send whose reply arrives later, at any instance of sales), and announces
+-- placed orders.
 local bus = require "moonbus"
 require "contracts"
 
@@ -7,6 +10,7 @@ bus.endpoint {
   routes = {
     ["sales.PlaceOrder"] = "sales",     -- the shop front is simulated by a timer below
     ["billing.ChargeCard"] = "billing",
+    ["billing.CheckCredit"] = "billing",
   },
   publishes = { "sales.OrderPlaced" },
   concurrency = 8,
@@ -15,6 +19,13 @@ bus.endpoint {
 local pending = {} -- order_id -> order, until billing replies (lost on restart: a demo)
 
 bus.handle("sales.PlaceOrder", function(order)
+  local credit = bus.request("billing.CheckCredit",
+    { customer = order.customer, amount = order.total }, { timeout = 5 })
+  if not credit.approved then
+    bus.log.warn("order %s from %s refused: %.2f is over the credit limit of %.2f",
+      order.order_id, order.customer, order.total, credit.limit)
+    return
+  end
   pending[order.order_id] = order
   bus.log.info("order %s from %s for %.2f: charging the card", order.order_id, order.customer,
     order.total)
