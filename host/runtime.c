@@ -171,9 +171,9 @@ static void send_unlink(mb_send *t) {
 
 static void send_answered(void *ud, int status, const char *error) {
   mb_send *t = ud;
-  t->answered = 1;
-  if (!t->forgotten) t->fn(t->ud, status, error);
-  t->forgotten = 1;
+  int call = !t->forgotten;
+  t->answered = t->forgotten = 1; /* t may be swept from here on: fn may send again */
+  if (call) t->fn(t->ud, status, error);
 }
 
 /* Tickets whose answer came are freed here, never inside the transport's callback. */

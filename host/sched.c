@@ -5,6 +5,7 @@
  * Never decides a message's fate (pipeline.c does) and never yields on behalf of a script. */
 #include "sched.h"
 
+#include <ev.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
@@ -26,10 +27,11 @@ struct mb_thread {
   int ref;            /* the registry reference that keeps co alive */
   mb_job *job;        /* the delivery it handles; NULL for a timer tick */
   char what[160];     /* a timer's description, for its errors */
-  int parked;
+  int parked, ready;  /* waiting for mb_sched_wake; woken, to be resumed from the loop */
   void (*cancel)(void *ud);
   void *cancel_ud;
   mb_thread *prev, *next;
+  mb_thread *ready_next; /* the queue of woken threads */
 };
 
 struct mb_sched {
@@ -39,13 +41,19 @@ struct mb_sched {
   mb_thread *running; /* the coroutine inside lua_resume now */
   mb_thread *threads;
   unsigned live, parked;
+  ev_timer resume_soon; /* resumes woken threads at the top of the loop */
+  mb_thread *ready_head, *ready_tail;
 };
+
+static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents);
 
 mb_sched *mb_sched_new(lua_State *L, mb_runtime *rt) {
   mb_sched *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;
   s->main = s->anchor = L;
   s->rt = rt;
+  ev_timer_init(&s->resume_soon, resume_ready, 0., 0.);
+  s->resume_soon.data = s;
   return s;
 }
 
@@ -158,11 +166,31 @@ void mb_sched_park(mb_sched *s, mb_thread *th, void (*cancel)(void *ud), void *u
   th->cancel_ud = ud;
 }
 
+/* A wake comes from inside a transport's or correlate.c's callback, which may be walking
+ * its own lists: the coroutine (which may send again at once) is resumed later, from a
+ * watcher of its own, never from inside the call that woke it. */
 void mb_sched_wake(mb_sched *s, mb_thread *th) {
-  th->parked = 0;
-  th->cancel = NULL;
-  s->parked--;
-  step(s, th, 0);
+  if (!th->parked || th->ready) return;
+  th->ready = 1;
+  th->ready_next = NULL;
+  if (s->ready_tail) s->ready_tail->ready_next = th;
+  else s->ready_head = th;
+  s->ready_tail = th;
+  if (!ev_is_active(&s->resume_soon)) ev_timer_start(s->rt->loop, &s->resume_soon);
+}
+
+static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)revents;
+  mb_sched *s = w->data;
+  while (s->ready_head) {
+    mb_thread *th = s->ready_head;
+    s->ready_head = th->ready_next;
+    if (s->ready_head == NULL) s->ready_tail = NULL;
+    th->ready = th->parked = 0;
+    th->cancel = NULL;
+    s->parked--;
+    step(s, th, 0);
+  }
 }
 
 void mb_sched_handle(mb_sched *s, mb_job *job) {
@@ -190,6 +218,7 @@ void mb_sched_call(mb_sched *s, int fn_ref, const char *what) {
 
 void mb_sched_free(mb_sched *s) {
   if (s == NULL) return;
+  ev_timer_stop(s->rt->loop, &s->resume_soon);
   while (s->threads) {
     mb_thread *th = s->threads;
     mb_job *job = th->job;

@@ -41,7 +41,7 @@ cleanup() {
     keep=$ROOT/build/test-logs/system-$(basename "$0" .sh)-$TRANSPORT.hosts
     rm -rf "$keep" && mkdir -p "$keep" && cp "$WORK"/*.log "$WORK"/*.out "$keep"/ 2>/dev/null
   fi
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
   [ "$TRANSPORT" = rabbitmq ] && bash "$ROOT/scripts/rabbitmq.sh" drop-vhosts "$VHOST" 1
 }
 trap cleanup EXIT

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A run/stop cycle of the release host under valgrind: messages handled, a timer fired,
-# a failure released, SIGTERM, and no leak or memory error.
+# a failure released, requests answered and timed out, a handler and a timer still waiting
+# for replies when SIGTERM comes, and no leak or memory error.
 . "$(dirname "$0")/lib.sh"
 if ! command -v valgrind >/dev/null; then
   not_ok "valgrind is installed (scripts/install-deps.sh installs it)"
@@ -11,22 +12,43 @@ cat >"$WORK/v/endpoint.lua" <<'LUA'
 local bus = require "moonbus"
 bus.command("v.Do", { n = "number" })
 bus.event("v.Done", { n = "number" })
-bus.endpoint { name = "v", routes = { ["v.Do"] = "v" }, publishes = { "v.Done" } }
+bus.command("v.Ask", { n = "number" })
+bus.message("v.Answer", { n = "number" })
+bus.command("v.Never")
+bus.command("v.Stuck")
+bus.endpoint { name = "v", publishes = { "v.Done" }, concurrency = 16,
+  routes = { ["v.Do"] = "v", ["v.Ask"] = "v", ["v.Never"] = "v", ["v.Stuck"] = "v" } }
 bus.handle("v.Do", function(d, ctx)
   if d.n == 3 and ctx.attempt == 1 then error("first try fails") end
+  local answer = bus.request("v.Ask", { n = d.n }, { timeout = 10 })
+  assert(answer.n == d.n + 1, "crossed reply")
   bus.publish("v.Done", { n = d.n })
 end)
+bus.handle("v.Ask", function(a, ctx) ctx:reply("v.Answer", { n = a.n + 1 }) end)
+bus.handle("v.Never", function() end)
+bus.handle("v.Stuck", function() bus.request("v.Never", {}, { timeout = 600 }) end)
 bus.handle("v.Done", function(d) bus.log.info("done %d", d.n) end)
 bus.after(0.1, function() for i = 1, 5 do bus.send("v.Do", { n = i }) end end)
+bus.after(0.1, function()
+  local ok, err = pcall(bus.request, "v.Never", {}, { timeout = 0.2 })
+  bus.log.info("timed out: %s", tostring(not ok and bus.is_timeout(err)))
+  bus.send("v.Stuck", {})
+  bus.request("v.Never", {}, { timeout = 600 }) -- still waiting at SIGTERM
+end)
 bus.every(0.2, function() end)
 LUA
 valgrind --leak-check=full --show-leak-kinds=definite,indirect \
   --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-  "$ROOT/build/moonbus" run "$WORK/v" >"$WORK/out" 2>"$WORK/vg.log" &
+  "$ROOT/build/moonbus" run "$WORK/v" --drain 1 >"$WORK/out" 2>"$WORK/vg.log" &
 V=$!
 PIDS+=("$V")
 wait_until 60 '[ "$(grep -c "done " "$WORK/vg.log")" -ge 5 ]'
 check "the host handled every message under valgrind" test "$(grep -c 'done ' "$WORK/vg.log")" -ge 5
+wait_until 30 'grep -q "timed out: true" "$WORK/vg.log"'
+check "a request timed out with an error bus.is_timeout knows" grep -q "timed out: true" "$WORK/vg.log"
+wait_until 30 '[ "$(grep -c "type=v.Never" "$WORK/vg.log")" -ge 3 ]'
+check "a handler and a timer wait for replies that never come" \
+  test "$(grep -c "type=v.Never" "$WORK/vg.log")" -ge 3
 kill -TERM $V
 wait $V; rc=$?
 check "valgrind reports no leak or memory error (exit $rc)" test $rc -eq 0
