@@ -164,21 +164,32 @@ static mb_kind kind_of(lua_State *L, const char *fn, const char *type) {
   return kind;
 }
 
+/* The kind of type, raising with advice if it is an event. */
+static mb_kind not_an_event(lua_State *L, const char *fn, const char *type, const char *advice) {
+  mb_kind kind = kind_of(L, fn, type);
+  if (kind == MB_KIND_EVENT) luaL_error(L, "%s: %s is an event: %s", fn, type, advice);
+  return kind;
+}
+
+/* opts.to, else the endpoint's route for type, else raises saying how to add one. */
+static const char *destination(lua_State *L, mb_lbus *bus, const char *fn, const char *type,
+                               const send_opts *o) {
+  const char *dest = o->to ? o->to : mb_endpoint_route(&bus->rt->cfg, type);
+  if (dest == NULL)
+    luaL_error(L, "%s: no route for %s: add routes = { [\"%s\"] = \"<endpoint>\" } to "
+               "bus.endpoint{}, or pass { to = \"<endpoint>\" }", fn, type, type);
+  return dest;
+}
+
 /* bus.send(type, body [, opts]) */
 static int l_send(lua_State *L) {
   const char *type = luaL_checkstring(L, 1);
-  mb_kind kind = kind_of(L, "bus.send", type);
-  if (kind == MB_KIND_EVENT)
-    return luaL_error(L, "bus.send: %s is an event: publish it with bus.publish (an event goes "
-                      "to every subscriber; a command goes to the one endpoint that handles it)",
-                      type);
+  mb_kind kind = not_an_event(L, "bus.send", type, "publish it with bus.publish (an event goes "
+                              "to every subscriber; a command goes to the one endpoint that "
+                              "handles it)");
   send_opts o;
   read_opts(L, 3, "bus.send", &o, 0);
-  mb_lbus *bus = mb_lbus_get(L);
-  const char *dest = o.to ? o.to : mb_endpoint_route(&bus->rt->cfg, type);
-  if (dest == NULL)
-    return luaL_error(L, "bus.send: no route for %s: add routes = { [\"%s\"] = \"<endpoint>\" } "
-                      "to bus.endpoint{}, or pass { to = \"<endpoint>\" }", type, type);
+  const char *dest = destination(L, mb_lbus_get(L), "bus.send", type, &o);
   outgoing_spec spec = {"bus.send", type, kind, MB_ROUTE_QUEUE, dest, NULL, NULL, 2, 3};
   return emit(L, &spec, &o);
 }
@@ -246,19 +257,13 @@ static mb_thread *request_thread(lua_State *L, mb_lbus *bus, const char *type) {
 /* bus.request(type, body [, opts]) -> reply body, reply ctx */
 static int l_request(lua_State *L) {
   const char *type = luaL_checkstring(L, 1);
-  mb_kind kind = kind_of(L, "bus.request", type);
-  if (kind == MB_KIND_EVENT)
-    return luaL_error(L, "bus.request: %s is an event: events are published to every "
-                      "subscriber and nobody replies to them; request with a command", type);
+  mb_kind kind = not_an_event(L, "bus.request", type, "events are published to every "
+                              "subscriber and nobody replies to them; request with a command");
   mb_lbus *bus = mb_lbus_get(L);
   mb_thread *self = request_thread(L, bus, type);
   send_opts o;
   read_opts(L, 3, "bus.request", &o, 1);
-  const char *dest = o.to ? o.to : mb_endpoint_route(&bus->rt->cfg, type);
-  if (dest == NULL)
-    return luaL_error(L, "bus.request: no route for %s: add routes = { [\"%s\"] = "
-                      "\"<endpoint>\" } to bus.endpoint{}, or pass { to = \"<endpoint>\" }",
-                      type, type);
+  const char *dest = destination(L, bus, "bus.request", type, &o);
   const char *reply_to;
   mb_err err;
   if (mb_runtime_reply_address(bus->rt, &reply_to, &err) != MB_OK)

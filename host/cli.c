@@ -164,18 +164,28 @@ static int send_one(mb_runtime *rt, const char *endpoint, const char *type, cons
   return rc;
 }
 
-int mb_cli_send(const char *endpoint, const char *type, const char *json,
-                const mb_cli_opts *opts, int publish) {
+/* A runtime for a one-shot command whose body is json, or NULL and *code. */
+static mb_runtime *cli_runtime(const char *json, const mb_cli_opts *opts, int *code) {
   mb_err err;
   if (mb_vm_check_json(json, &err) != MB_OK) {
     fprintf(stderr, "moonbus: %s\n", err.msg);
-    return 2;
+    *code = 2;
+    return NULL;
   }
   mb_runtime *rt = mb_runtime_new(NULL, opts->transport, opts->instance);
   if (rt == NULL) {
     fprintf(stderr, "moonbus: out of memory\n");
-    return 1;
+    *code = 1;
   }
+  return rt;
+}
+
+int mb_cli_send(const char *endpoint, const char *type, const char *json,
+                const mb_cli_opts *opts, int publish) {
+  mb_err err;
+  int code;
+  mb_runtime *rt = cli_runtime(json, opts, &code);
+  if (rt == NULL) return code;
   int rc = send_one(rt, endpoint, type, json, publish, &err);
   if (rc != MB_OK) fprintf(stderr, "moonbus: %s\n", err.msg);
   mb_runtime_free(rt);
@@ -222,18 +232,11 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
                    const mb_cli_opts *opts) {
   mb_err err;
   double timeout = opts->timeout > 0 ? opts->timeout : 30;
-  if (mb_vm_check_json(json, &err) != MB_OK) {
-    fprintf(stderr, "moonbus: %s\n", err.msg);
-    return 2;
-  }
-  mb_runtime *rt = mb_runtime_new(NULL, opts->transport, opts->instance);
-  if (rt == NULL) {
-    fprintf(stderr, "moonbus: out of memory\n");
-    return 1;
-  }
+  int code = 0;
+  mb_runtime *rt = cli_runtime(json, opts, &code);
+  if (rt == NULL) return code;
   cli_reply r = {0, NULL};
   char id[MB_ID_LEN + 1] = "";
-  int code = 0;
   if (request_one(rt, endpoint, type, json, timeout, &r, id, &err) != MB_OK) {
     fprintf(stderr, "moonbus: %s\n", err.msg);
     code = 1;

@@ -43,6 +43,12 @@ out=$("$MOONBUS" request pricing pricing.Price '{"sku":"abc"}' 2>"$WORK/cli.log"
 check "request prints the reply body and exits 0 (exit $rc)" test $rc -eq 0
 check "the reply body is the handler's answer: $out" test "$out" = '{"price":30}'
 
+if [ "$TRANSPORT" = rabbitmq ]; then # the other reply path: an exclusive queue per process
+  out=$("$MOONBUS" request pricing pricing.Price '{"sku":"abcd"}' \
+    --transport "$MOONBUS_TRANSPORT?replies=queue" 2>>"$WORK/cli.log"); rc=$?
+  check "with ?replies=queue the reply comes back too (exit $rc): $out" test "$out" = '{"price":40}'
+fi
+
 # 40 requests at once through front, each of which requests pricing from a handler
 for i in $(seq 1 40); do
   "$MOONBUS" request front front.Quote "{\"sku\":\"$(printf 'x%.0s' $(seq 1 $((i % 7 + 1))))-$i\"}" \
