@@ -9,6 +9,7 @@
 
 #include "correlate.h"
 #include "lbus.h"
+#include "log.h"
 
 /* Starts consuming (a transport may deliver at once: coroutines are made on L). */
 static void start(lua_State *L, mb_lbus *bus) {
@@ -64,8 +65,11 @@ static void wake(struct ev_loop *loop, ev_timer *w, int revents) { (void)loop, (
  * Idle means nothing ready or in flight for SETTLE seconds in a row: a broker may have
  * handed a message to our socket that no count shows yet. */
 static int step(lua_State *L, mb_lbus *bus, int pred, int until_idle, ev_tstamp *idle_since) {
-  ev_run(bus->rt->loop, EVRUN_ONCE);
-  int done = predicate_true(L, pred);
+  int done = predicate_true(L, pred); /* a predicate true already ends the run at once */
+  if (done == 0) {
+    ev_run(bus->rt->loop, EVRUN_ONCE);
+    done = predicate_true(L, pred);
+  }
   if (done == 0 && until_idle) {
     mb_err err;
     int idle = is_idle(bus, &err);
@@ -226,6 +230,26 @@ static int l_owner(lua_State *L) {
   return 1;
 }
 
+/* host.capture_log(level | false): keeps the log lines at level or above from now on */
+static int l_capture_log(lua_State *L) {
+  if (!lua_toboolean(L, 1)) {
+    mb_log_capture(0, MB_ERROR);
+    return 0;
+  }
+  int level = mb_log_level_parse(luaL_checkstring(L, 1));
+  luaL_argcheck(L, level >= 0, 1, "must be debug, info, warn or error");
+  mb_log_capture(1, (mb_level)level);
+  return 0;
+}
+
+/* host.captured_log() -> the lines kept since capture_log began */
+static int l_captured_log(lua_State *L) {
+  size_t len;
+  const char *text = mb_log_captured(&len);
+  lua_pushlstring(L, text, len);
+  return 1;
+}
+
 /* host.clock() -> seconds of a monotonic clock, for tools that measure latency */
 static int l_clock(lua_State *L) {
   struct timespec ts;
@@ -236,6 +260,8 @@ static int l_clock(lua_State *L) {
 
 static const luaL_Reg host_functions[] = {
     {"clock", l_clock},
+    {"capture_log", l_capture_log},
+    {"captured_log", l_captured_log},
     {"start", l_start},
     {"stop", l_stop},
     {"run", l_run},

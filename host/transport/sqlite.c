@@ -96,7 +96,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUB] = "INSERT OR IGNORE INTO subscriptions(event_type, queue) VALUES(?1, ?2)",
     [S_BROWSE] = "SELECT seq, id, type, correlation_id, reply_to, headers, body, deliveries"
                  " FROM messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
-    [S_TAKE_REPLIES] = "DELETE FROM messages WHERE queue = ?1 AND visible_at <= ?2"
+    [S_TAKE_REPLIES] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages"
+                       " WHERE queue = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3)"
                        " RETURNING seq, id, type, correlation_id, reply_to, headers, body,"
                        " deliveries + 1",
     [S_ADD_REPLY_QUEUE] = "INSERT OR REPLACE INTO reply_queues(queue, host, pid, since)"
@@ -584,8 +585,9 @@ static int add_queue(sqlite_transport *t, const char *name, const char *when, mb
 
 /* --- replies ----------------------------------------------------------------------------------- */
 
-/* Takes every reply in this process's reply queue (one DELETE ... RETURNING) and hands
- * them out after the statement is done. */
+/* Takes every reply in this process's reply queue, LEASE_BATCH per DELETE ... RETURNING
+ * (SQLite deletes every row at the first step, so each statement is read to its end), and
+ * hands them out after the statement is done. */
 static void poll_replies(sqlite_transport *t) {
   if (t->reply_queue == NULL) return;
   mb_delivery *got[LEASE_BATCH];
@@ -595,12 +597,13 @@ static void poll_replies(sqlite_transport *t) {
     sqlite3_stmt *s = stmt(t, S_TAKE_REPLIES);
     bind_text(s, 1, t->reply_queue);
     sqlite3_bind_int64(s, 2, now_ms());
+    sqlite3_bind_int(s, 3, LEASE_BATCH);
     int step;
-    while (n < LEASE_BATCH && (step = sqlite3_step(s)) == SQLITE_ROW) {
-      mb_delivery *d = delivery_from_row(s, t->reply_queue);
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+      mb_delivery *d = n < LEASE_BATCH ? delivery_from_row(s, t->reply_queue) : NULL;
       if (d) got[n++] = d;
     }
-    if (n < LEASE_BATCH && step != SQLITE_DONE) {
+    if (step != SQLITE_DONE) {
       mb_err err;
       db_fail(t, &err, "taking replies");
       mb_log(MB_WARN, t->reply_queue, NULL, NULL, "%s; looking again shortly", err.msg);

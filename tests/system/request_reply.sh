@@ -22,6 +22,9 @@ bus.handle("pricing.Price", function(req, ctx)
   ctx:reply("pricing.Priced", { price = #req.sku * 10 })
 end)
 bus.handle("pricing.Ignore", function() end) -- never replies
+bus.command("pricing.Odd")
+bus.message("pricing.OnlyPricingKnows")
+bus.handle("pricing.Odd", function(_, ctx) ctx:reply("pricing.OnlyPricingKnows", {}) end)
 LUA
 cat >"$WORK/front/endpoint.lua" <<'LUA'
 local bus = require "moonbus"
@@ -30,6 +33,13 @@ bus.endpoint { name = "front", routes = { ["pricing.Price"] = "pricing" }, concu
 bus.handle("front.Quote", function(q, ctx)
   local priced = bus.request("pricing.Price", { sku = q.sku }, { timeout = 10 })
   ctx:reply("front.Quoted", { sku = q.sku, price = priced.price, by = os.getenv("FRONT_NAME") })
+end)
+bus.command("front.Probe")
+bus.message("front.Probed", { error = "string" })
+bus.command("pricing.Odd")
+bus.handle("front.Probe", function(_, ctx)
+  local ok, err = pcall(bus.request, "pricing.Odd", {}, { to = "pricing", timeout = 10 })
+  ctx:reply("front.Probed", { error = ok and "none" or tostring(err) })
 end)
 LUA
 start_host pricing "$WORK/pricing"
@@ -70,6 +80,10 @@ done
 check "each of them got its own answer ($wrong wrong)" test $wrong -eq 0
 served=$(cat "$WORK"/q*.out | grep -o '"by":"f[12]"' | sort -u | wc -l)
 check "both competing instances of front served requests ($served)" test "$served" -eq 2
+
+out=$("$MOONBUS" request front front.Probe '{}' 2>>"$WORK/cli.log")
+check "a reply of a type the requester does not declare is an error naming it: $out" \
+  grep -q "the reply is a pricing.OnlyPricingKnows, which this endpoint does not declare" <<<"$out"
 
 start=$SECONDS
 "$MOONBUS" request pricing pricing.Ignore '{}' --timeout 1 >"$WORK/t.out" 2>"$WORK/t.err"; rc=$?
