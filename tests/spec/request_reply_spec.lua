@@ -250,17 +250,24 @@ describe("request/reply", function()
     assert.matches("ctx is read-only", tostring(set_err), 1, true)
   end)
 
-  it("parks a timer's send until the transport confirms it, in order", function()
+  it("parks a timer's send until the transport confirms it (RabbitMQ) or commits (SQLite)", function()
     serve({ routes = { ["r.Work"] = "r" } })
-    local order, got = {}, {}
+    local order, got, peak = {}, {}, 0
     bus.handle("r.Work", function(w) got[#got + 1] = w.n end)
     bus.after(0, function()
       for i = 1, 20 do bus.send("r.Work", { n = i }); order[#order + 1] = i end
     end)
-    assert.is_true(testing.run_until(function() return #got == 20 end))
-    assert.equal(20, #order)
+    assert.is_true(testing.run_until(function()
+      peak = math.max(peak, testing.counters().waiting)
+      return #got == 20 and #order == 20
+    end))
     table.sort(got)
     assert.same(order, got)
+    if testing.transport() == "rabbitmq" then
+      assert.equal(1, peak) -- the timer waited for confirms, one send at a time
+    else
+      assert.equal(0, peak) -- a SQLite commit is done when bus.send returns
+    end
     assert.is_true(testing.run_until(settled))
   end)
 end)
