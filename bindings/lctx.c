@@ -71,7 +71,7 @@ static int push_field(lua_State *L, const lctx *c, const mb_delivery *d, const c
   else if (strcmp(key, "time_sent") == 0)
     push_opt_string(L, mb_headers_get(&e->headers, MB_H_TIME_SENT));
   else if (strcmp(key, "headers") == 0) push_headers(L, &e->headers);
-  else if (strcmp(key, "attempt") == 0) lua_pushinteger(L, d->delivery_count);
+  else if (strcmp(key, "attempt") == 0) lua_pushinteger(L, c->job ? c->job->attempt : 1);
   else if (strcmp(key, "delayed_attempt") == 0) push_delayed_attempt(L, &e->headers);
   else if (strcmp(key, "endpoint") == 0) lua_pushstring(L, c->job ? c->job->rt->cfg.name : c->endpoint);
   else if (strcmp(key, "queue") == 0) lua_pushstring(L, d->queue);

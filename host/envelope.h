@@ -29,6 +29,7 @@
 #define MB_H_TIME_SENT "moonbus.time_sent"
 #define MB_H_DELIVER_AT "moonbus.deliver_at"
 #define MB_H_RETRIES_DELAYED "moonbus.retries.delayed"
+#define MB_H_RETRIES_IMMEDIATE "moonbus.retries.immediate" /* on error-queue copies */
 #define MB_H_FAILED_QUEUE "moonbus.failed.queue"
 #define MB_H_FAILED_AT "moonbus.failed.at"
 #define MB_H_EXCEPTION_MESSAGE "moonbus.exception.message"

@@ -1,8 +1,9 @@
 /* pipeline.c — the path of one message (DESIGN §2): screen the envelope, run the
- * handlers (sched.c), then dispatch the outbox and acknowledge, release the message for
- * another attempt, or park it in the error queue. The only place that decides a
- * message's fate. Never includes lua.h; never talks to a transport other than through
- * its vtable. */
+ * handlers (sched.c), then dispatch the outbox and acknowledge; on a failure carry out
+ * retry.c's decision: run the handlers again in place, send the message back to its queue
+ * for a delayed round (with the acknowledgement, atomically where the transport can), or
+ * park it in the error queue. The only place that decides a message's fate. Never
+ * includes lua.h; never talks to a transport other than through its vtable. */
 #include "pipeline.h"
 
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "retry.h"
 #include "sched.h"
 
 #define LOG_MSG(level, job, ...)                                                          \
@@ -27,11 +29,23 @@ static mb_job *job_new(mb_runtime *rt, mb_delivery *d) {
   job->rt = rt;
   job->d = d;
   job->started_usec = mb_now_usec();
+  job->attempt = 1;
   job->next = rt->jobs;
   if (rt->jobs) rt->jobs->prev = job;
   rt->jobs = job;
   rt->in_flight++;
   return job;
+}
+
+/* The Lua ctx outlives its attempt: cut it loose. */
+static void cut_ctx(mb_job *job) {
+  if (job->ctx) *(mb_job **)job->ctx = NULL;
+  job->ctx = NULL;
+}
+
+static void clear_outbox(mb_job *job) {
+  for (size_t i = 0; i < job->n_out; i++) mb_outgoing_free(job->outbox[i]);
+  job->n_out = 0;
 }
 
 static void job_end(mb_job *job) {
@@ -40,8 +54,8 @@ static void job_end(mb_job *job) {
   else rt->jobs = job->next;
   if (job->next) job->next->prev = job->prev;
   rt->in_flight--;
-  if (job->ctx) *(mb_job **)job->ctx = NULL; /* the Lua ctx outlives its job: cut it loose */
-  for (size_t i = 0; i < job->n_out; i++) mb_outgoing_free(job->outbox[i]);
+  cut_ctx(job);
+  clear_outbox(job);
   free(job->outbox);
   mb_delivery_free(job->d);
   free(job);
@@ -78,7 +92,10 @@ static void completed(void *ud, int status, const char *error) {
   double ms = (double)(mb_now_usec() - job->started_usec) / 1000.0;
   if (status == MB_OK) {
     job->rt->handled++;
-    LOG_MSG(MB_INFO, job, "handled in %.1f ms, %zu sent", ms, job->n_out);
+    if (job->attempt > 1)
+      LOG_MSG(MB_INFO, job, "handled on attempt %d in %.1f ms, %zu sent", job->attempt, ms,
+              job->n_out);
+    else LOG_MSG(MB_INFO, job, "handled in %.1f ms, %zu sent", ms, job->n_out);
   } else if (status == MB_ELOST) {
     LOG_MSG(MB_WARN, job, "outcome discarded: %s", error);
   } else {
@@ -114,39 +131,112 @@ static void parked(void *ud, int status, const char *error) {
   }
 }
 
+static int set_number(mb_headers *h, const char *key, long n) {
+  char text[24];
+  snprintf(text, sizeof text, "%ld", n);
+  return mb_headers_set(h, key, text);
+}
+
 static int add_failure_headers(mb_job *job, mb_outgoing *m, const char *reason, const char *trace) {
-  char when[MB_TIME_LEN + 1], count[16];
+  char when[MB_TIME_LEN + 1];
   mb_time_iso(mb_now_usec(), when);
-  snprintf(count, sizeof count, "%u", job->d->delivery_count);
   mb_headers *h = &m->env.headers;
   int rc = mb_headers_set(h, MB_H_FAILED_QUEUE, job->d->queue);
   if (rc == MB_OK) rc = mb_headers_set(h, MB_H_FAILED_AT, when);
   if (rc == MB_OK) rc = mb_headers_set(h, MB_H_EXCEPTION_MESSAGE, reason);
   if (rc == MB_OK && trace) rc = mb_headers_set(h, MB_H_EXCEPTION_TRACE, trace);
-  if (rc == MB_OK) rc = mb_headers_set(h, "moonbus.failed.deliveries", count);
+  if (rc == MB_OK) rc = set_number(h, MB_H_RETRIES_IMMEDIATE, job->attempt - 1);
+  if (rc == MB_OK) rc = set_number(h, MB_H_RETRIES_DELAYED, mb_retry_round(&job->d->env.headers));
+  if (rc == MB_OK) rc = set_number(h, "moonbus.failed.deliveries", (long)job->d->delivery_count);
   return rc;
+}
+
+/* A copy of the message, byte for byte, to queue (headers added by the caller). */
+static mb_outgoing *copy_to(const mb_job *job, const char *queue) {
+  mb_outgoing *copy = malloc(sizeof *copy);
+  if (copy == NULL) return NULL;
+  mb_outgoing_init(copy);
+  copy->route = MB_ROUTE_QUEUE;
+  if (mb_envelope_copy(&copy->env, &job->d->env) != MB_OK ||
+      (copy->dest = strdup(queue)) == NULL) {
+    mb_outgoing_free(copy);
+    return NULL;
+  }
+  return copy;
 }
 
 /* Moves the message, byte for byte with failure headers added, to the error queue. */
 static void park(mb_job *job, const char *reason, const char *trace) {
   LOG_MSG(MB_ERROR, job, "cannot be handled: %s", reason);
-  mb_outgoing *copy = malloc(sizeof *copy);
-  int rc = copy ? MB_OK : MB_ENOMEM;
-  if (copy) mb_outgoing_init(copy);
-  if (rc == MB_OK) rc = mb_envelope_copy(&copy->env, &job->d->env);
-  if (rc == MB_OK) rc = add_failure_headers(job, copy, reason, trace);
-  if (rc == MB_OK && (copy->dest = strdup(job->rt->cfg.error_queue)) == NULL) rc = MB_ENOMEM;
-  if (rc != MB_OK) {
+  mb_outgoing *copy = copy_to(job, job->rt->cfg.error_queue);
+  if (copy == NULL || add_failure_headers(job, copy, reason, trace) != MB_OK) {
     mb_outgoing_free(copy);
     release(job, "out of memory while parking it");
     return;
   }
-  copy->route = MB_ROUTE_QUEUE;
   mb_err err;
   mb_transport *t = job->rt->transport;
-  rc = t->ops->complete(t, job->d, &copy, 1, parked, job, &err);
+  int rc = t->ops->complete(t, job->d, &copy, 1, parked, job, &err);
   mb_outgoing_free(copy);
   if (rc != MB_OK) parked(job, rc, err.msg);
+}
+
+static void deferred(void *ud, int status, const char *error) {
+  mb_job *job = ud;
+  if (status == MB_OK || status == MB_ELOST) {
+    if (status == MB_ELOST) LOG_MSG(MB_WARN, job, "delayed retry not scheduled: %s", error);
+    job_end(job);
+    return;
+  }
+  char why[MB_ERRLEN + 64];
+  snprintf(why, sizeof why, "its delayed retry could not be scheduled: %s", error);
+  release(job, why);
+}
+
+/* Sends the message back to its queue for delayed round `round` and acknowledges it. */
+static void retry_later(mb_job *job, const mb_retry_decision *d, const char *error) {
+  LOG_MSG(MB_WARN, job, "handler failed %d times: %s; delayed retry %d of %d in %g s",
+          job->attempt, error, d->round, job->rt->cfg.delayed_retries, d->delay);
+  mb_outgoing *copy = copy_to(job, job->d->queue);
+  if (copy == NULL || set_number(&copy->env.headers, MB_H_RETRIES_DELAYED, d->round) != MB_OK) {
+    mb_outgoing_free(copy);
+    release(job, "out of memory while scheduling its delayed retry");
+    return;
+  }
+  copy->delay = d->delay;
+  mb_err err;
+  mb_transport *t = job->rt->transport;
+  int rc = t->ops->complete(t, job->d, &copy, 1, deferred, job, &err);
+  mb_outgoing_free(copy);
+  if (rc != MB_OK) deferred(job, rc, err.msg);
+}
+
+/* Runs the handlers again in place: what the failed attempt sent is forgotten. */
+static void retry_now(mb_job *job, const char *error) {
+  LOG_MSG(MB_INFO, job, "attempt %d failed: %s; trying again", job->attempt, error);
+  clear_outbox(job);
+  cut_ctx(job);
+  job->attempt++;
+  mb_sched_handle(job->rt->sched, job);
+}
+
+static void failed(mb_job *job, const char *error, const char *trace) {
+  const mb_endpoint_cfg *cfg = &job->rt->cfg;
+  mb_retry_policy policy = {cfg->immediate_retries, cfg->delayed_retries, cfg->retry_delay};
+  int round = mb_retry_round(&job->d->env.headers);
+  mb_retry_decision d = mb_retry_decide(&policy, job->attempt, round, 0);
+  job->rt->failed++; /* attempts that failed, whatever comes next */
+  if (trace) LOG_MSG(MB_DEBUG, job, "trace: %s", trace);
+  if (d.action == MB_RETRY_NOW) {
+    retry_now(job, error);
+  } else if (d.action == MB_RETRY_LATER) {
+    retry_later(job, &d, error);
+  } else {
+    char why[MB_ERRLEN + 96];
+    snprintf(why, sizeof why, "%s (failed %d attempts in each of %d rounds)", error,
+             cfg->immediate_retries + 1, cfg->delayed_retries + 1);
+    park(job, why, trace);
+  }
 }
 
 /* Why the envelope can never be handled, or NULL. */
@@ -201,11 +291,10 @@ void mb_pipeline_finished(mb_job *job, mb_outcome outcome, const char *error, co
     park(job, error ? error : "unrecoverable", trace);
     return;
   case MB_OUTCOME_FAILED:
-    job->rt->failed++;
-    if (trace) LOG_MSG(MB_DEBUG, job, "trace: %s", trace);
-    char why[MB_ERRLEN + 32];
-    snprintf(why, sizeof why, "handler failed: %s", error ? error : "(no message)");
-    release(job, why);
+    failed(job, error ? error : "(no message)", trace);
+    return;
+  case MB_OUTCOME_STOPPED:
+    release(job, error ? error : "the bus stopped");
     return;
   }
 }

@@ -15,7 +15,8 @@
 typedef enum mb_outcome {
   MB_OUTCOME_OK,     /* every handler returned: dispatch the outbox, then ack */
   MB_OUTCOME_FAILED, /* a handler raised: emit nothing, release for another attempt */
-  MB_OUTCOME_POISON  /* it can never succeed: park it in the error queue at once */
+  MB_OUTCOME_POISON, /* it can never succeed: park it in the error queue at once */
+  MB_OUTCOME_STOPPED /* the bus stopped before the handler ended: back to its queue */
 } mb_outcome;
 
 typedef struct mb_job {
@@ -24,6 +25,7 @@ typedef struct mb_job {
   mb_outgoing **outbox; /* sent only if the handlers succeed */
   size_t n_out, cap_out;
   int64_t started_usec;
+  int attempt;          /* 1-based attempt of this round of immediate retries */
   void *ctx;            /* the Lua ctx bound to this job (bindings clear it both ways) */
   struct mb_job *prev, *next;
 } mb_job;
@@ -35,7 +37,8 @@ void mb_pipeline_finished(mb_job *job, mb_outcome outcome, const char *error, co
 /* Adds m to the job's outbox (takes ownership). MB_OK or MB_ENOMEM (m is freed). */
 int mb_job_add_outgoing(mb_job *job, mb_outgoing *m);
 
-/* The back-off before a failed message is delivered again (until retries land). */
+/* The back-off before a message is delivered again when it could not be completed
+ * (a transport failure, a shutdown): retries proper are retry.c's. */
 double mb_pipeline_backoff(uint32_t delivery_count);
 
 #endif

@@ -228,7 +228,7 @@ void mb_sched_free(mb_sched *s) {
     unlink_thread(s, th);
     free(th);
     if (job)
-      mb_pipeline_finished(job, MB_OUTCOME_FAILED, "the bus stopped while the handler was "
+      mb_pipeline_finished(job, MB_OUTCOME_STOPPED, "the bus stopped while the handler was "
                            "waiting (bus.request); the message goes back to its queue", NULL);
   }
   free(s);

@@ -1,0 +1,116 @@
+-- Recoverability, first part: immediate retries run the handler again in place, delayed
+-- retries send the message back through the transport's delay, and the last failure parks
+-- the message in the error queue with the failure and the retry counts, byte for byte.
+-- Nothing is lost: every id sent ends up handled or parked.
+local testing = require "moonbus.testing"
+local support = require "support"
+
+describe("retries", function()
+  local bus
+  before_each(function()
+    bus = testing.fresh()
+    bus.command("x.Do", { n = "number" })
+    bus.command("x.Next")
+  end)
+
+  it("runs a handler that fails twice three times and emits only the last attempt's messages", function()
+    bus.endpoint { name = "x", routes = { ["x.Do"] = "x", ["x.Next"] = "x" } }
+    local attempts, rounds, nexts = {}, {}, 0
+    bus.handle("x.Do", function(_, ctx)
+      attempts[#attempts + 1] = ctx.attempt
+      rounds[#rounds + 1] = ctx.delayed_attempt
+      bus.send("x.Next", {})
+      if ctx.attempt < 3 then error("database is down") end
+    end)
+    bus.handle("x.Next", function() nexts = nexts + 1 end)
+    bus.send("x.Do", { n = 1 })
+    assert.is_true(testing.run_until(function() return nexts == 1 end))
+    testing.run_until_idle(2)
+    assert.same({ 1, 2, 3 }, attempts)
+    assert.same({ 0, 0, 0 }, rounds) -- all in place, no delayed round
+    assert.equal(1, nexts)
+    local c = testing.counters()
+    assert.equal(2, c.handled) -- x.Do once, x.Next once
+    assert.equal(2, c.failed)
+    assert.equal(0, c.parked)
+  end)
+
+  it("parks an always-failing message after (immediate + 1) x (delayed + 1) attempts", function()
+    bus.endpoint { name = "x", routes = { ["x.Do"] = "x" },
+      retries = { immediate = 2, delayed = 2, delay = 0.05 } }
+    local seen = {}
+    bus.handle("x.Do", function(_, ctx)
+      seen[#seen + 1] = ctx.delayed_attempt .. "." .. ctx.attempt
+      error("the payment service answers 503")
+    end)
+    bus.send("x.Do", { n = 7 }, { headers = { tenant = "acme" } })
+    assert.is_true(testing.run_until(function() return testing.counters().parked == 1 end, 15))
+    assert.same({ "0.1", "0.2", "0.3", "1.1", "1.2", "1.3", "2.1", "2.2", "2.3" }, seen)
+    local parked = support.parked()
+    assert.equal(1, #parked)
+    local m = parked[1]
+    assert.equal('{"n":7}', m.body)
+    assert.equal("x.Do", m.type)
+    assert.equal("acme", m.headers.tenant)
+    assert.equal("x", m.headers["moonbus.failed.queue"])
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT", m.headers["moonbus.failed.at"])
+    assert.matches("the payment service answers 503", m.headers["moonbus.exception.message"], 1, true)
+    assert.matches("retries_spec.lua", m.headers["moonbus.exception.trace"], 1, true)
+    assert.equal("2", m.headers["moonbus.retries.immediate"])
+    assert.equal("2", m.headers["moonbus.retries.delayed"])
+    assert.equal(9, testing.counters().failed)
+    assert.equal(0, (testing.depth("x")))
+  end)
+
+  it("gives a message 24 attempts by default", function()
+    bus.endpoint { name = "x", routes = { ["x.Do"] = "x" }, retries = { delay = 0.01 } }
+    local calls = 0
+    bus.handle("x.Do", function() calls = calls + 1; error("always") end)
+    bus.send("x.Do", { n = 1 })
+    assert.is_true(testing.run_until(function() return testing.counters().parked == 1 end, 20))
+    assert.equal(24, calls)
+  end)
+
+  it("parks an unrecoverable error at once, without retries", function()
+    bus.endpoint { name = "x", routes = { ["x.Do"] = "x" }, retries = { delay = 0.01 } }
+    local calls = 0
+    bus.handle("x.Do", function() calls = calls + 1; error(bus.unrecoverable("no such customer")) end)
+    bus.send("x.Do", { n = 1 })
+    assert.is_true(testing.run_until(function() return testing.counters().parked == 1 end))
+    testing.run_until_idle(1)
+    assert.equal(1, calls)
+    assert.equal("0", support.parked()[1].headers["moonbus.retries.immediate"])
+  end)
+
+  it("loses nothing: every id is handled or parked", function()
+    bus.endpoint { name = "x", routes = { ["x.Do"] = "x" }, concurrency = 16,
+      retries = { immediate = 1, delayed = 1, delay = 0.05 } }
+    local handled = {}
+    bus.handle("x.Do", function(d, ctx)
+      if d.n % 3 == 0 then error("multiple of three") end          -- parked
+      if d.n % 3 == 1 and ctx.attempt == 1 then error("flaky") end -- second attempt works
+      handled[ctx.id] = true
+    end)
+    local sent = {}
+    bus.after(0, function()
+      for i = 1, 30 do bus.send("x.Do", { n = i }) end
+    end)
+    assert.is_true(testing.run_until(function() return testing.counters().parked == 10 end, 15))
+    assert.is_true(testing.run_until_idle(3))
+    local n_handled = 0
+    for _ in pairs(handled) do n_handled = n_handled + 1 end
+    local parked = support.parked()
+    local ids = {}
+    for id in pairs(handled) do ids[id] = true end
+    for _, m in ipairs(parked) do
+      assert.is_nil(ids[m.id], "an id both handled and parked")
+      ids[m.id] = true
+      sent[#sent + 1] = m.id
+    end
+    assert.equal(20, n_handled)
+    assert.equal(10, #parked)
+    local distinct = 0
+    for _ in pairs(ids) do distinct = distinct + 1 end
+    assert.equal(30, distinct)
+  end)
+end)
