@@ -12,23 +12,6 @@ describe("handlers", function()
     bus.endpoint { name = "h", routes = { ["h.Do"] = "h", ["h.Next"] = "h" } }
   end)
 
-  it("a handler that raises emits nothing and its message comes back", function()
-    local attempts, nexts = {}, 0
-    bus.handle("h.Do", function(_, ctx)
-      attempts[#attempts + 1] = ctx.attempt
-      bus.send("h.Next", {})
-      if ctx.attempt < 3 then error("database is down") end
-    end)
-    bus.handle("h.Next", function() nexts = nexts + 1 end)
-    bus.send("h.Do", { n = 1 })
-    assert.is_true(testing.run_until(function() return nexts > 0 end, 10))
-    testing.run_until_idle(2)
-    assert.same({ 1, 2, 3 }, attempts)
-    assert.equal(1, nexts) -- only the successful attempt's message left
-    assert.equal(0, (testing.depth("h")))
-    assert.equal(0, (testing.depth("error")))
-  end)
-
   it("bus.unrecoverable parks the message at once with the reason", function()
     local calls = 0
     bus.handle("h.Do", function()
