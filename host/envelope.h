@@ -34,6 +34,10 @@
 #define MB_H_FAILED_AT "moonbus.failed.at"
 #define MB_H_EXCEPTION_MESSAGE "moonbus.exception.message"
 #define MB_H_EXCEPTION_TRACE "moonbus.exception.trace"
+#define MB_H_PROCESSING_STARTED "moonbus.processing.started"
+#define MB_H_PROCESSING_ENDED "moonbus.processing.ended"
+#define MB_H_PROCESSING_ENDPOINT "moonbus.processing.endpoint"
+#define MB_H_PROCESSING_HOST "moonbus.processing.host"
 #define MB_H_TRACEPARENT "traceparent"
 #define MB_RESERVED_PREFIX "moonbus."
 

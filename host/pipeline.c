@@ -92,10 +92,10 @@ static void completed(void *ud, int status, const char *error) {
   double ms = (double)(mb_now_usec() - job->started_usec) / 1000.0;
   if (status == MB_OK) {
     job->rt->handled++;
+    size_t sent = job->n_out - (size_t)job->audited;
     if (job->attempt > 1)
-      LOG_MSG(MB_INFO, job, "handled on attempt %d in %.1f ms, %zu sent", job->attempt, ms,
-              job->n_out);
-    else LOG_MSG(MB_INFO, job, "handled in %.1f ms, %zu sent", ms, job->n_out);
+      LOG_MSG(MB_INFO, job, "handled on attempt %d in %.1f ms, %zu sent", job->attempt, ms, sent);
+    else LOG_MSG(MB_INFO, job, "handled in %.1f ms, %zu sent", ms, sent);
   } else if (status == MB_ELOST) {
     LOG_MSG(MB_WARN, job, "outcome discarded: %s", error);
   } else {
@@ -106,6 +106,35 @@ static void completed(void *ud, int status, const char *error) {
     return;
   }
   job_end(job);
+}
+
+static mb_outgoing *copy_to(const mb_job *job, const char *queue);
+
+static int set_time(mb_headers *h, const char *key, int64_t usec) {
+  char when[MB_TIME_LEN + 1];
+  mb_time_iso(usec, when);
+  return mb_headers_set(h, key, when);
+}
+
+/* The audit copy of a handled message joins its outbox: the message byte for byte, with
+ * when, where and by whom it was processed. */
+static int add_audit_copy(mb_job *job) {
+  mb_runtime *rt = job->rt;
+  mb_outgoing *copy = copy_to(job, rt->cfg.audit_queue);
+  if (copy == NULL) return MB_ENOMEM;
+  copy->archive = 1;
+  mb_headers *h = &copy->env.headers;
+  int rc = set_time(h, MB_H_PROCESSING_STARTED, job->started_usec);
+  if (rc == MB_OK) rc = set_time(h, MB_H_PROCESSING_ENDED, mb_now_usec());
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_PROCESSING_ENDPOINT, rt->cfg.name);
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_PROCESSING_HOST, rt->host);
+  if (rc != MB_OK) {
+    mb_outgoing_free(copy);
+    return rc;
+  }
+  rc = mb_job_add_outgoing(job, copy);
+  job->audited = rc == MB_OK;
+  return rc;
 }
 
 static void complete(mb_job *job, mb_outgoing **out, size_t n) {
@@ -169,6 +198,7 @@ static mb_outgoing *copy_to(const mb_job *job, const char *queue) {
 static void park(mb_job *job, const char *reason, const char *trace) {
   LOG_MSG(MB_ERROR, job, "cannot be handled: %s", reason);
   mb_outgoing *copy = copy_to(job, job->rt->cfg.error_queue);
+  if (copy) copy->archive = 1;
   if (copy == NULL || add_failure_headers(job, copy, reason, trace) != MB_OK) {
     mb_outgoing_free(copy);
     release(job, "out of memory while parking it");
@@ -285,6 +315,10 @@ void mb_pipeline_deliver(void *ud, mb_delivery *d) {
 void mb_pipeline_finished(mb_job *job, mb_outcome outcome, const char *error, const char *trace) {
   switch (outcome) {
   case MB_OUTCOME_OK:
+    if (job->rt->cfg.audit_queue && add_audit_copy(job) != MB_OK) {
+      release(job, "out of memory while making its audit copy");
+      return;
+    }
     complete(job, job->outbox, job->n_out);
     return;
   case MB_OUTCOME_POISON:

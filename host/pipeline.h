@@ -26,6 +26,7 @@ typedef struct mb_job {
   size_t n_out, cap_out;
   int64_t started_usec;
   int attempt;          /* 1-based attempt of this round of immediate retries */
+  int audited;          /* the last entry of the outbox is its audit copy */
   void *ctx;            /* the Lua ctx bound to this job (bindings clear it both ways) */
   struct mb_job *prev, *next;
 } mb_job;

@@ -125,6 +125,7 @@ static int declare(mb_runtime *rt, mb_err *err) {
   mb_topology topo = {
       .endpoint = rt->cfg.name,
       .error_queue = rt->cfg.error_queue,
+      .audit_queue = rt->cfg.audit_queue,
       .subscriptions = (const char *const *)rt->subscriptions,
       .n_subscriptions = rt->n_subscriptions,
       .owned = (const char *const *)rt->cfg.publishes,

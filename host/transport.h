@@ -35,6 +35,7 @@ typedef struct mb_outgoing {
   double delay; /* seconds before it may be delivered; 0 = at once */
   int to_requester; /* a reply to a request's reply address: if that address is gone (its
                        process ended), the reply is dropped with a warning, not an error */
+  int archive;      /* an error-queue or audit copy: its time to live does not apply */
 } mb_outgoing;
 
 /* Outgoing messages live on the heap: init zeroes one, free releases its envelope, dest
@@ -58,6 +59,7 @@ void mb_delivery_free(mb_delivery *d);
 typedef struct mb_topology {
   const char *endpoint;               /* the endpoint's input queue */
   const char *error_queue;            /* declared so that poison can always be parked */
+  const char *audit_queue;            /* declared for audit copies; NULL: audit is off */
   const char *const *subscriptions;   /* event types the endpoint handles */
   size_t n_subscriptions;
   const char *const *owned;           /* event types the endpoint publishes */

@@ -62,11 +62,15 @@ static int not_connected(rmq *t, mb_err *err) {
 static int save_topology(rmq *t, const mb_topology *topo) {
   free(t->endpoint);
   free(t->error_queue);
+  free(t->audit_queue);
   rmq_set_clear(&t->subscriptions);
   rmq_set_clear(&t->owned);
   t->endpoint = strdup(topo->endpoint);
   t->error_queue = topo->error_queue ? strdup(topo->error_queue) : NULL;
-  if (t->endpoint == NULL || (topo->error_queue && t->error_queue == NULL)) return MB_ENOMEM;
+  t->audit_queue = topo->audit_queue ? strdup(topo->audit_queue) : NULL;
+  if (t->endpoint == NULL || (topo->error_queue && t->error_queue == NULL) ||
+      (topo->audit_queue && t->audit_queue == NULL))
+    return MB_ENOMEM;
   for (size_t i = 0; i < topo->n_subscriptions; i++)
     if (rmq_set_add(&t->subscriptions, topo->subscriptions[i]) != MB_OK) return MB_ENOMEM;
   for (size_t i = 0; i < topo->n_owned; i++)
@@ -109,6 +113,7 @@ int rmq_declare_all(rmq *t, mb_err *err) {
   if (rc == MB_OK) rc = mb_amqp_declare_queue(&r, t->endpoint, t->classic, err);
   if (rc == MB_OK) rc = rmq_set_add(&t->known_queues, t->endpoint);
   if (rc == MB_OK && t->error_queue) rc = ensure_queue(t, &r, t->error_queue, t->classic, err);
+  if (rc == MB_OK && t->audit_queue) rc = ensure_queue(t, &r, t->audit_queue, t->classic, err);
   if (rc == MB_OK) rc = mb_amqp_bind_delayed(&r, t->endpoint, 0, err);
   if (rc == MB_OK) rc = subscribe_all(t, &r, err);
   rmq_after_rpc(t, &t->pub, &r, "declaring the topology");
@@ -423,6 +428,7 @@ static void rmq_close(mb_transport *base) {
   rmq_set_clear(&t->bound);
   free(t->endpoint);
   free(t->error_queue);
+  free(t->audit_queue);
   free(t->queue);
   mb_amqp_url_free(&t->url);
   free(t);

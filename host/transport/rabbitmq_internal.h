@@ -115,7 +115,7 @@ typedef struct rmq {
   int dialing;
   ev_async dialed;
   /* what to redeclare and resume after a reconnect */
-  char *endpoint, *error_queue;
+  char *endpoint, *error_queue, *audit_queue;
   string_set subscriptions, owned, bound;
   int classic, declared;
   char *queue;

@@ -243,7 +243,7 @@ static wire_msg *wire_new(const mb_outgoing *o, batch *b, mb_err *err) {
     /* RabbitMQ returns every mandatory message to a direct reply-to address, delivered or
      * not (3.10): such a reply goes without, and is dropped unseen if its requester left */
     m->mandatory = !event && !(o->to_requester && strncmp(target, DIRECT_REPLY_TO, 21) == 0);
-    m->expires_ms = expires_in_ms(o);
+    m->expires_ms = o->archive ? -1 : expires_in_ms(o);
   }
   if (rc != MB_OK) {
     if (rc == MB_ENOMEM) mb_err_set(err, rc, "out of memory");

@@ -755,6 +755,7 @@ static int sqlite_declare(mb_transport *base, const mb_topology *topo, mb_err *e
   int rc = begin(t, err);
   if (rc == MB_OK) rc = add_queue(t, topo->endpoint, when, err);
   if (rc == MB_OK && topo->error_queue) rc = add_queue(t, topo->error_queue, when, err);
+  if (rc == MB_OK && topo->audit_queue) rc = add_queue(t, topo->audit_queue, when, err);
   for (size_t i = 0; rc == MB_OK && i < topo->n_owned; i++)
     rc = claim(t, topo->owned[i], topo->endpoint, when, err);
   if (rc == MB_OK) rc = subscribe_all(t, topo, err);

@@ -1,11 +1,11 @@
--- Recoverability, first part: immediate retries run the handler again in place, delayed
--- retries send the message back through the transport's delay, and the last failure parks
--- the message in the error queue with the failure and the retry counts, byte for byte.
--- Nothing is lost: every id sent ends up handled or parked.
+-- Recoverability: immediate retries run the handler again in place, delayed retries send
+-- the message back through the transport's delay, and the last failure parks the message
+-- in the error queue with the failure and the retry counts, byte for byte; a handled
+-- message leaves an audit copy. Nothing is lost: every id sent ends up handled or parked.
 local testing = require "moonbus.testing"
 local support = require "support"
 
-describe("retries", function()
+describe("recoverability", function()
   local bus
   before_each(function()
     bus = testing.fresh()
@@ -55,7 +55,7 @@ describe("retries", function()
     assert.equal("x", m.headers["moonbus.failed.queue"])
     assert.matches("^%d%d%d%d%-%d%d%-%d%dT", m.headers["moonbus.failed.at"])
     assert.matches("the payment service answers 503", m.headers["moonbus.exception.message"], 1, true)
-    assert.matches("retries_spec.lua", m.headers["moonbus.exception.trace"], 1, true)
+    assert.matches("recoverability_spec.lua", m.headers["moonbus.exception.trace"], 1, true)
     assert.equal("2", m.headers["moonbus.retries.immediate"])
     assert.equal("2", m.headers["moonbus.retries.delayed"])
     assert.equal(9, testing.counters().failed)
@@ -112,5 +112,38 @@ describe("retries", function()
     local distinct = 0
     for _ in pairs(ids) do distinct = distinct + 1 end
     assert.equal(30, distinct)
+  end)
+
+  it("leaves an audit copy of a handled message, with the processing headers", function()
+    bus.endpoint { name = "x", routes = { ["x.Do"] = "x" } }
+    bus.handle("x.Do", function(_, ctx) if ctx.attempt == 1 then error("flaky") end end)
+    bus.send("x.Do", { n = 3 }, { headers = { tenant = "acme" }, ttl = 0.5 })
+    assert.is_true(testing.run_until(function() return testing.counters().handled == 1 end))
+    testing.run_for(0.8) -- the message's time to live does not apply to its audit copy
+    local audit = testing.browse("audit")
+    assert.equal(1, #audit)
+    local m = audit[1]
+    assert.equal('{"n":3}', m.body)
+    assert.equal("x.Do", m.type)
+    assert.equal("acme", m.headers.tenant)
+    assert.equal("x", m.headers["moonbus.processing.endpoint"])
+    assert.is_not_nil(m.headers["moonbus.processing.host"])
+    local started, ended = m.headers["moonbus.processing.started"], m.headers["moonbus.processing.ended"]
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d+Z$", started)
+    assert.is_true(ended >= started)
+    assert.equal(m.id, m.headers["moonbus.conversation_id"]) -- the flow can be rebuilt
+  end)
+
+  it("makes no audit copy with audit = false, and none of a failed attempt", function()
+    bus.endpoint { name = "x", routes = { ["x.Do"] = "x" }, audit = false,
+      retries = { immediate = 0, delayed = 0 } }
+    bus.handle("x.Do", function(d) if d.n == 2 then error("no") end end)
+    bus.send("x.Do", { n = 1 })
+    bus.send("x.Do", { n = 2 })
+    assert.is_true(testing.run_until(function()
+      local c = testing.counters()
+      return c.handled == 1 and c.parked == 1
+    end))
+    assert.equal(0, #testing.browse("audit"))
   end)
 end)
