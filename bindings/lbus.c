@@ -190,6 +190,8 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
   } else if (strcmp(key, "audit") == 0) queue_option(L, v, "audit", &cfg->audit_queue);
   else if (strcmp(key, "transport") == 0)
     cfg->transport = dup_or_raise(L, luaL_checkstring(L, v));
+  else if (strcmp(key, "max_deliveries") == 0)
+    cfg->max_deliveries = (int)int_option(L, v, "max_deliveries", 1, 1000);
   else if (strcmp(key, "max_body") == 0)
     cfg->max_body = (size_t)int_option(L, v, "max_body", 1, (lua_Integer)1 << 30);
   else if (strcmp(key, "queue_type") == 0) {
@@ -199,7 +201,8 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
     cfg->classic_queue = strcmp(qt, "classic") == 0;
   } else
     luaL_error(L, "bus.endpoint: unknown option '%s' (known: name, routes, publishes, "
-               "concurrency, retries, errors, audit, transport, max_body, queue_type)", key);
+               "concurrency, retries, errors, audit, transport, max_body, max_deliveries, "
+               "queue_type)", key);
 }
 
 static int cfg_gc(lua_State *L) {

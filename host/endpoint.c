@@ -12,6 +12,7 @@ int mb_endpoint_cfg_defaults(mb_endpoint_cfg *cfg) {
   cfg->immediate_retries = 5;
   cfg->delayed_retries = 3;
   cfg->retry_delay = 10;
+  cfg->max_deliveries = MB_DEFAULT_MAX_DELIVERIES;
   cfg->max_body = MB_DEFAULT_MAX_BODY;
   cfg->error_queue = strdup(MB_DEFAULT_ERROR_QUEUE);
   cfg->audit_queue = strdup(MB_DEFAULT_AUDIT_QUEUE);

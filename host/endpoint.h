@@ -12,6 +12,7 @@
 #define MB_DEFAULT_MAX_BODY (4u << 20)
 #define MB_DEFAULT_ERROR_QUEUE "error"
 #define MB_DEFAULT_AUDIT_QUEUE "audit"
+#define MB_DEFAULT_MAX_DELIVERIES 10
 
 typedef struct mb_route_entry {
   char *type;  /* command or message type */
@@ -28,6 +29,7 @@ typedef struct mb_endpoint_cfg {
   char *error_queue;
   char *audit_queue; /* NULL when audit = false */
   int immediate_retries, delayed_retries;
+  int max_deliveries; /* deliveries of one copy without an outcome (crashes) before parking */
   double retry_delay;
   char *transport; /* URL from the script, or NULL */
   size_t max_body;

@@ -282,6 +282,10 @@ static const char *screen(const mb_job *job, char *buf, size_t len) {
   else if (d->env.body_len > rt->cfg.max_body)
     snprintf(buf, len, "body is %zu bytes, over the limit of %zu bytes (max_body)",
              d->env.body_len, rt->cfg.max_body);
+  else if (d->delivery_count > (uint32_t)rt->cfg.max_deliveries)
+    snprintf(buf, len, "delivered %u times without an outcome: handling it seems to end the "
+             "host process (a crash, an OOM kill, the watchdog); the limit is max_deliveries "
+             "= %d", d->delivery_count, rt->cfg.max_deliveries);
   else return NULL;
   return buf;
 }

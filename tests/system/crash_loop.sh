@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# A message whose handling kills the host every time (kill -9 from inside the handler) is
+# counted by the transport's durable delivery count and, past max_deliveries, parked in the
+# error queue with a reason that says so, instead of crash-looping forever; the message
+# after it is handled normally.
+. "$(dirname "$0")/lib.sh"
+[ "$TRANSPORT" = sqlite ] && export MOONBUS_TRANSPORT="$MOONBUS_TRANSPORT?lease=1"
+mkdir -p "$WORK/fragile"
+cat >"$WORK/fragile/endpoint.lua" <<'LUA'
+local bus = require "moonbus"
+bus.command("f.Do", { poison = "boolean" })
+bus.endpoint { name = "fragile", max_deliveries = 3, concurrency = 1 }
+bus.handle("f.Do", function(d)
+  if d.poison then os.execute("kill -9 $PPID") end -- the host dies mid-handler
+  bus.log.info("handled a good one")
+end)
+LUA
+export MOONBUS_LOG=info
+start_host boot "$WORK/fragile" # declares the queue
+wait_for 10 host_ready boot
+kill -TERM $LAST_PID
+wait $LAST_PID
+"$MOONBUS" send fragile f.Do '{"poison":true}' >/dev/null
+"$MOONBUS" send fragile f.Do '{"poison":false}' >/dev/null
+# a supervisor: start the host again each time it dies, a bounded number of times
+deaths=0
+for run in $(seq 1 8); do
+  start_host "run$run" "$WORK/fragile"
+  pid=$LAST_PID
+  wait_until 20 'grep -q "moved to queue" "$WORK/run$run.log" || ! kill -0 '"$pid"' 2>/dev/null'
+  if kill -0 "$pid" 2>/dev/null; then break; fi
+  wait "$pid" 2>/dev/null
+  deaths=$((deaths + 1))
+done
+check "the host died on the poison message and was restarted ($deaths deaths)" test "$deaths" -ge 3
+check "it stopped dying after max_deliveries = 3 (died $deaths times)" test "$deaths" -le 3
+wait_until 20 'cat "$WORK"/run*.log | grep -q "handled a good one"'
+check "the other message was handled" grep -q "handled a good one" "$WORK"/run*.log
+p=$(parked)
+check "the poison message is in the error queue" test "$(grep -c . <<<"$p")" -eq 1
+check "with a reason that says it ends the host" \
+  grep -q "delivered 4 times without an outcome: handling it seems to end the host process" <<<"$p"
+check "and its body" grep -q '"poison":true' <<<"$p"
+kill -TERM "$pid"
+wait "$pid"
+check "the last host stops cleanly" test $? -eq 0
+exit $TAP_FAILED
