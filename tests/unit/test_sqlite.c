@@ -52,7 +52,8 @@ static mb_transport *reopen(void) {
 static int declare(mb_transport *t, const char *endpoint, const char *sub, const char *owned,
                    mb_err *err) {
   const char *subs[] = {sub}, *own[] = {owned};
-  mb_topology topo = {endpoint, "error", subs, sub ? 1 : 0, own, owned ? 1 : 0, 0};
+  mb_topology topo = {.endpoint = endpoint, .error_queue = "error", .subscriptions = subs,
+                      .n_subscriptions = sub ? 1 : 0, .owned = own, .n_owned = owned ? 1 : 0};
   return t->ops->declare(t, &topo, err);
 }
 
