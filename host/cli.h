@@ -9,6 +9,7 @@ typedef struct mb_cli_opts {
   int no_reload;         /* --no-reload */
   double drain_seconds;  /* how long shutdown waits for handlers in flight */
   double timeout;        /* --timeout S: how long `request` waits for its reply */
+  const char *queue;     /* --queue NAME: the error queue `errors` works on */
 } mb_cli_opts;
 
 #define MB_CLI_EXIT_TIMEOUT 3 /* `request` got no reply in time */
@@ -22,6 +23,9 @@ int mb_cli_send(const char *endpoint, const char *type, const char *json,
  * its body on stdout. 0, 1 (error), 2 (bad input) or MB_CLI_EXIT_TIMEOUT. */
 int mb_cli_request(const char *endpoint, const char *type, const char *json,
                    const mb_cli_opts *opts);
+/* errors list | show ID | retry ID | retry --all | delete ID (cli_errors.c); argv[0] is
+ * the subcommand. */
+int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts);
 int mb_cli_version(void);
 
 #endif

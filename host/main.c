@@ -15,6 +15,7 @@ static void usage(FILE *out) {
           "  moonbus publish ENDPOINT|- TYPE JSON [--transport URL]\n"
           "  moonbus request ENDPOINT TYPE JSON [--timeout S] [--transport URL]\n"
           "      prints the reply's body; exit 3 when no reply came within S s (default 30)\n"
+          "  moonbus errors list | show ID | retry ID | retry --all | delete ID [--queue NAME]\n"
           "  moonbus version\n"
           "The transport is --transport, else $MOONBUS_TRANSPORT, else the endpoint's own,\n"
           "else sqlite://./.moonbus/bus.db. Logs go to stderr (MOONBUS_LOG=debug|info|warn|error).\n");
@@ -38,7 +39,11 @@ static int parse_options(int *argc, char **argv, mb_cli_opts *opts) {
   int kept = 1;
   for (int i = 1; i < *argc; i++) {
     const char *a = argv[i];
-    if ((strcmp(a, "--transport") == 0 || strcmp(a, "--instance") == 0 ||
+    if (strcmp(a, "--queue") == 0 && i + 1 < *argc) {
+      opts->queue = argv[++i];
+    } else if (strcmp(a, "--all") == 0) {
+      argv[kept++] = argv[i]; /* `errors retry --all`: an argument, not an option */
+    } else if ((strcmp(a, "--transport") == 0 || strcmp(a, "--instance") == 0 ||
          strcmp(a, "--drain") == 0 || strcmp(a, "--timeout") == 0) && i + 1 < *argc) {
       const char *v = argv[++i];
       if (strcmp(a, "--transport") == 0) opts->transport = v;
@@ -71,6 +76,7 @@ int main(int argc, char **argv) {
     return mb_cli_send(argv[2], argv[3], argv[4], &opts, 1);
   if (strcmp(cmd, "request") == 0 && argc == 5)
     return mb_cli_request(argv[2], argv[3], argv[4], &opts);
+  if (strcmp(cmd, "errors") == 0) return mb_cli_errors(argc - 2, argv + 2, &opts);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return mb_cli_version();
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     usage(stdout);

@@ -113,6 +113,10 @@ typedef struct mb_transport_ops {
    * not decode comes with its problem set. Free each with mb_delivery_free. */
   int (*browse)(mb_transport *t, const char *queue, size_t max, mb_delivery **out, size_t *n,
                 mb_err *err);
+  /* Removes the message whose id is id from queue (tools: deleting or retrying a parked
+   * message). MB_ENOTFOUND if the queue holds no message with that id (a message being
+   * handled right now is not removed). */
+  int (*remove)(mb_transport *t, const char *queue, const char *id, mb_err *err);
   /* Opens this process's reply address, where replies to its requests come back (DESIGN
    * §5), and hands every reply that arrives there to fn. Replies are taken without an
    * acknowledgement (a reply is worth nothing once its requester is gone, so none is

@@ -318,7 +318,8 @@ static int rmq_depth(mb_transport *base, const char *queue, long *ready, long *l
   return rc == MB_ENOTFOUND ? MB_OK : rc;
 }
 
-/* One message of a basic.get on CH_BROWSE as a delivery (NULL when the queue is empty). */
+/* One message of a basic.get on CH_BROWSE as a delivery (NULL when the queue is empty);
+ * its delivery tag on that channel is in d->tag. */
 static int browse_one(rmq *t, const char *queue, mb_delivery **out, mb_err *err) {
   amqp_connection_state_t c = t->pub.conn;
   *out = NULL;
@@ -327,6 +328,7 @@ static int browse_one(rmq *t, const char *queue, mb_delivery **out, mb_err *err)
   if (rc != MB_OK || reply.reply.id != AMQP_BASIC_GET_OK_METHOD) return rc;
   const amqp_basic_get_ok_t *ok = reply.reply.decoded;
   int redelivered = ok->redelivered;
+  uint64_t tag = ok->delivery_tag;
   amqp_message_t msg;
   reply = amqp_read_message(c, CH_BROWSE, &msg, 0);
   if ((rc = mb_amqp_reply_error(reply, "cannot read a message to browse", NULL, err)) != MB_OK)
@@ -335,6 +337,7 @@ static int browse_one(rmq *t, const char *queue, mb_delivery **out, mb_err *err)
   rc = d && (d->queue = strdup(queue)) ? MB_OK : MB_ENOMEM;
   if (d) mb_envelope_init(&d->env);
   if (rc == MB_OK) rc = mb_amqp_delivery_from_props(d, &msg.properties, redelivered);
+  if (d) d->tag = tag;
   if (rc == MB_OK) rc = mb_envelope_set_body(&d->env, msg.body.bytes, msg.body.len);
   amqp_destroy_message(&msg);
   if (rc != MB_OK) {
@@ -345,13 +348,14 @@ static int browse_one(rmq *t, const char *queue, mb_delivery **out, mb_err *err)
   return MB_OK;
 }
 
-/* basic.get without acks on a channel of its own; closing it puts every message back. */
-static int rmq_browse(mb_transport *base, const char *queue, size_t max, mb_delivery **out,
-                      size_t *n, mb_err *err) {
-  rmq *t = (rmq *)base;
+/* Reads up to max messages of queue with basic.get on a channel of its own, without
+ * acknowledging them; each is handed to fn (which frees it), and fn returns 1 to ack that
+ * one (it leaves the queue) and stop. Closing the channel puts every other message back.
+ * MB_ENOTFOUND when the queue does not exist. */
+static int walk_queue(rmq *t, const char *queue, size_t max,
+                      int (*fn)(void *ud, mb_delivery *d), void *ud, mb_err *err) {
   long ready = 0;
   int opened = 0;
-  *n = 0;
   if (!t->connected) return not_connected(t, err);
   mb_amqp_rpc r = rmq_rpc_on(&t->pub, CH_RPC);
   int rc = mb_amqp_queue_depth(&r, queue, &ready, err);
@@ -361,20 +365,70 @@ static int rmq_browse(mb_transport *base, const char *queue, size_t max, mb_deli
                              NULL, err);
     opened = rc == MB_OK;
   }
-  while (rc == MB_OK && *n < max) {
+  for (size_t seen = 0; rc == MB_OK && seen < max; seen++) {
     mb_delivery *d;
     rc = browse_one(t, queue, &d, err);
     if (rc != MB_OK || d == NULL) break;
-    out[(*n)++] = d;
+    uint64_t tag = d->tag;
+    if (fn(ud, d)) {
+      if (amqp_basic_ack(t->pub.conn, CH_BROWSE, tag, 0) != AMQP_STATUS_OK)
+        rc = mb_err_set(err, MB_EIO, "cannot remove a message from queue '%s'", queue);
+      break;
+    }
   }
   if (opened) amqp_channel_close(t->pub.conn, CH_BROWSE, AMQP_REPLY_SUCCESS);
   if (rc != MB_OK && rc != MB_ENOTFOUND) r.dead = 1;
-  rmq_after_rpc(t, &t->pub, &r, "browsing a queue");
+  rmq_after_rpc(t, &t->pub, &r, "reading a queue");
+  return rc;
+}
+
+typedef struct browse_state {
+  mb_delivery **out;
+  size_t n;
+} browse_state;
+
+static int keep_copy(void *ud, mb_delivery *d) {
+  browse_state *b = ud;
+  b->out[b->n++] = d;
+  return 0;
+}
+
+static int rmq_browse(mb_transport *base, const char *queue, size_t max, mb_delivery **out,
+                      size_t *n, mb_err *err) {
+  browse_state b = {out, 0};
+  int rc = walk_queue((rmq *)base, queue, max, keep_copy, &b, err);
+  *n = b.n;
   if (rc == MB_ENOTFOUND) return MB_OK;
   if (rc != MB_OK) {
-    for (size_t i = 0; i < *n; i++) mb_delivery_free(out[i]);
+    for (size_t i = 0; i < b.n; i++) mb_delivery_free(out[i]);
     *n = 0;
   }
+  return rc;
+}
+
+typedef struct remove_state {
+  const char *id;
+  int found;
+} remove_state;
+
+static int is_the_one(void *ud, mb_delivery *d) {
+  remove_state *s = ud;
+  s->found = strcmp(d->env.id, s->id) == 0;
+  mb_delivery_free(d);
+  return s->found;
+}
+
+/* Walks the whole queue (the broker cannot fetch by id): fine for an error queue. */
+static int rmq_remove(mb_transport *base, const char *queue, const char *id, mb_err *err) {
+  rmq *t = (rmq *)base;
+  long ready = 0;
+  remove_state s = {id, 0};
+  mb_amqp_rpc r = rmq_rpc_on(&t->pub, CH_RPC);
+  int rc = t->connected ? mb_amqp_queue_depth(&r, queue, &ready, err) : not_connected(t, err);
+  rmq_after_rpc(t, &t->pub, &r, "counting messages");
+  if (rc == MB_OK) rc = walk_queue(t, queue, (size_t)ready, is_the_one, &s, err);
+  if (rc == MB_OK && !s.found)
+    rc = mb_err_set(err, MB_ENOTFOUND, "queue '%s' holds no message %s", queue, id);
   return rc;
 }
 
@@ -446,6 +500,7 @@ const mb_transport_ops mb_rabbitmq_transport = {
     .owner_of = rmq_owner_of,
     .depth = rmq_depth,
     .browse = rmq_browse,
+    .remove = rmq_remove,
     .listen_replies = rmq_listen_replies,
     .close = rmq_close,
 };

@@ -62,7 +62,7 @@ enum stmt_id {
   S_BEGIN, S_COMMIT, S_ROLLBACK, S_QUEUE_EXISTS, S_INSERT, S_INSERT_SUBS, S_ACK, S_RELEASE,
   S_NEXT, S_LEASE, S_RENEW, S_RELEASE_ALL, S_DEPTH, S_OWNER, S_CLAIM, S_ADD_QUEUE, S_UNSUB,
   S_SUB, S_BROWSE, S_TAKE_REPLIES, S_ADD_REPLY_QUEUE, S_REPLY_QUEUES, S_DROP_QUEUE_ROWS,
-  S_DROP_QUEUE, S_DROP_REPLY_QUEUE, S_COUNT
+  S_DROP_QUEUE, S_DROP_REPLY_QUEUE, S_REMOVE, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -106,6 +106,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DROP_QUEUE_ROWS] = "DELETE FROM messages WHERE queue = ?1",
     [S_DROP_QUEUE] = "DELETE FROM queues WHERE name = ?1",
     [S_DROP_REPLY_QUEUE] = "DELETE FROM reply_queues WHERE queue = ?1",
+    [S_REMOVE] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE queue = ?1"
+                 " AND id = ?2 AND lease_owner IS NULL ORDER BY seq LIMIT 1)",
 };
 
 typedef struct lease {
@@ -804,6 +806,17 @@ static int sqlite_browse(mb_transport *base, const char *queue, size_t max, mb_d
   return db_fail(t, err, "reading messages");
 }
 
+static int sqlite_remove(mb_transport *base, const char *queue, const char *id, mb_err *err) {
+  sqlite_transport *t = (sqlite_transport *)base;
+  sqlite3_stmt *s = stmt(t, S_REMOVE);
+  bind_text(s, 1, queue);
+  bind_text(s, 2, id);
+  int rc = exec_stmt(t, s, err, "removing a message");
+  if (rc == MB_OK && sqlite3_changes(t->db) == 0)
+    return mb_err_set(err, MB_ENOTFOUND, "queue '%s' holds no message %s", queue, id);
+  return rc;
+}
+
 /* --- open and close ---------------------------------------------------------------------------- */
 
 static int parse_option(sqlite_transport *t, const char *opt, int *sync_full, mb_err *err) {
@@ -1034,6 +1047,7 @@ const mb_transport_ops mb_sqlite_transport = {
     .owner_of = sqlite_owner_of,
     .depth = sqlite_depth,
     .browse = sqlite_browse,
+    .remove = sqlite_remove,
     .listen_replies = sqlite_listen_replies,
     .close = sqlite_close,
 };
