@@ -6,9 +6,9 @@ local testing = require "moonbus.testing"
 local support = require "support"
 
 describe("recoverability", function()
-  local bus
+  local bus, url
   before_each(function()
-    bus = testing.fresh()
+    bus, url = testing.fresh()
     bus.command("x.Do", { n = "number" })
     bus.command("x.Next")
   end)
@@ -145,5 +145,24 @@ describe("recoverability", function()
       return c.handled == 1 and c.parked == 1
     end))
     assert.equal(0, #testing.browse("audit"))
+  end)
+
+  it("brings a parked message back with `moonbus errors retry`, and it succeeds once fixed", function()
+    bus.endpoint { name = "x", routes = { ["x.Do"] = "x" }, retries = { immediate = 0, delayed = 0 } }
+    local broken, handled = true, nil
+    bus.handle("x.Do", function(d, ctx)
+      if broken then error("the disk is full") end
+      handled = { n = d.n, attempt = ctx.attempt, round = ctx.delayed_attempt, id = ctx.id }
+    end)
+    bus.send("x.Do", { n = 42 })
+    assert.is_true(testing.run_until(function() return testing.counters().parked == 1 end))
+    local id = support.parked()[1].id
+    broken = false -- the operator fixed the cause
+    local cli = os.getenv("MOONBUS_ROOT") .. "/build/moonbus"
+    local ok = os.execute(string.format("%s errors retry %s --transport '%s' >/dev/null", cli, id, url))
+    assert.is_true(ok)
+    assert.is_true(testing.run_until(function() return handled ~= nil end))
+    assert.same({ n = 42, attempt = 1, round = 0, id = id }, handled)
+    assert.equal(0, #support.parked())
   end)
 end)
