@@ -190,6 +190,12 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
   } else if (strcmp(key, "audit") == 0) queue_option(L, v, "audit", &cfg->audit_queue);
   else if (strcmp(key, "transport") == 0)
     cfg->transport = dup_or_raise(L, luaL_checkstring(L, v));
+  else if (strcmp(key, "time_budget") == 0) {
+    if (!lua_isnumber(L, v) || !(lua_tonumber(L, v) > 0) || lua_tonumber(L, v) > 86400)
+      luaL_error(L, "bus.endpoint: time_budget must be a number of seconds (0-86400]");
+    cfg->time_budget = lua_tonumber(L, v);
+  } else if (strcmp(key, "memory_budget") == 0)
+    cfg->memory_budget = (size_t)int_option(L, v, "memory_budget", 1 << 20, (lua_Integer)1 << 40);
   else if (strcmp(key, "max_deliveries") == 0)
     cfg->max_deliveries = (int)int_option(L, v, "max_deliveries", 1, 1000);
   else if (strcmp(key, "max_body") == 0)
@@ -202,7 +208,7 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
   } else
     luaL_error(L, "bus.endpoint: unknown option '%s' (known: name, routes, publishes, "
                "concurrency, retries, errors, audit, transport, max_body, max_deliveries, "
-               "queue_type)", key);
+               "time_budget, memory_budget, queue_type)", key);
 }
 
 static int cfg_gc(lua_State *L) {
@@ -229,7 +235,9 @@ static int l_endpoint(lua_State *L) {
   }
   if (cfg->name == NULL) return luaL_error(L, "bus.endpoint: name is required (its input queue)");
   mb_err err;
+  size_t memory = cfg->memory_budget;
   if (mb_runtime_configure(bus->rt, cfg, &err) != MB_OK) return luaL_error(L, "%s", err.msg);
+  if (mb_alloc_set_limit(L, memory) != MB_OK) return luaL_error(L, "out of memory");
   return 0;
 }
 
@@ -261,6 +269,7 @@ static int l_handle(lua_State *L) {
 static int state_gc(lua_State *L) {
   mb_lbus *bus = lua_touserdata(L, 1);
   if (bus->rt == NULL) return 0;
+  mb_alloc_unwrap(L);
   mb_ltimer_stop_all(bus);
   bus->rt->sched = NULL;
   mb_sched_free(bus->sched);

@@ -98,6 +98,26 @@ int mb_ltimer_count(const mb_lbus *bus); /* live timers */
 /* --- llog.c ---------------------------------------------------------------------- */
 void mb_llog_open(lua_State *L); /* the log table */
 
+/* --- lalloc.c -------------------------------------------------------------------- */
+typedef struct mb_alloc {
+  lua_Alloc inner; /* the allocator that does the work */
+  void *inner_ud;
+  size_t used, limit; /* bytes held now; the cap (0: none) */
+  int refused;        /* an allocation was refused since the last mb_alloc_take_refusal */
+  int wrapped;        /* installed over a state's own allocator (module mode) */
+} mb_alloc;
+/* The allocator for lua_newstate(mb_alloc_capped, a) after mb_alloc_init(a). */
+void *mb_alloc_capped(void *ud, void *ptr, size_t osize, size_t nsize);
+void mb_alloc_init(mb_alloc *a);
+/* Caps the memory of L's state at what it holds now plus bytes (installing the counting
+ * allocator if needed). */
+int mb_alloc_set_limit(lua_State *L, size_t bytes);
+/* Gives a state whose allocator was wrapped its own back (the bus closes: moonbus.so may
+ * be unloaded before the state's last free). */
+void mb_alloc_unwrap(lua_State *L);
+/* 1 if an allocation was refused since the last call (and clears it); *limit gets the cap. */
+int mb_alloc_take_refusal(lua_State *L, size_t *limit);
+
 /* --- ltesting.c ------------------------------------------------------------------ */
 int luaopen_moonbus_host(lua_State *L);
 

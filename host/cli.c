@@ -15,6 +15,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "vm.h"
+#include "watchdog.h"
 
 typedef struct run_state {
   mb_runtime *rt;
@@ -110,6 +111,9 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
     goto done;
   }
   watch_signals(loop, &s, opts->drain_seconds);
+  if (mb_watchdog_start(2 * s.rt->cfg.time_budget) != 0)
+    mb_log(MB_WARN, s.rt->cfg.name, NULL, NULL, "cannot start the watchdog thread: a handler "
+           "stuck inside a C function will not be stopped");
   mb_vm_start_timers(s.vm);
   log_started(s.rt, s.vm);
   ev_run(loop, 0);
@@ -118,6 +122,7 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
          s.rt->handled, s.rt->failed, s.rt->parked);
   code = 0;
 done:
+  mb_watchdog_stop();
   mb_runtime_stop_consuming(s.rt);
   mb_vm_close(s.vm);
   mb_runtime_free(s.rt);

@@ -13,6 +13,8 @@ int mb_endpoint_cfg_defaults(mb_endpoint_cfg *cfg) {
   cfg->delayed_retries = 3;
   cfg->retry_delay = 10;
   cfg->max_deliveries = MB_DEFAULT_MAX_DELIVERIES;
+  cfg->time_budget = MB_DEFAULT_TIME_BUDGET;
+  cfg->memory_budget = MB_DEFAULT_MEMORY_BUDGET;
   cfg->max_body = MB_DEFAULT_MAX_BODY;
   cfg->error_queue = strdup(MB_DEFAULT_ERROR_QUEUE);
   cfg->audit_queue = strdup(MB_DEFAULT_AUDIT_QUEUE);

@@ -11,10 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lbus.h"
 #include "log.h"
 #include "pipeline.h"
+#include "watchdog.h"
+
+#define BUDGET_HOOK_EVERY 1000 /* instructions between two looks at the clock */
 
 #if LUA_VERSION_RELEASE_NUM >= 50406
 #define close_thread(co, from) lua_closethread(co, from)
@@ -28,6 +32,8 @@ struct mb_thread {
   mb_job *job;        /* the delivery it handles; NULL for a timer tick */
   char what[160];     /* a timer's description, for its errors */
   int parked, ready;  /* waiting for mb_sched_wake; woken, to be resumed from the loop */
+  double deadline;    /* monotonic seconds: past it, the budget hook raises */
+  int over_budget;
   void (*cancel)(void *ud);
   void *cancel_ud;
   mb_thread *prev, *next;
@@ -47,9 +53,44 @@ struct mb_sched {
 
 static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents);
 
+static double monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The time budget (DESIGN §6): every BUDGET_HOOK_EVERY instructions of the running
+ * coroutine (and of any coroutine it made, which inherit the hook), a look at the clock.
+ * Past the deadline it raises, and from then on at every instruction, so that a script
+ * cannot catch its way out with pcall: each catch returns to a shallower frame, which
+ * raises again, until the handler itself has unwound. */
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  mb_sched *s = *(mb_sched **)lua_getextraspace(L);
+  mb_thread *th = s ? s->running : NULL;
+  if (th == NULL || th->deadline == 0) return;
+  if (!th->over_budget && monotonic() < th->deadline) return;
+  if (!th->over_budget) {
+    th->over_budget = 1;
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+  }
+  luaL_error(L, "%s ran past its time budget of %f s (time_budget)", th->what,
+             (lua_Number)s->rt->cfg.time_budget);
+}
+
+static void arm_budget(mb_sched *s, mb_thread *th) {
+  th->deadline = monotonic() + s->rt->cfg.time_budget;
+  th->over_budget = 0;
+  lua_sethook(th->co, budget_hook, LUA_MASKCOUNT, BUDGET_HOOK_EVERY);
+}
+
 mb_sched *mb_sched_new(lua_State *L, mb_runtime *rt) {
   mb_sched *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main_thread = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  *(mb_sched **)lua_getextraspace(main_thread) = s; /* new threads copy it: the hook finds s */
   s->main = s->anchor = L;
   s->rt = rt;
   ev_timer_init(&s->resume_soon, resume_ready, 0., 0.);
@@ -106,9 +147,13 @@ typedef struct outcome {
 } outcome;
 
 /* Reads the error on top of co and the traceback of co into o. [-0, +0] */
-static void read_error(mb_sched *s, lua_State *co, outcome *o) {
+static void read_error(mb_sched *s, lua_State *co, int status, outcome *o) {
   const char *msg = mb_lbus_error_text(co, -1, &o->unrecoverable);
-  snprintf(o->error, sizeof o->error, "%s", msg);
+  size_t limit;
+  if (mb_alloc_take_refusal(co, &limit) && status == LUA_ERRMEM)
+    snprintf(o->error, sizeof o->error, "it went past the memory budget of %.1f MiB "
+             "(memory_budget): %s", (double)s->rt->cfg.memory_budget / (1 << 20), msg);
+  else snprintf(o->error, sizeof o->error, "%s", msg);
   lua_pop(co, 1);
   luaL_traceback(s->anchor, co, NULL, 0);
   const char *trace = lua_tostring(s->anchor, -1);
@@ -139,7 +184,9 @@ static void step(mb_sched *s, mb_thread *th, int nargs) {
   mb_thread *outer = s->running;
   s->running = th;
   int nres = 0;
+  mb_watchdog_enter(th->what);
   int status = lua_resume(th->co, s->anchor, nargs, &nres);
+  mb_watchdog_leave();
   s->running = outer;
   if (status == LUA_YIELD && th->parked) {
     lua_pop(th->co, nres);
@@ -154,7 +201,7 @@ static void step(mb_sched *s, mb_thread *th, int nargs) {
              "coroutine.yield was called outside a coroutine the script made (a handler or "
              "timer is resumed only by the bus: use bus.request to wait for a reply)");
   } else {
-    read_error(s, th->co, &o);
+    read_error(s, th->co, status, &o);
   }
   finish(s, th, &o);
 }
@@ -201,7 +248,9 @@ void mb_sched_handle(mb_sched *s, mb_job *job) {
   }
   mb_lbus_push_dispatcher(th->co);
   lua_pushlightuserdata(th->co, job);
-  snprintf(th->what, sizeof th->what, "handler of %s", job->d->env.type);
+  snprintf(th->what, sizeof th->what, "the handler of %s (message %s)", job->d->env.type,
+           job->d->env.id);
+  arm_budget(s, th);
   step(s, th, 1);
 }
 
@@ -212,12 +261,18 @@ void mb_sched_call(mb_sched *s, int fn_ref, const char *what) {
     return;
   }
   snprintf(th->what, sizeof th->what, "%s", what);
+  arm_budget(s, th);
   lua_rawgeti(th->co, LUA_REGISTRYINDEX, fn_ref);
   step(s, th, 0);
 }
 
 void mb_sched_free(mb_sched *s) {
   if (s == NULL) return;
+  lua_rawgeti(s->main, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main_thread = lua_tothread(s->main, -1);
+  lua_pop(s->main, 1);
+  if (*(mb_sched **)lua_getextraspace(main_thread) == s)
+    *(mb_sched **)lua_getextraspace(main_thread) = NULL;
   ev_timer_stop(s->rt->loop, &s->resume_soon);
   while (s->threads) {
     mb_thread *th = s->threads;

@@ -6,6 +6,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,10 +15,18 @@
 
 struct mb_vm {
   lua_State *L;
+  mb_alloc alloc; /* counts and caps the state's memory; outlives lua_close */
   mb_runtime *rt;
   char script[4096];
   char dir[4096];
 };
+
+/* An error outside any protected call: nothing can be recovered, say what it was. */
+static int panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "moonbus: unprotected Lua error: %s\n", msg ? msg : "(not a string)");
+  return 0; /* Lua aborts */
+}
 
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -96,10 +105,12 @@ mb_vm *mb_vm_open(mb_runtime *rt, const char *target, mb_err *err) {
   }
   vm->rt = rt;
   if (resolve(vm, target, err) != MB_OK) goto fail;
-  if ((vm->L = luaL_newstate()) == NULL) {
+  mb_alloc_init(&vm->alloc);
+  if ((vm->L = lua_newstate(mb_alloc_capped, &vm->alloc)) == NULL) {
     mb_err_set(err, MB_ENOMEM, "cannot create a Lua state");
     goto fail;
   }
+  lua_atpanic(vm->L, panic);
   luaL_openlibs(vm->L);
   lua_pushlightuserdata(vm->L, rt);
   lua_setfield(vm->L, LUA_REGISTRYINDEX, MB_REG_HOST_RUNTIME);

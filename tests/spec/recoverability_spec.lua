@@ -165,4 +165,35 @@ describe("recoverability", function()
     assert.same({ n = 42, attempt = 1, round = 0, id = id }, handled)
     assert.equal(0, #support.parked())
   end)
+
+  it("fails a handler that loops (even inside pcall) or eats memory, and lives on", function()
+    bus.command("x.Bad", { kind = "string" })
+    bus.endpoint { name = "x", routes = { ["x.Bad"] = "x" }, time_budget = 0.2,
+      memory_budget = 8 * 1024 * 1024, retries = { immediate = 0, delayed = 0 } }
+    local fine = false
+    bus.handle("x.Bad", function(d)
+      if d.kind == "loop" then while true do end end
+      if d.kind == "pcall" then
+        while true do pcall(function() while true do end end) end
+      end
+      if d.kind == "string" then local _ = string.rep("x", 64 * 1024 * 1024) end
+      if d.kind == "table" then local t = {}; for i = 1, 1e9 do t[i] = i end end
+      fine = true
+    end)
+    for _, kind in ipairs { "loop", "pcall", "string", "table", "fine" } do
+      bus.send("x.Bad", { kind = kind })
+    end
+    assert.is_true(testing.run_until(function()
+      return fine and testing.counters().parked == 4
+    end, 15))
+    local why = {}
+    for _, m in ipairs(support.parked()) do
+      why[require("cjson").decode(m.body).kind] = m.headers["moonbus.exception.message"]
+    end
+    assert.matches("ran past its time budget of 0.2 s", why.loop, 1, true)
+    assert.matches("ran past its time budget of 0.2 s", why.pcall, 1, true)
+    assert.matches("went past the memory budget of 8.0 MiB", why.string, 1, true)
+    assert.matches("went past the memory budget of 8.0 MiB", why.table, 1, true)
+    assert.is_true(testing.run_until(function() return testing.counters().in_flight == 0 end))
+  end)
 end)
