@@ -22,16 +22,9 @@ kill -TERM $LAST_PID
 wait $LAST_PID
 "$MOONBUS" send fragile f.Do '{"poison":true}' >/dev/null
 "$MOONBUS" send fragile f.Do '{"poison":false}' >/dev/null
-# a supervisor: start the host again each time it dies, a bounded number of times
-deaths=0
-for run in $(seq 1 8); do
-  start_host "run$run" "$WORK/fragile"
-  pid=$LAST_PID
-  wait_until 20 'grep -q "moved to queue" "$WORK/run$run.log" || ! kill -0 '"$pid"' 2>/dev/null'
-  if kill -0 "$pid" 2>/dev/null; then break; fi
-  wait "$pid" 2>/dev/null
-  deaths=$((deaths + 1))
-done
+supervise "$WORK/fragile" 8 'grep -q "moved to queue" "$WORK/run$run.log"'
+pid=$LAST_PID
+deaths=$DEATHS
 check "the host died on the poison message and was restarted ($deaths deaths)" test "$deaths" -ge 3
 check "it stopped dying after max_deliveries = 3 (died $deaths times)" test "$deaths" -le 3
 wait_until 20 'cat "$WORK"/run*.log | grep -q "handled a good one"'

@@ -113,3 +113,20 @@ inject() {
     "$ROOT/build/tools/amqp_inject" "$MOONBUS_TRANSPORT" "$1" "$2" "$3" "$4" moonbus.kind=command
   fi
 }
+
+# supervise DIR MAX 'condition': like a process supervisor, starts a host on DIR (logging to
+# run1.log, run2.log, ...) again each time it dies, at most MAX times, until a host is alive
+# once the condition holds (it may use $run, the number of the current start). Sets DEATHS
+# and LAST_PID (the host left running).
+supervise() {
+  local dir=$1 max=$2 cond=$3 pid
+  DEATHS=0
+  for run in $(seq 1 "$max"); do
+    start_host "run$run" "$dir"
+    pid=$LAST_PID
+    wait_until 20 "$cond || ! kill -0 $pid 2>/dev/null"
+    kill -0 "$pid" 2>/dev/null && return 0
+    wait "$pid" 2>/dev/null
+    DEATHS=$((DEATHS + 1))
+  done
+}

@@ -25,15 +25,9 @@ wait $LAST_PID
 "$MOONBUS" send slow s.Do '{"how":"lua"}' >/dev/null
 "$MOONBUS" send slow s.Do '{"how":"c"}' >/dev/null
 "$MOONBUS" send slow s.Do '{"how":"fine"}' >/dev/null
-deaths=0
-for run in $(seq 1 6); do
-  start_host "run$run" "$WORK/slow"
-  pid=$LAST_PID
-  wait_until 20 '[ "$(grep -c "moved to queue" "$WORK/run$run.log")" -ge 1 ] && grep -q "done fine" "$WORK"/run*.log || ! kill -0 '"$pid"' 2>/dev/null'
-  kill -0 "$pid" 2>/dev/null && break
-  wait "$pid" 2>/dev/null
-  deaths=$((deaths + 1))
-done
+supervise "$WORK/slow" 6 '[ "$(grep -c "moved to queue" "$WORK/run$run.log")" -ge 1 ] && grep -q "done fine" "$WORK"/run*.log'
+pid=$LAST_PID
+deaths=$DEATHS
 check "the watchdog ended the host while the handler slept in C ($deaths ends)" test "$deaths" -eq 2
 check "saying what was stuck" grep -q "watchdog: the handler of s.Do .* has run for 2 s without returning" "$WORK/run1.log"
 wait_until 20 '[ "$(parked | grep -c .)" -eq 2 ]'
