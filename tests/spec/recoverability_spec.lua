@@ -82,7 +82,7 @@ describe("recoverability", function()
     assert.equal("0", support.parked()[1].headers["moonbus.retries.immediate"])
   end)
 
-  it("loses nothing: every id is handled or parked", function()
+  it("loses nothing: every id is handled (and audited) or parked", function()
     bus.endpoint { name = "x", routes = { ["x.Do"] = "x" }, concurrency = 16,
       retries = { immediate = 1, delayed = 1, delay = 0.05 } }
     local handled = {}
@@ -109,6 +109,9 @@ describe("recoverability", function()
     end
     assert.equal(20, n_handled)
     assert.equal(10, #parked)
+    local audited = testing.browse("audit", 1000)
+    assert.equal(20, #audited) -- one audit copy per handled message, none of a failure
+    for _, m in ipairs(audited) do assert.is_true(handled[m.id], "audit copy of " .. m.id) end
     local distinct = 0
     for _ in pairs(ids) do distinct = distinct + 1 end
     assert.equal(30, distinct)
