@@ -53,6 +53,8 @@ describe("handlers", function()
       assert.equal(id, parked.id)
       assert.equal(case[3], parked.body)
       assert.matches(case[4], parked.headers["moonbus.exception.message"], 1, true)
+      assert.equal("0", parked.headers["moonbus.retries.immediate"]) -- no retry at all
+      assert.equal("0", parked.headers["moonbus.retries.delayed"])
     end)
   end
 
