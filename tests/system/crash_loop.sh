@@ -16,10 +16,7 @@ bus.handle("f.Do", function(d)
 end)
 LUA
 export MOONBUS_LOG=info
-start_host boot "$WORK/fragile" # declares the queue
-wait_for 10 host_ready boot
-kill -TERM $LAST_PID
-wait $LAST_PID
+first_start "$WORK/fragile"
 "$MOONBUS" send fragile f.Do '{"poison":true}' >/dev/null
 "$MOONBUS" send fragile f.Do '{"poison":false}' >/dev/null
 supervise "$WORK/fragile" 8 'grep -q "moved to queue" "$WORK/run$run.log"'

@@ -114,6 +114,15 @@ inject() {
   fi
 }
 
+# first_start DIR: runs a host on DIR until it has declared its queue and topology, then stops
+# it (messages sent afterwards wait for the next host).
+first_start() {
+  start_host first "$1"
+  wait_for 10 host_ready first
+  kill -TERM "$LAST_PID"
+  wait "$LAST_PID"
+}
+
 # supervise DIR MAX 'condition': like a process supervisor, starts a host on DIR (logging to
 # run1.log, run2.log, ...) again each time it dies, at most MAX times, until a host is alive
 # once the condition holds (it may use $run, the number of the current start). Sets DEATHS

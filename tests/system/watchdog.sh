@@ -18,10 +18,7 @@ bus.handle("s.Do", function(d)
 end)
 LUA
 export MOONBUS_LOG=info
-start_host boot "$WORK/slow"
-wait_for 10 host_ready boot
-kill -TERM $LAST_PID
-wait $LAST_PID
+first_start "$WORK/slow"
 "$MOONBUS" send slow s.Do '{"how":"lua"}' >/dev/null
 "$MOONBUS" send slow s.Do '{"how":"c"}' >/dev/null
 "$MOONBUS" send slow s.Do '{"how":"fine"}' >/dev/null
