@@ -1,0 +1,319 @@
+/* sqlite_consume.c — receiving on the SQLite transport (see sqlite.c): leases (a leased row
+ * has lease_owner = this open's token and a visible_at in the future, renewed while its
+ * handler runs), the durable delivery count, complete (ack + outbox in one transaction) and
+ * release, and wake-ups without busy polling: inotify on the database's folder tells us
+ * another process committed, and one ev_timer waits for the earliest row not yet visible.
+ * Never: calls a delivery callback from inside complete/release (polls are always
+ * scheduled on the loop), or holds a transaction across loop iterations. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "transport/sqlite_internal.h"
+
+/* --- leases -------------------------------------------------------------------------------- */
+
+
+static void lease_add(sqlite_transport *t, lease *l) {
+  l->prev = NULL;
+  l->next = t->leases;
+  if (t->leases) t->leases->prev = l;
+  t->leases = l;
+  t->in_flight++;
+  if (!ev_is_active(&t->renew)) ev_timer_again(t->loop, &t->renew);
+}
+
+static void lease_drop(sqlite_transport *t, mb_delivery *d) {
+  lease *l = d->transport_data;
+  if (l == NULL) return;
+  if (l->prev) l->prev->next = l->next;
+  else t->leases = l->next;
+  if (l->next) l->next->prev = l->prev;
+  free(l);
+  d->transport_data = NULL;
+  t->in_flight--;
+  if (t->leases == NULL) ev_timer_stop(t->loop, &t->renew);
+  sq_schedule_poll(t);
+}
+
+void sq_renew_leases(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  sqlite_transport *t = w->data;
+  sqlite3_stmt *s = sq_stmt(t, S_RENEW);
+  sq_bind_text(s, 1, t->token);
+  sqlite3_bind_int64(s, 2, sq_now_ms() + t->lease_ms);
+  mb_err err;
+  if (sq_exec(t, s, &err, "renewing leases") != MB_OK)
+    mb_log(MB_WARN, NULL, NULL, NULL, "%s (will try again)", err.msg);
+}
+
+static int ack_row(sqlite_transport *t, mb_delivery *d, mb_err *err) {
+  sqlite3_stmt *s = sq_stmt(t, S_ACK);
+  sqlite3_bind_int64(s, 1, (sqlite3_int64)d->tag);
+  sq_bind_text(s, 2, t->token);
+  if (sq_exec(t, s, err, "acknowledging") != MB_OK) return err->status;
+  if (sqlite3_changes(t->db) == 0)
+    return mb_err_set(err, MB_ELOST,
+                      "message %s in queue '%s' is no longer ours: its lease expired and "
+                      "another consumer took it",
+                      d->env.id, d->queue);
+  return MB_OK;
+}
+
+int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outbox,
+                           size_t n, mb_done_fn done, void *ud, mb_err *err) {
+  sqlite_transport *t = (sqlite_transport *)base;
+  int rc = sq_begin(t, err);
+  if (rc == MB_OK) rc = ack_row(t, d, err);
+  if (rc == MB_OK) rc = sq_insert_all(t, outbox, n, err);
+  if (rc == MB_OK) rc = sq_commit(t, err);
+  if (rc != MB_OK) sq_rollback(t);
+  if (rc == MB_ELOST) lease_drop(t, d); /* nothing more to do with it */
+  if (rc != MB_OK) return rc;
+  if (n) sq_ring(t);
+  lease_drop(t, d);
+  done(ud, MB_OK, NULL);
+  return MB_OK;
+}
+
+int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_err *err) {
+  sqlite_transport *t = (sqlite_transport *)base;
+  sqlite3_stmt *s = sq_stmt(t, S_RELEASE);
+  sqlite3_bind_int64(s, 1, (sqlite3_int64)d->tag);
+  sq_bind_text(s, 2, t->token);
+  sqlite3_bind_int64(s, 3, sq_now_ms() + (int64_t)(delay * 1000.0));
+  int rc = sq_exec(t, s, err, "releasing a message");
+  if (rc == MB_OK) sq_ring(t);
+  lease_drop(t, d);
+  return rc;
+}
+
+/* --- receiving ------------------------------------------------------------------------------- */
+
+static char *column_text(sqlite3_stmt *s, int i) {
+  const unsigned char *v = sqlite3_column_text(s, i);
+  return v ? strdup((const char *)v) : NULL;
+}
+
+/* A row of S_LEASE or S_BROWSE as a delivery from queue; a row whose headers do not decode
+ * still becomes one, with d->problem set, so that the pipeline parks it instead of losing
+ * it. NULL when out of memory. */
+mb_delivery *sq_delivery_from_row(sqlite3_stmt *s, const char *queue) {
+  mb_delivery *d = calloc(1, sizeof *d);
+  if (d == NULL || (d->queue = strdup(queue)) == NULL) goto fail;
+  mb_envelope_init(&d->env);
+  d->tag = (uint64_t)sqlite3_column_int64(s, 0);
+  const char *id = (const char *)sqlite3_column_text(s, 1);
+  snprintf(d->env.id, sizeof d->env.id, "%s", id ? id : "");
+  d->env.type = column_text(s, 2);
+  d->env.correlation_id = column_text(s, 3);
+  d->env.reply_to = column_text(s, 4);
+  const char *headers = (const char *)sqlite3_column_text(s, 5);
+  mb_err err;
+  if (mb_headers_from_json(headers, headers ? (size_t)sqlite3_column_bytes(s, 5) : 0,
+                           &d->env.headers, &err) != MB_OK)
+    d->problem = strdup(err.msg);
+  const void *body = sqlite3_column_blob(s, 6);
+  if (mb_envelope_set_body(&d->env, body, body ? (size_t)sqlite3_column_bytes(s, 6) : 0) != MB_OK)
+    goto fail;
+  d->delivery_count = (uint32_t)sqlite3_column_int64(s, 7);
+  return d;
+fail:
+  mb_delivery_free(d);
+  return NULL;
+}
+
+/* A leased row as a delivery that carries its lease. */
+static mb_delivery *leased_from_row(sqlite_transport *t, sqlite3_stmt *s) {
+  mb_delivery *d = sq_delivery_from_row(s, t->queue);
+  lease *l = d ? calloc(1, sizeof *l) : NULL;
+  if (l == NULL) {
+    mb_delivery_free(d);
+    return NULL;
+  }
+  l->seq = (int64_t)d->tag;
+  d->transport_data = l;
+  return d;
+}
+
+static int cmp_seq(const void *a, const void *b) {
+  uint64_t x = (*(mb_delivery *const *)a)->tag, y = (*(mb_delivery *const *)b)->tag;
+  return x < y ? -1 : x > y;
+}
+
+/* Leases up to max ready rows in one transaction; *n gets how many. Rows that could not
+ * be turned into deliveries (out of memory) stay leased and come back when it expires. */
+static int lease_rows(sqlite_transport *t, mb_delivery **out, unsigned max, size_t *n,
+                      mb_err *err) {
+  *n = 0;
+  int rc = sq_begin(t, err);
+  if (rc != MB_OK) return rc;
+  int64_t now = sq_now_ms();
+  sqlite3_stmt *s = sq_stmt(t, S_LEASE);
+  sq_bind_text(s, 1, t->queue);
+  sq_bind_text(s, 2, t->token);
+  sqlite3_bind_int64(s, 3, now + t->lease_ms);
+  sqlite3_bind_int64(s, 4, now);
+  sqlite3_bind_int(s, 5, (int)max);
+  int step;
+  while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+    mb_delivery *d = leased_from_row(t, s);
+    if (d) out[(*n)++] = d;
+  }
+  sqlite3_reset(s);
+  if (step != SQLITE_DONE || sq_commit(t, err) != MB_OK) {
+    if (step != SQLITE_DONE) sq_db_fail(t, err, "leasing messages");
+    sq_rollback(t);
+    for (size_t i = 0; i < *n; i++) {
+      free(out[i]->transport_data);
+      mb_delivery_free(out[i]);
+    }
+    *n = 0;
+    return err->status;
+  }
+  qsort(out, *n, sizeof *out, cmp_seq);
+  return MB_OK;
+}
+
+/* The earliest visible_at of the queue (leased rows included: their lease end), or -1. */
+static int next_visible(sqlite_transport *t, int64_t *at, mb_err *err) {
+  sqlite3_stmt *s = sq_stmt(t, S_NEXT);
+  sq_bind_text(s, 1, t->queue);
+  int rc = sqlite3_step(s);
+  *at = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL ? sqlite3_column_int64(s, 0)
+                                                                       : -1;
+  sqlite3_reset(s);
+  return rc == SQLITE_ROW ? MB_OK : sq_db_fail(t, err, "looking for ready messages");
+}
+
+static void arm_wake(sqlite_transport *t, int64_t at) {
+  double in = at < 0 ? SAFETY_POLL : (double)(at - sq_now_ms() + 1) / 1000.0;
+  if (in > SAFETY_POLL) in = SAFETY_POLL;
+  if (in < 0.001) in = 0.001;
+  ev_timer_stop(t->loop, &t->wake);
+  ev_timer_set(&t->wake, in, 0.);
+  ev_timer_start(t->loop, &t->wake);
+}
+
+static void hand_out(sqlite_transport *t, mb_delivery **batch, size_t n) {
+  for (size_t i = 0; i < n; i++) lease_add(t, batch[i]->transport_data);
+  for (size_t i = 0; i < n; i++) t->deliver(t->deliver_ud, batch[i]);
+}
+
+/* One round: lease what is ready (up to the free capacity), then arm the wake timer for
+ * what is not. Deliveries are handed out last, so a callback that completes at once
+ * finds the transport in a consistent state. */
+static void poll_queue(sqlite_transport *t) {
+  mb_err err = {MB_OK, ""};
+  for (int round = 0; round < 4 && t->consuming; round++) {
+    if (t->in_flight >= t->max_in_flight) return; /* complete/release poll again */
+    int64_t at;
+    if (next_visible(t, &at, &err) != MB_OK) break;
+    if (at < 0 || at > sq_now_ms()) {
+      arm_wake(t, at);
+      return;
+    }
+    unsigned room = t->max_in_flight - t->in_flight;
+    mb_delivery *batch[LEASE_BATCH];
+    size_t n;
+    if (lease_rows(t, batch, room < LEASE_BATCH ? room : LEASE_BATCH, &n, &err) != MB_OK) break;
+    hand_out(t, batch, n);
+  }
+  if (!t->consuming) return;
+  if (err.status == MB_OK) {
+    sq_schedule_poll(t); /* still more ready: go on after other watchers had their turn */
+    return;
+  }
+  mb_log(MB_WARN, t->queue, NULL, NULL, "%s; looking again shortly", err.msg);
+  arm_wake(t, sq_now_ms() + 100);
+}
+
+
+void sq_on_poll_soon(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  sq_poll_replies(w->data);
+  poll_queue(w->data);
+}
+
+void sq_schedule_poll(sqlite_transport *t) {
+  if ((t->consuming || t->reply_queue) && !ev_is_active(&t->poll_soon)) {
+    ev_timer_set(&t->poll_soon, 0., 0.);
+    ev_timer_start(t->loop, &t->poll_soon);
+  }
+}
+
+/* inotify: another process (or we) wrote the database or its WAL. */
+static void on_changes(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)loop;
+  (void)revents;
+  sqlite_transport *t = w->data;
+  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  size_t flen = strlen(t->file);
+  int relevant = 0;
+  ssize_t n;
+  while ((n = read(t->inotify_fd, buf, sizeof buf)) > 0) {
+    for (char *p = buf; p < buf + n;) {
+      struct inotify_event *e = (struct inotify_event *)p;
+      if (e->len && strncmp(e->name, t->file, flen) == 0) relevant = 1;
+      p += sizeof *e + e->len;
+    }
+  }
+  if (relevant) sq_schedule_poll(t);
+}
+
+int sq_watch_changes(sqlite_transport *t, mb_err *err) {
+  t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (t->inotify_fd < 0 ||
+      inotify_add_watch(t->inotify_fd, t->dir, IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+    int e = errno;
+    if (t->inotify_fd >= 0) close(t->inotify_fd);
+    t->inotify_fd = -1;
+    return mb_err_set(err, MB_EIO, "cannot watch %s for new messages: %s", t->dir, strerror(e));
+  }
+  ev_io_init(&t->changes, on_changes, t->inotify_fd, EV_READ);
+  t->changes.data = t;
+  ev_io_start(t->loop, &t->changes);
+  return MB_OK;
+}
+
+int sqlite_consume(mb_transport *base, const char *queue, unsigned max_in_flight,
+                          mb_deliver_fn fn, void *ud, mb_err *err) {
+  sqlite_transport *t = (sqlite_transport *)base;
+  if (t->consuming) return mb_err_set(err, MB_EINVAL, "already consuming queue '%s'", t->queue);
+  char *copy = strdup(queue);
+  if (copy == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");
+  free(t->queue);
+  t->queue = copy;
+  t->max_in_flight = max_in_flight ? max_in_flight : 1;
+  t->deliver = fn;
+  t->deliver_ud = ud;
+  if (t->inotify_fd < 0) {
+    int rc = sq_watch_changes(t, err);
+    if (rc != MB_OK) return rc;
+  }
+  t->consuming = 1;
+  sq_schedule_poll(t);
+  return MB_OK;
+}
+
+void sq_unwatch_changes(sqlite_transport *t) {
+  ev_timer_stop(t->loop, &t->poll_soon);
+  if (t->inotify_fd >= 0) {
+    ev_io_stop(t->loop, &t->changes);
+    close(t->inotify_fd);
+    t->inotify_fd = -1;
+  }
+}
+
+void sqlite_stop_consuming(mb_transport *base) {
+  sqlite_transport *t = (sqlite_transport *)base;
+  t->consuming = 0;
+  ev_timer_stop(t->loop, &t->wake);
+  if (t->reply_queue == NULL) sq_unwatch_changes(t); /* replies keep the watch */
+}

@@ -1,0 +1,96 @@
+/* sqlite_internal.h — what the files of the SQLite transport share, and nothing else
+ * includes: the transport's state, its prepared statements, and the functions each file
+ * provides to the others.
+ *   sqlite.c          the vtable: schema, statements, sending, topology, open, close
+ *   sqlite_consume.c  leases, polling, wake-ups (inotify and timers), complete, release
+ *   sqlite_replies.c  this process's reply queue
+ * Never included outside host/transport/sqlite*.c. */
+#ifndef MOONBUS_TRANSPORT_SQLITE_INTERNAL_H
+#define MOONBUS_TRANSPORT_SQLITE_INTERNAL_H
+
+#include <ev.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "transport.h"
+
+#define LEASE_BATCH 64  /* rows leased (or replies taken) per statement */
+#define SAFETY_POLL 5.0 /* seconds: a slow read in case a file change went unseen */
+
+enum stmt_id {
+  S_BEGIN, S_COMMIT, S_ROLLBACK, S_QUEUE_EXISTS, S_INSERT, S_INSERT_SUBS, S_ACK, S_RELEASE,
+  S_NEXT, S_LEASE, S_RENEW, S_RELEASE_ALL, S_DEPTH, S_OWNER, S_CLAIM, S_ADD_QUEUE, S_UNSUB,
+  S_SUB, S_BROWSE, S_TAKE_REPLIES, S_ADD_REPLY_QUEUE, S_REPLY_QUEUES, S_DROP_QUEUE_ROWS,
+  S_DROP_QUEUE, S_DROP_REPLY_QUEUE, S_REMOVE, S_COUNT
+};
+
+typedef struct lease {
+  int64_t seq;
+  struct lease *prev, *next;
+} lease;
+
+typedef struct sqlite_transport {
+  mb_transport base;
+  struct ev_loop *loop;
+  sqlite3 *db;
+  sqlite3_stmt *stmt[S_COUNT];
+  char *path, *dir, *file; /* database path, its folder, its file name */
+  char token[MB_ID_LEN + 1]; /* lease_owner of this open */
+  int lease_ms;
+  /* consuming */
+  char *queue;
+  unsigned max_in_flight, in_flight;
+  mb_deliver_fn deliver;
+  void *deliver_ud;
+  int consuming;
+  lease *leases;
+  ev_timer poll_soon, wake, renew;
+  ev_io changes;
+  int inotify_fd;
+  int64_t busy_since; /* when the current wait for a lock began (usec) */
+  int bell_fd;        /* PATH-bell: written after each commit that others should see */
+  int bell_broken;    /* a failed ring was logged once */
+  /* replies to this process's requests */
+  char *reply_queue;
+  mb_deliver_fn reply_fn;
+  void *reply_ud;
+  char instance[128];
+} sqlite_transport;
+
+/* sqlite.c */
+int64_t sq_now_ms(void);
+/* Tells the other processes watching the folder that a commit is visible. */
+void sq_ring(sqlite_transport *t);
+sqlite3_stmt *sq_stmt(sqlite_transport *t, enum stmt_id id); /* reset and unbound */
+int sq_db_fail(sqlite_transport *t, mb_err *err, const char *what);
+int sq_exec(sqlite_transport *t, sqlite3_stmt *s, mb_err *err, const char *what);
+int sq_begin(sqlite_transport *t, mb_err *err);
+int sq_commit(sqlite_transport *t, mb_err *err);
+void sq_rollback(sqlite_transport *t);
+void sq_bind_text(sqlite3_stmt *s, int i, const char *v);
+int sq_insert_all(sqlite_transport *t, mb_outgoing *const *msgs, size_t n, mb_err *err);
+int sq_add_queue(sqlite_transport *t, const char *name, const char *when, mb_err *err);
+
+/* sqlite_consume.c */
+/* A row of S_LEASE, S_BROWSE or S_TAKE_REPLIES as a delivery from queue (d->problem set
+ * when its headers do not decode); NULL when out of memory. */
+mb_delivery *sq_delivery_from_row(sqlite3_stmt *s, const char *queue);
+void sq_schedule_poll(sqlite_transport *t);
+void sq_on_poll_soon(struct ev_loop *loop, ev_timer *w, int revents);
+void sq_renew_leases(struct ev_loop *loop, ev_timer *w, int revents);
+int sq_watch_changes(sqlite_transport *t, mb_err *err);
+void sq_unwatch_changes(sqlite_transport *t);
+int sqlite_consume(mb_transport *base, const char *queue, unsigned max_in_flight,
+                   mb_deliver_fn fn, void *ud, mb_err *err);
+void sqlite_stop_consuming(mb_transport *base);
+int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outbox, size_t n,
+                    mb_done_fn done, void *ud, mb_err *err);
+int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_err *err);
+
+/* sqlite_replies.c */
+void sq_poll_replies(sqlite_transport *t);
+int sqlite_listen_replies(mb_transport *base, mb_deliver_fn fn, void *ud, char *address,
+                          size_t len, mb_err *err);
+void sq_close_replies(sqlite_transport *t);
+
+#endif
