@@ -24,6 +24,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%) \
             $(FUZZ_SRC:tests/fuzz/%.c=build/asan/tests/%)
 TOOL_BIN := $(patsubst tests/tools/%.c,build/tools/%,$(wildcard tests/tools/*.c))
+BENCH_BIN := $(patsubst tests/bench/%.c,build/bench/%,$(wildcard tests/bench/*.c))
 
 .PHONY: all deps run test unit spec system clean bench fmt lint
 
@@ -76,11 +77,20 @@ build/tools/%: tests/tools/%.c build/rel/host/transport/rabbitmq_conn.o build/re
 	@echo "  LD      $@"
 	@$(CC) $(RELEASE_CFLAGS) $^ -o $@ $(LIBS)
 
+# The raw baselines `make bench` measures moonbus against (release build, no sanitizers).
+build/bench/%: tests/bench/%.c build/rel/host/transport/rabbitmq_conn.o build/rel/host/status.o
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(RELEASE_CFLAGS) $^ -o $@ $(LIBS)
+
 run: all
 	@bash scripts/run-example.sh examples/orders
 
 test: all $(UNIT_BIN) $(TOOL_BIN)
 	@bash scripts/test.sh
+
+bench: all $(BENCH_BIN)
+	@bash tests/bench/run.sh
 
 unit: all $(UNIT_BIN)
 	@bash scripts/test.sh unit

@@ -235,6 +235,12 @@ int mb_lsend_reply(lua_State *L, mb_job *job) {
   send_opts o;
   read_opts(L, 4, "ctx:reply", &o, 0);
   const char *dest = o.to ? o.to : in->reply_to;
+  /* A requester's reply address is no real queue on RabbitMQ (direct reply-to cannot be
+   * reached through the delay exchanges) and is not watched for later rows on SQLite; and
+   * the requester waits for the reply with a timeout of its own. */
+  if (o.delay > 0 && mb_is_reply_address(dest))
+    return luaL_error(L, "ctx:reply: the reply %s goes to a requester waiting in bus.request, "
+                      "so it cannot be delayed: reply without 'delay'", type);
   const char *corr = in->correlation_id ? in->correlation_id : in->id;
   outgoing_spec spec = {"ctx:reply", type, kind, MB_ROUTE_QUEUE, dest, corr, NULL, 3, 4};
   return emit(L, &spec, &o);
