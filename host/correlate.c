@@ -122,7 +122,6 @@ static long late_by(const mb_correlate *c, const char *id) {
 int mb_correlate_deliver(mb_correlate *c, mb_delivery *reply, long *late_ms) {
   const char *id = reply->env.correlation_id ? reply->env.correlation_id : "";
   pending **slot = find(c, id);
-  for (size_t b = 0; *slot == NULL && b < BUCKETS; b++) if (c->buckets[b]) slot = &c->buckets[b];
   if (*slot == NULL || id[0] == '\0') {
     if (late_ms) *late_ms = id[0] ? late_by(c, id) : -1;
     return MB_ENOTFOUND;
