@@ -253,6 +253,9 @@ const char *mb_header_key_problem(const char *key, int allow_reserved) {
   }
   if (!allow_reserved && strncmp(key, MB_RESERVED_PREFIX, strlen(MB_RESERVED_PREFIX)) == 0)
     return "header keys starting with \"moonbus.\" are reserved for the bus";
+  if (!allow_reserved && (key[0] == 'x' || key[0] == 'X') && key[1] == '-')
+    return "header keys starting with \"x-\" are the broker's (RabbitMQ sets and strips "
+           "them): choose another name";
   return NULL;
 }
 

@@ -91,8 +91,8 @@ int mb_headers_copy(mb_headers *dst, const mb_headers *src);
 void mb_headers_free(mb_headers *h);
 
 /* Why a header key is refused, or NULL if it is fine: 1-255 bytes of printable ASCII
- * (0x21-0x7e). With allow_reserved == 0, keys starting with "moonbus." are refused too
- * (scripts may not forge the bus's own headers). */
+ * (0x21-0x7e). With allow_reserved == 0, keys starting with "moonbus." (the bus's own) or
+ * "x-" (the broker's: RabbitMQ's x-delivery-count, x-death, ...) are refused too. */
 const char *mb_header_key_problem(const char *key, int allow_reserved);
 
 /* The header list as a compact JSON object of strings, keys in list order, NUL-terminated,

@@ -219,4 +219,11 @@ describe("messaging", function()
         err_of(bus.publish, "s.Placed", { order_id = "x" }, { to = "s" }), 1, true)
     end)
   end)
+
+  it("refuses header keys the broker owns (x-...), on every transport", function()
+    bus.endpoint { name = "s", routes = { ["s.Other"] = "s" } }
+    local err = require("support").err_of(bus.send, "s.Other", {}, { headers = { ["x-tenant"] = "acme" } })
+    assert.matches('header keys starting with "x-" are the broker', err, 1, true)
+    assert.matches("x-tenant", err, 1, true)
+  end)
 end)

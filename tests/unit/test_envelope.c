@@ -119,7 +119,11 @@ static void test_headers_copy_is_deep(void) {
 
 static void test_header_keys_are_validated(void) {
   char key[300];
-  CHECK(mb_header_key_problem("x-trace", 0) == NULL);
+  CHECK(mb_header_key_problem("trace-x", 0) == NULL);
+  const char *broker = mb_header_key_problem("x-trace", 0);
+  CHECK(broker && strstr(broker, "RabbitMQ"));
+  CHECK(mb_header_key_problem("X-Trace", 0) != NULL);
+  CHECK(mb_header_key_problem("x-delivery-count", 1) == NULL);
   CHECK(mb_header_key_problem("", 0) != NULL);
   CHECK(mb_header_key_problem(NULL, 0) != NULL);
   memset(key, 'k', 255);
