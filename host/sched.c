@@ -33,6 +33,7 @@ struct mb_thread {
   char what[160];     /* a timer's description, for its errors */
   int parked, ready;  /* waiting for mb_sched_wake; woken, to be resumed from the loop */
   double deadline;    /* monotonic seconds: past it, the budget hook raises */
+  double parked_at;   /* when it parked: waiting does not count against the budget */
   int over_budget;
   void (*cancel)(void *ud);
   void *cancel_ud;
@@ -208,6 +209,7 @@ static void step(mb_sched *s, mb_thread *th, int nargs) {
 
 void mb_sched_park(mb_sched *s, mb_thread *th, void (*cancel)(void *ud), void *ud) {
   s->parked++;
+  th->parked_at = monotonic();
   th->parked = 1;
   th->cancel = cancel;
   th->cancel_ud = ud;
@@ -236,6 +238,7 @@ static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents) {
     th->ready = th->parked = 0;
     th->cancel = NULL;
     s->parked--;
+    if (th->deadline) th->deadline += monotonic() - th->parked_at; /* the budget is for running */
     step(s, th, 0);
   }
 }

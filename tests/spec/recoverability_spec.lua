@@ -199,4 +199,22 @@ describe("recoverability", function()
     assert.matches("went past the memory budget of 8.0 MiB", why.table, 1, true)
     assert.is_true(testing.run_until(function() return testing.counters().in_flight == 0 end))
   end)
+
+  it("does not count time spent waiting for a reply against the time budget", function()
+    bus.command("x.Never")
+    bus.endpoint { name = "x", concurrency = 4, time_budget = 0.3,
+      retries = { immediate = 0, delayed = 0 }, routes = { ["x.Do"] = "x", ["x.Never"] = "x" } }
+    bus.handle("x.Never", function() end)
+    local done
+    bus.handle("x.Do", function()
+      pcall(bus.request, "x.Never", {}, { timeout = 0.5 }) -- parked longer than the budget
+      local sum = 0
+      for i = 1, 5000 do sum = sum + i end -- then enough work for the budget hook to look
+      done = sum
+    end)
+    bus.send("x.Do", { n = 1 })
+    assert.is_true(testing.run_until(function() return done ~= nil end, 5))
+    assert.is_true(testing.run_until(function() return testing.counters().in_flight == 0 end))
+    assert.equal(0, testing.counters().parked)
+  end)
 end)
