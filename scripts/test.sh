@@ -83,10 +83,10 @@ run_spec() {
     return
   fi
   local prefix="spec$$-"
-  bash scripts/rabbitmq.sh vhosts "$prefix" 200
+  bash scripts/rabbitmq.sh vhosts "$prefix" 300
   rm -f "$LOGS/vhost-next"
-  MOONBUS_TEST_VHOSTS="$prefix 200 $LOGS/vhost-next" spec_on rabbitmq "$MOONBUS_TEST_AMQP"
-  bash scripts/rabbitmq.sh drop-vhosts "$prefix" 200
+  MOONBUS_TEST_VHOSTS="$prefix 300 $LOGS/vhost-next" spec_on rabbitmq "$MOONBUS_TEST_AMQP"
+  bash scripts/rabbitmq.sh drop-vhosts "$prefix" 300
 }
 
 # Every system test runs on both transports (rabbitmq_*.sh test the broker itself, so on
