@@ -271,7 +271,7 @@ static int state_gc(lua_State *L) {
   if (bus->rt == NULL) return 0;
   mb_alloc_unwrap(L);
   mb_ltimer_stop_all(bus);
-  bus->rt->sched = NULL;
+  if (bus->rt->sched == bus->sched) bus->rt->sched = NULL;
   mb_sched_free(bus->sched);
   if (bus->owns_runtime) mb_runtime_free(bus->rt);
   bus->rt = NULL;
@@ -333,7 +333,7 @@ static void open_state(lua_State *L) {
   }
   if (bus->rt == NULL || (bus->sched = mb_sched_new(bus->main, bus->rt)) == NULL)
     luaL_error(L, "out of memory opening moonbus");
-  bus->rt->sched = bus->sched;
+  if (bus->rt->sched == NULL) bus->rt->sched = bus->sched; /* a reload switches it later */
   lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_STATE);
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);

@@ -13,13 +13,17 @@
 #include "compose.h"
 #include "correlate.h"
 #include "log.h"
+#include "reload.h"
 #include "runtime.h"
-#include "vm.h"
 #include "watchdog.h"
+
+/* How long the state before a reload may take to finish its handlers in flight: longer
+ * than bus.request's default timeout, so that a handler waiting for a reply gets it. */
+#define RELOAD_DRAIN_SECONDS 60.0
 
 typedef struct run_state {
   mb_runtime *rt;
-  mb_vm *vm;
+  mb_reload *reload;
   ev_signal sigint, sigterm;
   ev_timer drain;
   double drain_seconds, drain_deadline;
@@ -59,7 +63,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   mb_log(MB_INFO, s->rt->cfg.name, NULL, NULL, "signal %d: stopping (%u in flight)",
          w->signum, s->rt->in_flight);
   mb_runtime_stop_consuming(s->rt);
-  mb_vm_stop_timers(s->vm);
+  mb_reload_stop(s->reload);
   s->drain_deadline = ev_now(loop) + s->drain_seconds;
   ev_timer_again(loop, &s->drain);
   drain_check(loop, &s->drain, 0);
@@ -83,12 +87,13 @@ static void unwatch(struct ev_loop *loop, run_state *s) {
   ev_timer_stop(loop, &s->drain);
 }
 
-static void log_started(const mb_runtime *rt, const mb_vm *vm) {
+static void log_started(const mb_runtime *rt, const mb_vm *vm, int reload) {
   char url[512];
   redact_url(rt->url, url, sizeof url);
   mb_log(MB_INFO, rt->cfg.name, NULL, NULL,
-         "running %s on %s (instance %s, concurrency %u, %zu event subscriptions)",
-         mb_vm_script(vm), url, rt->instance, rt->cfg.concurrency, rt->n_subscriptions);
+         "running %s on %s (instance %s, concurrency %u, %zu event subscriptions, %s)",
+         mb_vm_script(vm), url, rt->instance, rt->cfg.concurrency, rt->n_subscriptions,
+         reload ? "reloads when a script changes" : "reloads on SIGHUP only");
 }
 
 int mb_cli_run(const char *target, const mb_cli_opts *opts) {
@@ -101,8 +106,8 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
     fprintf(stderr, "moonbus: out of memory\n");
     return 1;
   }
-  s.vm = mb_vm_open(s.rt, target, &err);
-  if (s.vm == NULL) {
+  s.reload = mb_reload_open(s.rt, target, &err);
+  if (s.reload == NULL) {
     fprintf(stderr, "moonbus: cannot load %s: %s\n", target, err.msg);
     goto done;
   }
@@ -114,8 +119,8 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
   if (mb_watchdog_start(2 * s.rt->cfg.time_budget) != 0)
     mb_log(MB_WARN, s.rt->cfg.name, NULL, NULL, "cannot start the watchdog thread: a handler "
            "stuck inside a C function will not be stopped");
-  mb_vm_start_timers(s.vm);
-  log_started(s.rt, s.vm);
+  mb_reload_start(s.reload, !opts->no_reload, RELOAD_DRAIN_SECONDS);
+  log_started(s.rt, mb_reload_current(s.reload), !opts->no_reload);
   ev_run(loop, 0);
   unwatch(loop, &s);
   mb_log(MB_INFO, s.rt->cfg.name, NULL, NULL, "stopped: %lu handled, %lu failed, %lu parked",
@@ -124,7 +129,7 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
 done:
   mb_watchdog_stop();
   mb_runtime_stop_consuming(s.rt);
-  mb_vm_close(s.vm);
+  mb_reload_free(s.reload);
   mb_runtime_free(s.rt);
   ev_loop_destroy(loop);
   return code;

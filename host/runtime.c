@@ -22,6 +22,36 @@ struct mb_send {
   mb_send *prev, *next;
 };
 
+/* What a script declares, kept apart while a reload loads it (runtime.h). */
+struct mb_staged {
+  mb_endpoint_cfg cfg;
+  int configured;
+  char **subscriptions;
+  size_t n_subscriptions;
+};
+
+static void free_types(char **types, size_t n) {
+  for (size_t i = 0; i < n; i++) free(types[i]);
+  free(types);
+}
+
+static int has_type(char *const *types, size_t n, const char *type) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(types[i], type) == 0) return 1;
+  return 0;
+}
+
+/* Adds type to the list unless it is there. 1 if added, 0 if there, MB_ENOMEM. */
+static int add_type(char ***types, size_t *n, const char *type) {
+  if (has_type(*types, *n, type)) return 0;
+  char **grown = realloc(*types, (*n + 1) * sizeof *grown);
+  if (grown == NULL) return MB_ENOMEM;
+  *types = grown;
+  if ((grown[*n] = strdup(type)) == NULL) return MB_ENOMEM;
+  (*n)++;
+  return 1;
+}
+
 mb_runtime *mb_runtime_new(struct ev_loop *loop, const char *url_override, const char *instance) {
   mb_runtime *rt = calloc(1, sizeof *rt);
   if (rt == NULL) return NULL;
@@ -48,13 +78,6 @@ fail:
   return NULL;
 }
 
-static void free_subscriptions(mb_runtime *rt) {
-  for (size_t i = 0; i < rt->n_subscriptions; i++) free(rt->subscriptions[i]);
-  free(rt->subscriptions);
-  rt->subscriptions = NULL;
-  rt->n_subscriptions = 0;
-}
-
 void mb_runtime_free(mb_runtime *rt) {
   if (rt == NULL) return;
   if (rt->transport) rt->transport->ops->close(rt->transport);
@@ -65,7 +88,8 @@ void mb_runtime_free(mb_runtime *rt) {
     free(t);
   }
   mb_correlate_free(rt->correlate);
-  free_subscriptions(rt);
+  mb_runtime_unstage(rt);
+  free_types(rt->subscriptions, rt->n_subscriptions);
   mb_endpoint_cfg_free(&rt->cfg);
   free(rt->url);
   free(rt->url_override);
@@ -74,31 +98,130 @@ void mb_runtime_free(mb_runtime *rt) {
 }
 
 int mb_runtime_configure(mb_runtime *rt, mb_endpoint_cfg *cfg, mb_err *err) {
-  if (rt->configured) {
+  mb_endpoint_cfg *slot = rt->staged ? &rt->staged->cfg : &rt->cfg;
+  int *configured = rt->staged ? &rt->staged->configured : &rt->configured;
+  if (*configured) {
     mb_endpoint_cfg_free(cfg);
     return mb_err_set(err, MB_EINVAL,
                       "endpoint %s is already declared: a script declares one endpoint with "
                       "bus.endpoint{}; run another host process for another endpoint",
-                      rt->cfg.name);
+                      slot->name);
   }
-  mb_endpoint_cfg_free(&rt->cfg);
-  rt->cfg = *cfg;
+  mb_endpoint_cfg_free(slot);
+  *slot = *cfg;
   memset(cfg, 0, sizeof *cfg);
-  rt->configured = 1;
-  rt->topology_dirty = 1;
+  *configured = 1;
+  if (!rt->staged) rt->topology_dirty = 1;
   return MB_OK;
 }
 
 int mb_runtime_subscribe(mb_runtime *rt, const char *type) {
-  for (size_t i = 0; i < rt->n_subscriptions; i++)
-    if (strcmp(rt->subscriptions[i], type) == 0) return MB_OK;
-  char **grown = realloc(rt->subscriptions, (rt->n_subscriptions + 1) * sizeof *grown);
-  if (grown == NULL) return MB_ENOMEM;
-  rt->subscriptions = grown;
-  if ((grown[rt->n_subscriptions] = strdup(type)) == NULL) return MB_ENOMEM;
-  rt->n_subscriptions++;
-  rt->topology_dirty = 1;
+  int added = rt->staged ? add_type(&rt->staged->subscriptions, &rt->staged->n_subscriptions, type)
+                         : add_type(&rt->subscriptions, &rt->n_subscriptions, type);
+  if (added < 0) return added;
+  if (added && !rt->staged) rt->topology_dirty = 1;
   return MB_OK;
+}
+
+int mb_runtime_stage(mb_runtime *rt) {
+  mb_runtime_unstage(rt);
+  rt->staged = calloc(1, sizeof *rt->staged);
+  if (rt->staged == NULL) return MB_ENOMEM;
+  if (mb_endpoint_cfg_defaults(&rt->staged->cfg) != MB_OK) {
+    mb_runtime_unstage(rt);
+    return MB_ENOMEM;
+  }
+  return MB_OK;
+}
+
+void mb_runtime_unstage(mb_runtime *rt) {
+  if (rt->staged == NULL) return;
+  mb_endpoint_cfg_free(&rt->staged->cfg);
+  free_types(rt->staged->subscriptions, rt->staged->n_subscriptions);
+  free(rt->staged);
+  rt->staged = NULL;
+}
+
+static int same_text(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* What makes the staged declaration another endpoint rather than a new version of this one. */
+static int check_staged(const mb_runtime *rt, const mb_staged *st, mb_err *err) {
+  if (!st->configured)
+    return mb_err_set(err, MB_EINVAL, "the new script declares no endpoint: it must call "
+                      "bus.endpoint{ name = \"%s\" }", rt->cfg.name);
+  if (strcmp(st->cfg.name, rt->cfg.name) != 0)
+    return mb_err_set(err, MB_EINVAL, "the new script declares endpoint %s, but this host runs "
+                      "%s: that is another endpoint, not a reload (start a host for %s, or put "
+                      "the name back)", st->cfg.name, rt->cfg.name, st->cfg.name);
+  if (!same_text(st->cfg.transport, rt->cfg.transport))
+    return mb_err_set(err, MB_EINVAL, "the new script changes bus.endpoint{ transport = ... }: a "
+                      "reload keeps its connection; restart the host to change the transport");
+  return MB_OK;
+}
+
+/* What a reload cannot change in place is kept, with a warning. */
+static void keep_fixed(const mb_runtime *rt, mb_staged *st) {
+  if (st->cfg.concurrency != rt->cfg.concurrency)
+    mb_log(MB_WARN, rt->cfg.name, NULL, NULL, "reload: concurrency %u -> %u takes effect when "
+           "the host restarts (the consumer keeps its prefetch)", rt->cfg.concurrency,
+           st->cfg.concurrency);
+  if (st->cfg.classic_queue != rt->cfg.classic_queue)
+    mb_log(MB_WARN, rt->cfg.name, NULL, NULL, "reload: queue_type of an existing queue cannot "
+           "change; the queue stays %s", rt->cfg.classic_queue ? "classic" : "quorum");
+  st->cfg.concurrency = rt->cfg.concurrency;
+  st->cfg.classic_queue = rt->cfg.classic_queue;
+}
+
+/* Exchanges the running declaration with the staged one. */
+static void swap_declaration(mb_runtime *rt) {
+  mb_staged *st = rt->staged;
+  mb_endpoint_cfg cfg = rt->cfg;
+  rt->cfg = st->cfg;
+  st->cfg = cfg;
+  char **subs = rt->subscriptions;
+  size_t n = rt->n_subscriptions;
+  rt->subscriptions = st->subscriptions;
+  rt->n_subscriptions = st->n_subscriptions;
+  st->subscriptions = subs;
+  st->n_subscriptions = n;
+}
+
+static int declare(mb_runtime *rt, mb_err *err);
+
+/* Logs the events handled now that were not before, and the reverse. */
+static void log_subscription_changes(const mb_runtime *rt, const mb_staged *before) {
+  for (size_t i = 0; i < rt->n_subscriptions; i++)
+    if (!has_type(before->subscriptions, before->n_subscriptions, rt->subscriptions[i]))
+      mb_log(MB_INFO, rt->cfg.name, NULL, NULL, "reload: now subscribed to %s",
+             rt->subscriptions[i]);
+  for (size_t i = 0; i < before->n_subscriptions; i++)
+    if (!has_type(rt->subscriptions, rt->n_subscriptions, before->subscriptions[i]))
+      mb_log(MB_INFO, rt->cfg.name, NULL, NULL, "reload: no longer subscribed to %s",
+             before->subscriptions[i]);
+}
+
+int mb_runtime_adopt(mb_runtime *rt, mb_err *err) {
+  int rc = rt->staged ? check_staged(rt, rt->staged, err)
+                      : mb_err_set(err, MB_EINVAL, "nothing was staged");
+  if (rc == MB_OK) {
+    keep_fixed(rt, rt->staged);
+    swap_declaration(rt);
+    rt->topology_dirty = 1;
+    if (rt->transport) rc = declare(rt, err);
+    if (rc != MB_OK) {
+      swap_declaration(rt); /* the old topology, declared again at the next connect */
+      mb_err again;
+      if (rt->transport && declare(rt, &again) != MB_OK)
+        mb_log(MB_WARN, rt->cfg.name, NULL, NULL, "reload: the topology could not be put "
+               "back yet: %s", again.msg);
+    } else {
+      log_subscription_changes(rt, rt->staged);
+    }
+  }
+  mb_runtime_unstage(rt);
+  return rc;
 }
 
 const char *mb_runtime_origin(const mb_runtime *rt) {

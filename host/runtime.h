@@ -19,6 +19,7 @@ struct mb_sched;
 struct mb_job;
 struct mb_correlate;
 typedef struct mb_send mb_send;
+typedef struct mb_staged mb_staged;
 
 typedef struct mb_runtime {
   struct ev_loop *loop;
@@ -41,6 +42,7 @@ typedef struct mb_runtime {
   struct mb_correlate *correlate; /* requests waiting for replies; NULL until the first */
   char reply_address[300];        /* where replies to them come back ("" until then) */
   mb_send *sends;                 /* sends outside handlers the transport has not answered */
+  mb_staged *staged;              /* a reload's declaration, kept apart until adopted */
 } mb_runtime;
 
 /* loop NULL: the runtime makes and owns its own loop. instance NULL: a new one. */
@@ -51,6 +53,17 @@ void mb_runtime_free(mb_runtime *rt);
 int mb_runtime_configure(mb_runtime *rt, mb_endpoint_cfg *cfg, mb_err *err);
 /* The endpoint handles event type: subscribe its queue (declared at the next connect). */
 int mb_runtime_subscribe(mb_runtime *rt, const char *type);
+/* Reload (DESIGN §7): from mb_runtime_stage until mb_runtime_adopt or mb_runtime_unstage,
+ * what a script declares (bus.endpoint{}, the events it handles) is kept apart from the
+ * running endpoint. MB_OK or MB_ENOMEM. */
+int mb_runtime_stage(mb_runtime *rt);
+/* Makes the staged declaration the running one and declares its topology: events newly
+ * handled are subscribed, events no longer handled unsubscribed, newly owned events
+ * claimed. A script that declares no endpoint, another endpoint name or another transport
+ * is refused (MB_EINVAL, a sentence saying why); so is a topology the transport refuses.
+ * On any error the running declaration stays as it was. Unstages in every case. */
+int mb_runtime_adopt(mb_runtime *rt, mb_err *err);
+void mb_runtime_unstage(mb_runtime *rt);
 /* The name messages are sent from: the endpoint's, or "cli" before one is configured. */
 const char *mb_runtime_origin(const mb_runtime *rt);
 

@@ -286,8 +286,10 @@ void mb_sched_free(mb_sched *s) {
     unlink_thread(s, th);
     free(th);
     if (job)
-      mb_pipeline_finished(job, MB_OUTCOME_STOPPED, "the bus stopped while the handler was "
-                           "waiting (bus.request); the message goes back to its queue", NULL);
+      mb_pipeline_finished(job, MB_OUTCOME_STOPPED, "its Lua state was closed while the "
+                           "handler was waiting (bus.request): the bus stopped, or the code it "
+                           "ran was reloaded and did not finish in time; the message goes back "
+                           "to its queue", NULL);
   }
   free(s);
 }

@@ -10,8 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "lbus.h"
+#include "watchdog.h"
+
+#define LOAD_HOOK_EVERY 1000 /* instructions between two looks at the clock while loading */
 
 struct mb_vm {
   lua_State *L;
@@ -19,7 +23,14 @@ struct mb_vm {
   mb_runtime *rt;
   char script[4096];
   char dir[4096];
+  mb_vm_file_fn on_file; /* told of every Lua file the script loads */
+  void *file_ud;
 };
+
+/* Loading runs the script's top level: a budget stops one that never returns. Loads never
+ * nest (one loop thread), so one deadline will do. */
+static double load_deadline;
+static double load_budget_s;
 
 /* An error outside any protected call: nothing can be recovered, say what it was. */
 static int panic(lua_State *L) {
@@ -77,11 +88,39 @@ static void set_paths(lua_State *L, const char *dir) {
   lua_pop(L, 2);
 }
 
-static int load_script(mb_vm *vm, mb_err *err) {
+static double monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void load_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (load_deadline == 0) {
+    lua_sethook(L, NULL, 0, 0); /* a coroutine made while loading and run later */
+    return;
+  }
+  if (monotonic() > load_deadline) {
+    lua_sethook(L, load_hook, LUA_MASKCOUNT, 1); /* pcall cannot catch its way past */
+    luaL_error(L, "loading the script ran past its time budget of %f s (time_budget)",
+               (lua_Number)load_budget_s);
+  }
+}
+
+static int load_script(mb_vm *vm, double budget, mb_err *err) {
   lua_State *L = vm->L;
   lua_pushcfunction(L, traceback);
   int status = luaL_loadfile(L, vm->script);
-  if (status == LUA_OK) status = lua_pcall(L, 0, 0, -2);
+  if (status == LUA_OK) {
+    load_budget_s = budget;
+    load_deadline = monotonic() + budget;
+    lua_sethook(L, load_hook, LUA_MASKCOUNT, LOAD_HOOK_EVERY);
+    mb_watchdog_enter(vm->script);
+    status = lua_pcall(L, 0, 0, -2);
+    mb_watchdog_leave();
+    lua_sethook(L, NULL, 0, 0);
+    load_deadline = 0;
+  }
   if (status != LUA_OK) {
     mb_err_set(err, MB_EINVAL, "%s", lua_tostring(L, -1));
     lua_pop(L, 2);
@@ -91,20 +130,54 @@ static int load_script(mb_vm *vm, mb_err *err) {
   return MB_OK;
 }
 
+/* A searcher ahead of Lua's own: tells on_file which file `require` is about to load (the
+ * next searcher loads it), so that a reload watches modules as well as the script. */
+static int file_searcher(lua_State *L) {
+  mb_vm *vm = lua_touserdata(L, lua_upvalueindex(1));
+  const char *name = luaL_checkstring(L, 1);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchpath");
+  lua_pushstring(L, name);
+  lua_getfield(L, -3, "path");
+  lua_call(L, 2, 1);
+  const char *path = lua_tostring(L, -1);
+  const char *mods = modules_dir();
+  if (path && strncmp(path, mods, strlen(mods)) != 0) vm->on_file(vm->file_ud, path);
+  return 0;
+}
+
+/* package.searchers: file_searcher goes second, before the one for Lua files. */
+static void watch_requires(mb_vm *vm) {
+  lua_State *L = vm->L;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchers");
+  for (lua_Integer i = luaL_len(L, -1); i >= 2; i--) {
+    lua_geti(L, -1, i);
+    lua_seti(L, -2, i + 1);
+  }
+  lua_pushlightuserdata(L, vm);
+  lua_pushcclosure(L, file_searcher, 1);
+  lua_seti(L, -2, 2);
+  lua_pop(L, 2);
+}
+
 /* Opens the bus inside a protected call (luaopen_moonbus may raise). */
 static int open_bus(lua_State *L) {
   luaL_requiref(L, "moonbus", luaopen_moonbus, 0);
   return 0;
 }
 
-mb_vm *mb_vm_open(mb_runtime *rt, const char *target, mb_err *err) {
+mb_vm *mb_vm_open(mb_runtime *rt, const char *target, const mb_vm_load *how, mb_err *err) {
   mb_vm *vm = calloc(1, sizeof *vm);
   if (vm == NULL) {
     mb_err_set(err, MB_ENOMEM, "out of memory");
     return NULL;
   }
   vm->rt = rt;
+  vm->on_file = how ? how->on_file : NULL;
+  vm->file_ud = how ? how->file_ud : NULL;
   if (resolve(vm, target, err) != MB_OK) goto fail;
+  if (vm->on_file) vm->on_file(vm->file_ud, vm->script);
   mb_alloc_init(&vm->alloc);
   if ((vm->L = lua_newstate(mb_alloc_capped, &vm->alloc)) == NULL) {
     mb_err_set(err, MB_ENOMEM, "cannot create a Lua state");
@@ -120,7 +193,9 @@ mb_vm *mb_vm_open(mb_runtime *rt, const char *target, mb_err *err) {
     mb_err_set(err, MB_EINVAL, "cannot open moonbus: %s", lua_tostring(vm->L, -1));
     goto fail;
   }
-  if (load_script(vm, err) != MB_OK) goto fail;
+  if (vm->on_file) watch_requires(vm);
+  double budget = how && how->budget > 0 ? how->budget : MB_DEFAULT_TIME_BUDGET;
+  if (load_script(vm, budget, err) != MB_OK) goto fail;
   return vm;
 fail:
   mb_vm_close(vm);
@@ -145,6 +220,16 @@ void mb_vm_stop_timers(mb_vm *vm) {
 }
 
 const char *mb_vm_script(const mb_vm *vm) { return vm->script; }
+
+mb_sched *mb_vm_sched(mb_vm *vm) {
+  mb_lbus *bus = bus_of(vm);
+  return bus ? bus->sched : NULL;
+}
+
+unsigned mb_vm_live(mb_vm *vm) {
+  mb_sched *s = mb_vm_sched(vm);
+  return s ? mb_sched_live(s) : 0;
+}
 
 void mb_vm_close(mb_vm *vm) {
   if (vm == NULL) return;

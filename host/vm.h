@@ -13,14 +13,29 @@
 #include "status.h"
 
 typedef struct mb_vm mb_vm;
+struct mb_sched;
+
+/* Told of each Lua file of the endpoint as it is loaded: the script, then every module
+ * `require` finds on package.path (moonbus's own modules excepted). */
+typedef void (*mb_vm_file_fn)(void *ud, const char *path);
+
+typedef struct mb_vm_load {
+  double budget;         /* seconds the script's top level may run (0: the default) */
+  mb_vm_file_fn on_file; /* NULL: nobody asks */
+  void *file_ud;
+} mb_vm_load;
 
 /* A new Lua state bound to rt with target (a directory holding endpoint.lua, or a file)
- * loaded. On failure err says which file failed and why. */
-mb_vm *mb_vm_open(mb_runtime *rt, const char *target, mb_err *err);
+ * loaded. how may be NULL. On failure err says which file failed and why. */
+mb_vm *mb_vm_open(mb_runtime *rt, const char *target, const mb_vm_load *how, mb_err *err);
 void mb_vm_start_timers(mb_vm *vm);
 void mb_vm_stop_timers(mb_vm *vm);
 /* The script the VM loaded. */
 const char *mb_vm_script(const mb_vm *vm);
+/* The scheduler of the VM's handlers, and how many of its coroutines are alive (running,
+ * parked in bus.request, a timer tick waiting for a confirm). */
+struct mb_sched *mb_vm_sched(mb_vm *vm);
+unsigned mb_vm_live(mb_vm *vm);
 void mb_vm_close(mb_vm *vm);
 
 /* Checks that json is one JSON object (lua-cjson decides). MB_OK or MB_EINVAL. */

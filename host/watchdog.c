@@ -14,7 +14,7 @@ static atomic_llong entered_ms; /* monotonic ms of the outermost enter, 0 outsid
 static int depth;
 static char what_now[200]; /* guarded by what_lock */
 static pthread_mutex_t what_lock = PTHREAD_MUTEX_INITIALIZER;
-static double limit_s;
+static atomic_llong limit_ms; /* a reload may change it while the thread reads it */
 static pthread_t thread;
 static atomic_int running;
 
@@ -42,14 +42,15 @@ static void *watch(void *arg) {
     struct timespec pause = {0, 200 * 1000000};
     nanosleep(&pause, NULL);
     long long since = atomic_load(&entered_ms);
-    if (since && now_ms() - since > (long long)(limit_s * 1000)) {
+    long long limit = atomic_load(&limit_ms);
+    if (since && now_ms() - since > limit) {
       char what[sizeof what_now];
       pthread_mutex_lock(&what_lock);
       snprintf(what, sizeof what, "%s", what_now);
       pthread_mutex_unlock(&what_lock);
       mb_log(MB_ERROR, NULL, NULL, NULL, "watchdog: %s has run for %.0f s without returning "
              "to the loop (stuck inside a C function?): ending the process; its message comes "
-             "back and is parked after max_deliveries such ends", what, limit_s);
+             "back and is parked after max_deliveries such ends", what, (double)limit / 1000);
       abort();
     }
   }
@@ -58,13 +59,17 @@ static void *watch(void *arg) {
 
 int mb_watchdog_start(double limit) {
   if (limit <= 0 || atomic_load(&running)) return 0;
-  limit_s = limit;
+  mb_watchdog_set_limit(limit);
   atomic_store(&running, 1);
   if (pthread_create(&thread, NULL, watch, NULL) != 0) {
     atomic_store(&running, 0);
     return -1;
   }
   return 0;
+}
+
+void mb_watchdog_set_limit(double limit) {
+  if (limit > 0) atomic_store(&limit_ms, (long long)(limit * 1000));
 }
 
 void mb_watchdog_stop(void) {

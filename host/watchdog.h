@@ -13,6 +13,8 @@
 /* Starts the thread: a resume longer than limit seconds ends the process. 0 or -1. */
 int mb_watchdog_start(double limit);
 void mb_watchdog_stop(void);
+/* A new limit (a reload changed time_budget). */
+void mb_watchdog_set_limit(double limit);
 /* Around lua_resume (nested calls count once); what names the work for the last log line. */
 void mb_watchdog_enter(const char *what);
 void mb_watchdog_leave(void);

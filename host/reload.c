@@ -1,0 +1,244 @@
+/* reload.c — hot reload (see reload.h). Owns the running Lua state and, while it drains,
+ * the one before it; the file watch (filewatch.c) and its debounce; SIGHUP. A reload is
+ * load (a fresh state, the script's top level under the time budget), adopt (the runtime
+ * checks the declaration and declares the topology), switch (new messages and timers go
+ * to the new state), drain (the old state closes when its last coroutine ends).
+ * Never: reopens a connection, or touches a message: jobs in flight belong to the pipeline,
+ * whichever state runs their handlers. */
+#include "reload.h"
+
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "filewatch.h"
+#include "log.h"
+#include "watchdog.h"
+
+#define DEBOUNCE_SECONDS 0.1  /* quiet time after the last write before reloading */
+#define DRAIN_POLL_SECONDS 0.01
+
+struct mb_reload {
+  mb_runtime *rt;
+  char target[4096];
+  mb_vm *current, *draining;
+  unsigned generation;
+  mb_filewatch *files; /* every Lua file a generation loaded */
+  ev_timer debounce, drain;
+  ev_signal sighup;
+  double drain_seconds, drain_deadline;
+  char changed[512]; /* what changed since the last reload, for its log line */
+  int started, stopped, loading, pending;
+};
+
+static void on_change(void *ud, const char *path);
+static void on_debounced(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_drain_poll(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents);
+
+static double monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *endpoint_of(const mb_reload *r) {
+  return r->rt->configured ? r->rt->cfg.name : NULL;
+}
+
+/* A generation loaded a file: watch it from now on. */
+static void watch_file(void *ud, const char *path) {
+  mb_reload *r = ud;
+  mb_err err;
+  if (mb_filewatch_add(r->files, path, &err) != MB_OK)
+    mb_log(MB_WARN, endpoint_of(r), NULL, NULL, "%s: a change will need SIGHUP to reload",
+           err.msg);
+}
+
+static mb_vm *load(mb_reload *r, mb_err *err) {
+  mb_vm_load how = {r->rt->cfg.time_budget, watch_file, r};
+  r->loading = 1;
+  mb_vm *vm = mb_vm_open(r->rt, r->target, &how, err);
+  r->loading = 0;
+  return vm;
+}
+
+mb_reload *mb_reload_open(mb_runtime *rt, const char *target, mb_err *err) {
+  mb_reload *r = calloc(1, sizeof *r);
+  if (r == NULL || (r->files = mb_filewatch_new(rt->loop, on_change, r)) == NULL) {
+    free(r);
+    mb_err_set(err, MB_ENOMEM, "out of memory");
+    return NULL;
+  }
+  r->rt = rt;
+  snprintf(r->target, sizeof r->target, "%s", target);
+  ev_init(&r->debounce, on_debounced);
+  ev_init(&r->drain, on_drain_poll);
+  ev_signal_init(&r->sighup, on_sighup, SIGHUP);
+  r->debounce.data = r->drain.data = r->sighup.data = r;
+  r->drain.repeat = DRAIN_POLL_SECONDS;
+  if ((r->current = load(r, err)) == NULL) {
+    mb_reload_free(r);
+    return NULL;
+  }
+  r->generation = 1;
+  return r;
+}
+
+void mb_reload_start(mb_reload *r, int watch_files, double drain_seconds) {
+  r->started = 1;
+  r->drain_seconds = drain_seconds;
+  mb_vm_start_timers(r->current);
+  ev_signal_start(r->rt->loop, &r->sighup);
+  mb_err err;
+  if (watch_files && mb_filewatch_start(r->files, &err) != MB_OK)
+    mb_log(MB_WARN, endpoint_of(r), NULL, NULL, "cannot watch the scripts (%s): reload with "
+           "SIGHUP", err.msg);
+}
+
+/* Adds what to the list of changes the next reload's log line names. */
+static void note_change(mb_reload *r, const char *what) {
+  if (strstr(r->changed, what)) return;
+  size_t len = strlen(r->changed);
+  snprintf(r->changed + len, sizeof r->changed - len, "%s%s", len ? ", " : "", what);
+}
+
+static void on_change(void *ud, const char *path) {
+  mb_reload *r = ud;
+  note_change(r, path ? path : "(file events were lost)");
+  ev_timer_stop(r->rt->loop, &r->debounce);
+  ev_timer_set(&r->debounce, DEBOUNCE_SECONDS, 0.);
+  ev_timer_start(r->rt->loop, &r->debounce);
+}
+
+static void on_debounced(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)revents;
+  mb_reload_now(w->data, NULL);
+}
+
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents) {
+  (void)loop, (void)revents;
+  mb_reload_now(w->data, "SIGHUP");
+}
+
+/* A Lua error on one line: its message (a require's "error loading module ... from file
+ * ...:" is followed by the real one on the next line), then its trace at debug level. */
+static void report_failure(mb_reload *r, const char *changed, const mb_err *err) {
+  char msg[MB_ERRLEN];
+  const char *trace = strstr(err->msg, "\nstack traceback:");
+  size_t len = trace ? (size_t)(trace - err->msg) : strlen(err->msg);
+  snprintf(msg, sizeof msg, "%.*s", (int)len, err->msg);
+  for (char *c = msg; *c; c++)
+    if (*c == '\n' || *c == '\t') *c = ' ';
+  mb_log(MB_ERROR, endpoint_of(r), NULL, NULL, "reload failed (changed: %s): %s; generation "
+         "%u keeps running", changed, msg, r->generation);
+  if (trace) mb_log(MB_DEBUG, endpoint_of(r), NULL, NULL, "reload failure%s", trace);
+}
+
+static void close_draining(mb_reload *r) {
+  ev_timer_stop(r->rt->loop, &r->drain);
+  mb_vm_close(r->draining);
+  r->draining = NULL;
+}
+
+/* New messages and timers go to vm from now on; the running state drains. */
+static void switch_to(mb_reload *r, mb_vm *vm, const char *changed, double started_at) {
+  mb_vm *old = r->current;
+  mb_vm_stop_timers(old);
+  r->rt->sched = mb_vm_sched(vm);
+  r->current = vm;
+  r->generation++;
+  if (r->started) mb_vm_start_timers(vm);
+  mb_watchdog_set_limit(2 * r->rt->cfg.time_budget);
+  unsigned live = mb_vm_live(old);
+  mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "reloaded %s (changed: %s): generation %u "
+         "swapped in %.1f ms; generation %u %s %u handlers in flight", mb_vm_script(vm),
+         changed, r->generation,
+         (monotonic() - started_at) * 1000.0, r->generation - 1,
+         live ? "finishes its" : "closed with", live);
+  r->draining = old;
+  if (live == 0) {
+    close_draining(r);
+    return;
+  }
+  r->drain_deadline = ev_now(r->rt->loop) + r->drain_seconds;
+  ev_timer_again(r->rt->loop, &r->drain);
+}
+
+/* A reload asked for while another was loading or a state was draining. */
+static void run_pending(mb_reload *r) {
+  if (!r->pending || r->stopped) return;
+  r->pending = 0;
+  ev_timer_stop(r->rt->loop, &r->debounce);
+  ev_timer_set(&r->debounce, DEBOUNCE_SECONDS, 0.);
+  ev_timer_start(r->rt->loop, &r->debounce);
+}
+
+void mb_reload_now(mb_reload *r, const char *why) {
+  if (why) note_change(r, why);
+  if (r->stopped) return;
+  if (r->loading || r->draining) {
+    r->pending = 1;
+    if (r->draining)
+      mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "reload waits until generation %u has "
+             "finished its %u handlers in flight", r->generation - 1, mb_vm_live(r->draining));
+    return;
+  }
+  ev_timer_stop(r->rt->loop, &r->debounce);
+  double started_at = monotonic();
+  char changed[sizeof r->changed];
+  snprintf(changed, sizeof changed, "%s", r->changed[0] ? r->changed : "nothing");
+  r->changed[0] = '\0'; /* changes from here on are for the next reload */
+  mb_err err;
+  mb_vm *vm = NULL;
+  if (mb_runtime_stage(r->rt) != MB_OK) mb_err_set(&err, MB_ENOMEM, "out of memory");
+  else if ((vm = load(r, &err)) == NULL) mb_runtime_unstage(r->rt);
+  else if (mb_runtime_adopt(r->rt, &err) != MB_OK) {
+    mb_vm_close(vm);
+    vm = NULL;
+  }
+  if (vm) switch_to(r, vm, changed, started_at);
+  else report_failure(r, changed, &err);
+  if (r->draining == NULL) run_pending(r);
+}
+
+static void on_drain_poll(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)revents;
+  mb_reload *r = w->data;
+  unsigned live = mb_vm_live(r->draining);
+  if (live && ev_now(loop) < r->drain_deadline) return;
+  if (live)
+    mb_log(MB_WARN, endpoint_of(r), NULL, NULL, "generation %u still had %u handlers in flight "
+           "after %.0f s: closed; their messages go back to the queue", r->generation - 1,
+           live, r->drain_seconds);
+  else
+    mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "generation %u finished its handlers: closed",
+           r->generation - 1);
+  close_draining(r);
+  run_pending(r);
+}
+
+void mb_reload_stop(mb_reload *r) {
+  if (r == NULL) return;
+  r->stopped = 1;
+  mb_filewatch_stop(r->files);
+  ev_timer_stop(r->rt->loop, &r->debounce);
+  ev_signal_stop(r->rt->loop, &r->sighup);
+  if (r->current) mb_vm_stop_timers(r->current);
+  if (r->draining) mb_vm_stop_timers(r->draining);
+}
+
+void mb_reload_free(mb_reload *r) {
+  if (r == NULL) return;
+  mb_reload_stop(r);
+  if (r->draining) close_draining(r);
+  mb_vm_close(r->current);
+  mb_filewatch_free(r->files);
+  free(r);
+}
+
+mb_vm *mb_reload_current(const mb_reload *r) { return r->current; }
+unsigned mb_reload_generation(const mb_reload *r) { return r->generation; }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# What a reload does to work in flight and to the topology (DESIGN §7): a handler waiting
+# in bus.request when its script is reloaded still gets its reply and completes on the old
+# code, while new messages run the new code; the old state is closed once it has finished.
+# An event handler added by a reload receives the next published event; one removed by a
+# reload no longer does (its subscription goes with it, so nothing is parked for it).
+. "$(dirname "$0")/lib.sh"
+mkdir -p "$WORK/asker" "$WORK/answerer" "$WORK/pub" "$WORK/sub"
+RECORDS=$WORK/records.txt
+export RECORDS
+cat >"$WORK/contracts.lua" <<'LUA'
+local bus = require "moonbus"
+bus.command("r.Start")
+bus.command("r.Ask")
+bus.message("r.Answer", { v = "string" })
+bus.command("r.Announce", { n = "number" })
+bus.event("r.Happened", { n = "number" })
+bus.command("r.Ping")
+LUA
+cat >"$WORK/answerer/endpoint.lua" <<'LUA'
+local bus = require "moonbus"
+require "contracts"
+bus.endpoint { name = "answerer" }
+bus.handle("r.Ask", function(_, ctx) ctx:reply("r.Answer", { v = "answered" }) end)
+LUA
+asker() {
+  cat <<LUA
+local bus = require "moonbus"
+require "contracts"
+bus.endpoint { name = "asker" }
+local out = assert(io.open(os.getenv("RECORDS"), "a"))
+bus.handle("r.Start", function(_, ctx)
+  local answer = bus.request("r.Ask", {}, { to = "answerer", timeout = 30 })
+  out:write("start ", ctx.id, " ", $1, " ", answer.v, "\n")
+  out:flush()
+end)
+LUA
+}
+cat >"$WORK/pub/endpoint.lua" <<'LUA'
+local bus = require "moonbus"
+require "contracts"
+bus.endpoint { name = "pub", publishes = { "r.Happened" } }
+bus.handle("r.Announce", function(a) bus.publish("r.Happened", { n = a.n }) end)
+LUA
+# sub GEN HANDLES: the subscriber, with a handler for r.Happened if HANDLES is "yes"
+sub() {
+  cat <<LUA
+local bus = require "moonbus"
+require "contracts"
+bus.endpoint { name = "sub" }
+local out = assert(io.open(os.getenv("RECORDS"), "a"))
+bus.handle("r.Ping", function() out:write("ping ", $1, "\n"); out:flush() end)
+if "$2" == "yes" then
+  bus.handle("r.Happened", function(e) out:write("event ", e.n, " ", $1, "\n"); out:flush() end)
+end
+LUA
+}
+record() { grep -q "$1" "$RECORDS" 2>/dev/null; }
+
+# --- a handler waiting in bus.request across a reload -------------------------------------
+first_start "$WORK/answerer" # its queue exists; nobody answers yet
+asker 1 >"$WORK/asker/endpoint.lua"
+start_host asker "$WORK/asker"
+wait_for 10 host_ready asker
+first=$("$MOONBUS" send asker r.Start '{}' 2>>"$WORK/cli.log")
+check "the first request waits for the answerer" wait_until 20 '[ "$(depth answerer)" = 1 ]'
+asker 2 >"$WORK/asker/endpoint.lua"
+check "the reload leaves generation 1 finishing its waiting handler" wait_until 20 \
+  "grep -q 'generation 2 swapped in .* generation 1 finishes its 1 handlers in flight' $WORK/asker.log"
+second=$("$MOONBUS" send asker r.Start '{}' 2>>"$WORK/cli.log")
+check "the second request waits too" wait_until 20 '[ "$(depth answerer)" = 2 ]'
+start_host answerer "$WORK/answerer"
+check "both handlers get their replies" wait_until 20 '[ "$(grep -c ^start "$RECORDS")" = 2 ]'
+check "the handler that waited across the reload completed on the old code" \
+  record "start $first 1 answered"
+check "the message after the reload ran the new code" record "start $second 2 answered"
+check "generation 1 is closed once its handler has finished" wait_until 10 \
+  "grep -q 'generation 1 finished its handlers: closed' $WORK/asker.log"
+check "nothing is left in the asker's queue" test "$(depth asker)" = 0
+
+# --- subscriptions follow the handlers ----------------------------------------------------
+sub 1 no >"$WORK/sub/endpoint.lua"
+start_host pub "$WORK/pub"
+start_host sub "$WORK/sub"
+wait_for 10 host_ready pub
+wait_for 10 host_ready sub
+"$MOONBUS" send pub r.Announce '{"n":1}' >/dev/null 2>>"$WORK/cli.log"
+wait_until 10 "[ \$(grep -c 'handled in' $WORK/pub.log) -ge 1 ]"
+sub 2 yes >"$WORK/sub/endpoint.lua"
+check "the reload subscribes the new handler's event" wait_until 20 \
+  "grep -q 'now subscribed to r.Happened' $WORK/sub.log"
+"$MOONBUS" send pub r.Announce '{"n":2}' >/dev/null 2>>"$WORK/cli.log"
+check "the next published event reaches the handler the reload added" wait_until 20 \
+  'record "event 2 2"'
+check "the event published before it was handled did not" test -z "$(grep '^event 1' "$RECORDS")"
+sub 3 no >"$WORK/sub/endpoint.lua"
+check "a reload without the handler unsubscribes its event" wait_until 20 \
+  "grep -q 'no longer subscribed to r.Happened' $WORK/sub.log"
+"$MOONBUS" send pub r.Announce '{"n":3}' >/dev/null 2>>"$WORK/cli.log"
+"$MOONBUS" send sub r.Ping '{}' >/dev/null 2>>"$WORK/cli.log"
+check "generation 3 handles the endpoint's commands" wait_until 20 'record "ping 3"'
+wait_until 10 "[ \$(grep -c 'handled in' $WORK/pub.log) -ge 3 ]"
+sleep 0.5
+check "the event published after the unsubscribe did not reach the endpoint" \
+  test -z "$(grep '^event 3' "$RECORDS")"
+check "and was not parked as unhandled" test -z "$(parked)"
+check "the subscriber's queue is empty" test "$(depth sub)" = 0
+exit $TAP_FAILED
