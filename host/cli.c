@@ -8,6 +8,7 @@
 #include <ev.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "compose.h"
@@ -18,8 +19,20 @@
 #include "watchdog.h"
 
 /* How long the state before a reload may take to finish its handlers in flight: longer
- * than bus.request's default timeout, so that a handler waiting for a reply gets it. */
+ * than bus.request's default timeout, so that a handler waiting for a reply gets it.
+ * MOONBUS_RELOAD_DRAIN (seconds) overrides it. */
 #define RELOAD_DRAIN_SECONDS 60.0
+
+static double reload_drain_seconds(void) {
+  const char *env = getenv("MOONBUS_RELOAD_DRAIN");
+  char *end;
+  double s = env ? strtod(env, &end) : 0;
+  if (env && *env && *end == '\0' && s > 0) return s;
+  if (env && *env)
+    mb_log(MB_WARN, NULL, NULL, NULL, "MOONBUS_RELOAD_DRAIN=%s is not a positive number of "
+           "seconds: using %.0f", env, RELOAD_DRAIN_SECONDS);
+  return RELOAD_DRAIN_SECONDS;
+}
 
 typedef struct run_state {
   mb_runtime *rt;
@@ -119,7 +132,7 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
   if (mb_watchdog_start(2 * s.rt->cfg.time_budget) != 0)
     mb_log(MB_WARN, s.rt->cfg.name, NULL, NULL, "cannot start the watchdog thread: a handler "
            "stuck inside a C function will not be stopped");
-  mb_reload_start(s.reload, !opts->no_reload, RELOAD_DRAIN_SECONDS);
+  mb_reload_start(s.reload, !opts->no_reload, reload_drain_seconds());
   log_started(s.rt, mb_reload_current(s.reload), !opts->no_reload);
   ev_run(loop, 0);
   unwatch(loop, &s);

@@ -75,8 +75,11 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     th->over_budget = 1;
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
   }
-  luaL_error(L, "%s ran past its time budget of %f s (time_budget)", th->what,
-             (lua_Number)s->rt->cfg.time_budget);
+  luaL_where(L, 0); /* the function the hook interrupted */
+  lua_pushfstring(L, "%s ran past its time budget of %f s (time_budget)", th->what,
+                  (lua_Number)s->rt->cfg.time_budget);
+  lua_concat(L, 2);
+  lua_error(L);
 }
 
 static void arm_budget(mb_sched *s, mb_thread *th) {

@@ -102,8 +102,11 @@ static void load_hook(lua_State *L, lua_Debug *ar) {
   }
   if (monotonic() > load_deadline) {
     lua_sethook(L, load_hook, LUA_MASKCOUNT, 1); /* pcall cannot catch its way past */
-    luaL_error(L, "loading the script ran past its time budget of %f s (time_budget)",
-               (lua_Number)load_budget_s);
+    luaL_where(L, 0); /* the function the hook interrupted */
+    lua_pushfstring(L, "loading the script ran past its time budget of %f s (time_budget)",
+                    (lua_Number)load_budget_s);
+    lua_concat(L, 2);
+    lua_error(L);
   }
 }
 

@@ -5,7 +5,7 @@
 # An event handler added by a reload receives the next published event; one removed by a
 # reload no longer does (its subscription goes with it, so nothing is parked for it).
 . "$(dirname "$0")/lib.sh"
-mkdir -p "$WORK/asker" "$WORK/answerer" "$WORK/pub" "$WORK/sub"
+mkdir -p "$WORK/asker" "$WORK/answerer" "$WORK/pub" "$WORK/sub" "$WORK/hasty"
 RECORDS=$WORK/records.txt
 export RECORDS
 cat >"$WORK/contracts.lua" <<'LUA'
@@ -23,11 +23,12 @@ require "contracts"
 bus.endpoint { name = "answerer" }
 bus.handle("r.Ask", function(_, ctx) ctx:reply("r.Answer", { v = "answered" }) end)
 LUA
+# asker GEN [NAME]: requests answerer for each r.Start, records "start ID GEN ANSWER"
 asker() {
   cat <<LUA
 local bus = require "moonbus"
 require "contracts"
-bus.endpoint { name = "asker" }
+bus.endpoint { name = "${2:-asker}" }
 local out = assert(io.open(os.getenv("RECORDS"), "a"))
 bus.handle("r.Start", function(_, ctx)
   local answer = bus.request("r.Ask", {}, { to = "answerer", timeout = 30 })
@@ -69,6 +70,10 @@ check "the reload leaves generation 1 finishing its waiting handler" wait_until 
   "grep -q 'generation 2 swapped in .* generation 1 finishes its 1 handlers in flight' $WORK/asker.log"
 second=$("$MOONBUS" send asker r.Start '{}' 2>>"$WORK/cli.log")
 check "the second request waits too" wait_until 20 '[ "$(depth answerer)" = 2 ]'
+asker 3 >"$WORK/asker/endpoint.lua"
+check "a save while generation 1 drains waits for it (at most two states)" wait_until 20 \
+  "grep -q 'reload waits until generation 1 has finished its 1 handlers' $WORK/asker.log"
+check "and has not loaded yet" test "$(grep -c 'swapped in' "$WORK/asker.log")" -eq 1
 start_host answerer "$WORK/answerer"
 check "both handlers get their replies" wait_until 20 '[ "$(grep -c ^start "$RECORDS")" = 2 ]'
 check "the handler that waited across the reload completed on the old code" \
@@ -76,7 +81,30 @@ check "the handler that waited across the reload completed on the old code" \
 check "the message after the reload ran the new code" record "start $second 2 answered"
 check "generation 1 is closed once its handler has finished" wait_until 10 \
   "grep -q 'generation 1 finished its handlers: closed' $WORK/asker.log"
+check "then the save that waited is loaded as generation 3" wait_until 10 \
+  "grep -q 'generation 3 swapped in' $WORK/asker.log"
+third=$("$MOONBUS" send asker r.Start '{}' 2>>"$WORK/cli.log")
+check "and runs the next message" wait_until 20 'record "start $third 3 answered"'
+grep -E 'reloaded|reload waits|finished its' "$WORK/asker.log" | sed 's/^.*\] /# /' 
 check "nothing is left in the asker's queue" test "$(depth asker)" = 0
+
+# --- a drain that outlasts its deadline: the message goes back and runs the new code -------
+kill -TERM "$LAST_PID" # the answerer
+wait "$LAST_PID"
+first_start "$WORK/answerer"
+asker 1 hasty >"$WORK/hasty/endpoint.lua"
+MOONBUS_RELOAD_DRAIN=1 start_host hasty "$WORK/hasty"
+wait_for 10 host_ready hasty
+late=$("$MOONBUS" send hasty r.Start '{}' 2>>"$WORK/cli.log")
+wait_until 20 '[ "$(depth answerer)" = 1 ]'
+asker 2 hasty >"$WORK/hasty/endpoint.lua"
+check "past the drain deadline the old state is closed and its message given back" wait_until 20 \
+  "grep -q 'generation 1 still had 1 handlers in flight after 1 s: closed; their messages go back' $WORK/hasty.log"
+start_host answerer "$WORK/answerer"
+check "the message given back is handled by the new code" wait_until 20 'record "start $late 2 answered"'
+sleep 0.5
+check "and only once" test "$(grep -c "start $late" "$RECORDS")" -eq 1
+check "nothing is left in its queue" test "$(depth hasty)" = 0
 
 # --- subscriptions follow the handlers ----------------------------------------------------
 sub 1 no >"$WORK/sub/endpoint.lua"

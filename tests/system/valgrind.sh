@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A run/stop cycle of the release host under valgrind: messages handled, a timer fired,
-# a failure released, requests answered and timed out, a handler and a timer still waiting
-# for replies when SIGTERM comes, and no leak or memory error.
+# a failure released, requests answered and timed out, a reload refused (a syntax error)
+# and one done while a handler and a timer of the old state still wait for replies, both
+# states alive when SIGTERM comes, and no leak or memory error.
 . "$(dirname "$0")/lib.sh"
 if ! command -v valgrind >/dev/null; then
   not_ok "valgrind is installed (scripts/install-deps.sh installs it)"
@@ -49,6 +50,13 @@ check "a request timed out with an error bus.is_timeout knows" grep -q "timed ou
 wait_until 30 '[ "$(grep -c "type=v.Never" "$WORK/vg.log")" -ge 3 ]'
 check "a handler and a timer wait for replies that never come" \
   test "$(grep -c "type=v.Never" "$WORK/vg.log")" -ge 3
+printf 'local broken = \n' >>"$WORK/v/endpoint.lua"
+wait_until 30 'grep -q "reload failed" "$WORK/vg.log"'
+check "a broken save is refused" grep -q "reload failed" "$WORK/vg.log"
+sed -i '$d' "$WORK/v/endpoint.lua" # the fix, saved by rename
+wait_until 30 'grep -q "generation 2 swapped" "$WORK/vg.log"'
+check "the fixed save is loaded while the old state's handler and timer wait" \
+  grep -q "generation 2 swapped in .* generation 1 finishes its 2 handlers in flight" "$WORK/vg.log"
 kill -TERM $V
 wait $V; rc=$?
 check "valgrind reports no leak or memory error (exit $rc)" test $rc -eq 0
