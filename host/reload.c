@@ -155,7 +155,7 @@ static void switch_to(mb_reload *r, mb_vm *vm, const char *changed, double start
   mb_watchdog_set_limit(2 * r->rt->cfg.time_budget);
   unsigned live = mb_vm_live(old);
   mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "reloaded %s (changed: %s): generation %u "
-         "swapped in %.1f ms; generation %u %s %u handlers in flight", mb_vm_script(vm),
+         "swapped in %.2f ms; generation %u %s %u handlers in flight", mb_vm_script(vm),
          changed, r->generation,
          (monotonic() - started_at) * 1000.0, r->generation - 1,
          live ? "finishes its" : "closed with", live);

@@ -174,6 +174,23 @@ static void keep_fixed(const mb_runtime *rt, mb_staged *st) {
   st->cfg.classic_queue = rt->cfg.classic_queue;
 }
 
+static int same_types(char *const *a, size_t na, char *const *b, size_t nb) {
+  if (na != nb) return 0;
+  for (size_t i = 0; i < na; i++)
+    if (!has_type(b, nb, a[i])) return 0;
+  return 1;
+}
+
+/* 1 if the staged declaration needs no change of the topology (most edits of a handler). */
+static int same_topology(const mb_runtime *rt, const mb_staged *st) {
+  return same_text(rt->cfg.error_queue, st->cfg.error_queue) &&
+         same_text(rt->cfg.audit_queue, st->cfg.audit_queue) &&
+         same_types(rt->subscriptions, rt->n_subscriptions, st->subscriptions,
+                    st->n_subscriptions) &&
+         same_types(rt->cfg.publishes, rt->cfg.n_publishes, st->cfg.publishes,
+                    st->cfg.n_publishes);
+}
+
 /* Exchanges the running declaration with the staged one. */
 static void swap_declaration(mb_runtime *rt) {
   mb_staged *st = rt->staged;
@@ -207,9 +224,10 @@ int mb_runtime_adopt(mb_runtime *rt, mb_err *err) {
                       : mb_err_set(err, MB_EINVAL, "nothing was staged");
   if (rc == MB_OK) {
     keep_fixed(rt, rt->staged);
+    int unchanged = same_topology(rt, rt->staged) && !rt->topology_dirty;
     swap_declaration(rt);
-    rt->topology_dirty = 1;
-    if (rt->transport) rc = declare(rt, err);
+    if (!unchanged) rt->topology_dirty = 1;
+    if (rt->transport && rt->topology_dirty) rc = declare(rt, err);
     if (rc != MB_OK) {
       swap_declaration(rt); /* the old topology, declared again at the next connect */
       mb_err again;

@@ -4,8 +4,8 @@
 # (default 20 000) and prints one table of medians with the ratio moonbus/raw, then the
 # request/reply latency of moonbus on both transports. Starts a private RabbitMQ if none
 # runs (scripts/rabbitmq.sh) and stops it again.
-# Still to come (issue 8): the SQLite raw loop, idle and delayed-retry memory rows, and
-# hot-reload swap time.
+# Then hot-reload swap times (tests/bench/reload_swap.sh) on both transports.
+# Still to come (issue 8): the SQLite raw loop, idle and delayed-retry memory rows.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -52,4 +52,10 @@ printf "%-44s %12.3f %12.3f %8.2f\n" "request/reply p99, ms (1 in flight)" "$raw
 echo
 echo "SQLite request/reply (no raw baseline yet):"
 bash tests/bench/request_latency.sh 2000
+echo
+echo "Hot reload, swap time in ms (SIGHUP; under load: every 20 ms while draining $N commands):"
+bash tests/bench/reload_swap.sh 50 | sed 's/^/  sqlite   /'
+bash scripts/rabbitmq.sh vhosts "swap$$-" 1 >/dev/null
+MOONBUS_TRANSPORT="$AMQP/swap$$-1" bash tests/bench/reload_swap.sh 50 | sed 's/^/  rabbitmq /'
+bash scripts/rabbitmq.sh drop-vhosts "swap$$-" 1 >/dev/null 2>&1 || true
 rm -f "$OUT"
