@@ -100,6 +100,12 @@ int64_t mb_now_usec(void) {
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+double mb_monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 void mb_time_iso(int64_t usec, char out[MB_TIME_LEN + 1]) {
   time_t secs = (time_t)(usec / 1000000);
   long frac = (long)(usec % 1000000);

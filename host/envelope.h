@@ -61,6 +61,8 @@ int mb_id_valid(const char *s);
 
 /* Microseconds since the Unix epoch (CLOCK_REALTIME). */
 int64_t mb_now_usec(void);
+/* Seconds on CLOCK_MONOTONIC, for deadlines and durations. */
+double mb_monotonic(void);
 /* Formats usec as ISO 8601 UTC with microseconds: MB_TIME_LEN characters and a NUL. */
 void mb_time_iso(int64_t usec, char out[MB_TIME_LEN + 1]);
 /* Parses what mb_time_iso writes (the fraction may have 0-6 digits). MB_OK or MB_EINVAL. */

@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "envelope.h"
 #include "filewatch.h"
 #include "log.h"
 #include "watchdog.h"
@@ -38,12 +38,6 @@ static void on_change(void *ud, const char *path);
 static void on_debounced(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_drain_poll(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents);
-
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static const char *endpoint_of(const mb_reload *r) {
   return r->rt->configured ? r->rt->cfg.name : NULL;
@@ -157,7 +151,7 @@ static void switch_to(mb_reload *r, mb_vm *vm, const char *changed, double start
   mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "reloaded %s (changed: %s): generation %u "
          "swapped in %.2f ms; generation %u %s %u handlers in flight", mb_vm_script(vm),
          changed, r->generation,
-         (monotonic() - started_at) * 1000.0, r->generation - 1,
+         (mb_monotonic() - started_at) * 1000.0, r->generation - 1,
          live ? "finishes its" : "closed with", live);
   r->draining = old;
   if (live == 0) {
@@ -188,7 +182,7 @@ void mb_reload_now(mb_reload *r, const char *why) {
     return;
   }
   ev_timer_stop(r->rt->loop, &r->debounce);
-  double started_at = monotonic();
+  double started_at = mb_monotonic();
   char changed[sizeof r->changed];
   snprintf(changed, sizeof changed, "%s", r->changed[0] ? r->changed : "nothing");
   r->changed[0] = '\0'; /* changes from here on are for the next reload */

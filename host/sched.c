@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lbus.h"
 #include "log.h"
@@ -54,12 +53,6 @@ struct mb_sched {
 
 static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents);
 
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The time budget (DESIGN §6): every BUDGET_HOOK_EVERY instructions of the running
  * coroutine (and of any coroutine it made, which inherit the hook), a look at the clock.
  * Past the deadline it raises, and from then on at every instruction, so that a script
@@ -70,7 +63,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   mb_sched *s = *(mb_sched **)lua_getextraspace(L);
   mb_thread *th = s ? s->running : NULL;
   if (th == NULL || th->deadline == 0) return;
-  if (!th->over_budget && monotonic() < th->deadline) return;
+  if (!th->over_budget && mb_monotonic() < th->deadline) return;
   if (!th->over_budget) {
     th->over_budget = 1;
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
@@ -83,7 +76,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
 }
 
 static void arm_budget(mb_sched *s, mb_thread *th) {
-  th->deadline = monotonic() + s->rt->cfg.time_budget;
+  th->deadline = mb_monotonic() + s->rt->cfg.time_budget;
   th->over_budget = 0;
   lua_sethook(th->co, budget_hook, LUA_MASKCOUNT, BUDGET_HOOK_EVERY);
 }
@@ -212,7 +205,7 @@ static void step(mb_sched *s, mb_thread *th, int nargs) {
 
 void mb_sched_park(mb_sched *s, mb_thread *th, void (*cancel)(void *ud), void *ud) {
   s->parked++;
-  th->parked_at = monotonic();
+  th->parked_at = mb_monotonic();
   th->parked = 1;
   th->cancel = cancel;
   th->cancel_ud = ud;
@@ -241,7 +234,7 @@ static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents) {
     th->ready = th->parked = 0;
     th->cancel = NULL;
     s->parked--;
-    if (th->deadline) th->deadline += monotonic() - th->parked_at; /* the budget is for running */
+    if (th->deadline) th->deadline += mb_monotonic() - th->parked_at; /* the budget is for running */
     step(s, th, 0);
   }
 }

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "lbus.h"
 #include "watchdog.h"
@@ -58,7 +57,8 @@ static int resolve(mb_vm *vm, const char *target, mb_err *err) {
     return mb_err_set(err, MB_ENOTFOUND, "no such file or directory: %s", target);
   if (S_ISDIR(st.st_mode)) {
     snprintf(vm->dir, sizeof vm->dir, "%s", target);
-    snprintf(vm->script, sizeof vm->script, "%s/endpoint.lua", target);
+    for (size_t n = strlen(vm->dir); n > 1 && vm->dir[n - 1] == '/'; n--) vm->dir[n - 1] = '\0';
+    snprintf(vm->script, sizeof vm->script, "%.4000s/endpoint.lua", vm->dir);
     if (stat(vm->script, &st) != 0)
       return mb_err_set(err, MB_ENOTFOUND, "%s has no endpoint.lua", target);
     return MB_OK;
@@ -88,19 +88,13 @@ static void set_paths(lua_State *L, const char *dir) {
   lua_pop(L, 2);
 }
 
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void load_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (load_deadline == 0) {
     lua_sethook(L, NULL, 0, 0); /* a coroutine made while loading and run later */
     return;
   }
-  if (monotonic() > load_deadline) {
+  if (mb_monotonic() > load_deadline) {
     lua_sethook(L, load_hook, LUA_MASKCOUNT, 1); /* pcall cannot catch its way past */
     luaL_where(L, 0); /* the function the hook interrupted */
     lua_pushfstring(L, "loading the script ran past its time budget of %f s (time_budget)",
@@ -116,7 +110,7 @@ static int load_script(mb_vm *vm, double budget, mb_err *err) {
   int status = luaL_loadfile(L, vm->script);
   if (status == LUA_OK) {
     load_budget_s = budget;
-    load_deadline = monotonic() + budget;
+    load_deadline = mb_monotonic() + budget;
     lua_sethook(L, load_hook, LUA_MASKCOUNT, LOAD_HOOK_EVERY);
     mb_watchdog_enter(vm->script);
     status = lua_pcall(L, 0, 0, -2);

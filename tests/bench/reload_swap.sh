@@ -59,16 +59,7 @@ kill -TERM $HOST && wait $HOST || true
 
 # under load: the commands wait in the queue, then the host drains them while reloading
 LUA_PATH="$WORK/?.lua;$ROOT/modules/?.lua;;" LUA_CPATH="$ROOT/build/?.so;;" MOONBUS_LOG=error \
-  lua5.4 - "$N" <<'LUA'
-local testing = require "moonbus.testing"
-local bus = testing.fresh(os.getenv("MOONBUS_TRANSPORT"))
-require "contracts"
-bus.endpoint { name = "bench_sender", routes = { ["b.Do"] = "bench_worker" }, audit = false }
-local sent = 0
-local note = string.rep("x", 150)
-bus.after(0, function() for i = 1, tonumber(arg[1]) do bus.send("b.Do", { n = i, note = note }); sent = i end end)
-assert(testing.run_until(function() return sent == tonumber(arg[1]) end, 600), "sent only " .. sent)
-LUA
+  lua5.4 "$ROOT/tests/tools/send_many.lua" bench_worker b.Do 1 "$N" 150 >/dev/null
 : >"$WORK/host.log"
 t0=$(date +%s.%N)
 start

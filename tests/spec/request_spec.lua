@@ -228,18 +228,22 @@ describe("bus.request", function()
 
     local function token_of(i) return string.format("req-%03d-%d", i, math.random(1e9)) end
 
+    -- Requests an echo of token: what came back goes to answers, an error to failures.
+    local function ask(token, answers, failures)
+      local ok, body, rctx = pcall(bus.request, "rq.Echo", { token = token }, { timeout = 20 })
+      if ok then
+        answers[token] = { token = body.token, request_id = body.request_id,
+                           correlation_id = rctx.correlation_id }
+      else
+        failures[#failures + 1] = tostring(body)
+      end
+    end
+
     it("gives each of 200 handlers waiting at once its own answer", function()
       serve({ concurrency = 512 }) -- 200 waiting handlers and the replies to them
       local answers, count, failures, peak = {}, 0, {}, 0
       bus.handle("rq.Work", function(w)
-        local token = token_of(w.n)
-        local ok, body, rctx = pcall(bus.request, "rq.Echo", { token = token }, { timeout = 20 })
-        if ok then
-          answers[token] = { token = body.token, request_id = body.request_id,
-                             correlation_id = rctx.correlation_id }
-        else
-          failures[#failures + 1] = tostring(body)
-        end
+        ask(token_of(w.n), answers, failures)
         count = count + 1
       end)
       for i = 1, 200 do bus.send("rq.Work", { n = i }) end
@@ -257,14 +261,7 @@ describe("bus.request", function()
       local answers, count, failures, peak = {}, 0, {}, 0
       for i = 1, 200 do
         bus.after(0, function()
-          local token = token_of(i)
-          local ok, body, rctx = pcall(bus.request, "rq.Echo", { token = token }, { timeout = 20 })
-          if ok then
-            answers[token] = { token = body.token, request_id = body.request_id,
-                               correlation_id = rctx.correlation_id }
-          else
-            failures[#failures + 1] = tostring(body)
-          end
+          ask(token_of(i), answers, failures)
           count = count + 1
         end)
       end

@@ -33,23 +33,8 @@ handlers 1 >"$WORK/worker/handlers.lua"
 RECORDS=$WORK/records.txt
 export RECORDS
 
-# a producer: stock lua5.4 with moonbus.so, sending N commands from a timer
-produce() {
-  LUA_PATH="$WORK/?.lua;$ROOT/modules/?.lua;;" LUA_CPATH="$ROOT/build/?.so;;" MOONBUS_LOG=error \
-    lua5.4 - "$N" <<'LUA'
-local testing = require "moonbus.testing"
-local bus = testing.fresh(os.getenv("MOONBUS_TRANSPORT"))
-require "contracts"
-bus.endpoint { name = "producer", routes = { ["r.Do"] = "worker" }, audit = false }
-local sent = 0
-bus.after(0, function() for i = 1, tonumber(arg[1]) do bus.send("r.Do", { n = i }); sent = i end end)
-assert(testing.run_until(function() return sent == tonumber(arg[1]) end, 300), "sent only " .. sent)
-print(sent)
-LUA
-}
-
 first_start "$WORK/worker" # the worker's queue exists before the producer sends
-produce >"$WORK/producer.out" 2>"$WORK/producer.err" &
+send_many worker r.Do 1 "$N" >"$WORK/producer.out" 2>"$WORK/producer.err" &
 PRODUCER=$!
 start_host worker "$WORK/worker"
 wait_for 10 host_ready worker

@@ -92,6 +92,12 @@ mb_lua() {
     host.reset { transport = os.getenv('MOONBUS_TRANSPORT') }
     $1"
 }
+# send_many DEST TYPE FROM TO: sends commands TYPE { n = FROM..TO } to DEST (the contracts
+# in $WORK/contracts.lua) and prints how many were sent.
+send_many() {
+  LUA_PATH="$WORK/?.lua;$ROOT/modules/?.lua;;" LUA_CPATH="$ROOT/build/?.so;;" MOONBUS_LOG=error \
+    lua5.4 "$ROOT/tests/tools/send_many.lua" "$@"
+}
 # depth QUEUE: messages ready in QUEUE.
 depth() { mb_lua "print((host.depth('$1')))"; }
 # parked [QUEUE]: one line per message of the error queue: id, body, exception message.
