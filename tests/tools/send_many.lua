@@ -10,13 +10,16 @@ local bus = testing.fresh(os.getenv("MOONBUS_TRANSPORT"))
 require "contracts"
 bus.endpoint { name = "sender_" .. dest, routes = { [type] = dest }, audit = false }
 local note = note_bytes and string.rep("x", note_bytes) or nil
-local sent, done = 0, false
+local sent, done, failure = 0, false, nil
 bus.after(0, function()
-  for i = from, to do
-    bus.send(type, { n = i, note = note })
-    sent = sent + 1
-  end
-  done = true
+  local ok, err = pcall(function()
+    for i = from, to do
+      bus.send(type, { n = i, note = note })
+      sent = sent + 1
+    end
+  end)
+  failure, done = not ok and tostring(err) or nil, true
 end)
-assert(testing.run_until(function() return done end, 600), "sent only " .. sent)
+assert(testing.run_until(function() return done end, 600), "sent only " .. sent .. " in 600 s")
+assert(not failure, failure)
 print(sent)
