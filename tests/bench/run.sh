@@ -1,61 +1,82 @@
 #!/usr/bin/env bash
 # run.sh — `make bench`: moonbus against the raw limit, side by side in one run (DESIGN §9).
 # Alternates raw and moonbus for BENCH_ROUNDS rounds (default 3) of BENCH_N messages
-# (default 20 000) and prints one table of medians with the ratio moonbus/raw, then the
-# request/reply latency of moonbus on both transports. Starts a private RabbitMQ if none
-# runs (scripts/rabbitmq.sh) and stops it again.
-# Then hot-reload swap times (tests/bench/reload_swap.sh) on both transports.
-# Still to come (issue 8): the SQLite raw loop, idle and delayed-retry memory rows.
+# (default 20 000) on RabbitMQ (throughput.sh, raw_rpc) and SQLite (sqlite_throughput.sh),
+# measures resident memory idle and with 5 × BENCH_N messages in delayed retry (the
+# delayed_memory system test, release host) and hot-reload swap times (reload_swap.sh),
+# and prints one table of medians with the ratio moonbus/raw and the target of each row.
+# Starts a private RabbitMQ if none runs (scripts/rabbitmq.sh) and stops it again.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 N=${BENCH_N:-20000}
 ROUNDS=${BENCH_ROUNDS:-3}
+RPC_N=$((N / 10 > 200 ? N / 10 : 200))
+DELAYED=$((N * 5))
 STARTED=0
 if ! bash scripts/rabbitmq.sh status >/dev/null 2>&1; then
   bash scripts/rabbitmq.sh start >/dev/null
   STARTED=1
 fi
-trap '[ "$STARTED" -eq 1 ] && bash scripts/rabbitmq.sh stop >/dev/null 2>&1' EXIT
 OUT=$(mktemp)
-echo "# $(nproc) cores, $(date -u +%Y-%m-%d), $N messages x $ROUNDS rounds (BENCH_N, BENCH_ROUNDS)"
-for r in $(seq 1 "$ROUNDS"); do
-  bash tests/bench/throughput.sh "$N" | tee -a "$OUT" | sed "s/^/# round $r: /"
-done
-median() { # median of the numbers on stdin
-  sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-col() { awk -v who="$1" -v c="$2" '$1 == who && NF == 5 || $1 == who && who == "mbrpc" { print $c }' "$OUT" | median; }
-raw_rate=$(col raw 4); mb_rate=$(col moonbus 4)
-raw_cpu=$(col raw 5); mb_cpu=$(col moonbus 5)
-printf "\n%-44s %12s %12s %8s\n" "RabbitMQ, quorum queue, confirms, prefetch 32" raw moonbus ratio
-printf "%-44s %12.0f %12.0f %8.2f\n" "throughput, messages/s" "$raw_rate" "$mb_rate" \
-  "$(awk -v a="$mb_rate" -v b="$raw_rate" 'BEGIN { print a / b }')"
-printf "%-44s %12.4f %12.4f %8.2f\n" "CPU seconds per 1 000 messages (all processes)" "$raw_cpu" "$mb_cpu" \
-  "$(awk -v a="$mb_cpu" -v b="$raw_cpu" 'BEGIN { print a / b }')"
-# request/reply, one request in flight: raw_rpc against bus.request, alternating
+trap 'rm -f "$OUT"; [ "$STARTED" -eq 1 ] && bash scripts/rabbitmq.sh stop >/dev/null 2>&1' EXIT
 AMQP=$(bash scripts/rabbitmq.sh url)
-bash scripts/rabbitmq.sh vhosts "rpc$$-" "$ROUNDS" >/dev/null
+log() { tee -a "$OUT" | sed "s/^/# $1: /"; }
+echo "# $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
+  "$(. /etc/os-release && echo "$PRETTY_NAME"), $(date -u +%Y-%m-%d); $N messages x $ROUNDS rounds" \
+  "(BENCH_N, BENCH_ROUNDS)"
+
 for r in $(seq 1 "$ROUNDS"); do
-  ./build/bench/raw_rpc "$AMQP/rpc$$-$r" bench.rpc 2000 | tee -a "$OUT" | sed "s/^/# round $r: rpc /"
-  MOONBUS_TRANSPORT="$AMQP/rpc$$-$r" bash tests/bench/request_latency.sh 2000 |
-    awk '{ print "mbrpc", $2, $5, $8, $11, $14 }' | tee -a "$OUT" | sed "s/^/# round $r: rpc /"
+  bash tests/bench/throughput.sh "$N" | sed 's/^/amqp_/' | log "round $r"
+  bash tests/bench/sqlite_throughput.sh "$N" | sed 's/^/sqlite_/' | log "round $r"
+done
+bash scripts/rabbitmq.sh vhosts "rpc$$-" "$ROUNDS" >/dev/null
+for r in $(seq 1 "$ROUNDS"); do # request/reply, one in flight: raw_rpc against bus.request
+  ./build/bench/raw_rpc "$AMQP/rpc$$-$r" bench.rpc "$RPC_N" | awk '{ print "rpc_raw", $3, $5 }' |
+    log "round $r"
+  MOONBUS_TRANSPORT="$AMQP/rpc$$-$r" bash tests/bench/request_latency.sh "$RPC_N" |
+    awk '{ print "rpc_moonbus", $5, $11 }' | log "round $r"
+  bash tests/bench/request_latency.sh "$RPC_N" | awk '{ print "rpc_sqlite", $5, $11 }' | log "round $r"
 done
 bash scripts/rabbitmq.sh drop-vhosts "rpc$$-" "$ROUNDS" >/dev/null 2>&1 || true
-raw_p50=$(awk '$1 == "raw" && NF == 6 { print $3 }' "$OUT" | median)
-raw_p99=$(awk '$1 == "raw" && NF == 6 { print $5 }' "$OUT" | median)
-mb_p50=$(col mbrpc 3); mb_p99=$(col mbrpc 5)
-printf "%-44s %12.3f %12.3f %8.2f\n" "request/reply p50, ms (1 in flight)" "$raw_p50" "$mb_p50" \
-  "$(awk -v a="$mb_p50" -v b="$raw_p50" 'BEGIN { print a / b }')"
-printf "%-44s %12.3f %12.3f %8.2f\n" "request/reply p99, ms (1 in flight)" "$raw_p99" "$mb_p99" \
-  "$(awk -v a="$mb_p99" -v b="$raw_p99" 'BEGIN { print a / b }')"
-echo
-echo "SQLite request/reply (no raw baseline yet):"
-bash tests/bench/request_latency.sh 2000
-echo
-echo "Hot reload, swap time in ms (SIGHUP; under load: every 20 ms while draining $N commands):"
-bash tests/bench/reload_swap.sh 50 | sed 's/^/  sqlite   /'
+for t in sqlite rabbitmq; do # resident memory, idle and with DELAYED messages in delayed retry
+  MOONBUS_TEST_TRANSPORT=$([ $t = rabbitmq ] && echo "$AMQP") DELAYED_N=$DELAYED \
+    bash tests/system/delayed_memory.sh 2>&1 | grep '^# resident memory' |
+    awk -v t=$t '{ print "mem_" t, $5, $11 }' | log memory
+done
+bash tests/bench/reload_swap.sh 50 | awk '{ print "swap_sqlite_" $2, $4, $6 }' | log reload
 bash scripts/rabbitmq.sh vhosts "swap$$-" 1 >/dev/null
-MOONBUS_TRANSPORT="$AMQP/swap$$-1" bash tests/bench/reload_swap.sh 50 | sed 's/^/  rabbitmq /'
+MOONBUS_TRANSPORT="$AMQP/swap$$-1" bash tests/bench/reload_swap.sh 50 |
+  awk '{ print "swap_rabbitmq_" $2, $4, $6 }' | log reload
 bash scripts/rabbitmq.sh drop-vhosts "swap$$-" 1 >/dev/null 2>&1 || true
-rm -f "$OUT"
+
+median() { # median of column $2 of the lines whose first field is $1
+  awk -v k="$1" -v c="$2" '$1 == k { print $c }' "$OUT" | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+row() { # row LABEL FORMAT RAW MOONBUS TARGET: ratio = moonbus / raw
+  printf "%-46s %10${2} %10${2} %7.2f  %s\n" "$1" "$3" "$4" "$(awk -v a="$4" -v b="$3" 'BEGIN { print a / b }')" "$5"
+}
+only() { # only LABEL VALUE TARGET: a moonbus figure with no raw counterpart
+  printf "%-46s %10s %10s %7s  %s\n" "$1" "-" "$2" "-" "$3"
+}
+echo
+printf "%-46s %10s %10s %7s  %s\n" "median of $ROUNDS rounds" raw moonbus ratio target
+row "RabbitMQ throughput, msg/s (quorum, confirms)" .0f "$(median amqp_raw 4)" "$(median amqp_moonbus 4)" ">= 0.80"
+row "RabbitMQ CPU s per 1 000 messages" .4f "$(median amqp_raw 5)" "$(median amqp_moonbus 5)" "<= 2.00"
+row "RabbitMQ request/reply p50, ms" .3f "$(median rpc_raw 2)" "$(median rpc_moonbus 2)" ""
+row "RabbitMQ request/reply p99, ms" .3f "$(median rpc_raw 3)" "$(median rpc_moonbus 3)" "<= 1.50"
+row "SQLite throughput, msg/s (WAL, sync=FULL)" .0f "$(median sqlite_raw 4)" "$(median sqlite_moonbus 4)" ">= 0.50"
+row "SQLite CPU s per 1 000 messages" .4f "$(median sqlite_raw 5)" "$(median sqlite_moonbus 5)" ""
+only "SQLite request/reply p50 / p99, ms" "$(median rpc_sqlite 2) / $(median rpc_sqlite 3)" ""
+for t in sqlite rabbitmq; do
+  idle=$(median mem_$t 2)
+  busy=$(median mem_$t 3)
+  only "host RSS idle, $t, kB" "$idle" "< 10240"
+  printf "%-46s %10s %10s %7.2f  %s\n" "host RSS, $DELAYED delayed retries, $t, kB" "$idle" "$busy" \
+    "$(awk -v a="$busy" -v b="$idle" 'BEGIN { print a / b }')" "<= 1.10 (vs idle)"
+done
+for t in sqlite rabbitmq; do
+  only "reload swap p50 / p90 at rest, $t, ms" "$(median swap_${t}_at_rest 2) / $(median swap_${t}_at_rest 3)" ""
+  only "reload swap p50 / p90 under load, $t, ms" "$(median swap_${t}_under_load 2) / $(median swap_${t}_under_load 3)" ""
+done
