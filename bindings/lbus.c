@@ -10,12 +10,20 @@
 
 #include "log.h"
 
+/* One metatable per gc function, kept in the registry under the function itself. */
 void *mb_lbus_new_guarded(lua_State *L, size_t size, lua_CFunction gc) {
   void *p = lua_newuserdatauv(L, size, 0);
   memset(p, 0, size);
-  lua_createtable(L, 0, 1);
   lua_pushcfunction(L, gc);
-  lua_setfield(L, -2, "__gc");
+  if (lua_rawget(L, LUA_REGISTRYINDEX) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, gc);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
   lua_setmetatable(L, -2);
   return p;
 }

@@ -25,7 +25,7 @@ const char *mb_ljson_encode(lua_State *L, int idx, size_t *len) {
 typedef struct send_opts {
   const char *to;
   double delay, ttl, timeout;
-  const mb_headers *headers; /* owned by a userdata on the stack */
+  const mb_headers *headers; /* owned by a userdata on the stack; NULL: none */
 } send_opts;
 
 #define MB_DEFAULT_REQUEST_TIMEOUT 30.0
@@ -35,11 +35,14 @@ static int headers_gc(lua_State *L) {
   return 0;
 }
 
-/* The caller's headers, copied into a userdata that frees them if an error unwinds.
- * [-0, +1, e] */
+/* The caller's headers, copied into a userdata that frees them if an error unwinds (no
+ * headers: nil, and NULL). [-0, +1, e] */
 static mb_headers *read_headers(lua_State *L, int idx, const char *fn) {
+  if (lua_isnil(L, idx)) {
+    lua_pushnil(L);
+    return NULL;
+  }
   mb_headers *h = mb_lbus_new_guarded(L, sizeof *h, headers_gc);
-  if (lua_isnil(L, idx)) return h;
   if (!lua_istable(L, idx)) luaL_error(L, "%s: headers must be a table of strings", fn);
   lua_pushnil(L);
   while (lua_next(L, idx)) {

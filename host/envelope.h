@@ -71,8 +71,8 @@ int mb_time_parse(const char *s, int64_t *usec);
 /* --- headers ------------------------------------------------------------------------ */
 
 typedef struct mb_header {
-  char *key;
-  char *value;
+  char *key;   /* one allocation "key\0value\0", owned through key */
+  char *value; /* points into key's allocation */
 } mb_header;
 
 typedef struct mb_headers {
@@ -82,6 +82,10 @@ typedef struct mb_headers {
 
 #define MB_HEADERS_INIT {NULL, 0, 0}
 
+/* Appends key and value (klen and vlen bytes, no NUL inside) without looking for the key:
+ * for decoders that have checked it is not there. MB_OK or MB_ENOMEM. */
+int mb_headers_append_n(mb_headers *h, const char *key, size_t klen, const char *value,
+                        size_t vlen);
 /* Sets key to a copy of value, replacing an existing key in place. MB_OK or MB_ENOMEM. */
 int mb_headers_set(mb_headers *h, const char *key, const char *value);
 /* The value of key, or NULL. */

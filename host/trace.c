@@ -53,6 +53,12 @@ void mb_traceparent_child(const char *parent, char out[MB_TRACEPARENT_LEN + 1]) 
     random_hex(16, trace);
   }
   random_hex(8, span);
-  trace[32] = span[16] = '\0';
-  snprintf(out, MB_TRACEPARENT_LEN + 1, "00-%s-%s-%s", trace, span, flags);
+  /* "00-" trace "-" span "-" flags, laid out by hand (snprintf showed in make bench) */
+  memcpy(out, "00-", 3);
+  memcpy(out + 3, trace, 32);
+  out[35] = '-';
+  memcpy(out + 36, span, 16);
+  out[52] = '-';
+  memcpy(out + 53, flags, 2);
+  out[MB_TRACEPARENT_LEN] = '\0';
 }

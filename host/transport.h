@@ -84,7 +84,10 @@ typedef struct mb_transport_ops {
    * set exactly topo->subscriptions, and claims topo->owned. An owned type claimed by
    * another endpoint fails the whole declare with MB_EOWNER and changes nothing. */
   int (*declare)(mb_transport *t, const mb_topology *topo, mb_err *err);
-  /* Sends messages now (outside a handler). MB_ROUTE_QUEUE to a queue that does not
+  /* Ownership of the messages of dispatch and complete stays with the caller, who frees
+   * them when the call returns; the transport may move their envelopes out (leaving them
+   * empty) instead of copying what it must keep until the broker confirms.
+   * Sends messages now (outside a handler). MB_ROUTE_QUEUE to a queue that does not
    * exist is MB_EUNROUTABLE naming the queue; nothing of the batch is sent then.
    * done is called exactly once, unless dispatch itself returns an error. */
   int (*dispatch)(mb_transport *t, mb_outgoing *const *msgs, size_t n, mb_done_fn done,

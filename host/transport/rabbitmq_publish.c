@@ -220,7 +220,9 @@ static long expires_in_ms(const mb_outgoing *o) {
   return ms > 0 ? (long)ms : 0;
 }
 
-static wire_msg *wire_new(const mb_outgoing *o, batch *b, mb_err *err) {
+/* The wire form of o; o's envelope moves into it (transport.h allows it), so that a
+ * message's headers and body are not copied once more on their way out. */
+static wire_msg *wire_new(mb_outgoing *o, batch *b, mb_err *err) {
   wire_msg *m = calloc(1, sizeof *m);
   if (m == NULL) return NULL;
   mb_envelope_init(&m->env);
@@ -232,8 +234,8 @@ static wire_msg *wire_new(const mb_outgoing *o, batch *b, mb_err *err) {
   char *target = m->target;
   if (event) snprintf(target, sizeof m->target, MB_AMQP_EVENT_PREFIX "%s", o->env.type);
   else snprintf(target, sizeof m->target, "%s", o->dest);
-  int rc = mb_envelope_copy(&m->env, &o->env);
-  if (rc == MB_OK && delay > 0) {
+  int rc = MB_OK;
+  if (delay > 0) {
     rc = mb_amqp_delay_route(delay, target, m->exchange, sizeof m->exchange, m->key,
                              sizeof m->key, err);
     m->mandatory = 1;
@@ -244,6 +246,10 @@ static wire_msg *wire_new(const mb_outgoing *o, batch *b, mb_err *err) {
      * not (3.10): such a reply goes without, and is dropped unseen if its requester left */
     m->mandatory = !event && !(o->to_requester && strncmp(target, DIRECT_REPLY_TO, 21) == 0);
     m->expires_ms = o->archive ? -1 : expires_in_ms(o);
+  }
+  if (rc == MB_OK) {
+    m->env = o->env;
+    mb_envelope_init(&o->env);
   }
   if (rc != MB_OK) {
     if (rc == MB_ENOMEM) mb_err_set(err, rc, "out of memory");

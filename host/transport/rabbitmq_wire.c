@@ -138,14 +138,17 @@ static int take_header(mb_delivery *d, const amqp_table_entry_t *e) {
   if (!is_string(&e->value)) return set_problem(d, "header '%.*s' is not a string", &e->key);
   if (has_key(&d->env.headers, e->key))
     return set_problem(d, "header '%.*s' appears twice", &e->key);
-  char *key = copy_bytes(e->key), *value = copy_bytes(e->value.value.bytes);
-  int rc = MB_OK;
-  if (key == NULL || value == NULL || mb_header_key_problem(key, 1))
-    rc = set_problem(d, "header '%.*s' has a bad key or a NUL byte in its value", &e->key);
-  else rc = mb_headers_set(&d->env.headers, key, value);
-  free(key);
-  free(value);
-  return rc;
+  amqp_bytes_t v = e->value.value.bytes;
+  mb_headers *h = &d->env.headers;
+  if ((e->key.len && memchr(e->key.bytes, '\0', e->key.len)) ||
+      (v.len && memchr(v.bytes, '\0', v.len)))
+    return set_problem(d, "header '%.*s' has a bad key or a NUL byte in its value", &e->key);
+  const char *key = e->key.len ? e->key.bytes : "", *value = v.len ? v.bytes : "";
+  if (mb_headers_append_n(h, key, e->key.len, value, v.len) != MB_OK)
+    return MB_ENOMEM;
+  if (mb_header_key_problem(h->items[h->len - 1].key, 1) == NULL) return MB_OK;
+  mb_headers_remove(h, h->items[h->len - 1].key);
+  return set_problem(d, "header '%.*s' has a bad key or a NUL byte in its value", &e->key);
 }
 
 static int take_string(char **field, amqp_flags_t flags, amqp_flags_t flag, amqp_bytes_t b) {
