@@ -13,21 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
+#include "bench.h"
 #include "status.h"
 #include "transport/rabbitmq_conn.h"
 
 static const char *url_text, *queue;
 static long n_messages;
 static int prefetch = 32, window = 512;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, amqp_rpc_reply_t r) {
   if (r.reply_type == AMQP_RESPONSE_NORMAL) return;
@@ -141,7 +134,7 @@ int main(int argc, char **argv) {
   die("basic.qos", amqp_get_rpc_reply(c));
   amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
   die("basic.consume", amqp_get_rpc_reply(c));
-  double t0 = now_s();
+  double t0 = bench_now();
   pthread_t publisher;
   if (pthread_create(&publisher, NULL, publish, NULL) != 0) return 1;
   for (long got = 0; got < n_messages; got++) {
@@ -151,14 +144,9 @@ int main(int argc, char **argv) {
     if (amqp_basic_ack(c, 1, env.delivery_tag, 0) != AMQP_STATUS_OK) return 1;
     amqp_destroy_envelope(&env);
   }
-  double seconds = now_s() - t0;
+  double seconds = bench_now() - t0;
   pthread_join(publisher, NULL);
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-               ru.ru_stime.tv_usec / 1e6;
-  printf("raw %ld %.3f %.0f %.4f\n", n_messages, seconds, (double)n_messages / seconds,
-         cpu * 1000 / (double)n_messages);
+  bench_report(n_messages, seconds);
   mb_amqp_disconnect(c);
   return 0;
 }

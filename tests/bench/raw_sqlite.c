@@ -13,9 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "bench.h"
 
 static const char *path;
 static long n_messages;
@@ -26,12 +26,6 @@ static const char *const schema =
     " queue TEXT NOT NULL, id TEXT NOT NULL, type TEXT, headers TEXT NOT NULL, body BLOB,"
     " visible_at INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS messages_ready ON messages(queue, visible_at, seq);";
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static long long now_ms(void) {
   struct timespec ts;
@@ -134,17 +128,12 @@ int main(int argc, char **argv) {
   }
   path = argv[1];
   sqlite3_close(open_db()); /* the schema, before both start */
-  double t0 = now_s();
+  double t0 = bench_now();
   pthread_t producer;
   if (pthread_create(&producer, NULL, produce, NULL) != 0) return 1;
   consume();
   pthread_join(producer, NULL);
-  double seconds = now_s() - t0;
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-               ru.ru_stime.tv_usec / 1e6;
-  printf("raw %ld %.3f %.0f %.4f\n", n_messages, seconds, (double)n_messages / seconds,
-         cpu * 1000 / (double)n_messages);
+  double seconds = bench_now() - t0;
+  bench_report(n_messages, seconds);
   return 0;
 }
