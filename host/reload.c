@@ -172,8 +172,12 @@ static void run_pending(mb_reload *r) {
 }
 
 void mb_reload_now(mb_reload *r, const char *why) {
+  if (r->stopped) {
+    mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "not reloading (%s): the host is stopping",
+           why ? why : "a change");
+    return;
+  }
   if (why) note_change(r, why);
-  if (r->stopped) return;
   if (r->loading || r->draining) {
     r->pending = 1;
     if (r->draining)
@@ -220,7 +224,7 @@ void mb_reload_stop(mb_reload *r) {
   r->stopped = 1;
   mb_filewatch_stop(r->files);
   ev_timer_stop(r->rt->loop, &r->debounce);
-  ev_signal_stop(r->rt->loop, &r->sighup);
+  /* SIGHUP stays caught (and ignored) while the host drains: its default ends the process */
   if (r->current) mb_vm_stop_timers(r->current);
   if (r->draining) mb_vm_stop_timers(r->draining);
 }
@@ -228,6 +232,7 @@ void mb_reload_stop(mb_reload *r) {
 void mb_reload_free(mb_reload *r) {
   if (r == NULL) return;
   mb_reload_stop(r);
+  ev_signal_stop(r->rt->loop, &r->sighup);
   if (r->draining) close_draining(r);
   mb_vm_close(r->current);
   mb_filewatch_free(r->files);

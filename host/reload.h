@@ -24,7 +24,8 @@ mb_reload *mb_reload_open(mb_runtime *rt, const char *target, mb_err *err);
 void mb_reload_start(mb_reload *r, int watch_files, double drain_seconds);
 /* Reloads now; why names the cause in the log line (a file, "SIGHUP"). */
 void mb_reload_now(mb_reload *r, const char *why);
-/* Shutdown: stops watching and every generation's timers; handlers in flight go on. */
+/* Shutdown: stops watching and every generation's timers (SIGHUP is still caught, and
+ * ignored); handlers in flight go on. */
 void mb_reload_stop(mb_reload *r);
 /* Closes the states (a draining one first) and frees r. */
 void mb_reload_free(mb_reload *r);

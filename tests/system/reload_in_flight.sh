@@ -94,6 +94,7 @@ wait "$LAST_PID"
 first_start "$WORK/answerer"
 asker 1 hasty >"$WORK/hasty/endpoint.lua"
 MOONBUS_RELOAD_DRAIN=1 start_host hasty "$WORK/hasty"
+HASTY=$LAST_PID
 wait_for 10 host_ready hasty
 late=$("$MOONBUS" send hasty r.Start '{}' 2>>"$WORK/cli.log")
 wait_until 20 '[ "$(depth answerer)" = 1 ]'
@@ -101,6 +102,7 @@ asker 2 hasty >"$WORK/hasty/endpoint.lua"
 check "past the drain deadline the old state is closed and its message given back" wait_until 20 \
   "grep -q 'generation 1 still had 1 handlers in flight after 1 s: closed; their messages go back' $WORK/hasty.log"
 start_host answerer "$WORK/answerer"
+ANSWERER=$LAST_PID
 check "the message given back is handled by the new code" wait_until 20 'record "start $late 2 answered"'
 sleep 0.5
 check "and only once" test "$(grep -c "start $late" "$RECORDS")" -eq 1
@@ -133,4 +135,20 @@ check "the event published after the unsubscribe did not reach the endpoint" \
   test -z "$(grep '^event 3' "$RECORDS")"
 check "and was not parked as unhandled" test -z "$(parked)"
 check "the subscriber's queue is empty" test "$(depth sub)" = 0
+
+# --- SIGHUP while the host drains at shutdown is ignored, not fatal -----------------------
+kill -TERM "$ANSWERER"
+wait "$ANSWERER"
+last=$("$MOONBUS" send hasty r.Start '{}' 2>>"$WORK/cli.log")
+wait_until 20 '[ "$(depth answerer)" = 1 ]'
+kill -TERM "$HASTY"
+wait_until 10 "grep -q 'stopping (1 in flight)' $WORK/hasty.log"
+kill -HUP "$HASTY"
+check "a SIGHUP during the shutdown drain is logged and ignored" wait_until 10 \
+  "grep -q 'not reloading (SIGHUP): the host is stopping' $WORK/hasty.log"
+check "the draining host is still alive" kill -0 "$HASTY"
+start_host answerer "$WORK/answerer"
+check "its waiting handler completes" wait_until 20 'record "start $last 2 answered"'
+wait "$HASTY"
+check "and the host exits cleanly (exit $?)" test $? -eq 0
 exit $TAP_FAILED
