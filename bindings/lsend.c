@@ -148,7 +148,7 @@ static int emit(lua_State *L, const outgoing_spec *spec, const send_opts *o) {
   m->to_requester = spec->route == MB_ROUTE_QUEUE && mb_is_reply_address(spec->dest);
   mb_job *job = mb_sched_current_job(bus->sched);
   mb_thread *self = mb_sched_self(bus->sched, L);
-  mb_err err;
+  mb_err err = {0};
   if (job) {
     if (mb_job_add_outgoing(job, m) != MB_OK) return luaL_error(L, "out of memory");
   } else if (self && lua_isyieldable(L)) {

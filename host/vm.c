@@ -88,6 +88,8 @@ static void set_paths(lua_State *L, const char *dir) {
   lua_pop(L, 2);
 }
 
+/* The count hook while the top level runs: past the deadline it raises, at every
+ * instruction from then on. [-0, +0, v] */
 static void load_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (load_deadline == 0) {
@@ -128,7 +130,8 @@ static int load_script(mb_vm *vm, double budget, mb_err *err) {
 }
 
 /* A searcher ahead of Lua's own: tells on_file which file `require` is about to load (the
- * next searcher loads it), so that a reload watches modules as well as the script. */
+ * next searcher loads it), so that a reload watches modules as well as the script.
+ * Returns nothing, so `require` goes on to the next searcher. [-0, +0, e] */
 static int file_searcher(lua_State *L) {
   mb_vm *vm = lua_touserdata(L, lua_upvalueindex(1));
   const char *name = luaL_checkstring(L, 1);
@@ -143,7 +146,7 @@ static int file_searcher(lua_State *L) {
   return 0;
 }
 
-/* package.searchers: file_searcher goes second, before the one for Lua files. */
+/* package.searchers: file_searcher goes second, before the one for Lua files. [-0, +0, m] */
 static void watch_requires(mb_vm *vm) {
   lua_State *L = vm->L;
   lua_getglobal(L, "package");
