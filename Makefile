@@ -78,10 +78,11 @@ build/tools/%: tests/tools/%.c build/rel/host/transport/rabbitmq_conn.o build/re
 	@$(CC) $(RELEASE_CFLAGS) $^ -o $@ $(LIBS)
 
 # The raw baselines `make bench` measures moonbus against (release build, no sanitizers).
-build/bench/%: tests/bench/%.c build/rel/host/transport/rabbitmq_conn.o build/rel/host/status.o
+build/bench/%: tests/bench/%.c build/rel/host/transport/rabbitmq_conn.o build/rel/host/status.o \
+               $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) $(RELEASE_CFLAGS) $^ -o $@ $(LIBS)
+	@$(CC) $(RELEASE_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LIBS)
 
 run: all
 	@bash scripts/run-example.sh examples/orders

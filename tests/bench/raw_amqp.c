@@ -8,48 +8,17 @@
  *   build/bench/raw_amqp URL QUEUE N [PREFETCH [WINDOW]]      (URL: amqp://u:p@host:port/vhost)
  * Blocking calls are fine here: one thread per connection, nothing else to serve. */
 #include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
-#include "status.h"
-#include "transport/rabbitmq_conn.h"
+#include "bench_amqp.h"
 
 static const char *url_text, *queue;
 static long n_messages;
 static int prefetch = 32, window = 512;
-
-static void die(const char *what, amqp_rpc_reply_t r) {
-  if (r.reply_type == AMQP_RESPONSE_NORMAL) return;
-  fprintf(stderr, "raw_amqp: %s failed (reply type %d)\n", what, r.reply_type);
-  exit(1);
-}
-
-static amqp_connection_state_t connect_to(const char *role) {
-  mb_amqp_url u;
-  mb_err err;
-  amqp_connection_state_t c;
-  if (mb_amqp_url_parse(url_text, &u, &err) != MB_OK ||
-      mb_amqp_connect(&u, 0, role, &c, &err) != MB_OK) {
-    fprintf(stderr, "raw_amqp: %s\n", err.msg);
-    exit(1);
-  }
-  mb_amqp_url_free(&u);
-  amqp_channel_open(c, 1);
-  die("channel.open", amqp_get_rpc_reply(c));
-  return c;
-}
-
-static amqp_table_entry_t header(const char *k, const char *v) {
-  amqp_table_entry_t e;
-  e.key = amqp_cstring_bytes(k);
-  e.value.kind = AMQP_FIELD_KIND_UTF8;
-  e.value.value.bytes = amqp_cstring_bytes(v);
-  return e;
-}
 
 /* Waits for confirms until at most keep publishes are unconfirmed. */
 static void await_confirms(amqp_connection_state_t c, long *unconfirmed, long keep) {
@@ -72,16 +41,16 @@ static void await_confirms(amqp_connection_state_t c, long *unconfirmed, long ke
 
 static void *publish(void *arg) {
   (void)arg;
-  amqp_connection_state_t c = connect_to("raw publish");
+  amqp_connection_state_t c = bench_connect(url_text, "raw publish");
   amqp_confirm_select(c, 1);
-  die("confirm.select", amqp_get_rpc_reply(c));
+  bench_check("confirm.select", amqp_get_rpc_reply(c));
   amqp_table_entry_t h[] = {
-      header("moonbus.kind", "command"),
-      header("moonbus.conversation_id", "01a21140-0000-7000-8000-000000000000"),
-      header("moonbus.origin.endpoint", "bench_sender"),
-      header("moonbus.origin.host", "bench"),
-      header("moonbus.time_sent", "2026-11-25T06:00:00.000000Z"),
-      header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+      bench_header("moonbus.kind", "command"),
+      bench_header("moonbus.conversation_id", "01a21140-0000-7000-8000-000000000000"),
+      bench_header("moonbus.origin.endpoint", "bench_sender"),
+      bench_header("moonbus.origin.host", "bench"),
+      bench_header("moonbus.time_sent", "2026-11-25T06:00:00.000000Z"),
+      bench_header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
   };
   char body[256];
   long unconfirmed = 0;
@@ -125,22 +94,22 @@ int main(int argc, char **argv) {
   n_messages = atol(argv[3]);
   if (argc > 4) prefetch = atoi(argv[4]);
   if (argc > 5) window = atoi(argv[5]);
-  amqp_connection_state_t c = connect_to("raw consume");
-  amqp_table_entry_t qt = header("x-queue-type", "quorum");
+  amqp_connection_state_t c = bench_connect(url_text, "raw consume");
+  amqp_table_entry_t qt = bench_header("x-queue-type", "quorum");
   amqp_table_t args = {1, &qt};
   amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, args);
-  die("queue.declare", amqp_get_rpc_reply(c));
+  bench_check("queue.declare", amqp_get_rpc_reply(c));
   amqp_basic_qos(c, 1, 0, (uint16_t)prefetch, 0);
-  die("basic.qos", amqp_get_rpc_reply(c));
+  bench_check("basic.qos", amqp_get_rpc_reply(c));
   amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-  die("basic.consume", amqp_get_rpc_reply(c));
+  bench_check("basic.consume", amqp_get_rpc_reply(c));
   double t0 = bench_now();
   pthread_t publisher;
   if (pthread_create(&publisher, NULL, publish, NULL) != 0) return 1;
   for (long got = 0; got < n_messages; got++) {
     amqp_envelope_t env;
     amqp_maybe_release_buffers(c);
-    die("consume_message", amqp_consume_message(c, &env, NULL, 0));
+    bench_check("consume_message", amqp_consume_message(c, &env, NULL, 0));
     if (amqp_basic_ack(c, 1, env.delivery_tag, 0) != AMQP_STATUS_OK) return 1;
     amqp_destroy_envelope(&env);
   }

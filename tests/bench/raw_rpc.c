@@ -12,43 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "status.h"
-#include "transport/rabbitmq_conn.h"
+#include "bench.h"
+#include "bench_amqp.h"
 
 #define WARMUP 100
 
 static const char *url_text, *queue;
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void check(const char *what, amqp_rpc_reply_t r) {
-  if (r.reply_type == AMQP_RESPONSE_NORMAL) return;
-  fprintf(stderr, "raw_rpc: %s failed (reply type %d)\n", what, r.reply_type);
-  exit(1);
-}
-
-static amqp_connection_state_t connect_to(const char *role) {
-  mb_amqp_url u;
-  mb_err err;
-  amqp_connection_state_t c;
-  if (mb_amqp_url_parse(url_text, &u, &err) != MB_OK ||
-      mb_amqp_connect(&u, 0, role, &c, &err) != MB_OK) {
-    fprintf(stderr, "raw_rpc: %s\n", err.msg);
-    exit(1);
-  }
-  mb_amqp_url_free(&u);
-  amqp_channel_open(c, 1);
-  check("channel.open", amqp_get_rpc_reply(c));
-  amqp_confirm_select(c, 1);
-  check("confirm.select", amqp_get_rpc_reply(c));
-  return c;
-}
 
 /* Reads frames until a confirm (returns 0) or a whole delivery (returns 1, body in out). */
 static int next_event(amqp_connection_state_t c, amqp_bytes_t *corr) {
@@ -74,11 +44,13 @@ static int next_event(amqp_connection_state_t c, amqp_bytes_t *corr) {
 
 static void *respond(void *arg) {
   (void)arg;
-  amqp_connection_state_t c = connect_to("raw responder");
+  amqp_connection_state_t c = bench_connect(url_text, "raw responder");
+  amqp_confirm_select(c, 1);
+  bench_check("confirm.select", amqp_get_rpc_reply(c));
   amqp_basic_qos(c, 1, 0, 32, 0);
-  check("basic.qos", amqp_get_rpc_reply(c));
+  bench_check("basic.qos", amqp_get_rpc_reply(c));
   amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-  check("basic.consume", amqp_get_rpc_reply(c));
+  bench_check("basic.consume", amqp_get_rpc_reply(c));
   for (;;) {
     amqp_envelope_t env;
     amqp_maybe_release_buffers(c);
@@ -122,15 +94,17 @@ int main(int argc, char **argv) {
   url_text = argv[1];
   queue = argv[2];
   long n = atol(argv[3]);
-  amqp_connection_state_t c = connect_to("raw requester");
+  amqp_connection_state_t c = bench_connect(url_text, "raw requester");
+  amqp_confirm_select(c, 1);
+  bench_check("confirm.select", amqp_get_rpc_reply(c));
   amqp_table_entry_t qt = {amqp_cstring_bytes("x-queue-type"),
                            {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes("quorum")}}};
   amqp_table_t args = {1, &qt};
   amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, args);
-  check("queue.declare", amqp_get_rpc_reply(c));
+  bench_check("queue.declare", amqp_get_rpc_reply(c));
   amqp_basic_consume(c, 1, amqp_cstring_bytes("amq.rabbitmq.reply-to"), amqp_empty_bytes, 0, 1,
                      0, amqp_empty_table);
-  check("basic.consume reply-to", amqp_get_rpc_reply(c));
+  bench_check("basic.consume reply-to", amqp_get_rpc_reply(c));
   pthread_t responder;
   if (pthread_create(&responder, NULL, respond, NULL) != 0) return 1;
   double *ms = calloc((size_t)n, sizeof *ms);
@@ -147,7 +121,7 @@ int main(int argc, char **argv) {
     p.message_id = p.correlation_id = amqp_cstring_bytes(id);
     p.reply_to = amqp_cstring_bytes("amq.rabbitmq.reply-to");
     p.type = amqp_cstring_bytes("bench.Ping");
-    double t0 = now_ms();
+    double t0 = 1e3 * bench_now();
     amqp_bytes_t b = {(size_t)len, body};
     if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), 1, 0, &p, b) !=
         AMQP_STATUS_OK)
@@ -162,7 +136,7 @@ int main(int argc, char **argv) {
         amqp_bytes_free(corr);
       }
     }
-    if (i >= WARMUP) ms[i - WARMUP] = now_ms() - t0;
+    if (i >= WARMUP) ms[i - WARMUP] = 1e3 * bench_now() - t0;
     (void)confirmed;
   }
   qsort(ms, (size_t)n, sizeof *ms, cmp);
