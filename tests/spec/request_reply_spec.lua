@@ -160,12 +160,7 @@ describe("request/reply", function()
     bus.send("r.A", {})
     assert.is_true(testing.run_until(function() return seen.C ~= nil end))
     local A, B, C = seen.A, seen.B, seen.C
-    assert.equal(A.id, A.conv)
-    assert.is_nil(A.rel)
-    assert.equal(A.id, B.conv)
-    assert.equal(A.id, C.conv)
-    assert.equal(A.id, B.rel)
-    assert.equal(B.id, C.rel)
+    require("support").assert_chain(A, B, C)
     local pattern = "^00%-(%x+)%-(%x+)%-(%x%x)$"
     local ta, sa, fa = A.tp:match(pattern)
     local tb, sb = B.tp:match(pattern)

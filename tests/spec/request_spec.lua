@@ -425,12 +425,7 @@ describe("bus.request", function()
       assert.equal("A", done)
       local A, B, C = seen.A, seen.B, seen.C
       -- the requests: one conversation, each caused by the one before
-      assert.equal(A.id, A.conv)
-      assert.is_nil(A.rel)
-      assert.equal(A.id, B.conv)
-      assert.equal(A.id, B.rel)
-      assert.equal(A.id, C.conv)
-      assert.equal(B.id, C.rel)
+      support.assert_chain(A, B, C)
       -- the replies: correlated to and caused by the request they answer, same conversation
       for hop, req in pairs(seen) do
         assert.equal(req.id, replies[hop].corr)

@@ -48,6 +48,18 @@ function support.parked(queue)
   return testing.browse(queue or "error")
 end
 
+-- Checks a conversation of three hops: A began it, B and C belong to it, each caused by
+-- the one before. Each is { id = ctx.id, conv = ctx.conversation_id, rel = ctx.related_to }.
+function support.assert_chain(A, B, C)
+  local check = require "luassert"
+  check.equal(A.id, A.conv)
+  check.is_nil(A.rel)
+  check.equal(A.id, B.conv)
+  check.equal(A.id, B.rel)
+  check.equal(A.id, C.conv)
+  check.equal(B.id, C.rel)
+end
+
 function support.err_of(fn, ...)
   local ok, err = pcall(fn, ...)
   assert(not ok, "expected an error")
