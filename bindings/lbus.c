@@ -72,6 +72,15 @@ static int l_is_unrecoverable(lua_State *L) {
   return 1;
 }
 
+int mb_lbus_over_budget(lua_State *L, lua_Hook hook, const char *what, double seconds) {
+  lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+  luaL_where(L, 0); /* the function the hook interrupted */
+  lua_pushfstring(L, "%s ran past its time budget of %f s (time_budget)", what,
+                  (lua_Number)seconds);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 int mb_lbus_unrecoverable(lua_State *L, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

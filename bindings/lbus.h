@@ -48,6 +48,10 @@ void mb_lbus_reset(lua_State *L);
 /* Pushes the message an error value carries; *unrecoverable = 1 for
  * bus.unrecoverable(...). [-0, +1, m] */
 const char *mb_lbus_error_text(lua_State *L, int idx, int *unrecoverable);
+/* From a count hook, once what has run past its time budget of seconds: sets hook to run
+ * at every instruction (so that pcall cannot catch its way past: each catch raises again)
+ * and raises "<where>: WHAT ran past its time budget of S s (time_budget)". [-0, +0, v] */
+int mb_lbus_over_budget(lua_State *L, lua_Hook hook, const char *what, double seconds);
 /* Raises an unrecoverable error with a formatted message. [-0, +0, v] */
 int mb_lbus_unrecoverable(lua_State *L, const char *fmt, ...);
 

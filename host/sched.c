@@ -68,15 +68,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   mb_thread *th = s ? s->running : NULL;
   if (th == NULL || th->deadline == 0) return;
   if (!th->over_budget && mb_monotonic() < th->deadline) return;
-  if (!th->over_budget) {
-    th->over_budget = 1;
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-  }
-  luaL_where(L, 0); /* the function the hook interrupted */
-  lua_pushfstring(L, "%s ran past its time budget of %f s (time_budget)", th->what,
-                  (lua_Number)s->rt->cfg.time_budget);
-  lua_concat(L, 2);
-  lua_error(L);
+  th->over_budget = 1;
+  mb_lbus_over_budget(L, budget_hook, th->what, s->rt->cfg.time_budget);
 }
 
 static void arm_budget(mb_sched *s, mb_thread *th) {

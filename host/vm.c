@@ -96,14 +96,8 @@ static void load_hook(lua_State *L, lua_Debug *ar) {
     lua_sethook(L, NULL, 0, 0); /* a coroutine made while loading and run later */
     return;
   }
-  if (mb_monotonic() > load_deadline) {
-    lua_sethook(L, load_hook, LUA_MASKCOUNT, 1); /* pcall cannot catch its way past */
-    luaL_where(L, 0); /* the function the hook interrupted */
-    lua_pushfstring(L, "loading the script ran past its time budget of %f s (time_budget)",
-                    (lua_Number)load_budget_s);
-    lua_concat(L, 2);
-    lua_error(L);
-  }
+  if (mb_monotonic() > load_deadline)
+    mb_lbus_over_budget(L, load_hook, "loading the script", load_budget_s);
 }
 
 static int load_script(mb_vm *vm, double budget, mb_err *err) {
