@@ -100,12 +100,17 @@ static void note_change(mb_reload *r, const char *what) {
   snprintf(r->changed + len, sizeof r->changed - len, "%s%s", len ? ", " : "", what);
 }
 
-static void on_change(void *ud, const char *path) {
-  mb_reload *r = ud;
-  note_change(r, path ? path : "(file events were lost)");
+/* (Re)starts the quiet time after which the changes noted are reloaded. */
+static void debounce(mb_reload *r) {
   ev_timer_stop(r->rt->loop, &r->debounce);
   ev_timer_set(&r->debounce, DEBOUNCE_SECONDS, 0.);
   ev_timer_start(r->rt->loop, &r->debounce);
+}
+
+static void on_change(void *ud, const char *path) {
+  mb_reload *r = ud;
+  note_change(r, path ? path : "(file events were lost)");
+  debounce(r);
 }
 
 static void on_debounced(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -166,9 +171,7 @@ static void switch_to(mb_reload *r, mb_vm *vm, const char *changed, double start
 static void run_pending(mb_reload *r) {
   if (!r->pending || r->stopped) return;
   r->pending = 0;
-  ev_timer_stop(r->rt->loop, &r->debounce);
-  ev_timer_set(&r->debounce, DEBOUNCE_SECONDS, 0.);
-  ev_timer_start(r->rt->loop, &r->debounce);
+  debounce(r);
 }
 
 void mb_reload_now(mb_reload *r, const char *why) {
@@ -225,8 +228,7 @@ void mb_reload_stop(mb_reload *r) {
   mb_filewatch_stop(r->files);
   ev_timer_stop(r->rt->loop, &r->debounce);
   /* SIGHUP stays caught (and ignored) while the host drains: its default ends the process */
-  if (r->current) mb_vm_stop_timers(r->current);
-  if (r->draining) mb_vm_stop_timers(r->draining);
+  if (r->current) mb_vm_stop_timers(r->current); /* a draining state's stopped at the swap */
 }
 
 void mb_reload_free(mb_reload *r) {

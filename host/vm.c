@@ -124,7 +124,9 @@ static int load_script(mb_vm *vm, double budget, mb_err *err) {
 }
 
 /* A searcher ahead of Lua's own: tells on_file which file `require` is about to load (the
- * next searcher loads it), so that a reload watches modules as well as the script.
+ * next searcher loads it), so that a reload watches modules as well as the script — even
+ * a module that then fails to load, whose fix must trigger the next reload (Lua's own
+ * searcher names the file only when it loaded).
  * Returns nothing, so `require` goes on to the next searcher. [-0, +0, e] */
 static int file_searcher(lua_State *L) {
   mb_vm *vm = lua_touserdata(L, lua_upvalueindex(1));

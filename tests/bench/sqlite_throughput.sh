@@ -36,7 +36,6 @@ cpu_of() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat"; }
 "$ROOT/build/moonbus" run "$WORK/sink" --no-reload 2>"$WORK/sink.log" &
 HOST=$!
 for _ in $(seq 1 100); do grep -q " running " "$WORK/sink.log" 2>/dev/null && break; sleep 0.1; done
-MOONBUS_LOG=warn
 t0=$(date +%s.%N)
 producer_cpu=$(
   LUA_PATH="$WORK/?.lua;$ROOT/modules/?.lua;;" LUA_CPATH="$ROOT/build/?.so;;" MOONBUS_LOG=error \
