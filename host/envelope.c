@@ -308,6 +308,22 @@ const char *mb_header_key_problem(const char *key, int allow_reserved) {
   return NULL;
 }
 
+int mb_headers_check(const mb_headers *h, int allow_reserved, mb_err *err) {
+  if (h->len > MB_HEADERS_MAX_COUNT)
+    return mb_err_set(err, MB_EINVAL, "%zu headers, over the limit of %d", h->len,
+                      MB_HEADERS_MAX_COUNT);
+  size_t total = 0;
+  for (size_t i = 0; i < h->len; i++) {
+    const char *key = h->items[i].key, *why = mb_header_key_problem(key, allow_reserved);
+    if (why) return mb_err_set(err, MB_EINVAL, "header '%.64s': %s", key, why);
+    total += strlen(key) + strlen(h->items[i].value);
+  }
+  if (total > MB_HEADERS_MAX_BYTES)
+    return mb_err_set(err, MB_EINVAL, "headers add up to %zu bytes, over the limit of %u",
+                      total, MB_HEADERS_MAX_BYTES);
+  return MB_OK;
+}
+
 /* --- JSON encoding --------------------------------------------------------------------- */
 
 typedef struct buf {
@@ -594,6 +610,20 @@ int mb_envelope_copy(mb_envelope *dst, const mb_envelope *src) {
   if (rc == MB_OK && src->body) rc = mb_envelope_set_body(dst, src->body, src->body_len);
   if (rc != MB_OK) mb_envelope_free(dst);
   return rc;
+}
+
+int mb_envelope_take_id(mb_envelope *e, const char *id, size_t len) {
+  if (id && len == MB_ID_LEN && memchr(id, '\0', len) == NULL) {
+    memcpy(e->id, id, MB_ID_LEN);
+    e->id[MB_ID_LEN] = '\0';
+    if (mb_id_valid(e->id)) return MB_OK;
+  }
+  mb_uuidv7(e->id);
+  char original[MB_HEADER_KEY_MAX + 1];
+  size_t n = id ? strnlen(id, len < MB_HEADER_KEY_MAX ? len : MB_HEADER_KEY_MAX) : 0;
+  memcpy(original, id ? id : "", n);
+  original[n] = '\0';
+  return mb_headers_set(&e->headers, MB_H_FOREIGN_ID, original);
 }
 
 int mb_envelope_kind(const mb_envelope *e, mb_kind *out) {

@@ -19,6 +19,13 @@
 #define MB_TIME_LEN 27       /* 2026-11-24T21:46:15.123456Z */
 #define MB_HEADER_KEY_MAX 255
 #define MB_HEADERS_JSON_MAX (1u << 20) /* a header block larger than 1 MiB is malformed */
+/* The header rules every transport applies to what it receives and scripts to what they
+ * send (README "Limits"): at most MB_HEADERS_MAX_COUNT headers whose keys and values add
+ * up to at most MB_HEADERS_MAX_BYTES. They leave room under RabbitMQ's frame_max (128 KiB)
+ * for the headers the bus adds to error and audit copies and the broker adds on
+ * redelivery (x-delivery-count, x-death). */
+#define MB_HEADERS_MAX_COUNT 256
+#define MB_HEADERS_MAX_BYTES (64u * 1024u)
 
 /* Well-known header names (DESIGN §4). */
 #define MB_H_KIND "moonbus.kind"
@@ -39,6 +46,9 @@
 #define MB_H_PROCESSING_ENDPOINT "moonbus.processing.endpoint"
 #define MB_H_PROCESSING_HOST "moonbus.processing.host"
 #define MB_H_TRACEPARENT "traceparent"
+/* Set by the receiving host on a message that came without a moonbus id (a foreign
+ * sender): the message id it carried ("" when it had none); env.id is then a new UUIDv7. */
+#define MB_H_FOREIGN_ID "moonbus.foreign_id"
 #define MB_RESERVED_PREFIX "moonbus."
 
 typedef enum mb_kind { MB_KIND_COMMAND, MB_KIND_EVENT, MB_KIND_MESSAGE } mb_kind;
@@ -101,6 +111,11 @@ void mb_headers_free(mb_headers *h);
  * "x-" (the broker's: RabbitMQ's x-delivery-count, x-death, ...) are refused too. */
 const char *mb_header_key_problem(const char *key, int allow_reserved);
 
+/* MB_OK if h keeps the header rules above (count, total bytes of keys and values, and
+ * mb_header_key_problem(key, allow_reserved) for each key); else MB_EINVAL with the
+ * reason, naming the first key at fault, in err. Linear in the size of h. */
+int mb_headers_check(const mb_headers *h, int allow_reserved, mb_err *err);
+
 /* The header list as a compact JSON object of strings, keys in list order, NUL-terminated,
  * malloc'd; *len (if not NULL) gets its length. NULL on out of memory. Non-ASCII bytes are
  * copied as they are; control characters, quote and backslash are escaped. */
@@ -132,6 +147,10 @@ int mb_envelope_set_type(mb_envelope *e, const char *type);
 int mb_envelope_set_correlation_id(mb_envelope *e, const char *id);
 int mb_envelope_set_reply_to(mb_envelope *e, const char *queue);
 int mb_envelope_set_body(mb_envelope *e, const char *body, size_t len);
+/* Gives e its id from what a transport delivered: a UUID is copied as it is; anything else
+ * (NULL, empty, another form) gets a new UUIDv7 and the original (at most 255 bytes of it,
+ * "" for none) in header MB_H_FOREIGN_ID. MB_OK or MB_ENOMEM. */
+int mb_envelope_take_id(mb_envelope *e, const char *id, size_t len);
 /* The envelope's kind from its moonbus.kind header: MB_OK, or MB_EINVAL if absent/unknown. */
 int mb_envelope_kind(const mb_envelope *e, mb_kind *out);
 

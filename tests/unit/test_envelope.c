@@ -245,6 +245,48 @@ static void test_envelope_copy_is_deep_and_kind_comes_from_the_header(void) {
   mb_envelope_free(&b);
 }
 
+static void test_header_rules_count_size_and_keys(void) {
+  mb_headers h = MB_HEADERS_INIT;
+  mb_err err;
+  CHECK(mb_headers_check(&h, 0, &err) == MB_OK);
+  char key[32];
+  for (int i = 0; i < MB_HEADERS_MAX_COUNT; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    CHECK(mb_headers_set(&h, key, "v") == MB_OK);
+  }
+  CHECK(mb_headers_check(&h, 0, &err) == MB_OK);
+  CHECK(mb_headers_set(&h, "one-more", "v") == MB_OK);
+  CHECK(mb_headers_check(&h, 0, &err) == MB_EINVAL && strstr(err.msg, "limit of 256"));
+  mb_headers_free(&h);
+  static char big[MB_HEADERS_MAX_BYTES + 1];
+  memset(big, 'a', MB_HEADERS_MAX_BYTES);
+  CHECK(mb_headers_set(&h, "big", big) == MB_OK);
+  CHECK(mb_headers_check(&h, 0, &err) == MB_EINVAL && strstr(err.msg, "bytes, over the limit"));
+  mb_headers_free(&h);
+  CHECK(mb_headers_set(&h, "moonbus.kind", "event") == MB_OK);
+  CHECK(mb_headers_check(&h, 1, &err) == MB_OK);
+  CHECK(mb_headers_check(&h, 0, &err) == MB_EINVAL && strstr(err.msg, "'moonbus.kind'"));
+  mb_headers_free(&h);
+}
+
+static void test_foreign_ids_are_replaced_and_recorded(void) {
+  mb_envelope e;
+  mb_envelope_init(&e);
+  const char *uuid = "0192f0c4-8a51-7cc4-9d3e-5b7a4c2e1f00";
+  CHECK(mb_envelope_take_id(&e, uuid, strlen(uuid)) == MB_OK);
+  CHECK(strcmp(e.id, uuid) == 0 && mb_headers_get(&e.headers, MB_H_FOREIGN_ID) == NULL);
+  CHECK(mb_envelope_take_id(&e, NULL, 0) == MB_OK);
+  CHECK(mb_id_valid(e.id) && strcmp(mb_headers_get(&e.headers, MB_H_FOREIGN_ID), "") == 0);
+  CHECK(mb_envelope_take_id(&e, "order-17", 8) == MB_OK);
+  CHECK(mb_id_valid(e.id) && strcmp(mb_headers_get(&e.headers, MB_H_FOREIGN_ID), "order-17") == 0);
+  char nul_inside[MB_ID_LEN];
+  memcpy(nul_inside, uuid, MB_ID_LEN);
+  nul_inside[3] = '\0';
+  CHECK(mb_envelope_take_id(&e, nul_inside, MB_ID_LEN) == MB_OK && mb_id_valid(e.id));
+  CHECK(strcmp(mb_headers_get(&e.headers, MB_H_FOREIGN_ID), "019") == 0);
+  mb_envelope_free(&e);
+}
+
 int main(void) {
   RUN(test_uuidv7_has_the_rfc_9562_layout);
   RUN(test_uuidv7_carries_the_time_in_ms);
@@ -263,5 +305,7 @@ int main(void) {
   RUN(test_json_refuses_oversize_input);
   RUN(test_envelope_setters_copy_and_body_keeps_its_length);
   RUN(test_envelope_copy_is_deep_and_kind_comes_from_the_header);
+  RUN(test_header_rules_count_size_and_keys);
+  RUN(test_foreign_ids_are_replaced_and_recorded);
   return unit_done();
 }
