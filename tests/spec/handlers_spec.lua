@@ -19,7 +19,7 @@ describe("handlers", function()
       error(bus.unrecoverable("order has no lines"))
     end)
     bus.send("h.Do", { n = 1 })
-    testing.run_until(function() return (testing.depth("error")) == 1 end)
+    assert.is_true(testing.run_until(function() return (testing.depth("error")) == 1 end))
     assert.equal(1, calls)
     local parked = support.parked()[1]
     assert.matches("order has no lines$", parked.headers["moonbus.exception.message"])
@@ -47,7 +47,7 @@ describe("handlers", function()
       local id = "01900000-0000-7000-8000-0000000000aa"
       testing.host.start()
       support.inject(url, "h", id, case[2], '{"moonbus.kind":"command"}', case[3])
-      testing.run_until(function() return (testing.depth("error")) == 1 end)
+      assert.is_true(testing.run_until(function() return (testing.depth("error")) == 1 end))
       assert.is_false(ran)
       local parked = support.parked()[1]
       assert.equal(id, parked.id)
@@ -67,7 +67,7 @@ describe("handlers", function()
     testing.host.start()
     support.inject(url2, "h", "01900000-0000-7000-8000-0000000000ac", "h.Do",
       '{"moonbus.kind":"command"}', '{"n":1,"pad":"' .. string.rep("x", 200) .. '"}')
-    testing.run_until(function() return (testing.depth("error")) == 1 end)
+    assert.is_true(testing.run_until(function() return (testing.depth("error")) == 1 end))
     assert.is_false(ran)
     assert.matches("over the limit of 100 bytes",
       support.parked()[1].headers["moonbus.exception.message"], 1, true)
@@ -76,7 +76,7 @@ describe("handlers", function()
   it("parks a message with malformed headers", function()
     testing.host.start()
     support.inject(url, "h", "01900000-0000-7000-8000-0000000000ab", "h.Do", '{"a":{"b":"c"}}', '{"n":1}')
-    testing.run_until(function() return (testing.depth("error")) == 1 end)
+    assert.is_true(testing.run_until(function() return (testing.depth("error")) == 1 end))
     local parked = support.parked()[1]
     assert.equal("01900000-0000-7000-8000-0000000000ab", parked.id)
     assert.matches("malformed envelope", parked.headers["moonbus.exception.message"], 1, true)
@@ -87,7 +87,8 @@ describe("handlers", function()
     bus.handle("h.Do", function() order[#order + 1] = "first" end)
     bus.handle("h.Do", function() order[#order + 1] = "second" end)
     bus.send("h.Do", { n = 1 })
-    testing.run_until(function() return #order == 2 end)
+    assert.is_true(testing.run_until(function() return #order == 2 end))
+    testing.run_until_idle(1) -- a third run would show below
     assert.same({ "first", "second" }, order)
   end)
 
@@ -95,20 +96,26 @@ describe("handlers", function()
     local saved
     bus.handle("h.Do", function(_, ctx) saved = ctx end)
     bus.send("h.Do", { n = 1 })
-    testing.run_until(function() return saved ~= nil end)
-    testing.run_until_idle(1)
+    assert.is_true(testing.run_until(function() return saved ~= nil end))
+    assert.is_true(testing.run_until_idle(2))
     assert.matches("ctx is used after its handler ended", support.err_of(function() return saved.id end), 1, true)
   end)
 
   it("ctx is read-only and names unknown fields", function()
-    local errs
+    local tries -- what the handler saw, checked after the run (a failed assert in it would be retried)
     bus.handle("h.Do", function(_, ctx)
-      errs = { support.err_of(function() ctx.id = "x" end), support.err_of(function() return ctx.nope end) }
+      local set_ok, set_err = pcall(function() ctx.id = "x" end)
+      local get_ok, get_err = pcall(function() return ctx.nope end)
+      tries = { set_ok = set_ok, set_err = tostring(set_err), get_ok = get_ok,
+                get_err = tostring(get_err), id_after = ctx.id }
     end)
     bus.send("h.Do", { n = 1 })
-    testing.run_until(function() return errs ~= nil end)
-    assert.matches("ctx is read-only", errs[1], 1, true)
-    assert.matches("ctx has no field 'nope'", errs[2], 1, true)
+    assert.is_true(testing.run_until(function() return tries ~= nil end))
+    assert.is_false(tries.set_ok)
+    assert.matches("ctx is read-only", tries.set_err, 1, true)
+    assert.are_not.equal("x", tries.id_after)
+    assert.is_false(tries.get_ok)
+    assert.matches("ctx has no field 'nope'", tries.get_err, 1, true)
   end)
 
   it("a handler that yields outside a bus call fails instead of hanging", function()
@@ -118,8 +125,10 @@ describe("handlers", function()
       if ctx.attempt == 1 then coroutine.yield() end
     end)
     bus.send("h.Do", { n = 1 })
-    testing.run_until(function() return calls == 2 end, 5)
-    assert.equal(2, calls)
+    assert.is_true(testing.run_until(function() return calls == 2 end, 5))
+    assert.is_true(testing.run_until_idle(2))
+    assert.equal(2, calls) -- failed once, then handled: not retried again
+    assert.equal(1, testing.counters().handled)
   end)
 
   it("counters return to zero when idle", function()
@@ -134,10 +143,11 @@ describe("handlers", function()
   end)
 
   it("ctx:reply with a command says replies are messages", function()
-    local err
-    bus.handle("h.Do", function(_, ctx) err = support.err_of(ctx.reply, ctx, "h.Next", {}) end)
+    local got -- recorded in the handler, checked after the run
+    bus.handle("h.Do", function(_, ctx) got = { pcall(ctx.reply, ctx, "h.Next", {}) } end)
     bus.send("h.Do", { n = 1 })
-    testing.run_until(function() return err ~= nil end)
-    assert.matches("ctx:reply: h.Next is a command: a reply is a message", err, 1, true)
+    assert.is_true(testing.run_until(function() return got ~= nil end))
+    assert.is_false(got[1])
+    assert.matches("ctx:reply: h.Next is a command: a reply is a message", tostring(got[2]), 1, true)
   end)
 end)

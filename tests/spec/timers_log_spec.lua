@@ -34,26 +34,84 @@ describe("timers", function()
   end)
 
   it("a failing tick is logged and the timer goes on", function()
+    testing.host.capture_log("error")
     local n = 0
-    local t = bus.every(0.02, function() n = n + 1; error("tick failed") end)
+    local t = bus.every(0.02, function() n = n + 1; error("tick failed " .. n) end)
     testing.run_for(0.2)
     t:cancel()
+    local log = testing.host.captured_log()
+    testing.host.capture_log(false)
     assert.is_true(n >= 3)
     assert.equal(0, testing.counters().coroutines)
+    -- one error line per failed tick, naming the timer, where it was made, and the error
+    local lines = 0
+    for line in log:gmatch("[^\n]+") do
+      if line:find("bus.every(0.02) at ", 1, true) and line:find("timers_log_spec.lua:", 1, true) then
+        lines = lines + 1
+        assert.matches("^%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z error %[t%] bus%.every%(0%.02%) at .* failed: .*tick failed " .. lines .. "$", line)
+      end
+    end
+    assert.equal(n, lines)
   end)
 
   it("refuses bad arguments", function()
     assert.matches("bus.every: seconds must be a number > 0", support.err_of(bus.every, 0, function() end), 1, true)
-    assert.has_error(function() bus.after(1, "not a function") end)
+    assert.matches("bus.after: seconds must be a number >= 0", support.err_of(bus.after, -1, function() end), 1, true)
+    assert.matches("bad argument #2 to 'moonbus.after' (function expected, got string)",
+      support.err_of(bus.after, 1, "not a function"), 1, true)
   end)
 end)
 
+-- bus.log writes to stderr, where a user reads it: a child lua5.4 with MOONBUS_LOG=debug
+-- logs at every level, at the top of its script and inside a handler, and the test reads
+-- what it wrote.
 describe("bus.log", function()
-  it("has the four levels and formats like string.format", function()
-    local bus = testing.fresh()
+  local function run_child(code)
+    local dir = testing.tmpdir()
+    local script = dir .. "/child.lua"
+    local f = assert(io.open(script, "w"))
+    f:write("local testing = require 'moonbus.testing'\n",
+      "local bus = testing.fresh('sqlite://", dir, "/bus.db?synchronous=normal')\n", code)
+    f:close()
+    local ok = os.execute("MOONBUS_LOG=debug lua5.4 " .. script .. " 2>" .. dir .. "/stderr")
+    local err = assert(io.open(dir .. "/stderr")):read("a")
+    return ok, err
+  end
+
+  it("has the four levels and formats like string.format, on stderr", function()
+    local ok, err = run_child([[
+      bus.endpoint { name = "lg" }
+      for _, level in ipairs { "debug", "info", "warn", "error" } do
+        bus.log[level]("value %d of %s at %s", 1, "x", level)
+      end
+    ]])
+    assert.is_true(ok, err)
     for _, level in ipairs { "debug", "info", "warn", "error" } do
-      assert.has_no.errors(function() bus.log[level]("value %d of %s", 1, "x") end)
+      local pattern = "\n?%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z " .. level .. "%s* %[lg%] value 1 of x at " .. level .. "\n"
+      assert.matches(pattern, err)
     end
-    assert.has_error(function() bus.log.info("%d", "not a number") end)
+    local _, count = err:gsub("value 1 of x", "")
+    assert.equal(4, count)
+  end)
+
+  it("tags a line written in a handler with the message id and type", function()
+    local ok, err = run_child([[
+      bus.command("lg.Do", { n = "number" })
+      bus.endpoint { name = "lg", routes = { ["lg.Do"] = "lg" } }
+      local id
+      bus.handle("lg.Do", function(d, ctx) id = ctx.id; bus.log.warn("doing %d", d.n) end)
+      bus.send("lg.Do", { n = 7 })
+      assert(testing.run_until(function() return id ~= nil end))
+      io.stderr:write("child saw id ", id, "\n")
+    ]])
+    assert.is_true(ok, err)
+    local id = err:match("child saw id (%S+)")
+    assert.is_not_nil(id, err)
+    assert.matches(" warn  [lg] doing 7 id=" .. id .. " type=lg.Do\n", err, 1, true)
+  end)
+
+  it("refuses a format that does not fit its arguments", function()
+    local bus = testing.fresh()
+    assert.matches("bad argument #2 to 'string.format' (number expected, got string)", support.err_of(bus.log.info, "%d", "not a number"), 1, true)
   end)
 end)
