@@ -145,3 +145,32 @@ supervise() {
     DEATHS=$((DEATHS + 1))
   done
 }
+
+# --- hostile foreign senders (tests/tools/amqp_random.c, tests/tools/sqlite_random.lua) ---
+# hostile QUEUE CASE N TYPE MAX_BODY: one message of a named hostile kind (bare, typed,
+# oversize, frame, dup, wrongtyped, nonutf8, nonjson, array, newline) written by a foreign
+# sender straight into QUEUE; its body, where it is good JSON, is {"n":N}.
+hostile() {
+  if [ "$TRANSPORT" = sqlite ]; then
+    lua5.4 "$ROOT/tests/tools/sqlite_random.lua" case "$2" "$3" "$1" "$4" "$5" | sql
+  else
+    "$ROOT/build/tools/amqp_random" "$MOONBUS_TRANSPORT" "$1" case "$2" "$3" "$4" "$5" >/dev/null
+  fi
+}
+# hostile_random QUEUE SEED COUNT TYPE MAX_BODY GOOD_FILE: COUNT random foreign messages;
+# prints "sent S good G" (the n of each message that must be handled goes to GOOD_FILE).
+hostile_random() {
+  if [ "$TRANSPORT" = sqlite ]; then
+    lua5.4 "$ROOT/tests/tools/sqlite_random.lua" random "$2" "$3" "$1" "$4" "$5" "$6" | sql || return 1
+    echo "sent $3 good $(lines "$6")"
+  else
+    "$ROOT/build/tools/amqp_random" "$MOONBUS_TRANSPORT" "$1" random "$2" "$3" "$4" "$5" "$6" | tail -1
+  fi
+}
+# depth_all QUEUE: messages in QUEUE, ready and not (delayed or leased).
+depth_all() { mb_lua "local r, l = host.depth('$1') print(r + l)"; }
+# foreign_log_lines FILE: the lines of a host's log that do not start like a moonbus log
+# line ("2026-12-01T23:45:52.738247Z info  [endpoint] ...").
+foreign_log_lines() {
+  grep -avE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z (debug|info |warn |error) \[[^]]*\] ' "$1"
+}

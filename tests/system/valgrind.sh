@@ -22,7 +22,8 @@ bus.endpoint { name = "v", publishes = { "v.Done" }, concurrency = 16,
 bus.handle("v.Do", function(d, ctx)
   if d.n == 3 and ctx.attempt == 1 then error("first try fails") end
   local answer = bus.request("v.Ask", { n = d.n }, { timeout = 10 })
-  assert(answer.n == d.n + 1, "crossed reply")
+  -- logged, not asserted: the bus would catch a failed assert and retry until it passed
+  if answer.n ~= d.n + 1 then bus.log.error("crossed reply: %d for %d", answer.n, d.n) end
   bus.publish("v.Done", { n = d.n })
 end)
 bus.handle("v.Ask", function(a, ctx) ctx:reply("v.Answer", { n = a.n + 1 }) end)
@@ -44,7 +45,9 @@ valgrind --leak-check=full --show-leak-kinds=definite,indirect \
 V=$!
 PIDS+=("$V")
 wait_until 60 '[ "$(grep -c "done " "$WORK/vg.log")" -ge 5 ]'
-check "the host handled every message under valgrind" test "$(grep -c 'done ' "$WORK/vg.log")" -ge 5
+check "the host handled every message under valgrind" \
+  test "$(grep -o 'done [0-9]' "$WORK/vg.log" | sort -u | tr '\n' ' ')" = "done 1 done 2 done 3 done 4 done 5 "
+check "each request got its own reply" test "$(grep -c 'crossed reply' "$WORK/vg.log")" -eq 0
 wait_until 30 'grep -q "timed out: true" "$WORK/vg.log"'
 check "a request timed out with an error bus.is_timeout knows" grep -q "timed out: true" "$WORK/vg.log"
 wait_until 30 '[ "$(grep -c "type=v.Never" "$WORK/vg.log")" -ge 3 ]'
