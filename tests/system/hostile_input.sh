@@ -78,6 +78,7 @@ no_reason=$(awk -F'\t' '$5 == "" { print $1 }' "$WORK/errors.txt" | tr '\n' ' ')
 check "each with a reason (none without: ${no_reason:-ok})" test -z "$no_reason"
 shown=0
 while IFS=$'\t' read -r id _ _ _ why; do
+  [[ $id =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]] || continue
   "$MOONBUS" errors show "$id" >"$WORK/show.txt" 2>>"$WORK/cli.log" &&
     grep -q '^moonbus.exception.message: .' "$WORK/show.txt" && shown=$((shown + 1))
   echo "# parked $id: $why"

@@ -35,6 +35,7 @@ check "and shows no password" bash -c "! grep -q 'guest:guest' <<<'$out'"
 out=$(MOONBUS_TRANSPORT="$TLS/${VHOST}1?verify=none" "$MOONBUS" send tls tls.Hello '{"name":"none"}' 2>&1)
 check "verify=none connects without a CA ($out)" test $? -eq 0
 wait_for 10 grep -q "hello over TLS, none" "$WORK/tls.log"
+check "and what it sent is handled" grep -q "hello over TLS, none" "$WORK/tls.log"
 kill -TERM $H
 wait $H; rc=$?
 check "the host exits 0 ($rc)" test $rc -eq 0
