@@ -99,8 +99,7 @@ if [[ " $CASES " == *" newline "* ]]; then
     bash -c "grep -a 'FORGED by a message type' '$WORK/h.log' | grep -aq 'type=h.Do'"
 fi
 
-kill -TERM "$H"
-wait "$H"
-check "the endpoint stops cleanly (exit $?)" test $? -eq 0
+stop_host "$H" 20
+check "the endpoint stops cleanly within 20 s (exit $?)" test $? -eq 0
 check "no sanitizer report" bash -c "! grep -aq 'Sanitizer' '$WORK/h.log'"
 exit $TAP_FAILED

@@ -62,8 +62,7 @@ awk -F'\t' '{ print $5 }' "$WORK/errors.txt" | sed 's/[0-9][0-9]*/N/g' | sort | 
 forged=$(foreign_log_lines "$WORK/h.log" | head -3)
 check "every log line is a moonbus log line (found: ${forged:-none})" test -z "$forged"
 
-kill -TERM "$H"
-wait "$H"
-check "the endpoint stops cleanly (exit $?)" test $? -eq 0
+stop_host "$H" 20
+check "the endpoint stops cleanly within 20 s (exit $?)" test $? -eq 0
 check "no sanitizer report" bash -c "! grep -aq 'Sanitizer' '$WORK/h.log'"
 exit $TAP_FAILED

@@ -174,3 +174,16 @@ depth_all() { mb_lua "local r, l = host.depth('$1') print(r + l)"; }
 foreign_log_lines() {
   grep -avE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z (debug|info |warn |error) \[[^]]*\] ' "$1"
 }
+# stop_host PID [SECONDS]: SIGTERM, then waits at most SECONDS (default 20) for the host to
+# exit; returns its exit status, or 124 (after SIGKILL) if it did not stop in time.
+stop_host() {
+  local pid=$1 deadline=$((SECONDS + ${2:-20}))
+  kill -TERM "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 124
+  fi
+  wait "$pid"
+}

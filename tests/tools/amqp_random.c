@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "transport/rabbitmq_conn.h"
 
@@ -392,7 +393,8 @@ static int publish(const char *queue, const message *m) {
   if (amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), 0, 0, &m->p,
                          m->body) == AMQP_STATUS_OK) {
     amqp_frame_t f;
-    while (amqp_simple_wait_frame(conn, &f) == AMQP_STATUS_OK) {
+    struct timeval patience = {10, 0}; /* a confirm that does not come is a refusal */
+    while (amqp_simple_wait_frame_noblock(conn, &f, &patience) == AMQP_STATUS_OK) {
       if (f.frame_type != AMQP_FRAME_METHOD) continue;
       if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) return 0;
       if (f.payload.method.id == AMQP_BASIC_NACK_METHOD ||
