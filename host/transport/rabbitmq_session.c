@@ -20,9 +20,19 @@ static void drain(amqp_link *l);
 static void delivery_ready(rmq *t, amqp_link *l) {
   mb_delivery *d = l->d;
   l->d = NULL;
-  d->env.body = l->body;
-  d->env.body_len = l->body_size;
+  if (l->skip) { /* not read: the delivery goes on with an empty body and its problem */
+    d->env.body = l->body ? l->body : strdup("");
+    d->env.body_len = 0;
+  } else {
+    d->env.body = l->body;
+    d->env.body_len = (size_t)l->body_size;
+  }
   l->body = NULL;
+  if (d->env.body == NULL) { /* out of memory for "": the broker gives it back */
+    mb_delivery_free(d);
+    rmq_mark_lost(t, "out of memory for a delivery on the %s connection", l->role);
+    return;
+  }
   if (l->reply) { /* taken without an ack: hand it over, or drop it */
     l->reply = 0;
     if (t->reply_fn) t->reply_fn(t->reply_ud, d);
@@ -43,6 +53,7 @@ static void content_done(rmq *t, amqp_link *l) {
   l->body = NULL;
   l->content = 0;
   l->reply = 0;
+  l->skip = 0;
 }
 
 static int new_delivery(rmq *t, amqp_link *l, const amqp_basic_properties_t *p) {
@@ -59,22 +70,41 @@ static int new_delivery(rmq *t, amqp_link *l, const amqp_basic_properties_t *p) 
   return mb_amqp_delivery_from_props(d, p, l->redelivered);
 }
 
+/* A body over the limit is never held: its frames are counted and dropped, and the
+ * delivery says why (the pipeline parks it). The limit is checked on the size the content
+ * header announces, before anything is allocated for the body. */
+static int refuse_body(amqp_link *l, uint64_t limit) {
+  mb_delivery *d = l->d;
+  char why[200];
+  snprintf(why, sizeof why, "body is %llu bytes, over the limit of %llu bytes (max_body): it "
+           "was not read, and the parked copy has no body", (unsigned long long)l->body_size,
+           (unsigned long long)limit);
+  if (d == NULL || d->problem) return MB_OK; /* the first problem is the one told */
+  return (d->problem = strdup(why)) ? MB_OK : MB_ENOMEM;
+}
+
+static uint64_t body_limit(const rmq *t) {
+  return t->max_body ? (uint64_t)t->max_body : MB_AMQP_BODY_MAX;
+}
+
 static void on_header(rmq *t, amqp_link *l, const amqp_frame_t *f) {
   const amqp_basic_properties_t *p = f->payload.properties.decoded;
-  l->body_size = (size_t)f->payload.properties.body_size;
+  int returned = l->content == AMQP_BASIC_RETURN_METHOD;
+  l->body_size = f->payload.properties.body_size;
   l->body_have = 0;
-  l->body = malloc(l->body_size + 1);
-  int rc = l->body ? MB_OK : MB_ENOMEM;
-  if (rc == MB_OK) l->body[l->body_size] = '\0';
+  l->skip = returned || l->body_size > body_limit(t); /* a return needs its id only */
+  l->body = l->skip ? NULL : malloc((size_t)l->body_size + 1);
+  int rc = l->skip || l->body ? MB_OK : MB_ENOMEM;
+  if (l->body) l->body[l->body_size] = '\0';
   if (rc == MB_OK && l->content == AMQP_BASIC_DELIVER_METHOD) rc = new_delivery(t, l, p);
-  if (rc == MB_OK && l->content == AMQP_BASIC_RETURN_METHOD &&
-      (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)) {
+  if (rc == MB_OK && !returned && l->skip) rc = refuse_body(l, body_limit(t));
+  if (rc == MB_OK && returned && (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)) {
     char id[MB_ID_LEN + 1];
     snprintf(id, sizeof id, "%.*s", (int)p->message_id.len, (const char *)p->message_id.bytes);
     rmq_returned(t, id);
   }
   if (rc != MB_OK) {
-    rmq_mark_lost(t, "out of memory for a %zu-byte message", l->body_size);
+    rmq_mark_lost(t, "out of memory for a %llu-byte message", (unsigned long long)l->body_size);
     return;
   }
   if (l->body_size == 0) content_done(t, l);
@@ -82,12 +112,15 @@ static void on_header(rmq *t, amqp_link *l, const amqp_frame_t *f) {
 
 static void on_body(rmq *t, amqp_link *l, const amqp_frame_t *f) {
   amqp_bytes_t b = f->payload.body_fragment;
-  if (l->content == 0 || l->body == NULL || b.len > l->body_size - l->body_have) {
+  if (l->content == 0 || (l->body == NULL && !l->skip) || b.len > l->body_size - l->body_have) {
     rmq_mark_lost(t, "a body frame the broker did not announce on the %s connection", l->role);
     return;
   }
-  memcpy(l->body + l->body_have, b.bytes, b.len);
+  if (!l->skip) memcpy(l->body + l->body_have, b.bytes, b.len);
   l->body_have += b.len;
+  /* the frame is copied (or dropped): rabbitmq-c may reuse its memory now, so that a body
+   * never sits in its buffers twice */
+  amqp_maybe_release_buffers_on_channel(l->conn, f->channel);
   if (l->body_have == l->body_size) content_done(t, l);
 }
 
