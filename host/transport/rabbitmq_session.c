@@ -261,6 +261,18 @@ static int open_channel(amqp_connection_state_t c, const char *role, amqp_channe
   return mb_amqp_reply_error(amqp_get_rpc_reply(c), what, NULL, err);
 }
 
+/* The broker does not split a content header: a delivery whose headers fit frame_max when
+ * it was published can exceed it once the broker adds x-delivery-count or x-death, and
+ * rabbitmq-c refuses such a frame ("invalid AMQP data"), which would cost the connection
+ * on every redelivery. The consume connection, which never publishes content, reads
+ * frames up to MB_AMQP_FRAME_MAX_IN, so that such a delivery is read and parked. */
+static int accept_large_frames(amqp_connection_state_t c, mb_err *err) {
+  if (amqp_tune_connection(c, amqp_get_channel_max(c), MB_AMQP_FRAME_MAX_IN,
+                           amqp_get_heartbeat(c)) == AMQP_STATUS_OK)
+    return MB_OK;
+  return mb_err_set(err, MB_ENOMEM, "out of memory for the consume connection's frames");
+}
+
 /* One logged-in connection with its channels open, or NULL and err. */
 static amqp_connection_state_t open_conn(const dial *d, size_t node, const char *role,
                                          mb_err *err) {
@@ -268,6 +280,7 @@ static amqp_connection_state_t open_conn(const dial *d, size_t node, const char 
   amqp_connection_state_t c;
   snprintf(name, sizeof name, "moonbus %s (%s)", d->instance, role);
   int rc = mb_amqp_connect(d->url, node, name, &c, err);
+  if (rc == MB_OK && strcmp(role, "consume") == 0) rc = accept_large_frames(c, err);
   if (rc == MB_OK) rc = open_channel(c, role, CH_RPC, err);
   if (rc == MB_OK) rc = open_channel(c, role, CH_WORK, err);
   if (rc == MB_OK && strcmp(role, "consume") == 0) rc = open_channel(c, role, CH_REPLY, err);
@@ -354,6 +367,7 @@ static void session_install(rmq *t, dial *d) {
   t->session++;
   t->connected = 1;
   t->lost = 0;
+  t->up_since = ev_now(t->loop);
   if (t->url.heartbeat > 0) {
     ev_timer_set(&t->heartbeat, t->url.heartbeat / 2.0, t->url.heartbeat / 2.0);
     ev_timer_start(t->loop, &t->heartbeat);
@@ -383,9 +397,18 @@ static void schedule_reconnect(rmq *t) {
   ev_timer_start(t->loop, &t->reconnect);
 }
 
+/* The back-off starts over only after a session that stayed up STABLE_AFTER seconds: one
+ * that is lost at once (a message that breaks it, a broker that drops every connection)
+ * keeps backing off instead of reconnecting in a tight loop. */
+static void settle_backoff(rmq *t) {
+  if (t->up_since > 0 && ev_now(t->loop) - t->up_since >= STABLE_AFTER) t->backoff = 0;
+  t->up_since = 0;
+}
+
 void rmq_on_teardown(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
   rmq *t = w->data;
+  settle_backoff(t);
   mb_log(MB_WARN, t->endpoint, NULL, NULL, "lost RabbitMQ at %s: %s; reconnecting", t->shown,
          t->lost_reason);
   rmq_session_close(t, 0);
@@ -421,6 +444,7 @@ void rmq_on_reconnect(struct ev_loop *loop, ev_timer *w, int revents) {
 static void reconnect_failed(rmq *t, const char *why) {
   mb_log(MB_WARN, t->endpoint, NULL, NULL, "reconnecting to RabbitMQ failed: %s", why);
   ev_timer_stop(t->loop, &t->teardown); /* a failed step may have asked for one */
+  t->up_since = 0;
   t->lost = 0;
   rmq_session_close(t, 0);
   schedule_reconnect(t);
@@ -445,7 +469,6 @@ void rmq_on_dialed(struct ev_loop *loop, ev_async *w, int revents) {
     reconnect_failed(t, err.msg);
     return;
   }
-  t->backoff = 0;
   t->lost_reason[0] = '\0';
   mb_log(MB_INFO, t->endpoint, NULL, NULL, "reconnected to RabbitMQ at %s:%d",
          t->url.nodes[t->node].host, t->url.nodes[t->node].port);
