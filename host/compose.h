@@ -3,7 +3,8 @@
  * and where it goes.
  *
  * Provides: mb_compose, the one place outgoing headers are written for every transport.
- * Never: includes lua.h; validates only what the caller cannot (sizes, header keys). */
+ * Never: includes lua.h; validates only what the caller cannot (sizes, the header rules of
+ * mb_headers_check on the script's headers and on the whole composed list). */
 #ifndef MOONBUS_COMPOSE_H
 #define MOONBUS_COMPOSE_H
 
