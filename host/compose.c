@@ -101,3 +101,9 @@ int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_
   *out = m;
   return MB_OK;
 }
+
+const char *mb_compose_reply_correlation(const mb_envelope *in) {
+  if (in->correlation_id) return in->correlation_id;
+  const char *foreign = mb_headers_get(&in->headers, MB_H_FOREIGN_ID);
+  return foreign && foreign[0] ? foreign : in->id;
+}

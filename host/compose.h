@@ -31,6 +31,11 @@ typedef struct mb_compose_req {
   const char *origin;         /* NULL: the runtime's endpoint (the CLI names its own) */
 } mb_compose_req;
 
+/* The correlation id a reply to `in` carries: its correlation id, else the message id its
+ * sender gave it (a foreign one kept in moonbus.foreign_id), else its id. Plain AMQP RPC
+ * clients match replies this way. */
+const char *mb_compose_reply_correlation(const mb_envelope *in);
+
 /* A new outgoing message for req; cause is the delivery being handled (NULL outside a
  * handler): its conversation is inherited and its id becomes related_to. */
 int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_req *req,
