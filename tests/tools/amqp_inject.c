@@ -9,7 +9,9 @@
  *
  * ID or TYPE "-" leaves that property out (what amqp-publish and the management UI send);
  * --big adds headers big1, big2... holding BYTES bytes in all; --body-mb replaces BODY with
- * a JSON object of N MiB; --count publishes the message N times.
+ * a JSON object of N MiB; --count publishes the message N times; --requeue-one then takes
+ * the head of QUEUE once and gives it back (a quorum queue counts that delivery, and its
+ * next delivery carries x-delivery-count).
  *
  * Exit 0 once the broker confirmed the message; 1 with a reason on stderr otherwise.
  * Uses rabbitmq-c directly (not the transport) so that nothing checks what it sends. */
@@ -91,6 +93,7 @@ static void big_headers(long bytes) {
 static amqp_bytes_t body;
 static long count = 1;
 static const char *reply_to, *correlation_id;
+static int requeue_one;
 
 /* {"pad":"xxx..."} of mb MiB. */
 static void big_body(long mb) {
@@ -108,6 +111,7 @@ static void parse_headers(int argc, char **argv) {
     if (strcmp(argv[i], "--big") == 0 && i + 1 < argc) big_headers(atol(argv[++i]));
     else if (strcmp(argv[i], "--body-mb") == 0 && i + 1 < argc) big_body(atol(argv[++i]));
     else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) count = atol(argv[++i]);
+    else if (strcmp(argv[i], "--requeue-one") == 0) requeue_one = 1;
     else if (strcmp(argv[i], "--reply-to") == 0 && i + 1 < argc) reply_to = argv[++i];
     else if (strcmp(argv[i], "--correlation-id") == 0 && i + 1 < argc) correlation_id = argv[++i];
     else if (strcmp(argv[i], "--nest") == 0 && i + 1 < argc) nested_header(argv[++i]);
@@ -176,6 +180,22 @@ static int publish(amqp_connection_state_t c, char **argv) {
   return 0;
 }
 
+/* basic.get of the head of queue, then basic.nack with requeue. */
+static int take_and_return(amqp_connection_state_t c, const char *queue) {
+  /* what the broker sends back may exceed the frame_max it negotiated (it adds headers) */
+  if (amqp_tune_connection(c, amqp_get_channel_max(c), 1 << 20, amqp_get_heartbeat(c)) != 0)
+    return fail("cannot take larger frames");
+  amqp_rpc_reply_t r = amqp_basic_get(c, 1, amqp_cstring_bytes(queue), 0);
+  if (r.reply_type != AMQP_RESPONSE_NORMAL || r.reply.id != AMQP_BASIC_GET_OK_METHOD)
+    return fail("basic.get found nothing");
+  uint64_t tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+  amqp_message_t msg;
+  if (amqp_read_message(c, 1, &msg, 0).reply_type != AMQP_RESPONSE_NORMAL)
+    return fail("cannot read the message back");
+  amqp_destroy_message(&msg);
+  return amqp_basic_nack(c, 1, tag, 0, 1) == AMQP_STATUS_OK ? 0 : fail("basic.nack");
+}
+
 int main(int argc, char **argv) {
   if (argc < 6) return fail("usage: amqp_inject URL QUEUE ID TYPE BODY [key=value | --nest key "
                             "| --dup key=value | --deep N | --big BYTES | --body-mb N | --count N | "
@@ -189,6 +209,7 @@ int main(int argc, char **argv) {
   mb_amqp_url_free(&url);
   amqp_channel_open(c, 1);
   int rc = amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL ? publish(c, argv) : fail("channel.open");
+  if (rc == 0 && requeue_one) rc = take_and_return(c, argv[2]);
   mb_amqp_disconnect(c);
   return rc;
 }
