@@ -136,6 +136,9 @@ static void completed(void *ud, int status, const char *error) {
     else LOG_MSG(MB_INFO, job, "handled in %.1f ms, %zu sent", ms, sent);
   } else if (status == MB_ELOST) {
     LOG_MSG(MB_WARN, job, "outcome discarded: %s", error);
+    char why[MB_ERRLEN + 32];
+    snprintf(why, sizeof why, "its outcome was lost: %s", error);
+    remember(job->d->env.id, why);
   } else {
     char why[MB_ERRLEN + 64];
     snprintf(why, sizeof why, "handled, but its messages could not be sent: %s", error);

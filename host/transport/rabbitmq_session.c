@@ -2,9 +2,11 @@
  * socket under an ev_io, read with amqp_simple_wait_frame_noblock until rabbitmq-c holds no
  * more frames; heartbeats on an ev_timer; deliveries and returned messages assembled from
  * their frames; connection.blocked noted; any failure tearing the session down and a
- * reconnect with back-off and jitter, dialled on a thread of its own.
+ * reconnect with back-off and jitter (starting over only once a session stayed up
+ * STABLE_AFTER seconds), dialled on a thread of its own.
  * Never: frees a connection while its frames are being read (teardown is deferred to the
- * loop), blocks the loop on a reconnect, or acks a delivery of an older session. */
+ * loop), blocks the loop on a reconnect, acks a delivery of an older session, or allocates
+ * a body before checking the size the broker announced against max_body. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
