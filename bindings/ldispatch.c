@@ -28,7 +28,10 @@ static void check_contract(lua_State *L, const mb_job *job) {
     mb_lbus_unrecoverable(L, "endpoint %s does not know type %s (it is not declared in its "
                           "contracts)", job->rt->cfg.name, type);
   mb_kind declared = mb_lcontract_kind(L, -1), sent;
-  if (mb_envelope_kind(&job->d->env, &sent) == MB_OK && sent != declared)
+  if (mb_headers_get(&job->d->env.headers, MB_H_KIND) == NULL) { /* a foreign sender's */
+    if (mb_headers_set(&job->d->env.headers, MB_H_KIND, mb_kind_name(declared)) != MB_OK)
+      luaL_error(L, "out of memory");
+  } else if (mb_envelope_kind(&job->d->env, &sent) == MB_OK && sent != declared)
     mb_lbus_unrecoverable(L, "%s arrived as a %s but is declared as a %s", type,
                           mb_kind_name(sent), mb_kind_name(declared));
   if (!mb_lcontract_check(L, -1, ARG_BODY, type))

@@ -244,7 +244,7 @@ int mb_lsend_reply(lua_State *L, mb_job *job) {
   if (o.delay > 0 && mb_is_reply_address(dest))
     return luaL_error(L, "ctx:reply: the reply %s goes to a requester waiting in bus.request, "
                       "so it cannot be delayed: reply without 'delay'", type);
-  const char *corr = in->correlation_id ? in->correlation_id : in->id;
+  const char *corr = mb_compose_reply_correlation(in);
   outgoing_spec spec = {"ctx:reply", type, kind, MB_ROUTE_QUEUE, dest, corr, NULL, 3, 4};
   return emit(L, &spec, &o);
 }

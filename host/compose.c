@@ -1,5 +1,6 @@
 /* compose.c — builds outgoing envelopes (see compose.h). Owns the rules for the
- * conversation, related-to, origin, time, delay and trace headers. Never sends anything. */
+ * conversation, related-to, origin, time, delay and trace headers, and refuses headers
+ * that break mb_headers_check (a receiver would park the message). Never sends anything. */
 #include "compose.h"
 
 #include <stdio.h>
@@ -27,12 +28,9 @@ static int check_request(const mb_runtime *rt, const mb_compose_req *req, mb_err
                       "body of %s is %zu bytes, over the limit of %zu bytes (max_body of "
                       "endpoint %s)",
                       req->type, req->body_len, rt->cfg.max_body, mb_runtime_origin(rt));
-  for (size_t i = 0; req->headers && i < req->headers->len; i++) {
-    const char *why = mb_header_key_problem(req->headers->items[i].key, 0);
-    if (why)
-      return mb_err_set(err, MB_EINVAL, "header '%.64s' of %s: %s", req->headers->items[i].key,
-                        req->type, why);
-  }
+  mb_err rule;
+  if (req->headers && mb_headers_check(req->headers, 0, &rule) != MB_OK)
+    return mb_err_set(err, MB_EINVAL, "headers of %s: %s", req->type, rule.msg);
   if (req->route == MB_ROUTE_QUEUE) {
     const char *why = mb_queue_name_problem(req->dest);
     if (why) return mb_err_set(err, MB_EINVAL, "destination of %s: %s", req->type, why);
@@ -86,6 +84,14 @@ int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_
   if (rc == MB_OK) rc = mb_envelope_set_correlation_id(e, req->correlation_id);
   if (rc == MB_OK) rc = mb_envelope_set_reply_to(e, reply_address(rt, req));
   if (rc == MB_OK) rc = fill_headers(rt, cause, req, e);
+  if (rc == MB_OK && mb_headers_check(&e->headers, 1, err) != MB_OK) { /* the bus's added */
+    char why[MB_ERRLEN];
+    snprintf(why, sizeof why, "%s", err->msg);
+    mb_outgoing_free(m);
+    return mb_err_set(err, MB_EINVAL, "headers of %s with the bus's own: %s (at most %d headers "
+                      "and %u bytes of keys and values in all)", req->type, why,
+                      MB_HEADERS_MAX_COUNT, MB_HEADERS_MAX_BYTES);
+  }
   if (rc == MB_OK && req->route == MB_ROUTE_QUEUE && (m->dest = strdup(req->dest)) == NULL)
     rc = MB_ENOMEM;
   if (rc != MB_OK) {
@@ -94,4 +100,10 @@ int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_
   }
   *out = m;
   return MB_OK;
+}
+
+const char *mb_compose_reply_correlation(const mb_envelope *in) {
+  if (in->correlation_id) return in->correlation_id;
+  const char *foreign = mb_headers_get(&in->headers, MB_H_FOREIGN_ID);
+  return foreign && foreign[0] ? foreign : in->id;
 }

@@ -3,7 +3,8 @@
  * and where it goes.
  *
  * Provides: mb_compose, the one place outgoing headers are written for every transport.
- * Never: includes lua.h; validates only what the caller cannot (sizes, header keys). */
+ * Never: includes lua.h; validates only what the caller cannot (sizes, the header rules of
+ * mb_headers_check on the script's headers and on the whole composed list). */
 #ifndef MOONBUS_COMPOSE_H
 #define MOONBUS_COMPOSE_H
 
@@ -29,6 +30,11 @@ typedef struct mb_compose_req {
   const char *reply_to;       /* NULL: the endpoint's own queue, if it has one */
   const char *origin;         /* NULL: the runtime's endpoint (the CLI names its own) */
 } mb_compose_req;
+
+/* The correlation id a reply to `in` carries: its correlation id, else the message id its
+ * sender gave it (a foreign one kept in moonbus.foreign_id), else its id. Plain AMQP RPC
+ * clients match replies this way. */
+const char *mb_compose_reply_correlation(const mb_envelope *in);
 
 /* A new outgoing message for req; cause is the delivery being handled (NULL outside a
  * handler): its conversation is inherited and its id becomes related_to. */

@@ -76,8 +76,36 @@ int mb_job_add_outgoing(mb_job *job, mb_outgoing *m) {
   return MB_OK;
 }
 
+/* What the last attempts at recent messages ended with, in this process: a message that
+ * comes back past max_deliveries is parked with that reason rather than the crash-loop
+ * guess when this process saw it fail (its outbox refused, its completion lost). */
+#define MEMO_SLOTS 64
+static struct {
+  char id[MB_ID_LEN + 1];
+  char why[MB_ERRLEN];
+} memo[MEMO_SLOTS];
+static unsigned memo_next;
+
+static void remember(const char *id, const char *why) {
+  for (unsigned i = 0; i < MEMO_SLOTS; i++)
+    if (strcmp(memo[i].id, id) == 0) {
+      snprintf(memo[i].why, sizeof memo[i].why, "%s", why);
+      return;
+    }
+  unsigned slot = memo_next++ % MEMO_SLOTS;
+  snprintf(memo[slot].id, sizeof memo[slot].id, "%s", id);
+  snprintf(memo[slot].why, sizeof memo[slot].why, "%s", why);
+}
+
+static const char *recalled(const char *id) {
+  for (unsigned i = 0; i < MEMO_SLOTS; i++)
+    if (memo[i].id[0] && strcmp(memo[i].id, id) == 0) return memo[i].why;
+  return NULL;
+}
+
 static void release(mb_job *job, const char *why) {
   double delay = mb_pipeline_backoff(job->d->delivery_count);
+  remember(job->d->env.id, why);
   mb_err err;
   mb_transport *t = job->rt->transport;
   LOG_MSG(MB_WARN, job, "%s; delivery %u, back on the queue in %.1f s", why,
@@ -85,6 +113,16 @@ static void release(mb_job *job, const char *why) {
   if (t->ops->release(t, job->d, delay, &err) != MB_OK)
     LOG_MSG(MB_ERROR, job, "release failed (the lease will expire instead): %s", err.msg);
   job_end(job);
+}
+
+static void failed(mb_job *job, const char *error, const char *trace);
+
+/* The message's own messages were refused (no such queue, too large, bad headers): that is
+ * the handler's failure, retried and finally parked by the policy with the last error,
+ * never a guess that the host crashed. Other failures (the transport is down) release it. */
+static int message_level(int status) {
+  return status == MB_EUNROUTABLE || status == MB_ETOOBIG || status == MB_EINVAL ||
+         status == MB_EOWNER;
 }
 
 static void completed(void *ud, int status, const char *error) {
@@ -98,10 +136,17 @@ static void completed(void *ud, int status, const char *error) {
     else LOG_MSG(MB_INFO, job, "handled in %.1f ms, %zu sent", ms, sent);
   } else if (status == MB_ELOST) {
     LOG_MSG(MB_WARN, job, "outcome discarded: %s", error);
+    char why[MB_ERRLEN + 32];
+    snprintf(why, sizeof why, "its outcome was lost: %s", error);
+    remember(job->d->env.id, why);
   } else {
-    job->rt->failed++;
     char why[MB_ERRLEN + 64];
     snprintf(why, sizeof why, "handled, but its messages could not be sent: %s", error);
+    if (message_level(status) && job->n_out > 0) {
+      failed(job, why, NULL);
+      return;
+    }
+    job->rt->failed++;
     release(job, why);
     return;
   }
@@ -166,32 +211,82 @@ static int set_number(mb_headers *h, const char *key, long n) {
   return mb_headers_set(h, key, text);
 }
 
-static int add_failure_headers(mb_job *job, mb_outgoing *m, const char *reason, const char *trace) {
-  char when[MB_TIME_LEN + 1];
-  mb_time_iso(mb_now_usec(), when);
-  mb_headers *h = &m->env.headers;
-  int rc = mb_headers_set(h, MB_H_FAILED_QUEUE, job->d->queue);
-  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_FAILED_AT, when);
-  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_EXCEPTION_MESSAGE, reason);
-  if (rc == MB_OK && trace) rc = mb_headers_set(h, MB_H_EXCEPTION_TRACE, trace);
-  if (rc == MB_OK) rc = set_number(h, MB_H_RETRIES_IMMEDIATE, job->attempt - 1);
-  if (rc == MB_OK) rc = set_number(h, MB_H_RETRIES_DELAYED, mb_retry_round(&job->d->env.headers));
-  if (rc == MB_OK) rc = set_number(h, "moonbus.failed.deliveries", (long)job->d->delivery_count);
-  return rc;
+#define KEEP_MAX 64        /* headers a copy keeps when the original's break the rules */
+#define KEEP_BYTES 1024    /* the longest header (key and value) such a copy keeps */
+#define EXCEPTION_MAX 8192 /* bytes of an exception message or trace on an error copy */
+
+static int keep_when_oversize(const mb_header *hd, size_t kept) {
+  size_t n = strlen(hd->key) + strlen(hd->value);
+  return kept < KEEP_MAX && n <= KEEP_BYTES && mb_header_key_problem(hd->key, 1) == NULL &&
+         (strncmp(hd->key, MB_RESERVED_PREFIX, 8) == 0 || strcmp(hd->key, MB_H_TRACEPARENT) == 0);
 }
 
-/* A copy of the message, byte for byte, to queue (headers added by the caller). */
+/* An error or audit copy must always be deliverable: when the original's headers break the
+ * header rules (a foreign sender's 120 KiB of them), the copy keeps only the bus's own
+ * short ones and says what was removed in MB_H_HEADERS_REMOVED. The body is kept. */
+static int fit_headers(mb_headers *h) {
+  mb_err why;
+  if (mb_headers_check(h, 1, &why) == MB_OK) return MB_OK;
+  mb_headers kept = MB_HEADERS_INIT;
+  size_t dropped = 0, bytes = 0;
+  int rc = MB_OK;
+  for (size_t i = 0; rc == MB_OK && i < h->len; i++) {
+    const mb_header *hd = &h->items[i];
+    if (keep_when_oversize(hd, kept.len))
+      rc = mb_headers_append_n(&kept, hd->key, strlen(hd->key), hd->value, strlen(hd->value));
+    else dropped++, bytes += strlen(hd->key) + strlen(hd->value);
+  }
+  char note[MB_ERRLEN + 128];
+  snprintf(note, sizeof note, "%zu headers (%zu bytes of keys and values) were removed from "
+           "this copy: %s", dropped, bytes, why.msg);
+  if (rc == MB_OK) rc = mb_headers_set(&kept, MB_H_HEADERS_REMOVED, note);
+  if (rc != MB_OK) {
+    mb_headers_free(&kept);
+    return rc;
+  }
+  mb_headers_free(h);
+  *h = kept;
+  return MB_OK;
+}
+
+/* A copy of the message, byte for byte, to queue (headers added by the caller); headers
+ * that break the rules are replaced by a note (fit_headers). */
 static mb_outgoing *copy_to(const mb_job *job, const char *queue) {
   mb_outgoing *copy = malloc(sizeof *copy);
   if (copy == NULL) return NULL;
   mb_outgoing_init(copy);
   copy->route = MB_ROUTE_QUEUE;
   if (mb_envelope_copy(&copy->env, &job->d->env) != MB_OK ||
-      (copy->dest = strdup(queue)) == NULL) {
+      (copy->dest = strdup(queue)) == NULL || fit_headers(&copy->env.headers) != MB_OK) {
     mb_outgoing_free(copy);
     return NULL;
   }
   return copy;
+}
+
+/* key = at most EXCEPTION_MAX bytes of text (cut on a byte, marked). */
+static int set_bounded(mb_headers *h, const char *key, const char *text) {
+  if (strlen(text) <= EXCEPTION_MAX) return mb_headers_set(h, key, text);
+  char *cut = malloc(EXCEPTION_MAX + 16);
+  if (cut == NULL) return MB_ENOMEM;
+  snprintf(cut, EXCEPTION_MAX + 16, "%.*s [cut]", EXCEPTION_MAX, text);
+  int rc = mb_headers_set(h, key, cut);
+  free(cut);
+  return rc;
+}
+
+static int add_failure_headers(mb_job *job, mb_outgoing *m, const char *reason, const char *trace) {
+  char when[MB_TIME_LEN + 1];
+  mb_time_iso(mb_now_usec(), when);
+  mb_headers *h = &m->env.headers;
+  int rc = mb_headers_set(h, MB_H_FAILED_QUEUE, job->d->queue);
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_FAILED_AT, when);
+  if (rc == MB_OK) rc = set_bounded(h, MB_H_EXCEPTION_MESSAGE, reason);
+  if (rc == MB_OK && trace) rc = set_bounded(h, MB_H_EXCEPTION_TRACE, trace);
+  if (rc == MB_OK) rc = set_number(h, MB_H_RETRIES_IMMEDIATE, job->attempt - 1);
+  if (rc == MB_OK) rc = set_number(h, MB_H_RETRIES_DELAYED, mb_retry_round(&job->d->env.headers));
+  if (rc == MB_OK) rc = set_number(h, "moonbus.failed.deliveries", (long)job->d->delivery_count);
+  return rc;
 }
 
 /* Moves the message, byte for byte with failure headers added, to the error queue. */
@@ -269,23 +364,30 @@ static void failed(mb_job *job, const char *error, const char *trace) {
   }
 }
 
-/* Why the envelope can never be handled, or NULL. */
+/* Why the envelope can never be handled, or NULL. The delivery count comes first, so that
+ * a message that ends the host whatever else is wrong with it is still parked at the
+ * limit; a missing moonbus.kind is no reason (a foreign sender's message takes the kind
+ * its type has in the endpoint's contract, ldispatch.c), an unknown one is. */
 static const char *screen(const mb_job *job, char *buf, size_t len) {
   const mb_delivery *d = job->d;
   const mb_runtime *rt = job->rt;
   mb_kind kind;
-  if (d->problem) snprintf(buf, len, "malformed envelope: %s", d->problem);
-  else if (d->env.type == NULL || d->env.type[0] == '\0')
-    snprintf(buf, len, "the message has no type");
-  else if (mb_envelope_kind(&d->env, &kind) != MB_OK)
-    snprintf(buf, len, "header %s is missing or not command, event or message", MB_H_KIND);
-  else if (d->env.body_len > rt->cfg.max_body)
-    snprintf(buf, len, "body is %zu bytes, over the limit of %zu bytes (max_body)",
-             d->env.body_len, rt->cfg.max_body);
+  const char *last = recalled(d->env.id);
+  if (d->delivery_count > (uint32_t)rt->cfg.max_deliveries && last)
+    snprintf(buf, len, "delivered %u times without an outcome (max_deliveries = %d); the last "
+             "attempt: %s", d->delivery_count, rt->cfg.max_deliveries, last);
   else if (d->delivery_count > (uint32_t)rt->cfg.max_deliveries)
     snprintf(buf, len, "delivered %u times without an outcome: handling it seems to end the "
              "host process (a crash, an OOM kill, the watchdog); the limit is max_deliveries "
              "= %d", d->delivery_count, rt->cfg.max_deliveries);
+  else if (d->problem) snprintf(buf, len, "malformed envelope: %s", d->problem);
+  else if (d->env.type == NULL || d->env.type[0] == '\0')
+    snprintf(buf, len, "the message has no type");
+  else if (mb_headers_get(&d->env.headers, MB_H_KIND) && mb_envelope_kind(&d->env, &kind) != MB_OK)
+    snprintf(buf, len, "header %s is not command, event or message", MB_H_KIND);
+  else if (d->env.body_len > rt->cfg.max_body)
+    snprintf(buf, len, "body is %zu bytes, over the limit of %zu bytes (max_body)",
+             d->env.body_len, rt->cfg.max_body);
   else return NULL;
   return buf;
 }

@@ -272,6 +272,7 @@ static int declare(mb_runtime *rt, mb_err *err) {
       .owned = (const char *const *)rt->cfg.publishes,
       .n_owned = rt->cfg.n_publishes,
       .classic_queue = rt->cfg.classic_queue,
+      .max_body = rt->cfg.max_body,
   };
   int rc = rt->transport->ops->declare(rt->transport, &topo, err);
   if (rc == MB_OK) rt->topology_dirty = 0;

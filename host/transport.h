@@ -65,6 +65,8 @@ typedef struct mb_topology {
   const char *const *owned;           /* event types the endpoint publishes */
   size_t n_owned;
   int classic_queue;                  /* RabbitMQ: a classic endpoint queue, not quorum */
+  size_t max_body;                    /* a delivery whose body is larger comes without it,
+                                         its problem set (0: the transport's own cap) */
 } mb_topology;
 
 /* A delivery arrives; ownership of d passes to the callee, which must later call

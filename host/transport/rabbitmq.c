@@ -76,6 +76,7 @@ static int save_topology(rmq *t, const mb_topology *topo) {
   for (size_t i = 0; i < topo->n_owned; i++)
     if (rmq_set_add(&t->owned, topo->owned[i]) != MB_OK) return MB_ENOMEM;
   t->classic = topo->classic_queue;
+  t->max_body = topo->max_body;
   return MB_OK;
 }
 

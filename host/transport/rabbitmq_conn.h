@@ -13,7 +13,8 @@
 #include "status.h"
 
 #define MB_AMQP_MAX_NODES 8
-#define MB_AMQP_FRAME_MAX 131072
+#define MB_AMQP_FRAME_MAX 131072     /* negotiated with the broker: what we send */
+#define MB_AMQP_FRAME_MAX_IN 1048576 /* what the consume connection accepts (x-death grows) */
 
 typedef struct mb_amqp_node {
   char *host;

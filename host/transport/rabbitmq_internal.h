@@ -26,6 +26,7 @@
 #define SEND_WAIT 30.0 /* seconds a send outside a handler waits for the broker */
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 10.0
+#define STABLE_AFTER 10.0 /* seconds a session must stay up before the back-off resets */
 
 typedef struct batch {
   mb_done_fn done;
@@ -79,7 +80,8 @@ typedef struct amqp_link {
   char returned_key[300], returned_text[300];
   mb_delivery *d;
   char *body;
-  size_t body_size, body_have;
+  uint64_t body_size, body_have; /* as the broker announced it: 64 bits, never trusted */
+  int skip;                      /* the body is over the limit (or a return's): not kept */
 } amqp_link;
 
 typedef struct dial {
@@ -110,6 +112,7 @@ typedef struct rmq {
   char lost_reason[MB_ERRLEN];
   ev_timer heartbeat, teardown, reconnect;
   double backoff;
+  ev_tstamp up_since;        /* when the current session was installed */
   dial dial;                 /* a reconnect in progress on the dialer thread */
   pthread_t dialer;
   int dialing;
@@ -118,6 +121,7 @@ typedef struct rmq {
   char *endpoint, *error_queue, *audit_queue;
   string_set subscriptions, owned, bound;
   int classic, declared;
+  size_t max_body;           /* bodies over it are not read (topology; else MB_AMQP_BODY_MAX) */
   char *queue;
   unsigned max_in_flight;
   mb_deliver_fn deliver;

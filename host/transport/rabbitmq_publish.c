@@ -143,7 +143,7 @@ void rmq_confirmed(rmq *t, uint64_t tag, int multiple, int ok) {
       t->unconfirmed.n--;
       char why[MB_ERRLEN];
       snprintf(why, sizeof why, "RabbitMQ refused message %s of type %s (basic.nack)",
-               m->env.id, m->env.type);
+               m->env.id, m->env.type ? m->env.type : "(none)");
       msg_settled(t, m, ok ? MB_OK : MB_EIO, why);
       if (!multiple) break;
     } else {
@@ -157,8 +157,8 @@ void rmq_confirmed(rmq *t, uint64_t tag, int multiple, int ok) {
 
 static void unroutable_text(char *out, size_t len, const char *queue, const mb_envelope *env) {
   snprintf(out, len, "no queue named '%.120s' (message %s of type %.80s): start the %.120s "
-           "endpoint once so that its queue exists, or fix the route", queue, env->id, env->type,
-           queue);
+           "endpoint once so that its queue exists, or fix the route", queue, env->id,
+           env->type ? env->type : "(none)", queue);
 }
 
 /* A mandatory message no queue took: its batch fails when the broker confirms it. */
@@ -260,7 +260,9 @@ static wire_msg *wire_new(mb_outgoing *o, batch *b, mb_err *err) {
 }
 
 /* A queue that does not exist fails the whole batch before anything is published (the
- * broker would return the message, but only after the others were sent). */
+ * broker would return the message, but only after the others were sent). A queue that is
+ * exclusive to another connection exists (a plain AMQP client's server-named reply queue):
+ * it is a destination like any other, `mandatory` and basic.return decide. */
 static int check_routable(rmq *t, const mb_outgoing *o, mb_err *err) {
   if (o->route != MB_ROUTE_QUEUE || o->to_requester || !t->connected ||
       rmq_set_has(&t->known_queues, o->dest))
@@ -274,6 +276,7 @@ static int check_routable(rmq *t, const mb_outgoing *o, mb_err *err) {
     unroutable_text(why, sizeof why, o->dest, &o->env);
     return mb_err_set(err, MB_EUNROUTABLE, "%s", why);
   }
+  if (rc == MB_EBUSY) return MB_OK; /* not cached: it lives as long as its owner's connection */
   return rc == MB_OK ? rmq_set_add(&t->known_queues, o->dest) : rc;
 }
 

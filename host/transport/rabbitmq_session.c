@@ -2,9 +2,11 @@
  * socket under an ev_io, read with amqp_simple_wait_frame_noblock until rabbitmq-c holds no
  * more frames; heartbeats on an ev_timer; deliveries and returned messages assembled from
  * their frames; connection.blocked noted; any failure tearing the session down and a
- * reconnect with back-off and jitter, dialled on a thread of its own.
+ * reconnect with back-off and jitter (starting over only once a session stayed up
+ * STABLE_AFTER seconds), dialled on a thread of its own.
  * Never: frees a connection while its frames are being read (teardown is deferred to the
- * loop), blocks the loop on a reconnect, or acks a delivery of an older session. */
+ * loop), blocks the loop on a reconnect, acks a delivery of an older session, or allocates
+ * a body before checking the size the broker announced against max_body. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +22,19 @@ static void drain(amqp_link *l);
 static void delivery_ready(rmq *t, amqp_link *l) {
   mb_delivery *d = l->d;
   l->d = NULL;
-  d->env.body = l->body;
-  d->env.body_len = l->body_size;
+  if (l->skip) { /* not read: the delivery goes on with an empty body and its problem */
+    d->env.body = l->body ? l->body : strdup("");
+    d->env.body_len = 0;
+  } else {
+    d->env.body = l->body;
+    d->env.body_len = (size_t)l->body_size;
+  }
   l->body = NULL;
+  if (d->env.body == NULL) { /* out of memory for "": the broker gives it back */
+    mb_delivery_free(d);
+    rmq_mark_lost(t, "out of memory for a delivery on the %s connection", l->role);
+    return;
+  }
   if (l->reply) { /* taken without an ack: hand it over, or drop it */
     l->reply = 0;
     if (t->reply_fn) t->reply_fn(t->reply_ud, d);
@@ -43,6 +55,7 @@ static void content_done(rmq *t, amqp_link *l) {
   l->body = NULL;
   l->content = 0;
   l->reply = 0;
+  l->skip = 0;
 }
 
 static int new_delivery(rmq *t, amqp_link *l, const amqp_basic_properties_t *p) {
@@ -59,22 +72,41 @@ static int new_delivery(rmq *t, amqp_link *l, const amqp_basic_properties_t *p) 
   return mb_amqp_delivery_from_props(d, p, l->redelivered);
 }
 
+/* A body over the limit is never held: its frames are counted and dropped, and the
+ * delivery says why (the pipeline parks it). The limit is checked on the size the content
+ * header announces, before anything is allocated for the body. */
+static int refuse_body(amqp_link *l, uint64_t limit) {
+  mb_delivery *d = l->d;
+  char why[200];
+  snprintf(why, sizeof why, "body is %llu bytes, over the limit of %llu bytes (max_body): it "
+           "was not read, and the parked copy has no body", (unsigned long long)l->body_size,
+           (unsigned long long)limit);
+  if (d == NULL || d->problem) return MB_OK; /* the first problem is the one told */
+  return (d->problem = strdup(why)) ? MB_OK : MB_ENOMEM;
+}
+
+static uint64_t body_limit(const rmq *t) {
+  return t->max_body ? (uint64_t)t->max_body : MB_AMQP_BODY_MAX;
+}
+
 static void on_header(rmq *t, amqp_link *l, const amqp_frame_t *f) {
   const amqp_basic_properties_t *p = f->payload.properties.decoded;
-  l->body_size = (size_t)f->payload.properties.body_size;
+  int returned = l->content == AMQP_BASIC_RETURN_METHOD;
+  l->body_size = f->payload.properties.body_size;
   l->body_have = 0;
-  l->body = malloc(l->body_size + 1);
-  int rc = l->body ? MB_OK : MB_ENOMEM;
-  if (rc == MB_OK) l->body[l->body_size] = '\0';
+  l->skip = returned || l->body_size > body_limit(t); /* a return needs its id only */
+  l->body = l->skip ? NULL : malloc((size_t)l->body_size + 1);
+  int rc = l->skip || l->body ? MB_OK : MB_ENOMEM;
+  if (l->body) l->body[l->body_size] = '\0';
   if (rc == MB_OK && l->content == AMQP_BASIC_DELIVER_METHOD) rc = new_delivery(t, l, p);
-  if (rc == MB_OK && l->content == AMQP_BASIC_RETURN_METHOD &&
-      (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)) {
+  if (rc == MB_OK && !returned && l->skip) rc = refuse_body(l, body_limit(t));
+  if (rc == MB_OK && returned && (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)) {
     char id[MB_ID_LEN + 1];
     snprintf(id, sizeof id, "%.*s", (int)p->message_id.len, (const char *)p->message_id.bytes);
     rmq_returned(t, id);
   }
   if (rc != MB_OK) {
-    rmq_mark_lost(t, "out of memory for a %zu-byte message", l->body_size);
+    rmq_mark_lost(t, "out of memory for a %llu-byte message", (unsigned long long)l->body_size);
     return;
   }
   if (l->body_size == 0) content_done(t, l);
@@ -82,12 +114,15 @@ static void on_header(rmq *t, amqp_link *l, const amqp_frame_t *f) {
 
 static void on_body(rmq *t, amqp_link *l, const amqp_frame_t *f) {
   amqp_bytes_t b = f->payload.body_fragment;
-  if (l->content == 0 || l->body == NULL || b.len > l->body_size - l->body_have) {
+  if (l->content == 0 || (l->body == NULL && !l->skip) || b.len > l->body_size - l->body_have) {
     rmq_mark_lost(t, "a body frame the broker did not announce on the %s connection", l->role);
     return;
   }
-  memcpy(l->body + l->body_have, b.bytes, b.len);
+  if (!l->skip) memcpy(l->body + l->body_have, b.bytes, b.len);
   l->body_have += b.len;
+  /* the frame is copied (or dropped): rabbitmq-c may reuse its memory now, so that a body
+   * never sits in its buffers twice */
+  amqp_maybe_release_buffers_on_channel(l->conn, f->channel);
   if (l->body_have == l->body_size) content_done(t, l);
 }
 
@@ -228,6 +263,18 @@ static int open_channel(amqp_connection_state_t c, const char *role, amqp_channe
   return mb_amqp_reply_error(amqp_get_rpc_reply(c), what, NULL, err);
 }
 
+/* The broker does not split a content header: a delivery whose headers fit frame_max when
+ * it was published can exceed it once the broker adds x-delivery-count or x-death, and
+ * rabbitmq-c refuses such a frame ("invalid AMQP data"), which would cost the connection
+ * on every redelivery. The consume connection, which never publishes content, reads
+ * frames up to MB_AMQP_FRAME_MAX_IN, so that such a delivery is read and parked. */
+static int accept_large_frames(amqp_connection_state_t c, mb_err *err) {
+  if (amqp_tune_connection(c, amqp_get_channel_max(c), MB_AMQP_FRAME_MAX_IN,
+                           amqp_get_heartbeat(c)) == AMQP_STATUS_OK)
+    return MB_OK;
+  return mb_err_set(err, MB_ENOMEM, "out of memory for the consume connection's frames");
+}
+
 /* One logged-in connection with its channels open, or NULL and err. */
 static amqp_connection_state_t open_conn(const dial *d, size_t node, const char *role,
                                          mb_err *err) {
@@ -235,6 +282,7 @@ static amqp_connection_state_t open_conn(const dial *d, size_t node, const char 
   amqp_connection_state_t c;
   snprintf(name, sizeof name, "moonbus %s (%s)", d->instance, role);
   int rc = mb_amqp_connect(d->url, node, name, &c, err);
+  if (rc == MB_OK && strcmp(role, "consume") == 0) rc = accept_large_frames(c, err);
   if (rc == MB_OK) rc = open_channel(c, role, CH_RPC, err);
   if (rc == MB_OK) rc = open_channel(c, role, CH_WORK, err);
   if (rc == MB_OK && strcmp(role, "consume") == 0) rc = open_channel(c, role, CH_REPLY, err);
@@ -321,6 +369,7 @@ static void session_install(rmq *t, dial *d) {
   t->session++;
   t->connected = 1;
   t->lost = 0;
+  t->up_since = ev_now(t->loop);
   if (t->url.heartbeat > 0) {
     ev_timer_set(&t->heartbeat, t->url.heartbeat / 2.0, t->url.heartbeat / 2.0);
     ev_timer_start(t->loop, &t->heartbeat);
@@ -350,9 +399,18 @@ static void schedule_reconnect(rmq *t) {
   ev_timer_start(t->loop, &t->reconnect);
 }
 
+/* The back-off starts over only after a session that stayed up STABLE_AFTER seconds: one
+ * that is lost at once (a message that breaks it, a broker that drops every connection)
+ * keeps backing off instead of reconnecting in a tight loop. */
+static void settle_backoff(rmq *t) {
+  if (t->up_since > 0 && ev_now(t->loop) - t->up_since >= STABLE_AFTER) t->backoff = 0;
+  t->up_since = 0;
+}
+
 void rmq_on_teardown(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
   rmq *t = w->data;
+  settle_backoff(t);
   mb_log(MB_WARN, t->endpoint, NULL, NULL, "lost RabbitMQ at %s: %s; reconnecting", t->shown,
          t->lost_reason);
   rmq_session_close(t, 0);
@@ -388,6 +446,7 @@ void rmq_on_reconnect(struct ev_loop *loop, ev_timer *w, int revents) {
 static void reconnect_failed(rmq *t, const char *why) {
   mb_log(MB_WARN, t->endpoint, NULL, NULL, "reconnecting to RabbitMQ failed: %s", why);
   ev_timer_stop(t->loop, &t->teardown); /* a failed step may have asked for one */
+  t->up_since = 0;
   t->lost = 0;
   rmq_session_close(t, 0);
   schedule_reconnect(t);
@@ -412,7 +471,6 @@ void rmq_on_dialed(struct ev_loop *loop, ev_async *w, int revents) {
     reconnect_failed(t, err.msg);
     return;
   }
-  t->backoff = 0;
   t->lost_reason[0] = '\0';
   mb_log(MB_INFO, t->endpoint, NULL, NULL, "reconnected to RabbitMQ at %s:%d",
          t->url.nodes[t->node].host, t->url.nodes[t->node].port);

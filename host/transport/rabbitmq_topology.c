@@ -11,6 +11,7 @@
 #include "transport/rabbitmq_wire.h"
 
 #define AMQP_NOT_FOUND 404
+#define AMQP_RESOURCE_LOCKED 405
 #define AMQP_PRECONDITION_FAILED 406
 
 static amqp_table_entry_t string_entry(const char *key, const char *value) {
@@ -86,6 +87,9 @@ int mb_amqp_queue_depth(mb_amqp_rpc *r, const char *name, long *ready, mb_err *e
   int code, rc = checked(r, what, &code, err);
   if (code == AMQP_NOT_FOUND)
     return mb_err_set(err, MB_ENOTFOUND, "there is no queue named '%s'", name);
+  if (code == AMQP_RESOURCE_LOCKED) /* it exists, exclusive to another connection */
+    return mb_err_set(err, MB_EBUSY, "queue '%s' is exclusive to another connection (a "
+                      "client's reply queue): it cannot be counted from here", name);
   if (rc == MB_OK) *ready = ok ? (long)ok->message_count : 0;
   return rc;
 }

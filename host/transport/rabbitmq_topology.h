@@ -25,7 +25,9 @@ typedef struct mb_amqp_rpc {
 int mb_amqp_declare_queue(mb_amqp_rpc *r, const char *name, int classic, mb_err *err);
 /* A reply queue for this connection only: exclusive, auto-delete, not durable. */
 int mb_amqp_declare_reply_queue(mb_amqp_rpc *r, const char *name, mb_err *err);
-/* Ready messages of an existing queue: MB_ENOTFOUND when there is none. */
+/* Ready messages of an existing queue: MB_ENOTFOUND when there is none, MB_EBUSY when it
+ * exists but is exclusive to another connection (RESOURCE_LOCKED: a foreign client's
+ * server-named reply queue), so that nobody else may look at it. */
 int mb_amqp_queue_depth(mb_amqp_rpc *r, const char *name, long *ready, mb_err *err);
 /* A durable exchange of type ("fanout", "topic"). */
 int mb_amqp_declare_exchange(mb_amqp_rpc *r, const char *name, const char *type, mb_err *err);

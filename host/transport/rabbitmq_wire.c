@@ -4,6 +4,8 @@
  * delivered table: it is walked with a depth cap before anything is copied out. */
 #include "transport/rabbitmq_wire.h"
 
+#include "transport/rabbitmq_conn.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,37 @@
 /* --- outgoing ------------------------------------------------------------------------- */
 
 static amqp_bytes_t bytes_of(const char *s) { return amqp_cstring_bytes(s); }
+
+/* Bytes rabbitmq-c writes for a short string property. */
+static size_t shortstr_size(amqp_flags_t flags, amqp_flags_t flag, amqp_bytes_t b) {
+  return (flags & flag) ? 1 + b.len : 0;
+}
+
+/* The size of the content header frame rabbitmq-c would write for p: frame header and end
+ * (8), class, weight and body size (12), the flag word (2), then each property. */
+size_t mb_amqp_header_frame_size(const amqp_basic_properties_t *p) {
+  amqp_flags_t f = p->_flags;
+  size_t n = 8 + 12 + 2;
+  n += shortstr_size(f, AMQP_BASIC_CONTENT_TYPE_FLAG, p->content_type);
+  n += shortstr_size(f, AMQP_BASIC_CONTENT_ENCODING_FLAG, p->content_encoding);
+  n += shortstr_size(f, AMQP_BASIC_CORRELATION_ID_FLAG, p->correlation_id);
+  n += shortstr_size(f, AMQP_BASIC_REPLY_TO_FLAG, p->reply_to);
+  n += shortstr_size(f, AMQP_BASIC_EXPIRATION_FLAG, p->expiration);
+  n += shortstr_size(f, AMQP_BASIC_MESSAGE_ID_FLAG, p->message_id);
+  n += shortstr_size(f, AMQP_BASIC_TYPE_FLAG, p->type);
+  n += shortstr_size(f, AMQP_BASIC_USER_ID_FLAG, p->user_id);
+  n += shortstr_size(f, AMQP_BASIC_APP_ID_FLAG, p->app_id);
+  n += shortstr_size(f, AMQP_BASIC_CLUSTER_ID_FLAG, p->cluster_id);
+  n += (f & AMQP_BASIC_DELIVERY_MODE_FLAG) ? 1 : 0;
+  n += (f & AMQP_BASIC_PRIORITY_FLAG) ? 1 : 0;
+  n += (f & AMQP_BASIC_TIMESTAMP_FLAG) ? 8 : 0;
+  if (f & AMQP_BASIC_HEADERS_FLAG) { /* only what table_build writes: string values */
+    n += 4;
+    for (int i = 0; i < p->headers.num_entries; i++)
+      n += 1 + p->headers.entries[i].key.len + 1 + 4 + p->headers.entries[i].value.value.bytes.len;
+  }
+  return n;
+}
 
 static int table_build(mb_amqp_props *out, const mb_headers *h, mb_err *err) {
   if (h->len == 0) return MB_OK;
@@ -31,17 +64,30 @@ static int table_build(mb_amqp_props *out, const mb_headers *h, mb_err *err) {
   return MB_OK;
 }
 
+/* rabbitmq-c sends basic.publish before it encodes the properties: properties that do not
+ * fit one frame would leave a publish without its content and cost the connection. */
+static int check_fits(const mb_amqp_props *out, const mb_envelope *env, mb_err *err) {
+  size_t n = mb_amqp_header_frame_size(&out->p);
+  if (n <= MB_AMQP_FRAME_MAX) return MB_OK;
+  return mb_err_set(err, MB_ETOOBIG, "message %s of type %.80s: its properties and headers "
+                    "take %zu bytes, over the %d bytes of one RabbitMQ frame (frame_max)",
+                    env->id, env->type ? env->type : "(none)", n, MB_AMQP_FRAME_MAX);
+}
+
 int mb_amqp_props_build(mb_amqp_props *out, const mb_envelope *env, long expires_in_ms,
                         mb_err *err) {
   memset(out, 0, sizeof *out);
   amqp_basic_properties_t *p = &out->p;
   p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-              AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_TYPE_FLAG;
+              AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
   p->content_type = bytes_of("application/json");
   p->delivery_mode = AMQP_DELIVERY_PERSISTENT;
   p->message_id = bytes_of(env->id);
   p->timestamp = (uint64_t)time(NULL);
-  p->type = bytes_of(env->type);
+  if (env->type) { /* a parked foreign message may have none */
+    p->_flags |= AMQP_BASIC_TYPE_FLAG;
+    p->type = bytes_of(env->type);
+  }
   if (env->correlation_id) {
     p->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
     p->correlation_id = bytes_of(env->correlation_id);
@@ -56,6 +102,7 @@ int mb_amqp_props_build(mb_amqp_props *out, const mb_envelope *env, long expires
     p->expiration = bytes_of(out->expiration);
   }
   int rc = table_build(out, &env->headers, err);
+  if (rc == MB_OK) rc = check_fits(out, env, err);
   if (rc != MB_OK) mb_amqp_props_free(out);
   return rc;
 }
@@ -157,22 +204,28 @@ static int take_string(char **field, amqp_flags_t flags, amqp_flags_t flag, amqp
   return *field ? MB_OK : MB_EINVAL;
 }
 
+/* A missing or foreign message id gets a new one (the original kept beside it, see
+ * mb_envelope_take_id); type, correlation id and reply-to stay NULL when absent. */
 static int take_ids(mb_delivery *d, const amqp_basic_properties_t *p) {
   amqp_flags_t f = p->_flags;
-  char *id = NULL;
-  if (take_string(&id, f, AMQP_BASIC_MESSAGE_ID_FLAG, p->message_id) != MB_OK || id == NULL ||
-      strlen(id) > MB_ID_LEN) {
-    free(id);
-    return set_problem(d, "the message id is missing or longer than 36 bytes%.*s", NULL);
-  }
-  snprintf(d->env.id, sizeof d->env.id, "%s", id);
-  free(id);
+  int has_id = (f & AMQP_BASIC_MESSAGE_ID_FLAG) != 0;
+  const char *id = has_id && p->message_id.len ? p->message_id.bytes : "";
+  if (mb_envelope_take_id(&d->env, has_id ? id : NULL, has_id ? p->message_id.len : 0) != MB_OK)
+    return MB_ENOMEM;
   if (take_string(&d->env.type, f, AMQP_BASIC_TYPE_FLAG, p->type) != MB_OK ||
       take_string(&d->env.correlation_id, f, AMQP_BASIC_CORRELATION_ID_FLAG,
                   p->correlation_id) != MB_OK ||
       take_string(&d->env.reply_to, f, AMQP_BASIC_REPLY_TO_FLAG, p->reply_to) != MB_OK)
     return set_problem(d, "type, correlation id or reply-to holds a NUL byte%.*s", NULL);
   return MB_OK;
+}
+
+/* The header rules of every transport (count, total size), once the table is read. */
+static int check_rules(mb_delivery *d) {
+  mb_err err;
+  if (d->problem || mb_headers_check(&d->env.headers, 1, &err) == MB_OK) return MB_OK;
+  free(d->problem);
+  return (d->problem = strdup(err.msg)) ? MB_OK : MB_ENOMEM;
 }
 
 int mb_amqp_delivery_from_props(mb_delivery *d, const amqp_basic_properties_t *p,
@@ -184,7 +237,7 @@ int mb_amqp_delivery_from_props(mb_delivery *d, const amqp_basic_properties_t *p
     return set_problem(d, "the header table is nested deeper than 8 levels%.*s", NULL);
   for (int i = 0; i < p->headers.num_entries && rc == MB_OK && !d->problem; i++)
     rc = take_header(d, &p->headers.entries[i]);
-  return rc;
+  return rc == MB_OK ? check_rules(d) : rc;
 }
 
 /* --- delay routing --------------------------------------------------------------------- */

@@ -24,6 +24,8 @@
 #define MB_AMQP_EVENT_PREFIX "moonbus.event."
 #define MB_AMQP_OWNER_PREFIX "moonbus.owner."
 #define MB_AMQP_PUBLISHER_PREFIX "moonbus.publisher."
+/* The largest body the transport reads when the endpoint names no max_body. */
+#define MB_AMQP_BODY_MAX ((uint64_t)1 << 30)
 
 /* Properties for publishing one envelope. They point into the envelope (which must
  * outlive them) and into the struct's own buffers; free with mb_amqp_props_free. */
@@ -34,13 +36,20 @@ typedef struct mb_amqp_props {
 } mb_amqp_props;
 
 /* expires_in_ms < 0: no expiration. MB_EINVAL naming the key if a header key is refused
- * (1-255 bytes of printable ASCII), MB_ENOMEM. */
+ * (1-255 bytes of printable ASCII), MB_ETOOBIG if the properties do not fit one frame,
+ * MB_ENOMEM. A NULL type is left out. */
 int mb_amqp_props_build(mb_amqp_props *out, const mb_envelope *env, long expires_in_ms,
                         mb_err *err);
 void mb_amqp_props_free(mb_amqp_props *props);
+/* The bytes of the content header frame rabbitmq-c writes for p (string headers only, as
+ * mb_amqp_props_build makes them); mb_amqp_props_build refuses (MB_ETOOBIG) properties
+ * whose frame would not fit frame_max, before anything is sent. */
+size_t mb_amqp_header_frame_size(const amqp_basic_properties_t *p);
 
 /* Fills d->env (type, ids, headers) from delivered properties; a header table moonbus
- * cannot accept sets d->problem instead of failing. d->delivery_count comes from
+ * cannot accept (mb_headers_check's rules included) sets d->problem instead of failing. A
+ * missing or non-UUID message id gets a new one (mb_envelope_take_id); a missing type
+ * leaves env.type NULL. d->delivery_count comes from
  * x-delivery-count (quorum queues) or the redelivered flag. MB_OK or MB_ENOMEM. */
 int mb_amqp_delivery_from_props(mb_delivery *d, const amqp_basic_properties_t *p,
                                 int redelivered);

@@ -2,6 +2,7 @@
  * header keys rabbitmq-c would mis-encode are refused, delivered header tables that
  * moonbus cannot trust become a problem (never a crash), the delivery count comes from
  * x-delivery-count, and the delay routing picks the right levels. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,6 +182,75 @@ static void test_delay_patterns_match_their_bit(void) {
   CHECK(strlen(deliver) == 2 * 28 + 3 && strcmp(deliver + 56, "a.b") == 0);
 }
 
+/* A foreign sender's bare message: no id, no type, no headers (amqp-publish's default). */
+static void test_a_bare_delivery_gets_an_id_and_no_type(void) {
+  amqp_basic_properties_t p = {0};
+  mb_delivery *d = calloc(1, sizeof *d);
+  mb_envelope_init(&d->env);
+  CHECK(mb_amqp_delivery_from_props(d, &p, 0) == MB_OK);
+  CHECK(d->problem == NULL && d->env.type == NULL);
+  CHECK(mb_id_valid(d->env.id));
+  CHECK(strcmp(mb_headers_get(&d->env.headers, MB_H_FOREIGN_ID), "") == 0);
+  mb_delivery_free(d);
+  d = calloc(1, sizeof *d); /* a foreign, non-UUID id is kept beside the new one */
+  mb_envelope_init(&d->env);
+  p._flags = AMQP_BASIC_MESSAGE_ID_FLAG;
+  p.message_id = amqp_cstring_bytes("order-17");
+  CHECK(mb_amqp_delivery_from_props(d, &p, 0) == MB_OK);
+  CHECK(mb_id_valid(d->env.id));
+  CHECK(strcmp(mb_headers_get(&d->env.headers, MB_H_FOREIGN_ID), "order-17") == 0);
+  mb_delivery_free(d);
+}
+
+/* Its parked copy is published without a type (strlen(NULL) before). */
+static void test_a_copy_without_type_is_published_without_one(void) {
+  mb_envelope e = envelope();
+  mb_envelope_set_type(&e, NULL);
+  mb_amqp_props p;
+  mb_err err;
+  CHECK(mb_amqp_props_build(&p, &e, -1, &err) == MB_OK);
+  CHECK(!(p.p._flags & AMQP_BASIC_TYPE_FLAG));
+  mb_amqp_props_free(&p);
+  mb_envelope_free(&e);
+}
+
+/* basic.publish goes out before rabbitmq-c encodes the properties: properties that would
+ * not fit a frame are refused first, as a message-level error. */
+static void test_properties_over_a_frame_are_refused_before_sending(void) {
+  mb_envelope e = envelope();
+  char *big = malloc(70000);
+  memset(big, 'v', 69999);
+  big[69999] = '\0';
+  mb_headers_set(&e.headers, "a", big);
+  mb_amqp_props p;
+  mb_err err;
+  CHECK(mb_amqp_props_build(&p, &e, -1, &err) == MB_OK);
+  size_t one = mb_amqp_header_frame_size(&p.p);
+  CHECK(one > 70000 && one < 71000);
+  mb_amqp_props_free(&p);
+  mb_headers_set(&e.headers, "b", big);
+  CHECK(mb_amqp_props_build(&p, &e, -1, &err) == MB_ETOOBIG);
+  CHECK(strstr(err.msg, "frame_max") && strstr(err.msg, e.id));
+  mb_envelope_free(&e);
+  free(big);
+}
+
+/* The header rules apply to what is delivered: too many or too large is a problem. */
+static void test_delivered_headers_keep_the_rules(void) {
+  static amqp_table_entry_t h[300];
+  static char keys[300][16];
+  for (int i = 0; i < 300; i++) {
+    snprintf(keys[i], sizeof keys[i], "k%d", i);
+    h[i] = text(keys[i], "v");
+  }
+  mb_delivery *d = decode(h, 257, 0);
+  CHECK(d->problem && strstr(d->problem, "257 headers"));
+  mb_delivery_free(d);
+  d = decode(h, 256, 0);
+  CHECK(d->problem == NULL);
+  mb_delivery_free(d);
+}
+
 int main(void) {
   RUN(test_properties_carry_the_envelope);
   RUN(test_header_keys_rabbitmq_c_would_mangle_are_refused);
@@ -190,6 +260,10 @@ int main(void) {
   RUN(test_non_string_and_nested_headers_are_a_problem);
   RUN(test_tables_nested_too_deep_are_a_problem);
   RUN(test_a_nul_byte_in_a_value_is_a_problem);
+  RUN(test_a_bare_delivery_gets_an_id_and_no_type);
+  RUN(test_a_copy_without_type_is_published_without_one);
+  RUN(test_properties_over_a_frame_are_refused_before_sending);
+  RUN(test_delivered_headers_keep_the_rules);
   RUN(test_delay_routing_uses_one_level_per_bit);
   RUN(test_delay_patterns_match_their_bit);
   return unit_done();
