@@ -151,7 +151,7 @@ static long integer_of(const amqp_field_value_t *v) {
 }
 
 static char *copy_bytes(amqp_bytes_t b) {
-  if (memchr(b.bytes, '\0', b.len)) return NULL;
+  if (b.len && memchr(b.bytes, '\0', b.len)) return NULL; /* basic.get gives "" as NULL */
   return strndup(b.bytes ? b.bytes : "", b.len);
 }
 
