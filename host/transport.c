@@ -45,6 +45,29 @@ int mb_is_reply_address(const char *queue) {
                    strncmp(queue, "amq.rabbitmq.reply-to", 21) == 0);
 }
 
+typedef struct first_copies {
+  mb_delivery **out;
+  size_t n, max;
+} first_copies;
+
+static int keep_copy(void *ud, mb_delivery *d) {
+  first_copies *c = ud;
+  c->out[c->n++] = d;
+  return c->n == c->max ? MB_BROWSE_STOP : MB_BROWSE_NEXT;
+}
+
+int mb_transport_browse_first(mb_transport *t, const char *queue, size_t max, mb_delivery **out,
+                              size_t *n, mb_err *err) {
+  first_copies c = {out, 0, max};
+  int rc = max ? t->ops->browse(t, queue, keep_copy, &c, err) : MB_OK;
+  if (rc != MB_OK) {
+    for (size_t i = 0; i < c.n; i++) mb_delivery_free(out[i]);
+    c.n = 0;
+  }
+  *n = c.n;
+  return rc;
+}
+
 static const struct {
   const char *scheme;
   const mb_transport_ops *ops;
