@@ -16,6 +16,7 @@
 #include "log.h"
 #include "reload.h"
 #include "runtime.h"
+#include "url.h"
 #include "watchdog.h"
 
 /* How long the state before a reload may take to finish its handlers in flight: longer
@@ -42,14 +43,6 @@ typedef struct run_state {
   double drain_seconds, drain_deadline;
   int stopping;
 } run_state;
-
-/* The URL without its user:password part, for logs. */
-static void redact_url(const char *url, char *out, size_t len) {
-  const char *scheme_end = strstr(url, "://");
-  const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
-  if (at == NULL) snprintf(out, len, "%s", url);
-  else snprintf(out, len, "%.*s://***@%s", (int)(scheme_end - url), url, at + 1);
-}
 
 static void drain_check(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
@@ -102,7 +95,7 @@ static void unwatch(struct ev_loop *loop, run_state *s) {
 
 static void log_started(const mb_runtime *rt, const mb_vm *vm, int reload) {
   char url[512];
-  redact_url(rt->url, url, sizeof url);
+  mb_url_redact(rt->url, url, sizeof url);
   mb_log(MB_INFO, rt->cfg.name, NULL, NULL,
          "running %s on %s (instance %s, concurrency %u, %zu event subscriptions, %s)",
          mb_vm_script(vm), url, rt->instance, rt->cfg.concurrency, rt->n_subscriptions,

@@ -8,6 +8,7 @@
 
 #include "transport/rabbitmq.h"
 #include "transport/sqlite.h"
+#include "url.h"
 
 void mb_outgoing_init(mb_outgoing *m) {
   memset(m, 0, sizeof *m);
@@ -82,15 +83,26 @@ static int scheme_is(const char *url, const char *scheme) {
   return strncmp(url, scheme, n) == 0 && strncmp(url + n, "://", 3) == 0;
 }
 
+/* A URL that names no transport: its scheme is shown when it is a well-formed one, and
+ * nothing else of it (what follows may be a password). */
+static int unknown_scheme(const char *url, mb_err *err) {
+  char scheme[MB_URL_SCHEME_MAX + 1];
+  if (mb_url_scheme(url, scheme, sizeof scheme))
+    return mb_err_set(err, MB_EINVAL, "unknown transport scheme '%s': use sqlite://PATH, "
+                      "amqp:// or amqps://", scheme);
+  return mb_err_set(err, MB_EINVAL, "the transport URL does not start with a scheme and "
+                    "\"://\": use sqlite://PATH, amqp:// or amqps://");
+}
+
 int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
                       const char *instance, mb_err *err) {
   if (url == NULL) url = MB_DEFAULT_TRANSPORT;
   *out = NULL;
-  for (size_t i = 0; i < sizeof transports / sizeof *transports; i++)
-    if (scheme_is(url, transports[i].scheme))
-      return transports[i].ops->open(out, loop, url, instance, err);
-  const char *colon = strstr(url, "://");
-  return mb_err_set(err, MB_EINVAL,
-                    "unknown transport scheme '%.*s': use sqlite://PATH, amqp:// or amqps://",
-                    colon ? (int)(colon - url) : 16, url);
+  for (size_t i = 0; i < sizeof transports / sizeof *transports; i++) {
+    if (!scheme_is(url, transports[i].scheme)) continue;
+    int rc = transports[i].ops->open(out, loop, url, instance, err);
+    if (rc != MB_OK) mb_url_scrub(url, err->msg, sizeof err->msg); /* whatever it quoted */
+    return rc;
+  }
+  return unknown_scheme(url, err);
 }

@@ -15,6 +15,7 @@
 
 #include "transport/rabbitmq_internal.h"
 #include "transport/rabbitmq_wire.h"
+#include "url.h"
 
 int rmq_set_has(const string_set *s, const char *v) {
   for (size_t i = 0; i < s->n; i++)
@@ -432,7 +433,7 @@ static int rmq_open(mb_transport **out, struct ev_loop *loop, const char *url,
   t->base.ops = &mb_rabbitmq_transport;
   t->loop = loop;
   snprintf(t->instance, sizeof t->instance, "%s", instance ? instance : "moonbus");
-  mb_amqp_redact(url, t->shown, sizeof t->shown);
+  mb_url_redact(url, t->shown, sizeof t->shown);
   t->pub.t = t->con.t = t;
   ev_timer_init(&t->heartbeat, rmq_on_heartbeat, 1., 1.);
   ev_timer_init(&t->teardown, rmq_on_teardown, 0., 0.);
