@@ -180,10 +180,28 @@ static int send_one(mb_runtime *rt, const char *endpoint, const char *type, cons
   return rc;
 }
 
-/* A runtime for a one-shot command whose body is json, or NULL and *code. */
-static mb_runtime *cli_runtime(const char *json, const mb_cli_opts *opts, int *code) {
+/* The message of a one-shot command: a type as bus.command declares one (1-255 bytes of
+ * printable ASCII, no spaces) and a body that is a JSON object, as every handler gets. */
+static int check_message(const char *type, const char *json, mb_err *err) {
+  size_t len = strlen(type);
+  if (len == 0 || len > 255)
+    return mb_err_set(err, MB_EINVAL, "a message type has 1 to 255 characters, got %zu", len);
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)type[i] <= 0x20 || (unsigned char)type[i] >= 0x7f)
+      return mb_err_set(err, MB_EINVAL, "the message type has a space or a byte that is not "
+                        "printable ASCII (byte %zu)", i + 1);
+  int rc = mb_vm_check_json(json, err); /* valid JSON that decodes to a table */
+  if (rc == MB_OK && json[strspn(json, " \t\r\n")] != '{')
+    rc = mb_err_set(err, MB_EINVAL, "invalid JSON body: the body must be a JSON object "
+                    "({...}), got an array");
+  return rc;
+}
+
+/* A runtime for a one-shot command of type whose body is json, or NULL and *code. */
+static mb_runtime *cli_runtime(const char *type, const char *json, const mb_cli_opts *opts,
+                               int *code) {
   mb_err err;
-  if (mb_vm_check_json(json, &err) != MB_OK) {
+  if (check_message(type, json, &err) != MB_OK) {
     fprintf(stderr, "moonbus: %s\n", err.msg);
     *code = 2;
     return NULL;
@@ -200,7 +218,7 @@ int mb_cli_send(const char *endpoint, const char *type, const char *json,
                 const mb_cli_opts *opts, int publish) {
   mb_err err;
   int code;
-  mb_runtime *rt = cli_runtime(json, opts, &code);
+  mb_runtime *rt = cli_runtime(type, json, opts, &code);
   if (rt == NULL) return code;
   int rc = send_one(rt, endpoint, type, json, publish, &err);
   if (rc != MB_OK) fprintf(stderr, "moonbus: %s\n", err.msg);
@@ -249,7 +267,7 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
   mb_err err;
   double timeout = opts->timeout > 0 ? opts->timeout : 30;
   int code = 0;
-  mb_runtime *rt = cli_runtime(json, opts, &code);
+  mb_runtime *rt = cli_runtime(type, json, opts, &code);
   if (rt == NULL) return code;
   cli_reply r = {0, NULL};
   char id[MB_ID_LEN + 1] = "";

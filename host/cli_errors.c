@@ -3,8 +3,12 @@
  *   show ID               its headers and body
  *   retry ID | --all      back to the queue it failed in, failure and retry headers removed
  *   delete ID             gone for good
- * A retry sends the message (waiting for the transport's confirm) before it removes the
- * parked copy: at worst a message is both retried and still parked, never lost.
+ * Each command walks the whole queue once (the transport's browse, bounded by what the
+ * queue held when it began; progress on stderr every 1000 messages). A retry sends the
+ * message (waiting for the transport's confirm) before it takes the parked copy: at worst
+ * a message is both retried and still parked, never lost. Every command refuses a
+ * sqlite:// database that does not exist rather than create an empty one (a typo must
+ * not look like an empty error queue).
  * Never: handles a message, or changes one it does not retry. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,7 +222,8 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
   mb_err err;
   mb_runtime *rt = mb_runtime_new(NULL, opts->transport, opts->instance);
   if (rt == NULL) return 1;
-  int rc = mb_runtime_connect(rt, &err);
+  int rc = mb_transport_must_exist(mb_runtime_transport_url(rt), &err);
+  if (rc == MB_OK) rc = mb_runtime_connect(rt, &err);
   if (rc == MB_OK) {
     if (strcmp(what, "list") == 0) rc = list(rt, queue, &err);
     else if (strcmp(what, "show") == 0) rc = show(rt, queue, arg, &err);

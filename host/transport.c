@@ -3,8 +3,11 @@
  * Never knows how a transport works inside; adding one is a line in `transports`. */
 #include "transport.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "transport/rabbitmq.h"
 #include "transport/sqlite.h"
@@ -81,6 +84,25 @@ static const struct {
 static int scheme_is(const char *url, const char *scheme) {
   size_t n = strlen(scheme);
   return strncmp(url, scheme, n) == 0 && strncmp(url + n, "://", 3) == 0;
+}
+
+int mb_transport_must_exist(const char *url, mb_err *err) {
+  if (url == NULL) url = MB_DEFAULT_TRANSPORT;
+  if (!scheme_is(url, "sqlite")) return MB_OK; /* a broker says so itself */
+  const char *path = url + strlen("sqlite://");
+  char file[PATH_MAX];
+  size_t len = strcspn(path, "?");
+  if (len == 0 || len >= sizeof file) return MB_OK; /* open says what is wrong with it */
+  memcpy(file, path, len);
+  file[len] = '\0';
+  struct stat st;
+  if (stat(file, &st) == 0) return MB_OK;
+  if (errno == ENOENT)
+    return mb_err_set(err, MB_ENOTFOUND, "there is no moonbus database at %s: check the path "
+                      "of the sqlite:// URL (--transport or $MOONBUS_TRANSPORT); this command "
+                      "reads an existing bus and never creates one", file);
+  return mb_err_set(err, MB_EIO, "cannot read the moonbus database at %s: %s", file,
+                    strerror(errno));
 }
 
 /* A URL that names no transport: its scheme is shown when it is a well-formed one, and

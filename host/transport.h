@@ -150,6 +150,10 @@ struct mb_transport {
 /* Opens the transport for url (NULL: MB_DEFAULT_TRANSPORT), chosen by its scheme. */
 int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
                       const char *instance, mb_err *err);
+/* MB_OK unless url names a store that does not exist yet, which opening would create: a
+ * sqlite:// file that is not there is MB_ENOTFOUND naming its path. For commands that only
+ * read a bus (a mistyped path must not look like an empty bus). */
+int mb_transport_must_exist(const char *url, mb_err *err);
 /* Copies of the first max messages of queue, oldest first, left where they are (browse
  * stopped after max); *n gets how many. Free each with mb_delivery_free. */
 int mb_transport_browse_first(mb_transport *t, const char *queue, size_t max, mb_delivery **out,
