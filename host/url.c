@@ -78,8 +78,17 @@ void mb_url_redact(const char *url, char *out, size_t len) {
     return;
   }
   const char *hosts = hosts_of(url);
-  if (!hosts_look_right(hosts, strcspn(hosts, "/?"))) snprintf(out, len, "%s://***", scheme);
-  else snprintf(out, len, "%s://%s%s", scheme, mb_url_userinfo(url, &ui, &n) ? "***@" : "", hosts);
+  if (!hosts_look_right(hosts, strcspn(hosts, "/?"))) {
+    snprintf(out, len, "%s://***", scheme);
+    return;
+  }
+  if (!mb_url_userinfo(url, &ui, &n)) {
+    snprintf(out, len, "%s://%s", scheme, hosts);
+    return;
+  }
+  const char *colon = memchr(ui, ':', n); /* the user name is shown when it stands alone */
+  size_t user = colon ? (size_t)(colon - ui) : 0;
+  snprintf(out, len, "%s://%.*s%s***@%s", scheme, (int)user, ui, user ? ":" : "", hosts);
 }
 
 /* Every copy of needle[0..n) in msg becomes "***" (n > 0). */

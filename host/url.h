@@ -3,8 +3,8 @@
  * the logs go through it; nothing else prints a URL.
  *
  * The user info of scheme://[userinfo@]hosts[/path][?options] is everything between
- * "://" and the LAST '@' of the URL: a password may hold '@', '/', ':' or '?' unescaped
- * and still never shows (an '@' in a vhost or an option must be written %40). A URL whose
+ * "://" and the LAST '@' of the URL, and the password what follows its first ':': a
+ * password may hold '@', '/', ':' or '?' unescaped and still never shows (an '@' in a vhost or an option must be written %40). A URL whose
  * hosts part does not look like host[:port],... (a password without its '@') shows
  * nothing past "scheme://". A string that does not start with a well-formed scheme and
  * "://" shows nothing at all.
@@ -24,8 +24,9 @@ int mb_url_userinfo(const char *url, const char **start, size_t *len);
 /* 1 and the scheme in out when url starts with 1-16 letters, digits, '+', '-' or '.' (a
  * letter first) and "://"; else 0 and "" (nothing of url may then be shown). */
 int mb_url_scheme(const char *url, char *out, size_t len);
-/* url as it may be shown, cut to len - 1 bytes: scheme, "://", "***@" for any user info,
- * then the hosts, vhost and options; only the scheme, "://" and "***" when the hosts part
+/* url as it may be shown, cut to len - 1 bytes: scheme, "://", "user:***@" for user info
+ * with a ':' (the user name is what comes before the first one), "***@" for user info
+ * without one, then the hosts, vhost and options; only the scheme, "://" and "***" when the hosts part
  * is not host[:port],...; only "***" when url does not start with a scheme. */
 void mb_url_redact(const char *url, char *out, size_t len);
 /* Replaces in msg (a NUL-terminated buffer of len bytes) every copy of url's secrets with

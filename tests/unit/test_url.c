@@ -45,6 +45,8 @@ static const char *const hostile[] = {
     "sqlite://admin:S3cr3t@/",
     "sqlite://admin:S3cr3t@127.0.0.1:1/",
     "AMQP://admin:S3cr3t@127.0.0.1:1/",
+    "amqp://S3cr3t@127.0.0.1:1/",
+    "amqp://S3cr3t/Pa55@127.0.0.1:1/",
 };
 
 /* No part of the secret that would identify it. */
@@ -65,13 +67,15 @@ static void redact_hides_the_secret_of_every_hostile_url(void) {
 static void redact_keeps_what_helps(void) {
   char out[256];
   mb_url_redact("amqp://user:secret@h1:5672,h2/v?heartbeat=5", out, sizeof out);
-  CHECK(strcmp(out, "amqp://***@h1:5672,h2/v?heartbeat=5") == 0);
+  CHECK(strcmp(out, "amqp://user:***@h1:5672,h2/v?heartbeat=5") == 0);
   mb_url_redact("amqp://h/v", out, sizeof out);
   CHECK(strcmp(out, "amqp://h/v") == 0);
   mb_url_redact("amqp://admin:S3cr3t/Pa55@127.0.0.1:1/x", out, sizeof out);
-  CHECK(strcmp(out, "amqp://***@127.0.0.1:1/x") == 0);
+  CHECK(strcmp(out, "amqp://admin:***@127.0.0.1:1/x") == 0);
   mb_url_redact("amqp://admin:p@ssw0rd@127.0.0.1/", out, sizeof out);
-  CHECK(strcmp(out, "amqp://***@127.0.0.1/") == 0);
+  CHECK(strcmp(out, "amqp://admin:***@127.0.0.1/") == 0);
+  mb_url_redact("amqp://S3cr3t@h/", out, sizeof out); /* no ':': no user name alone */
+  CHECK(strcmp(out, "amqp://***@h/") == 0);
   mb_url_redact("amqp://admin:S3cr3t/Pa55", out, sizeof out);
   CHECK(strcmp(out, "amqp://***") == 0);
   mb_url_redact("amqps://[::1]:5671/v", out, sizeof out);
@@ -101,7 +105,7 @@ static void scrub_removes_a_quoted_url(void) {
   char msg[MB_ERRLEN];
   snprintf(msg, sizeof msg, "the sqlite URL 'sqlite://admin:S3cr3t@/' names a folder");
   mb_url_scrub("sqlite://admin:S3cr3t@/", msg, sizeof msg);
-  CHECK(strcmp(msg, "the sqlite URL 'sqlite://***@/' names a folder") == 0);
+  CHECK(strcmp(msg, "the sqlite URL 'sqlite://***@/' names a folder") == 0); /* all of it */
   snprintf(msg, sizeof msg, "cannot open admin:S3cr3t/Pa55 here");
   mb_url_scrub("amqp://admin:S3cr3t/Pa55", msg, sizeof msg);
   CHECK(!leaks(msg));
