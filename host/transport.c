@@ -98,11 +98,13 @@ int mb_transport_must_exist(const char *url, mb_err *err) {
   struct stat st;
   if (stat(file, &st) == 0) return MB_OK;
   if (errno == ENOENT)
-    return mb_err_set(err, MB_ENOTFOUND, "there is no moonbus database at %s: check the path "
-                      "of the sqlite:// URL (--transport or $MOONBUS_TRANSPORT); this command "
-                      "reads an existing bus and never creates one", file);
-  return mb_err_set(err, MB_EIO, "cannot read the moonbus database at %s: %s", file,
-                    strerror(errno));
+    mb_err_set(err, MB_ENOTFOUND, "there is no moonbus database at %s: check the path of the "
+               "sqlite:// URL (--transport or $MOONBUS_TRANSPORT); this command reads an "
+               "existing bus and never creates one", file);
+  else mb_err_set(err, MB_EIO, "cannot read the moonbus database at %s: %s", file,
+                  strerror(errno));
+  mb_url_scrub(url, err->msg, sizeof err->msg); /* a "path" may be mistyped credentials */
+  return err->status;
 }
 
 /* A URL that names no transport: its scheme is shown when it is a well-formed one, and
