@@ -60,7 +60,7 @@ int mb_log_enabled(mb_level level) { return level >= min_level; }
 /* The length of the valid UTF-8 sequence of 2-4 bytes at s (at most n bytes), else 0. */
 static size_t utf8_sequence(const unsigned char *s, size_t n) {
   unsigned char c = s[0];
-  size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+  size_t len = c < 0xc2 ? 0 : c <= 0xdf ? 2 : c <= 0xef ? 3 : c <= 0xf4 ? 4 : 0;
   if (len == 0 || len > n) return 0;
   unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range (RFC 3629) */
   if (c == 0xe0) lo = 0xa0;

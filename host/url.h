@@ -3,14 +3,14 @@
  * the logs go through it; nothing else prints a URL.
  *
  * The user info of scheme://[userinfo@]hosts[/path][?options] is everything between
- * "://" and the LAST '@' of the URL, and the password what follows its first ':': a
- * password may hold '@', '/', ':' or '?' unescaped and still never shows (an '@' in a vhost or an option must be written %40). A URL whose
- * hosts part does not look like host[:port],... (a password without its '@') shows
- * nothing past "scheme://". A string that does not start with a well-formed scheme and
- * "://" shows nothing at all.
+ * "://" and the LAST '@' of the URL; the password is what follows its first ':'. So a
+ * password may hold '@', '/', ':' or '?' unescaped and still never shows (an '@' in a
+ * vhost or an option must be written %40). A URL whose hosts part is not host[:port],...
+ * (a password that lost its '@') shows nothing past "scheme://"; a string that does not
+ * start with a well-formed scheme and "://" shows nothing at all.
  *
  * Provides: mb_url_userinfo, mb_url_scheme, mb_url_redact, mb_url_scrub.
- * Never: allocates, or writes any byte of the user info (or a password) into its output. */
+ * Never: allocates, or writes a password (or user info without a ':') into its output. */
 #ifndef MOONBUS_URL_H
 #define MOONBUS_URL_H
 
@@ -24,14 +24,15 @@ int mb_url_userinfo(const char *url, const char **start, size_t *len);
 /* 1 and the scheme in out when url starts with 1-16 letters, digits, '+', '-' or '.' (a
  * letter first) and "://"; else 0 and "" (nothing of url may then be shown). */
 int mb_url_scheme(const char *url, char *out, size_t len);
-/* url as it may be shown, cut to len - 1 bytes: scheme, "://", "user:***@" for user info
- * with a ':' (the user name is what comes before the first one), "***@" for user info
- * without one, then the hosts, vhost and options; only the scheme, "://" and "***" when the hosts part
- * is not host[:port],...; only "***" when url does not start with a scheme. */
+/* url as it may be shown, cut to len - 1 bytes: the scheme, "://", then "user:***@" for
+ * user info with a ':' (the user name is what precedes the first one) or "***@" for user
+ * info without one, then the hosts, vhost and options. Only "scheme://***" when the hosts
+ * part is not host[:port],...; only "***" when url does not start with a scheme. */
 void mb_url_redact(const char *url, char *out, size_t len);
-/* Replaces in msg (a NUL-terminated buffer of len bytes) every copy of url's secrets with
- * "***": its user info, the password alone, and for a URL whose hosts part is not
- * host[:port],..., everything after "://". For error texts that quoted the URL raw. */
+/* Replaces in msg (a NUL-terminated buffer of len bytes, at most 1024 kept) every copy of
+ * url's secrets with "***": its user info, and for a URL whose hosts part is not
+ * host[:port],..., everything after "://" and its hosts part; for a string that is not a
+ * URL, all of it. For error texts that quoted the URL raw. */
 void mb_url_scrub(const char *url, char *msg, size_t len);
 
 #endif

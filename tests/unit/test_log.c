@@ -28,13 +28,15 @@ static const char *logged(const char *id, const char *type, const char *text) {
 
 static size_t count_char(const char *s, char c) {
   size_t n = 0;
-  for (; *s; s++) n += *s == c;
+  for (; *s; s++)
+    n += *s == c;
   return n;
 }
 
 static void keeps_printable_text_and_utf8(void) {
   CHECK(strcmp(esc("sales.OrderPlaced"), "sales.OrderPlaced") == 0);
-  CHECK(strcmp(esc("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == 0);
+  CHECK(strcmp(esc("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+               "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == 0);
   CHECK(strcmp(esc("a\\nb"), "a\\nb") == 0); /* a backslash stays as it is */
 }
 
@@ -47,15 +49,17 @@ static void escapes_control_characters(void) {
   /* C1 controls and the Unicode line and paragraph separators are valid UTF-8 that still
    * break or hide a line */
   CHECK(strcmp(esc("a\xc2\x85z"), "a\\u0085z") == 0);
-  CHECK(strcmp(esc("a\xc2\x9b" "2Jz"), "a\\u009b2Jz") == 0);
+  CHECK(strcmp(esc("a\xc2\x9b"
+                   "2Jz"),
+               "a\\u009b2Jz") == 0);
   CHECK(strcmp(esc("a\xe2\x80\xa8z\xe2\x80\xa9"), "a\\u2028z\\u2029") == 0);
 }
 
 static void escapes_invalid_utf8_bytes(void) {
   CHECK(strcmp(esc("\xff\xfe"), "\\xff\\xfe") == 0);
-  CHECK(strcmp(esc("\xc3"), "\\xc3") == 0);                     /* cut short */
-  CHECK(strcmp(esc("\xc0\xaf"), "\\xc0\\xaf") == 0);            /* overlong */
-  CHECK(strcmp(esc("\xed\xa0\x80"), "\\xed\\xa0\\x80") == 0);   /* a surrogate */
+  CHECK(strcmp(esc("\xc3"), "\\xc3") == 0);                            /* cut short */
+  CHECK(strcmp(esc("\xc0\xaf"), "\\xc0\\xaf") == 0);                   /* overlong */
+  CHECK(strcmp(esc("\xed\xa0\x80"), "\\xed\\xa0\\x80") == 0);          /* a surrogate */
   CHECK(strcmp(esc("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80") == 0); /* past U+10FFFF */
   CHECK(strcmp(esc("\xe2\x82z"), "\\xe2\\x82z") == 0);
 }
