@@ -26,8 +26,9 @@ int mb_url_userinfo(const char *url, const char **start, size_t *len);
 int mb_url_scheme(const char *url, char *out, size_t len);
 /* url as it may be shown, cut to len - 1 bytes: the scheme, "://", then "user:***@" for
  * user info with a ':' (the user name is what precedes the first one) or "***@" for user
- * info without one, then the hosts, vhost and options. Only "scheme://***" when the hosts
- * part is not host[:port],...; only "***" when url does not start with a scheme. */
+ * info without one, then the hosts, vhost and options. Only the scheme, "://" and "***"
+ * when the hosts part is not host[:port],...; only "***" when url does not start with a
+ * scheme. */
 void mb_url_redact(const char *url, char *out, size_t len);
 /* Replaces in msg (a NUL-terminated buffer of len bytes, at most 1024 kept) every copy of
  * url's secrets with "***": its user info, and for a URL whose hosts part is not
