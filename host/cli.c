@@ -221,7 +221,7 @@ int mb_cli_send(const char *endpoint, const char *type, const char *json,
   mb_runtime *rt = cli_runtime(type, json, opts, &code);
   if (rt == NULL) return code;
   int rc = send_one(rt, endpoint, type, json, publish, &err);
-  if (rc != MB_OK) fprintf(stderr, "moonbus: %s\n", err.msg);
+  if (rc != MB_OK) mb_cli_fail(err.msg);
   mb_runtime_free(rt);
   return rc == MB_OK ? 0 : 1;
 }
@@ -272,7 +272,7 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
   cli_reply r = {0, NULL};
   char id[MB_ID_LEN + 1] = "";
   if (request_one(rt, endpoint, type, json, timeout, &r, id, &err) != MB_OK) {
-    fprintf(stderr, "moonbus: %s\n", err.msg);
+    mb_cli_fail(err.msg);
     code = 1;
   } else if (r.reply == NULL) {
     fprintf(stderr, "moonbus: no reply to %s from %s within %g s (request %s)\n", type,
@@ -286,6 +286,12 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
   mb_delivery_free(r.reply);
   mb_runtime_free(rt);
   return code;
+}
+
+void mb_cli_fail(const char *msg) {
+  char line[4 * MB_ERRLEN];
+  mb_log_escape(msg, strlen(msg), line, sizeof line);
+  fprintf(stderr, "moonbus: %s\n", line);
 }
 
 int mb_cli_version(void) {

@@ -53,10 +53,14 @@ static int walk_queue(walk *w, mb_browse_fn fn) {
   return rc;
 }
 
-/* The first line of s, at most max bytes of it, escaped (one message, one line). */
+/* s escaped, at most max - 1 bytes of it: one message, one line, whatever it carries. */
+static void escaped(const char *s, char *out, size_t max) {
+  mb_log_escape(s ? s : "", s ? strlen(s) : 0, out, max);
+}
+
+/* The first line of s (an exception message: its trace follows), escaped. */
 static void first_line(const char *s, char *out, size_t max) {
-  size_t n = s ? strcspn(s, "\n") : 0;
-  mb_log_escape(s ? s : "", n, out, max);
+  mb_log_escape(s ? s : "", s ? strcspn(s, "\n") : 0, out, max);
 }
 
 static const char *header_or(const mb_delivery *d, const char *key, const char *dflt) {
@@ -66,10 +70,10 @@ static const char *header_or(const mb_delivery *d, const char *key, const char *
 
 static int list_one(void *ud, mb_delivery *d) {
   char id[160], type[800], queue[800], at[160], why[200];
-  first_line(d->env.id, id, sizeof id);
-  first_line(d->env.type ? d->env.type : "?", type, sizeof type);
-  first_line(header_or(d, MB_H_FAILED_QUEUE, "?"), queue, sizeof queue);
-  first_line(header_or(d, MB_H_FAILED_AT, "?"), at, sizeof at);
+  escaped(d->env.id, id, sizeof id);
+  escaped(d->env.type ? d->env.type : "?", type, sizeof type);
+  escaped(header_or(d, MB_H_FAILED_QUEUE, "?"), queue, sizeof queue);
+  escaped(header_or(d, MB_H_FAILED_AT, "?"), at, sizeof at);
   first_line(header_or(d, MB_H_EXCEPTION_MESSAGE, d->problem), why, sizeof why);
   printf("%s\t%s\t%s\t%s\t%s\n", id, type, queue, at, why);
   mb_delivery_free(d);
@@ -192,7 +196,7 @@ static int retry_each(void *ud, mb_delivery *d) {
     printf("%s\t-> %s\n", d->env.id, w->dest);
     what = MB_BROWSE_TAKE;
   } else {
-    fprintf(stderr, "moonbus: %s\n", one.msg);
+    mb_cli_fail(one.msg);
     w->failures++;
   }
   mb_delivery_free(d);
@@ -231,7 +235,7 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
     else if (strcmp(what, "retry") == 0) rc = retry(rt, queue, arg, &err);
     else rc = rt->transport->ops->remove(rt->transport, queue, arg, &err);
   }
-  if (rc != MB_OK) fprintf(stderr, "moonbus: %s\n", err.msg);
+  if (rc != MB_OK) mb_cli_fail(err.msg);
   mb_runtime_free(rt);
   return rc == MB_OK ? 0 : 1;
 }

@@ -34,6 +34,15 @@ check "DEL and an invalid UTF-8 byte in a type are escaped" \
   grep -aqF 'type=orders.Unknown\x7f\xff' "$WORK/orders.log"
 check "the log holds no control character but the line ends" \
   test "$(LC_ALL=C tr -d '\n' <"$WORK/orders.log" | LC_ALL=C tr -d '[:print:]' | LC_ALL=C tr -d '\200-\377' | wc -c)" -eq 0
+"$MOONBUS" errors list >"$WORK/list.out" 2>"$WORK/list.err"
+check "errors list prints one line per parked message" test "$(wc -l <"$WORK/list.out")" -eq 3
+check "each of five tab-separated columns" \
+  test "$(awk -F'\t' 'NF != 5' "$WORK/list.out" | wc -l)" -eq 0
+check "the forged type escaped whole in its column" \
+  grep -aqF "$(printf '\tx\\n%s\t' "$forged")" "$WORK/list.out"
+"$MOONBUS" errors show $'no\nsuch' 2>"$WORK/show.err"
+check "an error that quotes an id from the command line stays on one line" \
+  eval '[ "$(wc -l <"$WORK/show.err")" -eq 1 ] && grep -qF "holds no message no\\nsuch" "$WORK/show.err"'
 kill -TERM $H
 wait $H
 check "the host stops cleanly (exit $?)" test $? -eq 0
