@@ -72,13 +72,15 @@ build/asan/tests/fuzz_%: tests/fuzz/fuzz_%.c $(ASAN_OBJ)
 	@$(CC) $(ASAN_CFLAGS) -DMB_FUZZ_STANDALONE $< $(ASAN_OBJ) -o $@ $(LUA_LIB) $(LIBS)
 
 # Test tools that play a broken or foreign sender (they bypass every check of the core).
-build/tools/%: tests/tools/%.c build/rel/host/transport/rabbitmq_conn.o build/rel/host/status.o
+build/tools/%: tests/tools/%.c build/rel/host/transport/rabbitmq_conn.o build/rel/host/status.o \
+               build/rel/host/url.o
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(RELEASE_CFLAGS) $^ -o $@ $(LIBS)
 
 # The raw baselines `make bench` measures moonbus against (release build, no sanitizers).
 build/bench/%: tests/bench/%.c build/rel/host/transport/rabbitmq_conn.o build/rel/host/status.o \
+               build/rel/host/url.o \
                $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"

@@ -206,7 +206,7 @@ static int l_browse(lua_State *L) {
   mb_delivery *got[BROWSE_MAX];
   size_t n = 0;
   mb_err err;
-  if (t->ops->browse(t, queue, (size_t)max, got, &n, &err) != MB_OK)
+  if (mb_transport_browse_first(t, queue, (size_t)max, got, &n, &err) != MB_OK)
     return luaL_error(L, "%s", err.msg);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {

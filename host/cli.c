@@ -16,6 +16,7 @@
 #include "log.h"
 #include "reload.h"
 #include "runtime.h"
+#include "url.h"
 #include "watchdog.h"
 
 /* How long the state before a reload may take to finish its handlers in flight: longer
@@ -42,14 +43,6 @@ typedef struct run_state {
   double drain_seconds, drain_deadline;
   int stopping;
 } run_state;
-
-/* The URL without its user:password part, for logs. */
-static void redact_url(const char *url, char *out, size_t len) {
-  const char *scheme_end = strstr(url, "://");
-  const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
-  if (at == NULL) snprintf(out, len, "%s", url);
-  else snprintf(out, len, "%.*s://***@%s", (int)(scheme_end - url), url, at + 1);
-}
 
 static void drain_check(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
@@ -102,7 +95,7 @@ static void unwatch(struct ev_loop *loop, run_state *s) {
 
 static void log_started(const mb_runtime *rt, const mb_vm *vm, int reload) {
   char url[512];
-  redact_url(rt->url, url, sizeof url);
+  mb_url_redact(rt->url, url, sizeof url);
   mb_log(MB_INFO, rt->cfg.name, NULL, NULL,
          "running %s on %s (instance %s, concurrency %u, %zu event subscriptions, %s)",
          mb_vm_script(vm), url, rt->instance, rt->cfg.concurrency, rt->n_subscriptions,
@@ -187,10 +180,28 @@ static int send_one(mb_runtime *rt, const char *endpoint, const char *type, cons
   return rc;
 }
 
-/* A runtime for a one-shot command whose body is json, or NULL and *code. */
-static mb_runtime *cli_runtime(const char *json, const mb_cli_opts *opts, int *code) {
+/* The message of a one-shot command: a type as bus.command declares one (1-255 bytes of
+ * printable ASCII, no spaces) and a body that is a JSON object, as every handler gets. */
+static int check_message(const char *type, const char *json, mb_err *err) {
+  size_t len = strlen(type);
+  if (len == 0 || len > 255)
+    return mb_err_set(err, MB_EINVAL, "a message type has 1 to 255 characters, got %zu", len);
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)type[i] <= 0x20 || (unsigned char)type[i] >= 0x7f)
+      return mb_err_set(err, MB_EINVAL, "the message type has a space or a byte that is not "
+                        "printable ASCII (byte %zu)", i + 1);
+  int rc = mb_vm_check_json(json, err); /* valid JSON that decodes to a table */
+  if (rc == MB_OK && json[strspn(json, " \t\r\n")] != '{')
+    rc = mb_err_set(err, MB_EINVAL, "invalid JSON body: the body must be a JSON object "
+                    "({...}), got an array");
+  return rc;
+}
+
+/* A runtime for a one-shot command of type whose body is json, or NULL and *code. */
+static mb_runtime *cli_runtime(const char *type, const char *json, const mb_cli_opts *opts,
+                               int *code) {
   mb_err err;
-  if (mb_vm_check_json(json, &err) != MB_OK) {
+  if (check_message(type, json, &err) != MB_OK) {
     fprintf(stderr, "moonbus: %s\n", err.msg);
     *code = 2;
     return NULL;
@@ -207,10 +218,10 @@ int mb_cli_send(const char *endpoint, const char *type, const char *json,
                 const mb_cli_opts *opts, int publish) {
   mb_err err;
   int code;
-  mb_runtime *rt = cli_runtime(json, opts, &code);
+  mb_runtime *rt = cli_runtime(type, json, opts, &code);
   if (rt == NULL) return code;
   int rc = send_one(rt, endpoint, type, json, publish, &err);
-  if (rc != MB_OK) fprintf(stderr, "moonbus: %s\n", err.msg);
+  if (rc != MB_OK) mb_cli_fail(err.msg);
   mb_runtime_free(rt);
   return rc == MB_OK ? 0 : 1;
 }
@@ -256,12 +267,12 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
   mb_err err;
   double timeout = opts->timeout > 0 ? opts->timeout : 30;
   int code = 0;
-  mb_runtime *rt = cli_runtime(json, opts, &code);
+  mb_runtime *rt = cli_runtime(type, json, opts, &code);
   if (rt == NULL) return code;
   cli_reply r = {0, NULL};
   char id[MB_ID_LEN + 1] = "";
   if (request_one(rt, endpoint, type, json, timeout, &r, id, &err) != MB_OK) {
-    fprintf(stderr, "moonbus: %s\n", err.msg);
+    mb_cli_fail(err.msg);
     code = 1;
   } else if (r.reply == NULL) {
     fprintf(stderr, "moonbus: no reply to %s from %s within %g s (request %s)\n", type,
@@ -275,6 +286,12 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
   mb_delivery_free(r.reply);
   mb_runtime_free(rt);
   return code;
+}
+
+void mb_cli_fail(const char *msg) {
+  char line[4 * MB_ERRLEN];
+  mb_log_escape(msg, strlen(msg), line, sizeof line);
+  fprintf(stderr, "moonbus: %s\n", line);
 }
 
 int mb_cli_version(void) {

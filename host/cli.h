@@ -27,5 +27,8 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
  * the subcommand. */
 int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts);
 int mb_cli_version(void);
+/* "moonbus: msg" on stderr, on one line (msg may quote what a message carried: escaped as
+ * in the log). */
+void mb_cli_fail(const char *msg);
 
 #endif

@@ -3,24 +3,64 @@
  *   show ID               its headers and body
  *   retry ID | --all      back to the queue it failed in, failure and retry headers removed
  *   delete ID             gone for good
- * A retry sends the message (waiting for the transport's confirm) before it removes the
- * parked copy: at worst a message is both retried and still parked, never lost.
+ * Each command walks the whole queue once (the transport's browse, bounded by what the
+ * queue held when it began; progress on stderr every 1000 messages). A retry sends the
+ * message (waiting for the transport's confirm) before it takes the parked copy: at worst
+ * a message is both retried and still parked, never lost. Every command refuses a
+ * sqlite:// database that does not exist rather than create an empty one (a typo must
+ * not look like an empty error queue).
  * Never: handles a message, or changes one it does not retry. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "log.h"
 #include "runtime.h"
 
-#define ERRORS_BATCH 1000
+#define PROGRESS_EVERY 1000
 
-/* The first line of s, at most max bytes of it. */
+/* One walk over the error queue (transport browse): the whole queue, one message at a
+ * time, with a line of progress on stderr every PROGRESS_EVERY messages. */
+typedef struct walk {
+  mb_runtime *rt;
+  const char *queue;
+  const char *id;     /* show, retry ID: the message looked for */
+  int matched;        /* ... and seen */
+  mb_delivery *found; /* show: the copy kept */
+  int failures;       /* retry --all: messages that could not go back */
+  size_t seen;
+  long total;         /* messages in the queue when the walk began */
+  char dest[MB_QUEUE_NAME_MAX + 1];
+  mb_err *err;
+} walk;
+
+static void progress(walk *w) {
+  if (++w->seen % PROGRESS_EVERY == 0)
+    fprintf(stderr, "moonbus: %zu of %ld messages of queue '%s' read\n", w->seen, w->total,
+            w->queue);
+}
+
+/* Walks w->queue with fn; MB_ENOTFOUND when w->id was looked for and not seen. */
+static int walk_queue(walk *w, mb_browse_fn fn) {
+  long later = 0;
+  mb_transport *t = w->rt->transport;
+  int rc = t->ops->depth(t, w->queue, &w->total, &later, w->err);
+  w->total += later;
+  if (rc == MB_OK) rc = t->ops->browse(t, w->queue, fn, w, w->err);
+  if (rc == MB_OK && w->id && !w->matched)
+    rc = mb_err_set(w->err, MB_ENOTFOUND, "queue '%s' holds no message %s", w->queue, w->id);
+  return rc;
+}
+
+/* s escaped, at most max - 1 bytes of it: one message, one line, whatever it carries. */
+static void escaped(const char *s, char *out, size_t max) {
+  mb_log_escape(s ? s : "", s ? strlen(s) : 0, out, max);
+}
+
+/* The first line of s (an exception message: its trace follows), escaped. */
 static void first_line(const char *s, char *out, size_t max) {
-  size_t n = s ? strcspn(s, "\n") : 0;
-  if (n >= max) n = max - 1;
-  memcpy(out, s ? s : "", n);
-  out[n] = '\0';
+  mb_log_escape(s ? s : "", s ? strcspn(s, "\n") : 0, out, max);
 }
 
 static const char *header_or(const mb_delivery *d, const char *key, const char *dflt) {
@@ -28,41 +68,44 @@ static const char *header_or(const mb_delivery *d, const char *key, const char *
   return v ? v : dflt;
 }
 
-static int list(mb_runtime *rt, const char *queue, mb_err *err) {
-  mb_delivery *got[ERRORS_BATCH];
-  size_t n;
-  int rc = rt->transport->ops->browse(rt->transport, queue, ERRORS_BATCH, got, &n, err);
-  for (size_t i = 0; rc == MB_OK && i < n; i++) {
-    char why[200];
-    first_line(header_or(got[i], MB_H_EXCEPTION_MESSAGE, got[i]->problem), why, sizeof why);
-    printf("%s\t%s\t%s\t%s\t%s\n", got[i]->env.id, got[i]->env.type ? got[i]->env.type : "?",
-           header_or(got[i], MB_H_FAILED_QUEUE, "?"), header_or(got[i], MB_H_FAILED_AT, "?"),
-           why);
-  }
-  for (size_t i = 0; i < n; i++) mb_delivery_free(got[i]);
-  return rc;
+static int list_one(void *ud, mb_delivery *d) {
+  char id[160], type[800], queue[800], at[160], why[200];
+  escaped(d->env.id, id, sizeof id);
+  escaped(d->env.type ? d->env.type : "?", type, sizeof type);
+  escaped(header_or(d, MB_H_FAILED_QUEUE, "?"), queue, sizeof queue);
+  escaped(header_or(d, MB_H_FAILED_AT, "?"), at, sizeof at);
+  first_line(header_or(d, MB_H_EXCEPTION_MESSAGE, d->problem), why, sizeof why);
+  printf("%s\t%s\t%s\t%s\t%s\n", id, type, queue, at, why);
+  mb_delivery_free(d);
+  progress(ud);
+  return MB_BROWSE_NEXT;
 }
 
-/* A copy of the parked message with id (the caller frees it), or NULL and MB_ENOTFOUND. */
-static int find(mb_runtime *rt, const char *queue, const char *id, mb_delivery **out,
-                mb_err *err) {
-  mb_delivery *got[ERRORS_BATCH];
-  size_t n;
-  *out = NULL;
-  int rc = rt->transport->ops->browse(rt->transport, queue, ERRORS_BATCH, got, &n, err);
-  for (size_t i = 0; i < n; i++) {
-    if (rc == MB_OK && *out == NULL && strcmp(got[i]->env.id, id) == 0) *out = got[i];
-    else mb_delivery_free(got[i]);
+static int list(mb_runtime *rt, const char *queue, mb_err *err) {
+  walk w = {.rt = rt, .queue = queue, .err = err};
+  return walk_queue(&w, list_one);
+}
+
+static int keep_the_one(void *ud, mb_delivery *d) {
+  walk *w = ud;
+  progress(w);
+  if (strcmp(d->env.id, w->id) != 0) {
+    mb_delivery_free(d);
+    return MB_BROWSE_NEXT;
   }
-  if (rc == MB_OK && *out == NULL)
-    rc = mb_err_set(err, MB_ENOTFOUND, "queue '%s' holds no message %s", queue, id);
-  return rc;
+  w->found = d;
+  w->matched = 1;
+  return MB_BROWSE_STOP;
 }
 
 static int show(mb_runtime *rt, const char *queue, const char *id, mb_err *err) {
-  mb_delivery *d;
-  int rc = find(rt, queue, id, &d, err);
-  if (rc != MB_OK) return rc;
+  walk w = {.rt = rt, .queue = queue, .id = id, .err = err};
+  int rc = walk_queue(&w, keep_the_one);
+  mb_delivery *d = w.found;
+  if (rc != MB_OK) {
+    mb_delivery_free(d);
+    return rc;
+  }
   printf("id: %s\ntype: %s\n", d->env.id, d->env.type ? d->env.type : "");
   if (d->env.correlation_id) printf("correlation_id: %s\n", d->env.correlation_id);
   if (d->env.reply_to) printf("reply_to: %s\n", d->env.reply_to);
@@ -110,41 +153,61 @@ static int unparked(const mb_delivery *d, mb_outgoing **out, mb_err *err) {
   return MB_OK;
 }
 
-static int retry_one(mb_runtime *rt, const char *queue, const mb_delivery *d, mb_err *err) {
+/* Sends d back to the queue it failed in (waiting for the transport's confirm); dest gets
+ * that queue's name. The caller then takes the parked copy. */
+static int send_back(mb_runtime *rt, const mb_delivery *d, char *dest, size_t len,
+                     mb_err *err) {
   mb_outgoing *m;
   int rc = unparked(d, &m, err);
-  char dest[MB_QUEUE_NAME_MAX + 1];
-  if (rc == MB_OK) snprintf(dest, sizeof dest, "%s", m->dest);
+  if (rc == MB_OK) snprintf(dest, len, "%s", m->dest);
   if (rc == MB_OK) rc = mb_runtime_dispatch(rt, &m, 1, err);
-  if (rc == MB_OK) rc = rt->transport->ops->remove(rt->transport, queue, d->env.id, err);
-  if (rc == MB_OK) printf("%s\t-> %s\n", d->env.id, dest);
   return rc;
+}
+
+static int retry_the_one(void *ud, mb_delivery *d) {
+  walk *w = ud;
+  progress(w);
+  int what = MB_BROWSE_NEXT;
+  if (strcmp(d->env.id, w->id) == 0) {
+    w->matched = 1;
+    what = MB_BROWSE_STOP;
+    if (send_back(w->rt, d, w->dest, sizeof w->dest, w->err) == MB_OK) what |= MB_BROWSE_TAKE;
+    else w->failures++;
+  }
+  mb_delivery_free(d);
+  return what;
 }
 
 static int retry(mb_runtime *rt, const char *queue, const char *id, mb_err *err) {
-  mb_delivery *d;
-  int rc = find(rt, queue, id, &d, err);
-  if (rc == MB_OK) rc = retry_one(rt, queue, d, err);
-  mb_delivery_free(d);
+  walk w = {.rt = rt, .queue = queue, .id = id, .err = err};
+  int rc = walk_queue(&w, retry_the_one);
+  if (rc == MB_OK && w.failures) return err->status; /* err says why (send_back) */
+  if (rc == MB_OK) printf("%s\t-> %s\n", id, w.dest);
   return rc;
 }
 
-/* Every parked message, a batch at a time; one that cannot go back is reported and left. */
-static int retry_all(mb_runtime *rt, const char *queue, mb_err *err) {
-  mb_delivery *got[ERRORS_BATCH];
-  size_t n;
-  int failures = 0;
-  int rc = rt->transport->ops->browse(rt->transport, queue, ERRORS_BATCH, got, &n, err);
-  for (size_t i = 0; i < n; i++) {
-    mb_err one;
-    if (rc == MB_OK && retry_one(rt, queue, got[i], &one) != MB_OK) {
-      fprintf(stderr, "moonbus: %s\n", one.msg);
-      failures++;
-    }
-    mb_delivery_free(got[i]);
+/* Every parked message of the queue; one that cannot go back is reported and left. */
+static int retry_each(void *ud, mb_delivery *d) {
+  walk *w = ud;
+  mb_err one;
+  int what = MB_BROWSE_NEXT;
+  progress(w);
+  if (send_back(w->rt, d, w->dest, sizeof w->dest, &one) == MB_OK) {
+    printf("%s\t-> %s\n", d->env.id, w->dest);
+    what = MB_BROWSE_TAKE;
+  } else {
+    mb_cli_fail(one.msg);
+    w->failures++;
   }
-  if (rc == MB_OK && failures)
-    rc = mb_err_set(err, MB_EIO, "%d of %zu messages were not retried", failures, n);
+  mb_delivery_free(d);
+  return what;
+}
+
+static int retry_all(mb_runtime *rt, const char *queue, mb_err *err) {
+  walk w = {.rt = rt, .queue = queue, .err = err};
+  int rc = walk_queue(&w, retry_each);
+  if (rc == MB_OK && w.failures)
+    rc = mb_err_set(err, MB_EIO, "%d of %zu messages were not retried", w.failures, w.seen);
   return rc;
 }
 
@@ -163,7 +226,8 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
   mb_err err;
   mb_runtime *rt = mb_runtime_new(NULL, opts->transport, opts->instance);
   if (rt == NULL) return 1;
-  int rc = mb_runtime_connect(rt, &err);
+  int rc = mb_transport_must_exist(mb_runtime_transport_url(rt), &err);
+  if (rc == MB_OK) rc = mb_runtime_connect(rt, &err);
   if (rc == MB_OK) {
     if (strcmp(what, "list") == 0) rc = list(rt, queue, &err);
     else if (strcmp(what, "show") == 0) rc = show(rt, queue, arg, &err);
@@ -171,7 +235,7 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
     else if (strcmp(what, "retry") == 0) rc = retry(rt, queue, arg, &err);
     else rc = rt->transport->ops->remove(rt->transport, queue, arg, &err);
   }
-  if (rc != MB_OK) fprintf(stderr, "moonbus: %s\n", err.msg);
+  if (rc != MB_OK) mb_cli_fail(err.msg);
   mb_runtime_free(rt);
   return rc == MB_OK ? 0 : 1;
 }

@@ -246,7 +246,7 @@ const char *mb_runtime_origin(const mb_runtime *rt) {
   return rt->configured ? rt->cfg.name : "cli";
 }
 
-static const char *choose_url(const mb_runtime *rt) {
+const char *mb_runtime_transport_url(const mb_runtime *rt) {
   if (rt->url_override) return rt->url_override;
   const char *env = getenv("MOONBUS_TRANSPORT");
   if (env && *env) return env;
@@ -255,7 +255,7 @@ static const char *choose_url(const mb_runtime *rt) {
 }
 
 static int open_transport(mb_runtime *rt, mb_err *err) {
-  const char *url = choose_url(rt);
+  const char *url = mb_runtime_transport_url(rt);
   int rc = mb_transport_open(&rt->transport, rt->loop, url, rt->instance, err);
   if (rc != MB_OK) return rc;
   if ((rt->url = strdup(url)) == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");

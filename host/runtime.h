@@ -64,6 +64,9 @@ int mb_runtime_stage(mb_runtime *rt);
  * On any error the running declaration stays as it was. Unstages in every case. */
 int mb_runtime_adopt(mb_runtime *rt, mb_err *err);
 void mb_runtime_unstage(mb_runtime *rt);
+/* The transport URL connect opens: --transport, else $MOONBUS_TRANSPORT, else the
+ * endpoint's own, else MB_DEFAULT_TRANSPORT (credentials included: never log it). */
+const char *mb_runtime_transport_url(const mb_runtime *rt);
 /* The name messages are sent from: the endpoint's, or "cli" before one is configured. */
 const char *mb_runtime_origin(const mb_runtime *rt);
 

@@ -3,11 +3,15 @@
  * Never knows how a transport works inside; adding one is a line in `transports`. */
 #include "transport.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "transport/rabbitmq.h"
 #include "transport/sqlite.h"
+#include "url.h"
 
 void mb_outgoing_init(mb_outgoing *m) {
   memset(m, 0, sizeof *m);
@@ -45,6 +49,29 @@ int mb_is_reply_address(const char *queue) {
                    strncmp(queue, "amq.rabbitmq.reply-to", 21) == 0);
 }
 
+typedef struct first_copies {
+  mb_delivery **out;
+  size_t n, max;
+} first_copies;
+
+static int keep_copy(void *ud, mb_delivery *d) {
+  first_copies *c = ud;
+  c->out[c->n++] = d;
+  return c->n == c->max ? MB_BROWSE_STOP : MB_BROWSE_NEXT;
+}
+
+int mb_transport_browse_first(mb_transport *t, const char *queue, size_t max, mb_delivery **out,
+                              size_t *n, mb_err *err) {
+  first_copies c = {out, 0, max};
+  int rc = max ? t->ops->browse(t, queue, keep_copy, &c, err) : MB_OK;
+  if (rc != MB_OK) {
+    for (size_t i = 0; i < c.n; i++) mb_delivery_free(out[i]);
+    c.n = 0;
+  }
+  *n = c.n;
+  return rc;
+}
+
 static const struct {
   const char *scheme;
   const mb_transport_ops *ops;
@@ -59,15 +86,47 @@ static int scheme_is(const char *url, const char *scheme) {
   return strncmp(url, scheme, n) == 0 && strncmp(url + n, "://", 3) == 0;
 }
 
+int mb_transport_must_exist(const char *url, mb_err *err) {
+  if (url == NULL) url = MB_DEFAULT_TRANSPORT;
+  if (!scheme_is(url, "sqlite")) return MB_OK; /* a broker says so itself */
+  const char *path = url + strlen("sqlite://");
+  char file[PATH_MAX];
+  size_t len = strcspn(path, "?");
+  if (len == 0 || len >= sizeof file) return MB_OK; /* open says what is wrong with it */
+  memcpy(file, path, len);
+  file[len] = '\0';
+  struct stat st;
+  if (stat(file, &st) == 0) return MB_OK;
+  if (errno == ENOENT)
+    mb_err_set(err, MB_ENOTFOUND, "there is no moonbus database at %s: check the path of the "
+               "sqlite:// URL (--transport or $MOONBUS_TRANSPORT); this command reads an "
+               "existing bus and never creates one", file);
+  else mb_err_set(err, MB_EIO, "cannot read the moonbus database at %s: %s", file,
+                  strerror(errno));
+  mb_url_scrub(url, err->msg, sizeof err->msg); /* a "path" may be mistyped credentials */
+  return err->status;
+}
+
+/* A URL that names no transport: its scheme is shown when it is a well-formed one, and
+ * nothing else of it (what follows may be a password). */
+static int unknown_scheme(const char *url, mb_err *err) {
+  char scheme[MB_URL_SCHEME_MAX + 1];
+  if (mb_url_scheme(url, scheme, sizeof scheme))
+    return mb_err_set(err, MB_EINVAL, "unknown transport scheme '%s': use sqlite://PATH, "
+                      "amqp:// or amqps://", scheme);
+  return mb_err_set(err, MB_EINVAL, "the transport URL does not start with a scheme and "
+                    "\"://\": use sqlite://PATH, amqp:// or amqps://");
+}
+
 int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
                       const char *instance, mb_err *err) {
   if (url == NULL) url = MB_DEFAULT_TRANSPORT;
   *out = NULL;
-  for (size_t i = 0; i < sizeof transports / sizeof *transports; i++)
-    if (scheme_is(url, transports[i].scheme))
-      return transports[i].ops->open(out, loop, url, instance, err);
-  const char *colon = strstr(url, "://");
-  return mb_err_set(err, MB_EINVAL,
-                    "unknown transport scheme '%.*s': use sqlite://PATH, amqp:// or amqps://",
-                    colon ? (int)(colon - url) : 16, url);
+  for (size_t i = 0; i < sizeof transports / sizeof *transports; i++) {
+    if (!scheme_is(url, transports[i].scheme)) continue;
+    int rc = transports[i].ops->open(out, loop, url, instance, err);
+    if (rc != MB_OK) mb_url_scrub(url, err->msg, sizeof err->msg); /* whatever it quoted */
+    return rc;
+  }
+  return unknown_scheme(url, err);
 }

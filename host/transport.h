@@ -75,6 +75,14 @@ typedef void (*mb_deliver_fn)(void *ud, mb_delivery *d);
 /* Outcome of dispatch/complete: MB_OK, or a status and a sentence naming the culprit. */
 typedef void (*mb_done_fn)(void *ud, int status, const char *error);
 
+/* What a browse callback wants done with the message it was shown: go on (0), or any of
+ * MB_BROWSE_TAKE (remove it from the queue) and MB_BROWSE_STOP (end the walk). */
+#define MB_BROWSE_NEXT 0
+#define MB_BROWSE_TAKE 1
+#define MB_BROWSE_STOP 2
+/* Shown one copy of a message: the callee owns d and frees it with mb_delivery_free. */
+typedef int (*mb_browse_fn)(void *ud, mb_delivery *d);
+
 typedef struct mb_transport mb_transport;
 
 typedef struct mb_transport_ops {
@@ -113,11 +121,14 @@ typedef struct mb_transport_ops {
   int (*owner_of)(mb_transport *t, const char *type, char *out, size_t outlen, mb_err *err);
   /* Counts the messages of queue: ready now, and not yet visible (delayed or leased). */
   int (*depth)(mb_transport *t, const char *queue, long *ready, long *later, mb_err *err);
-  /* Copies of up to max messages of queue, oldest first, left where they are (tools and
-   * tests read the error queue this way); *n gets how many. A message whose envelope does
-   * not decode comes with its problem set. Free each with mb_delivery_free. */
-  int (*browse)(mb_transport *t, const char *queue, size_t max, mb_delivery **out, size_t *n,
-                mb_err *err);
+  /* Shows fn a copy of every message of queue, oldest first, one at a time (tools and
+   * tests read the error queue this way): the whole queue, however long, bounded by the
+   * messages it held when the walk began (one that arrives meanwhile is not shown; none
+   * is shown twice). A message stays where it is unless fn takes it. A message whose
+   * envelope does not decode comes with its problem set. A queue that does not exist is
+   * an empty one. A message fn takes that can no longer be removed (a consumer holds it)
+   * ends the walk with MB_ENOTFOUND naming it. */
+  int (*browse)(mb_transport *t, const char *queue, mb_browse_fn fn, void *ud, mb_err *err);
   /* Removes the message whose id is id from queue (tools: deleting or retrying a parked
    * message). MB_ENOTFOUND if the queue holds no message with that id (a message being
    * handled right now is not removed). */
@@ -141,6 +152,14 @@ struct mb_transport {
 /* Opens the transport for url (NULL: MB_DEFAULT_TRANSPORT), chosen by its scheme. */
 int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
                       const char *instance, mb_err *err);
+/* MB_OK unless url names a store that does not exist yet, which opening would create: a
+ * sqlite:// file that is not there is MB_ENOTFOUND naming its path. For commands that only
+ * read a bus (a mistyped path must not look like an empty bus). */
+int mb_transport_must_exist(const char *url, mb_err *err);
+/* Copies of the first max messages of queue, oldest first, left where they are (browse
+ * stopped after max); *n gets how many. Free each with mb_delivery_free. */
+int mb_transport_browse_first(mb_transport *t, const char *queue, size_t max, mb_delivery **out,
+                              size_t *n, mb_err *err);
 /* 1 if queue is a per-process reply address (moonbus.reply.* or RabbitMQ's direct
  * reply-to): replies sent there are marked to_requester. */
 int mb_is_reply_address(const char *queue);

@@ -15,6 +15,7 @@
 
 #include "transport/rabbitmq_internal.h"
 #include "transport/rabbitmq_wire.h"
+#include "url.h"
 
 int rmq_set_has(const string_set *s, const char *v) {
   for (size_t i = 0; i < s->n; i++)
@@ -349,15 +350,23 @@ static int browse_one(rmq *t, const char *queue, mb_delivery **out, mb_err *err)
   return MB_OK;
 }
 
-/* Reads up to max messages of queue with basic.get on a channel of its own, without
- * acknowledging them; each is handed to fn (which frees it), and fn returns 1 to ack that
- * one (it leaves the queue) and stop. Closing the channel puts every other message back.
- * MB_ENOTFOUND when the queue does not exist. */
-static int walk_queue(rmq *t, const char *queue, size_t max,
-                      int (*fn)(void *ud, mb_delivery *d), void *ud, mb_err *err) {
+/* After fn ran (it may have sent messages and run the loop): still the session the walk
+ * began on, and its channel still open? */
+static int walk_goes_on(rmq *t, unsigned session, const char *queue, mb_err *err) {
+  if (t->connected && !t->lost && t->session == session) return MB_OK;
+  return mb_err_set(err, MB_EIO, "the connection to RabbitMQ was lost while reading queue '%s'",
+                    queue);
+}
+
+/* Shows fn every message of queue that was ready when the walk began (basic.get on a
+ * channel of its own, without acknowledging, so that none comes twice); a message fn
+ * takes is acknowledged (it leaves the queue). Closing the channel puts every other
+ * message back. MB_ENOTFOUND when the queue does not exist. */
+static int walk_queue(rmq *t, const char *queue, mb_browse_fn fn, void *ud, mb_err *err) {
   long ready = 0;
-  int opened = 0;
+  int opened = 0, what = MB_BROWSE_NEXT;
   if (!t->connected) return not_connected(t, err);
+  unsigned session = t->session;
   mb_amqp_rpc r = rmq_rpc_on(&t->pub, CH_RPC);
   int rc = mb_amqp_queue_depth(&r, queue, &ready, err);
   if (rc == MB_OK) {
@@ -366,16 +375,16 @@ static int walk_queue(rmq *t, const char *queue, size_t max,
                              NULL, err);
     opened = rc == MB_OK;
   }
-  for (size_t seen = 0; rc == MB_OK && seen < max; seen++) {
+  for (long seen = 0; rc == MB_OK && seen < ready && !(what & MB_BROWSE_STOP); seen++) {
     mb_delivery *d;
     rc = browse_one(t, queue, &d, err);
     if (rc != MB_OK || d == NULL) break;
     uint64_t tag = d->tag;
-    if (fn(ud, d)) {
-      if (amqp_basic_ack(t->pub.conn, CH_BROWSE, tag, 0) != AMQP_STATUS_OK)
-        rc = mb_err_set(err, MB_EIO, "cannot remove a message from queue '%s'", queue);
-      break;
-    }
+    what = fn(ud, d);
+    rc = walk_goes_on(t, session, queue, err);
+    if (rc != MB_OK) return rc; /* the session is gone, and this walk's channel with it */
+    if ((what & MB_BROWSE_TAKE) && amqp_basic_ack(t->pub.conn, CH_BROWSE, tag, 0) != AMQP_STATUS_OK)
+      rc = mb_err_set(err, MB_EIO, "cannot remove a message from queue '%s'", queue);
   }
   if (opened) amqp_channel_close(t->pub.conn, CH_BROWSE, AMQP_REPLY_SUCCESS);
   if (rc != MB_OK && rc != MB_ENOTFOUND) r.dead = 1;
@@ -383,28 +392,10 @@ static int walk_queue(rmq *t, const char *queue, size_t max,
   return rc;
 }
 
-typedef struct browse_state {
-  mb_delivery **out;
-  size_t n;
-} browse_state;
-
-static int keep_copy(void *ud, mb_delivery *d) {
-  browse_state *b = ud;
-  b->out[b->n++] = d;
-  return 0;
-}
-
-static int rmq_browse(mb_transport *base, const char *queue, size_t max, mb_delivery **out,
-                      size_t *n, mb_err *err) {
-  browse_state b = {out, 0};
-  int rc = walk_queue((rmq *)base, queue, max, keep_copy, &b, err);
-  *n = b.n;
-  if (rc == MB_ENOTFOUND) return MB_OK;
-  if (rc != MB_OK) {
-    for (size_t i = 0; i < b.n; i++) mb_delivery_free(out[i]);
-    *n = 0;
-  }
-  return rc;
+static int rmq_browse(mb_transport *base, const char *queue, mb_browse_fn fn, void *ud,
+                      mb_err *err) {
+  int rc = walk_queue((rmq *)base, queue, fn, ud, err);
+  return rc == MB_ENOTFOUND ? MB_OK : rc;
 }
 
 typedef struct remove_state {
@@ -416,18 +407,14 @@ static int is_the_one(void *ud, mb_delivery *d) {
   remove_state *s = ud;
   s->found = strcmp(d->env.id, s->id) == 0;
   mb_delivery_free(d);
-  return s->found;
+  return s->found ? MB_BROWSE_TAKE | MB_BROWSE_STOP : MB_BROWSE_NEXT;
 }
 
-/* Walks the whole queue (the broker cannot fetch by id): fine for an error queue. */
+/* Walks the queue until the message (the broker cannot fetch by id): fine for an error
+ * queue. */
 static int rmq_remove(mb_transport *base, const char *queue, const char *id, mb_err *err) {
-  rmq *t = (rmq *)base;
-  long ready = 0;
   remove_state s = {id, 0};
-  mb_amqp_rpc r = rmq_rpc_on(&t->pub, CH_RPC);
-  int rc = t->connected ? mb_amqp_queue_depth(&r, queue, &ready, err) : not_connected(t, err);
-  rmq_after_rpc(t, &t->pub, &r, "counting messages");
-  if (rc == MB_OK) rc = walk_queue(t, queue, (size_t)ready, is_the_one, &s, err);
+  int rc = walk_queue((rmq *)base, queue, is_the_one, &s, err);
   if (rc == MB_OK && !s.found)
     rc = mb_err_set(err, MB_ENOTFOUND, "queue '%s' holds no message %s", queue, id);
   return rc;
@@ -447,7 +434,7 @@ static int rmq_open(mb_transport **out, struct ev_loop *loop, const char *url,
   t->base.ops = &mb_rabbitmq_transport;
   t->loop = loop;
   snprintf(t->instance, sizeof t->instance, "%s", instance ? instance : "moonbus");
-  mb_amqp_redact(url, t->shown, sizeof t->shown);
+  mb_url_redact(url, t->shown, sizeof t->shown);
   t->pub.t = t->con.t = t;
   ev_timer_init(&t->heartbeat, rmq_on_heartbeat, 1., 1.);
   ev_timer_init(&t->teardown, rmq_on_teardown, 0., 0.);

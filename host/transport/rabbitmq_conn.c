@@ -1,8 +1,10 @@
 /* rabbitmq_conn.c — parses amqp:// URLs, opens and logs in AMQP connections, and turns
  * rabbitmq-c's replies into moonbus errors. Owns nothing once a connection is handed out.
- * Never puts a password in an error message (mb_amqp_redact is the only way a URL is
- * printed). */
+ * Never puts a password in an error message (url.c's mb_url_redact is the only way a URL
+ * is printed, and its rule for where the user info ends is the one parsed here). */
 #include "transport/rabbitmq_conn.h"
+
+#include "url.h"
 
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
@@ -42,21 +44,9 @@ static char *decode(const char *s, size_t len) {
   return out;
 }
 
-void mb_amqp_redact(const char *url, char *out, size_t len) {
-  const char *scheme_end = strstr(url, "://");
-  const char *auth = scheme_end ? scheme_end + 3 : url;
-  const char *at = strchr(auth, '@'), *slash = strchr(auth, '/');
-  const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-  if (at == NULL || (slash && slash < at) || colon == NULL) {
-    snprintf(out, len, "%s", url);
-    return;
-  }
-  snprintf(out, len, "%.*s:***%s", (int)(colon - url), url, at);
-}
-
 static int bad_url(const char *url, const char *why, mb_err *err) {
   char shown[256];
-  mb_amqp_redact(url, shown, sizeof shown);
+  mb_url_redact(url, shown, sizeof shown);
   return mb_err_set(err, MB_EINVAL, "bad RabbitMQ URL '%s': %s", shown, why);
 }
 
@@ -156,15 +146,17 @@ int mb_amqp_url_parse(const char *url, mb_amqp_url *u, mb_err *err) {
   if (strncmp(url, "amqp://", 7) == 0) rest = url + 7;
   else if (strncmp(url, "amqps://", 8) == 0) rest = url + 8, u->tls = 1;
   else return bad_url(url, "it must start with amqp:// or amqps://", err);
-  size_t auth_len = strcspn(rest, "/?");
-  const char *at = memchr(rest, '@', auth_len);
-  if (at) why = parse_userinfo(u, rest, (size_t)(at - rest));
+  const char *userinfo;
+  size_t ulen;
+  int has_userinfo = mb_url_userinfo(url, &userinfo, &ulen);
+  if (has_userinfo) why = parse_userinfo(u, userinfo, ulen);
   else if ((u->user = strdup("guest")) == NULL || (u->password = strdup("guest")) == NULL)
     why = "out of memory";
-  const char *hosts = at ? at + 1 : rest;
-  if (!why && parse_nodes(u, hosts, auth_len - (size_t)(hosts - rest), u->tls ? 5671 : 5672))
+  const char *hosts = has_userinfo ? userinfo + ulen + 1 : rest;
+  size_t hosts_len = strcspn(hosts, "/?");
+  if (!why && parse_nodes(u, hosts, hosts_len, u->tls ? 5671 : 5672))
     why = "it must name host[:port] nodes separated by commas (at most 8)";
-  const char *path = rest + auth_len;
+  const char *path = hosts + hosts_len;
   if (!why && *path == '/') {
     size_t vlen = strcspn(path + 1, "?");
     u->vhost = vlen ? decode(path + 1, vlen) : strdup("/");

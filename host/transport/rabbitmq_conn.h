@@ -2,7 +2,7 @@
  * cluster nodes, credentials that never reach a log, TLS options, and a login that asks
  * for the capabilities rabbitmq-c 0.11 leaves out (DESIGN §5).
  *
- * Provides: mb_amqp_url (parse, redact, free), mb_amqp_connect, mb_amqp_reply_error.
+ * Provides: mb_amqp_url (parse, free; url.h shows one), mb_amqp_connect, mb_amqp_reply_error.
  * Uses: rabbitmq-c (only the transport/rabbitmq*.c files include amqp.h).
  * Never: writes a password into an error or log line. */
 #ifndef MOONBUS_TRANSPORT_RABBITMQ_CONN_H
@@ -35,12 +35,11 @@ typedef struct mb_amqp_url {
 } mb_amqp_url;
 
 /* amqp[s]://[user[:password]@]host[:port][,host[:port]...][/vhost][?options]. Defaults:
- * guest/guest, port 5672 (5671 for amqps), vhost "/". MB_EINVAL with a reason that
- * shows the URL redacted. */
+ * guest/guest, port 5672 (5671 for amqps), vhost "/". The user info ends at the last '@'
+ * (mb_url_userinfo: a password may hold '@' or '/' unescaped; an '@' in the vhost or an
+ * option must be %40). MB_EINVAL with a reason that shows the URL redacted. */
 int mb_amqp_url_parse(const char *url, mb_amqp_url *out, mb_err *err);
 void mb_amqp_url_free(mb_amqp_url *u);
-/* The URL with its password replaced by "***", for logs and errors. */
-void mb_amqp_redact(const char *url, char *out, size_t len);
 
 /* Opens one connection to node i of u and logs in with the capabilities
  * consumer_cancel_notify, connection.blocked, publisher_confirms and basic.nack, and

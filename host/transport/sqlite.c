@@ -81,7 +81,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_UNSUB] = "DELETE FROM subscriptions WHERE queue = ?1",
     [S_SUB] = "INSERT OR IGNORE INTO subscriptions(event_type, queue) VALUES(?1, ?2)",
     [S_BROWSE] = "SELECT seq, id, type, correlation_id, reply_to, headers, body, deliveries"
-                 " FROM messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
+                 " FROM messages WHERE queue = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
+                 " LIMIT ?4",
     [S_TAKE_REPLIES] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages"
                        " WHERE queue = ?1 AND visible_at <= ?2 ORDER BY seq LIMIT ?3)"
                        " RETURNING seq, id, type, correlation_id, reply_to, headers, body,"
@@ -93,7 +94,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DROP_QUEUE] = "DELETE FROM queues WHERE name = ?1",
     [S_DROP_REPLY_QUEUE] = "DELETE FROM reply_queues WHERE queue = ?1",
     [S_REMOVE] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE queue = ?1"
-                 " AND id = ?2 AND lease_owner IS NULL ORDER BY seq LIMIT 1)",
+                 " AND id = ?2 AND (?3 = 0 OR seq = ?3) AND lease_owner IS NULL ORDER BY seq"
+                 " LIMIT 1)",
 };
 
 int64_t sq_now_ms(void) { return mb_now_usec() / 1000; }
@@ -320,24 +322,96 @@ static int sqlite_depth(mb_transport *base, const char *queue, long *ready, long
   return rc == SQLITE_ROW ? MB_OK : sq_db_fail(t, err, "counting messages");
 }
 
-static int sqlite_browse(mb_transport *base, const char *queue, size_t max, mb_delivery **out,
-                         size_t *n, mb_err *err) {
-  sqlite_transport *t = (sqlite_transport *)base;
+#define BROWSE_PAGE 100
+
+/* The highest seq of queue now (0 when it is empty): where a browse stops. */
+static int browse_bound(sqlite_transport *t, const char *queue, int64_t *last, mb_err *err) {
+  sqlite3_stmt *s;
+  if (sqlite3_prepare_v2(t->db, "SELECT coalesce(max(seq), 0) FROM messages WHERE queue = ?1",
+                         -1, &s, NULL) != SQLITE_OK)
+    return sq_db_fail(t, err, "reading messages");
+  sq_bind_text(s, 1, queue);
+  int step = sqlite3_step(s);
+  *last = step == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+  sqlite3_finalize(s);
+  return step == SQLITE_ROW ? MB_OK : sq_db_fail(t, err, "reading messages");
+}
+
+/* Up to BROWSE_PAGE messages of queue with after < seq <= last into page (keyset paging:
+ * no statement stays open while the callback runs). */
+static int browse_page(sqlite_transport *t, const char *queue, int64_t after, int64_t last,
+                       mb_delivery **page, size_t *n, mb_err *err) {
   sqlite3_stmt *s = sq_stmt(t, S_BROWSE);
   sq_bind_text(s, 1, queue);
-  sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
-  int step;
+  sqlite3_bind_int64(s, 2, after);
+  sqlite3_bind_int64(s, 3, last);
+  sqlite3_bind_int(s, 4, BROWSE_PAGE);
+  int step, rc = MB_OK;
   *n = 0;
-  while ((step = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
-    mb_delivery *d = sq_delivery_from_row(s, queue);
-    if (d == NULL) break;
-    out[(*n)++] = d;
+  while ((step = sqlite3_step(s)) == SQLITE_ROW && *n < BROWSE_PAGE) {
+    if ((page[*n] = sq_delivery_from_row(s, queue)) == NULL) {
+      rc = mb_err_set(err, MB_ENOMEM, "out of memory reading queue '%s'", queue);
+      break;
+    }
+    (*n)++;
   }
   sqlite3_reset(s);
-  if (step == SQLITE_ROW || step == SQLITE_DONE) return MB_OK;
-  for (size_t i = 0; i < *n; i++) mb_delivery_free(out[i]);
-  *n = 0;
-  return sq_db_fail(t, err, "reading messages");
+  if (rc == MB_OK && step != SQLITE_ROW && step != SQLITE_DONE)
+    rc = sq_db_fail(t, err, "reading messages");
+  return rc;
+}
+
+/* Removes exactly the row seq (message id) of queue, unless a consumer holds it. */
+static int take_row(sqlite_transport *t, const char *queue, const char *id, int64_t seq,
+                    mb_err *err) {
+  sqlite3_stmt *s = sq_stmt(t, S_REMOVE);
+  sq_bind_text(s, 1, queue);
+  sq_bind_text(s, 2, id);
+  sqlite3_bind_int64(s, 3, seq);
+  int rc = sq_exec(t, s, err, "removing a message");
+  if (rc == MB_OK && sqlite3_changes(t->db) == 0)
+    return mb_err_set(err, MB_ENOTFOUND, "message %s of queue '%s' is being handled: not "
+                      "removed", id, queue);
+  return rc;
+}
+
+/* Hands each message of the page to fn (which owns it), taking those it asks for; *stop
+ * once fn asked to stop or a take failed. */
+static int show_page(sqlite_transport *t, const char *queue, mb_delivery **page, size_t n,
+                     mb_browse_fn fn, void *ud, int *stop, mb_err *err) {
+  int rc = MB_OK;
+  for (size_t i = 0; i < n; i++) {
+    if (rc != MB_OK || *stop) {
+      mb_delivery_free(page[i]);
+      continue;
+    }
+    char id[MB_ID_LEN + 1];
+    int64_t seq = (int64_t)page[i]->tag;
+    snprintf(id, sizeof id, "%s", page[i]->env.id);
+    int what = fn(ud, page[i]);
+    if (what & MB_BROWSE_TAKE) rc = take_row(t, queue, id, seq, err);
+    *stop = (what & MB_BROWSE_STOP) != 0;
+  }
+  return rc;
+}
+
+static int sqlite_browse(mb_transport *base, const char *queue, mb_browse_fn fn, void *ud,
+                         mb_err *err) {
+  sqlite_transport *t = (sqlite_transport *)base;
+  mb_delivery *page[BROWSE_PAGE];
+  int64_t last, after = 0;
+  int stop = 0, rc = browse_bound(t, queue, &last, err);
+  while (rc == MB_OK && !stop && after < last) {
+    size_t n;
+    rc = browse_page(t, queue, after, last, page, &n, err);
+    if (rc != MB_OK || n == 0) {
+      for (size_t i = 0; i < n; i++) mb_delivery_free(page[i]);
+      break;
+    }
+    after = (int64_t)page[n - 1]->tag;
+    rc = show_page(t, queue, page, n, fn, ud, &stop, err);
+  }
+  return rc;
 }
 
 static int sqlite_remove(mb_transport *base, const char *queue, const char *id, mb_err *err) {
@@ -345,6 +419,7 @@ static int sqlite_remove(mb_transport *base, const char *queue, const char *id, 
   sqlite3_stmt *s = sq_stmt(t, S_REMOVE);
   sq_bind_text(s, 1, queue);
   sq_bind_text(s, 2, id);
+  sqlite3_bind_int64(s, 3, 0);
   int rc = sq_exec(t, s, err, "removing a message");
   if (rc == MB_OK && sqlite3_changes(t->db) == 0)
     return mb_err_set(err, MB_ENOTFOUND, "queue '%s' holds no message %s", queue, id);

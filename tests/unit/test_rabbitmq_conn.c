@@ -1,4 +1,4 @@
-/* test_rabbitmq_conn.c — amqp:// URL parsing and redaction, and logging in to the real
+/* test_rabbitmq_conn.c — amqp:// URL parsing (redaction: test_url.c), and logging in to the real
  * local broker (scripts/test.sh starts one and sets MOONBUS_TEST_AMQP): the capabilities
  * rabbitmq-c 0.11 leaves out are asked for, and failures never show the password. */
 #include <stdio.h>
@@ -51,14 +51,6 @@ static void test_bad_urls_say_why_and_hide_the_password(void) {
     CHECK(rc == MB_EINVAL && strstr(err.msg, "bad RabbitMQ URL"));
     CHECK(strstr(err.msg, "secret") == NULL);
   }
-}
-
-static void test_redact(void) {
-  char out[128];
-  mb_amqp_redact("amqp://user:secret@h1,h2/v", out, sizeof out);
-  CHECK(strcmp(out, "amqp://user:***@h1,h2/v") == 0);
-  mb_amqp_redact("amqp://h/v", out, sizeof out);
-  CHECK(strcmp(out, "amqp://h/v") == 0);
 }
 
 static const char *broker(void) {
@@ -135,7 +127,6 @@ int main(void) {
   RUN(test_url_defaults);
   RUN(test_url_cluster_credentials_vhost_options);
   RUN(test_bad_urls_say_why_and_hide_the_password);
-  RUN(test_redact);
   RUN(test_login_asks_for_the_missing_capabilities);
   RUN(test_login_failures_name_the_node_not_the_password);
   return unit_done();
