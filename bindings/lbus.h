@@ -23,6 +23,15 @@
 #define MB_TIMER_MT "moonbus.Timer"
 #define MB_TIMEOUT_MT "moonbus.Timeout"
 
+/* Names the broker derives from a script's names must fit AMQP's 255-byte short strings,
+ * on every transport (an endpoint tested on SQLite must start on RabbitMQ):
+ * - an event type T: exchanges moonbus.event.T and moonbus.owner.T (14-byte prefixes);
+ * - an endpoint E: exchange moonbus.publisher.E (18) and the delay routing key
+ *   "b27.b26.....b0.E" (28 two-byte words) of its delayed retries. */
+#define MB_TYPE_NAME_MAX 255
+#define MB_EVENT_NAME_MAX (MB_TYPE_NAME_MAX - (int)sizeof "moonbus.owner." + 1)
+#define MB_ENDPOINT_NAME_MAX (MB_TYPE_NAME_MAX - 2 * 28)
+
 typedef struct mb_ltimer mb_ltimer;
 
 typedef struct mb_lbus {
@@ -41,6 +50,9 @@ mb_lbus *mb_lbus_get(lua_State *L);
 void *mb_lbus_new_guarded(lua_State *L, size_t size, lua_CFunction gc);
 
 /* --- lbus.c ---------------------------------------------------------------------- */
+/* The first n (< 64) bytes of s, for an error message (lua_pushfstring has no %.Ns); a
+ * static buffer: use it before the next call. */
+const char *mb_lbus_head(const char *s, size_t n);
 int luaopen_moonbus(lua_State *L);
 /* Closes this state's bus (timers, scheduler, an owned runtime) and opens a fresh one:
  * contracts, handlers and the endpoint are forgotten. [-0, +0, e] */
@@ -123,6 +135,10 @@ void mb_alloc_unwrap(lua_State *L);
 int mb_alloc_take_refusal(lua_State *L, size_t *limit);
 
 /* --- ltesting.c ------------------------------------------------------------------ */
+/* Refuses (raises) in a host's state: the registry holds MB_REG_HOST_RUNTIME. */
 int luaopen_moonbus_host(lua_State *L);
+/* A package.preload loader for a host's states that refuses the test driver named by its
+ * first argument (moonbus.host, moonbus.testing), saying it is for tests. [-0, +0, v] */
+int mb_ltesting_refuse(lua_State *L);
 
 #endif

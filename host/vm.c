@@ -71,7 +71,9 @@ static int resolve(mb_vm *vm, const char *target, mb_err *err) {
   return MB_OK;
 }
 
-/* package.path: the endpoint's folder, its parent (shared contracts), modules/. */
+/* package.path: the endpoint's folder, its parent (shared contracts), modules/. The test
+ * drivers (moonbus.host, moonbus.testing) are refused by name: they would drive this
+ * state's bus from under its own handlers. */
 static void set_paths(lua_State *L, const char *dir) {
   lua_getglobal(L, "package");
   const char *mods = modules_dir();
@@ -83,8 +85,10 @@ static void set_paths(lua_State *L, const char *dir) {
   luaL_getsubtable(L, -1, "preload");
   lua_pushcfunction(L, luaopen_moonbus);
   lua_setfield(L, -2, "moonbus");
-  lua_pushcfunction(L, luaopen_moonbus_host);
+  lua_pushcfunction(L, mb_ltesting_refuse);
   lua_setfield(L, -2, "moonbus.host");
+  lua_pushcfunction(L, mb_ltesting_refuse);
+  lua_setfield(L, -2, "moonbus.testing");
   lua_pop(L, 2);
 }
 

@@ -1,0 +1,94 @@
+-- The edges of what a script may do: the test drivers (moonbus.host) refuse to drive the
+-- bus from inside a handler or timer of that bus, and names the broker could not hold are
+-- refused when they are declared.
+local testing = require "moonbus.testing"
+
+describe("test drivers inside the bus they drive", function()
+  local bus
+  before_each(function()
+    bus = testing.fresh()
+    bus.command("sb.Do")
+    bus.endpoint { name = "sb", routes = { ["sb.Do"] = "sb" }, retries = { immediate = 0, delayed = 0 } }
+  end)
+
+  for _, fn in ipairs { "reset", "run", "start", "stop" } do
+    it("host." .. fn .. " refuses to run from a handler, and the bus lives on", function()
+      local host = testing.host
+      local ok, err, handled
+      bus.handle("sb.Do", function()
+        ok, err = pcall(host[fn], fn == "run" and { seconds = 0.1 } or nil)
+        handled = true
+      end)
+      bus.send("sb.Do", {})
+      assert.is_true(testing.run_until(function() return handled end))
+      assert.is_false(ok)
+      assert.matches("moonbus.host." .. fn .. " cannot be called from a handler or timer", tostring(err), 1, true)
+      assert.matches("test driver", tostring(err), 1, true)
+      -- the bus still works after the refusal
+      handled = nil
+      bus.send("sb.Do", {})
+      assert.is_true(testing.run_until(function() return handled end))
+      assert.equal(0, testing.counters().coroutines)
+    end)
+  end
+
+  it("host.reset refuses to run from a timer, also from a coroutine the timer made", function()
+    local errs = {}
+    bus.after(0, function()
+      errs[1] = select(2, pcall(testing.host.reset))
+      local co = coroutine.wrap(function() return select(2, pcall(testing.host.reset)) end)
+      errs[2] = co()
+    end)
+    assert.is_true(testing.run_until(function() return errs[2] ~= nil end))
+    for i = 1, 2 do
+      assert.matches("moonbus.host.reset cannot be called from a handler or timer", tostring(errs[i]), 1, true)
+    end
+  end)
+
+  it("read-only helpers still work from a handler", function()
+    local depth
+    bus.handle("sb.Do", function() depth = testing.host.depth("sb") end)
+    bus.send("sb.Do", {})
+    assert.is_true(testing.run_until(function() return depth ~= nil end))
+    assert.is_number(depth)
+  end)
+end)
+
+describe("names the broker could not hold", function()
+  local bus
+  before_each(function() bus = testing.fresh() end)
+
+  it("bus.event refuses a type whose exchange names would pass 255 bytes", function()
+    local ok = bus.event(("e"):rep(241)) -- moonbus.owner.<type> is exactly 255 bytes
+    assert.truthy(ok)
+    local long = ("e"):rep(242)
+    local _, err = pcall(bus.event, long)
+    assert.matches("bus.event: event type '" .. long:sub(1, 40), err, 1, true)
+    assert.matches("242 bytes", err, 1, true)
+    assert.matches("at most 241", err, 1, true)
+    assert.matches("moonbus.owner.", err, 1, true)
+  end)
+
+  it("bus.command and bus.message keep the 255-byte limit of a type name", function()
+    assert.truthy(bus.command(("c"):rep(255)))
+    assert.truthy(bus.message(("m"):rep(255)))
+    local _, err = pcall(bus.command, ("c"):rep(256))
+    assert.matches("bus.command: .*255", err)
+  end)
+
+  it("only events have the shorter limit: a message of 250 bytes is fine, an event is not", function()
+    assert.is_true((pcall(bus.message, ("x"):rep(250))))
+    local _, err2 = pcall(bus.event, ("x"):rep(250))
+    assert.matches("at most 241", err2, 1, true)
+  end)
+
+  it("bus.endpoint refuses a name its publisher exchange and delayed deliveries cannot hold", function()
+    local name = ("n"):rep(200)
+    local _, err = pcall(bus.endpoint, { name = name })
+    assert.matches("bus.endpoint: name '" .. name:sub(1, 40), err, 1, true)
+    assert.matches("200 bytes", err, 1, true)
+    assert.matches("at most 199", err, 1, true)
+    bus = testing.fresh()
+    assert.has_no.errors(function() bus.endpoint { name = ("n"):rep(199) } end)
+  end)
+end)
