@@ -134,6 +134,10 @@ void mb_alloc_unwrap(lua_State *L);
 /* 1 if an allocation was refused since the last call (and clears it); *limit gets the cap. */
 int mb_alloc_take_refusal(lua_State *L, size_t *limit);
 
+/* --- lguard.c -------------------------------------------------------------------- */
+/* In a host's state (after luaL_openlibs): os.exit and debug.sethook refuse. [-0, +0, m] */
+void mb_lguard_open(lua_State *L);
+
 /* --- ltesting.c ------------------------------------------------------------------ */
 /* Refuses (raises) in a host's state: the registry holds MB_REG_HOST_RUNTIME. */
 int luaopen_moonbus_host(lua_State *L);

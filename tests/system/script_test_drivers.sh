@@ -4,6 +4,7 @@
 # error (its message is parked with the reason) and the host lives on; a script that
 # requires one at its top level does not load, and says why.
 . "$(dirname "$0")/lib.sh"
+echo "# work: $WORK"
 mkdir -p "$WORK/td" "$WORK/top"
 cat >"$WORK/td/endpoint.lua" <<'LUA'
 local bus = require "moonbus"
