@@ -85,6 +85,11 @@ int mb_lsend_reply(lua_State *L, struct mb_job *job);
 /* JSON text of the value at idx through the private cjson (pushed string). [-0, +1, e] */
 const char *mb_ljson_encode(lua_State *L, int idx, size_t *len);
 
+/* --- ljsize.c ------------------------------------------------------------------- */
+/* 1 if the JSON of the value at idx takes at most limit bytes, counted with lua-cjson's
+ * rules before it is encoded, and stopping once past limit. [-0, +0, m] */
+int mb_ljson_fits(lua_State *L, int idx, size_t limit);
+
 /* --- lctx.c ---------------------------------------------------------------------- */
 void mb_lctx_open(lua_State *L);
 /* A new ctx userdata bound to job (and job->ctx to it). [-0, +1, m] */

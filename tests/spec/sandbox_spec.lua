@@ -92,3 +92,47 @@ describe("names the broker could not hold", function()
     assert.has_no.errors(function() bus.endpoint { name = ("n"):rep(199) } end)
   end)
 end)
+
+describe("what one send may encode", function()
+  local cjson = require "cjson"
+  local s = ("x"):rep(100)
+  local bodies = {
+    { "plain fields", { a = "b", n = 12, f = 0.1, t = true, no = false } },
+    { "escapes", { s = 'q"b\\s/\b\t\n\f\r\1\31\127é' } },
+    { "numbers as cjson writes them", { 1e300, -0.0, 2 ^ 53, math.mininteger, -12345, 3.0, 1 / 3 } },
+    { "an array with holes", { list = { 1, nil, 3, nil, nil, 6 } } },
+    { "numeric keys of an object", { [1] = "a", [2.5] = "b", x = 1 } },
+    { "nesting and empty tables", { a = { b = { c = {}, d = { {}, { 1 } } } } } },
+    { "json null", { n = cjson.null } },
+    { "repeated references", { s, s, { s, s } } },
+  }
+  for _, case in ipairs(bodies) do
+    it("counts " .. case[1] .. " exactly as lua-cjson encodes it", function()
+      local n = #cjson.encode(case[2])
+      for _, limit in ipairs { n, n - 1 } do
+        local bus = testing.fresh()
+        bus.command("sb.Body", { })
+        bus.endpoint { name = "sb", max_body = limit, routes = { ["sb.Body"] = "sb" } }
+        local ok, err = pcall(bus.send, "sb.Body", case[2])
+        if limit == n then
+          assert.is_true(ok, err)
+        else
+          assert.is_false(ok)
+          assert.matches("the body of sb.Body would encode to more than " .. limit ..
+            " bytes of JSON, over the limit of max_body", err, 1, true)
+        end
+      end
+    end)
+  end
+
+  it("refuses 200 references to a 1 MiB string before encoding them", function()
+    local bus = testing.fresh()
+    bus.command("sb.Body")
+    bus.endpoint { name = "sb", routes = { ["sb.Body"] = "sb" } }
+    local big, list = ("x"):rep(2 ^ 20), {}
+    for i = 1, 200 do list[i] = big end
+    local ok, err = pcall(bus.send, "sb.Body", { list = list })
+    assert.is_false(ok)
+    assert.matches("would encode to more than 4194304 bytes of JSON", err, 1, true)
+  end)
+end)
