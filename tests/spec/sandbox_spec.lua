@@ -119,7 +119,7 @@ describe("what one send may encode", function()
         else
           assert.is_false(ok)
           assert.matches("the body of sb.Body would encode to more than " .. limit ..
-            " bytes of JSON, over the limit of max_body", err, 1, true)
+            " bytes of JSON, over the limit of " .. limit .. " bytes (max_body of endpoint sb)", err, 1, true)
         end
       end
     end)
