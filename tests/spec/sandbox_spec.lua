@@ -93,6 +93,23 @@ describe("names the broker could not hold", function()
   end)
 end)
 
+describe("names at the limits", function()
+  it("an event of 241 bytes published by an endpoint of 199 bytes, with a delayed retry, works", function()
+    local bus = testing.fresh()
+    local event, name = ("e"):rep(241), ("n"):rep(199)
+    bus.event(event, { n = "number" })
+    bus.endpoint { name = name, publishes = { event }, retries = { immediate = 0, delayed = 1, delay = 1 } }
+    local attempts = 0
+    bus.handle(event, function()
+      attempts = attempts + 1
+      if attempts == 1 then error("once more, through the delay") end
+    end)
+    testing.host.start()
+    bus.publish(event, { n = 1 })
+    assert.is_true(testing.run_until(function() return attempts == 2 end, 10))
+  end)
+end)
+
 -- Counting is the same on every transport, and each case needs two endpoints: on SQLite
 -- files, not on the RabbitMQ run's pool of virtual hosts.
 describe("what one send may encode", function()
