@@ -5,6 +5,7 @@
 #include "lbus.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,13 @@ void *mb_lbus_new_guarded(lua_State *L, size_t size, lua_CFunction gc) {
   }
   lua_setmetatable(L, -2);
   return p;
+}
+
+const char *mb_lbus_head(const char *s, size_t n) {
+  static char head[64];
+  if (n >= sizeof head) n = sizeof head - 1;
+  snprintf(head, sizeof head, "%.*s", (int)n, s);
+  return head;
 }
 
 mb_lbus *mb_lbus_get(lua_State *L) {
@@ -193,8 +201,19 @@ static void parse_retries(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
   lua_pop(L, 3);
 }
 
+/* The endpoint's name: a queue name short enough for the names derived from it. */
+static void name_option(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
+  queue_option(L, idx, "name", &cfg->name);
+  size_t len = strlen(cfg->name);
+  if (len > MB_ENDPOINT_NAME_MAX)
+    luaL_error(L, "bus.endpoint: name '%s...' is %d bytes; an endpoint name has at most %d, "
+               "so that the names derived from it (moonbus.publisher.<name>, the routing key "
+               "of its delayed retries) fit the broker's 255-byte names",
+               mb_lbus_head(cfg->name, 40), (int)len, MB_ENDPOINT_NAME_MAX);
+}
+
 static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *cfg) {
-  if (strcmp(key, "name") == 0) queue_option(L, v, "name", &cfg->name);
+  if (strcmp(key, "name") == 0) name_option(L, v, cfg);
   else if (strcmp(key, "routes") == 0) parse_routes(L, v, cfg);
   else if (strcmp(key, "publishes") == 0) parse_publishes(L, v, cfg);
   else if (strcmp(key, "concurrency") == 0)

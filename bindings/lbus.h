@@ -23,6 +23,15 @@
 #define MB_TIMER_MT "moonbus.Timer"
 #define MB_TIMEOUT_MT "moonbus.Timeout"
 
+/* Names the broker derives from a script's names must fit AMQP's 255-byte short strings,
+ * on every transport (an endpoint tested on SQLite must start on RabbitMQ):
+ * - an event type T: exchanges moonbus.event.T and moonbus.owner.T (14-byte prefixes);
+ * - an endpoint E: exchange moonbus.publisher.E (18) and the delay routing key
+ *   "b27.b26.....b0.E" (28 two-byte words) of its delayed retries. */
+#define MB_TYPE_NAME_MAX 255
+#define MB_EVENT_NAME_MAX (MB_TYPE_NAME_MAX - (int)sizeof "moonbus.owner." + 1)
+#define MB_ENDPOINT_NAME_MAX (MB_TYPE_NAME_MAX - 2 * 28)
+
 typedef struct mb_ltimer mb_ltimer;
 
 typedef struct mb_lbus {
@@ -41,6 +50,9 @@ mb_lbus *mb_lbus_get(lua_State *L);
 void *mb_lbus_new_guarded(lua_State *L, size_t size, lua_CFunction gc);
 
 /* --- lbus.c ---------------------------------------------------------------------- */
+/* The first n (< 64) bytes of s, for an error message (lua_pushfstring has no %.Ns); a
+ * static buffer: use it before the next call. */
+const char *mb_lbus_head(const char *s, size_t n);
 int luaopen_moonbus(lua_State *L);
 /* Closes this state's bus (timers, scheduler, an owned runtime) and opens a fresh one:
  * contracts, handlers and the endpoint are forgotten. [-0, +0, e] */
@@ -72,6 +84,11 @@ void mb_lsend_open(lua_State *L); /* send, publish */
 int mb_lsend_reply(lua_State *L, struct mb_job *job);
 /* JSON text of the value at idx through the private cjson (pushed string). [-0, +1, e] */
 const char *mb_ljson_encode(lua_State *L, int idx, size_t *len);
+
+/* --- ljsize.c ------------------------------------------------------------------- */
+/* 1 if the JSON of the value at idx takes at most limit bytes, counted with lua-cjson's
+ * rules before it is encoded, and stopping once past limit. [-0, +0, m] */
+int mb_ljson_fits(lua_State *L, int idx, size_t limit);
 
 /* --- lctx.c ---------------------------------------------------------------------- */
 void mb_lctx_open(lua_State *L);
@@ -122,7 +139,15 @@ void mb_alloc_unwrap(lua_State *L);
 /* 1 if an allocation was refused since the last call (and clears it); *limit gets the cap. */
 int mb_alloc_take_refusal(lua_State *L, size_t *limit);
 
+/* --- lguard.c -------------------------------------------------------------------- */
+/* In a host's state (after luaL_openlibs): os.exit and debug.sethook refuse. [-0, +0, m] */
+void mb_lguard_open(lua_State *L);
+
 /* --- ltesting.c ------------------------------------------------------------------ */
+/* Refuses (raises) in a host's state: the registry holds MB_REG_HOST_RUNTIME. */
 int luaopen_moonbus_host(lua_State *L);
+/* A package.preload loader for a host's states that refuses the test driver named by its
+ * first argument (moonbus.host, moonbus.testing), saying it is for tests. [-0, +0, v] */
+int mb_ltesting_refuse(lua_State *L);
 
 #endif

@@ -19,10 +19,16 @@ static int parse_spec(const char *spec, int *optional) {
   return -1;
 }
 
-static void check_type_name(lua_State *L, const char *fn, const char *name) {
+static void check_type_name(lua_State *L, const char *fn, const char *name, mb_kind kind) {
   size_t len = strlen(name);
-  if (len == 0 || len > 255)
-    luaL_error(L, "%s: a type name has 1 to 255 characters, got %d", fn, (int)len);
+  if (len == 0 || len > MB_TYPE_NAME_MAX)
+    luaL_error(L, "%s: a type name has 1 to %d characters, got %d", fn, MB_TYPE_NAME_MAX,
+               (int)len);
+  if (kind == MB_KIND_EVENT && len > MB_EVENT_NAME_MAX)
+    luaL_error(L, "%s: event type '%s...' is %d bytes; an event type has at most %d, so "
+               "that its exchanges (moonbus.event.<type>, moonbus.owner.<type>) fit the "
+               "broker's 255-byte names", fn, mb_lbus_head(name, 40), (int)len,
+               MB_EVENT_NAME_MAX);
   for (size_t i = 0; i < len; i++)
     if ((unsigned char)name[i] <= 0x20 || (unsigned char)name[i] >= 0x7f)
       luaL_error(L, "%s: type name '%s' has a space or a byte that is not printable ASCII", fn,
@@ -48,7 +54,7 @@ static void check_schema(lua_State *L, const char *fn, const char *type, int idx
 
 static int declare(lua_State *L, mb_kind kind, const char *fn) {
   const char *type = luaL_checkstring(L, 1);
-  check_type_name(L, fn, type);
+  check_type_name(L, fn, type, kind);
   int has_schema = !lua_isnoneornil(L, 2);
   if (has_schema) {
     luaL_checktype(L, 2, LUA_TTABLE);

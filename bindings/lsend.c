@@ -124,7 +124,11 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
   }
   if (!mb_lcontract_check(L, -1, spec->body_idx, spec->type))
     luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
-  size_t len;
+  size_t len, max_body = bus->rt->cfg.max_body;
+  if (!mb_ljson_fits(L, spec->body_idx, max_body)) /* before cjson's unbudgeted buffer */
+    luaL_error(L, "%s: the body of %s would encode to more than %d bytes of JSON, over the "
+               "limit of %d bytes (max_body of endpoint %s): refused before encoding it",
+               spec->fn, spec->type, (int)max_body, (int)max_body, mb_runtime_origin(bus->rt));
   const char *json = mb_ljson_encode(L, spec->body_idx, &len);
   mb_job *job = mb_sched_current_job(bus->sched);
   mb_compose_req req = {

@@ -2,6 +2,9 @@
  * (busted specs, tools): start consuming, run the loop until idle, a predicate or a
  * deadline, stop, reset, and read counters. The host binary drives the same runtime from
  * main.c; this is the module-mode twin, not a mock.
+ * It is a test driver: it refuses to load inside a host's Lua states (moonbus run), and
+ * its driving functions refuse to run from the bus's own coroutines (a handler or timer),
+ * where a reset would free the scheduler inside its own lua_resume.
  * Never: changes how a message is handled. */
 #include <ev.h>
 #include <string.h>
@@ -10,6 +13,17 @@
 #include "correlate.h"
 #include "lbus.h"
 #include "log.h"
+
+/* Raises unless fn may drive the bus now: not from a coroutine the bus is running (a
+ * handler, a timer tick, or a coroutine one of them made). [-0, +0, v] */
+static mb_lbus *driver(lua_State *L, const char *fn) {
+  mb_lbus *bus = mb_lbus_get(L);
+  if (mb_sched_running_what(bus->sched) != NULL)
+    luaL_error(L, "moonbus.host.%s cannot be called from a handler or timer (%s): moonbus.host "
+               "is a test driver that runs the bus from outside it (the top level of a spec or "
+               "a tool)", fn, mb_sched_running_what(bus->sched));
+  return bus;
+}
 
 /* Starts consuming (a transport may deliver at once: coroutines are made on L). */
 static void start(lua_State *L, mb_lbus *bus) {
@@ -22,12 +36,12 @@ static void start(lua_State *L, mb_lbus *bus) {
 }
 
 static int l_start(lua_State *L) {
-  start(L, mb_lbus_get(L));
+  start(L, driver(L, "start"));
   return 0;
 }
 
 static int l_stop(lua_State *L) {
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_lbus *bus = driver(L, "stop");
   mb_runtime_stop_consuming(bus->rt);
   mb_ltimer_stop_all(bus);
   return 0;
@@ -88,8 +102,8 @@ static int step(lua_State *L, mb_lbus *bus, int pred, int until_idle, ev_tstamp 
 /* host.run{ seconds = 5, until_idle = true, until = function() ... end }
  * -> true if idle/predicate ended the run, false if the deadline did. */
 static int l_run(lua_State *L) {
+  mb_lbus *bus = driver(L, "run");
   luaL_checktype(L, 1, LUA_TTABLE);
-  mb_lbus *bus = mb_lbus_get(L);
   lua_getfield(L, 1, "seconds");
   double seconds = luaL_optnumber(L, -1, 10);
   lua_getfield(L, 1, "until_idle");
@@ -117,6 +131,7 @@ static int l_run(lua_State *L) {
 }
 
 static int l_reset(lua_State *L) {
+  driver(L, "reset");
   const char *url = NULL;
   if (lua_istable(L, 1) && lua_getfield(L, 1, "transport") != LUA_TNIL)
     url = luaL_checkstring(L, -1);
@@ -273,7 +288,19 @@ static const luaL_Reg host_functions[] = {
     {NULL, NULL},
 };
 
+int mb_ltesting_refuse(lua_State *L) {
+  return luaL_error(L, "%s is a test driver (for specs and tools that run moonbus from a plain "
+                    "lua5.4 or busted): it cannot be loaded inside a moonbus host (moonbus run), "
+                    "whose bus it would drive from under its own handlers",
+                    luaL_optstring(L, 1, "moonbus.host"));
+}
+
 int luaopen_moonbus_host(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HOST_RUNTIME) != LUA_TNIL) {
+    lua_pushliteral(L, "moonbus.host");
+    return mb_ltesting_refuse(L);
+  }
+  lua_pop(L, 1);
   luaL_requiref(L, "moonbus", luaopen_moonbus, 0);
   lua_pop(L, 1);
   luaL_newlib(L, host_functions);

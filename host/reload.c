@@ -79,6 +79,7 @@ mb_reload *mb_reload_open(mb_runtime *rt, const char *target, mb_err *err) {
     return NULL;
   }
   r->generation = 1;
+  mb_vm_set_generation(r->current, 1);
   return r;
 }
 
@@ -150,6 +151,7 @@ static void switch_to(mb_reload *r, mb_vm *vm, const char *changed, double start
   r->rt->sched = mb_vm_sched(vm);
   r->current = vm;
   r->generation++;
+  mb_vm_set_generation(vm, r->generation);
   if (r->started) mb_vm_start_timers(vm);
   mb_watchdog_set_limit(2 * r->rt->cfg.time_budget);
   unsigned live = mb_vm_live(old);

@@ -57,6 +57,10 @@ struct mb_sched {
 
 static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents);
 
+static const char *endpoint_of(const mb_sched *s) {
+  return s->rt->configured ? s->rt->cfg.name : NULL;
+}
+
 /* The time budget (DESIGN §6): every BUDGET_HOOK_EVERY instructions of the running
  * coroutine (and of any coroutine it made, which inherit the hook), a look at the clock.
  * Past the deadline it raises, and from then on at every instruction, so that a script
@@ -183,7 +187,7 @@ static void finish(mb_sched *s, mb_thread *th, outcome *o) {
                               : (o->unrecoverable ? MB_OUTCOME_POISON : MB_OUTCOME_FAILED);
     mb_pipeline_finished(job, result, o->ok ? NULL : o->error, o->trace);
   } else if (!o->ok) {
-    const char *endpoint = s->rt->configured ? s->rt->cfg.name : NULL;
+    const char *endpoint = endpoint_of(s);
     mb_log(MB_ERROR, endpoint, NULL, NULL, "%s failed: %s", what, o->error);
     if (o->trace) mb_log(MB_DEBUG, endpoint, NULL, NULL, "trace: %s", o->trace);
   }
@@ -195,7 +199,7 @@ static void step(mb_sched *s, mb_thread *th, int nargs) {
   mb_thread *outer = s->running;
   s->running = th;
   int nres = 0;
-  mb_watchdog_enter(th->what);
+  mb_watchdog_enter(endpoint_of(s), th->what);
   int status = lua_resume(th->co, s->anchor, nargs, &nres);
   mb_watchdog_leave();
   s->running = outer;
@@ -253,7 +257,9 @@ static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents) {
   }
 }
 
-void mb_sched_handle(mb_sched *s, mb_job *job) {
+/* The watchdog covers the whole start of a coroutine, not only its resume: making the
+ * coroutine allocates, and an allocation may run a script's __gc finalizer. */
+static void start_handler(mb_sched *s, mb_job *job, const char *what) {
   mb_thread *th = new_thread(s, job);
   if (th == NULL) {
     mb_pipeline_finished(job, MB_OUTCOME_FAILED, "out of memory for a coroutine", NULL);
@@ -261,13 +267,21 @@ void mb_sched_handle(mb_sched *s, mb_job *job) {
   }
   mb_lbus_push_dispatcher(th->co);
   lua_pushlightuserdata(th->co, job);
-  snprintf(th->what, sizeof th->what, "the handler of %s (message %s)", job->d->env.type,
-           job->d->env.id);
+  snprintf(th->what, sizeof th->what, "%s", what);
   arm_budget(s, th);
   step(s, th, 1);
 }
 
-void mb_sched_call(mb_sched *s, int fn_ref, const char *what) {
+void mb_sched_handle(mb_sched *s, mb_job *job) {
+  char what[sizeof ((mb_thread *)0)->what];
+  snprintf(what, sizeof what, "the handler of %s (message %s)", job->d->env.type,
+           job->d->env.id);
+  mb_watchdog_enter(endpoint_of(s), what);
+  start_handler(s, job, what);
+  mb_watchdog_leave();
+}
+
+static void start_call(mb_sched *s, int fn_ref, const char *what) {
   mb_thread *th = new_thread(s, NULL);
   if (th == NULL) {
     mb_log(MB_ERROR, s->rt->cfg.name, NULL, NULL, "%s skipped: out of memory", what);
@@ -277,6 +291,12 @@ void mb_sched_call(mb_sched *s, int fn_ref, const char *what) {
   arm_budget(s, th);
   lua_rawgeti(th->co, LUA_REGISTRYINDEX, fn_ref);
   step(s, th, 0);
+}
+
+void mb_sched_call(mb_sched *s, int fn_ref, const char *what) {
+  mb_watchdog_enter(endpoint_of(s), what);
+  start_call(s, fn_ref, what);
+  mb_watchdog_leave();
 }
 
 void mb_sched_free(mb_sched *s) {

@@ -24,6 +24,7 @@ struct mb_vm {
   char dir[4096];
   mb_vm_file_fn on_file; /* told of every Lua file the script loads */
   void *file_ud;
+  unsigned generation; /* for the log line of a close that does not end */
 };
 
 /* Loading runs the script's top level: a budget stops one that never returns. Loads never
@@ -71,7 +72,9 @@ static int resolve(mb_vm *vm, const char *target, mb_err *err) {
   return MB_OK;
 }
 
-/* package.path: the endpoint's folder, its parent (shared contracts), modules/. */
+/* package.path: the endpoint's folder, its parent (shared contracts), modules/. The test
+ * drivers (moonbus.host, moonbus.testing) are refused by name: they would drive this
+ * state's bus from under its own handlers. */
 static void set_paths(lua_State *L, const char *dir) {
   lua_getglobal(L, "package");
   const char *mods = modules_dir();
@@ -83,8 +86,10 @@ static void set_paths(lua_State *L, const char *dir) {
   luaL_getsubtable(L, -1, "preload");
   lua_pushcfunction(L, luaopen_moonbus);
   lua_setfield(L, -2, "moonbus");
-  lua_pushcfunction(L, luaopen_moonbus_host);
+  lua_pushcfunction(L, mb_ltesting_refuse);
   lua_setfield(L, -2, "moonbus.host");
+  lua_pushcfunction(L, mb_ltesting_refuse);
+  lua_setfield(L, -2, "moonbus.testing");
   lua_pop(L, 2);
 }
 
@@ -108,7 +113,7 @@ static int load_script(mb_vm *vm, double budget, mb_err *err) {
     load_budget_s = budget;
     load_deadline = mb_monotonic() + budget;
     lua_sethook(L, load_hook, LUA_MASKCOUNT, LOAD_HOOK_EVERY);
-    mb_watchdog_enter(vm->script);
+    mb_watchdog_enter(vm->rt->configured ? vm->rt->cfg.name : NULL, vm->script);
     status = lua_pcall(L, 0, 0, -2);
     mb_watchdog_leave();
     lua_sethook(L, NULL, 0, 0);
@@ -181,6 +186,7 @@ mb_vm *mb_vm_open(mb_runtime *rt, const char *target, const mb_vm_load *how, mb_
   }
   lua_atpanic(vm->L, panic);
   luaL_openlibs(vm->L);
+  mb_lguard_open(vm->L);
   lua_pushlightuserdata(vm->L, rt);
   lua_setfield(vm->L, LUA_REGISTRYINDEX, MB_REG_HOST_RUNTIME);
   set_paths(vm->L, vm->dir);
@@ -227,9 +233,28 @@ unsigned mb_vm_live(mb_vm *vm) {
   return s ? mb_sched_live(s) : 0;
 }
 
+void mb_vm_set_generation(mb_vm *vm, unsigned generation) { vm->generation = generation; }
+
+/* lua_close runs the script's __gc finalizers with hooks off: no time budget reaches them,
+ * so the close is bounded by the watchdog's last resort (2 x time_budget), at shutdown too. */
+static void close_bounded(mb_vm *vm) {
+  char what[4200];
+  if (vm->generation)
+    snprintf(what, sizeof what, "closing the Lua state of generation %u (%s; it runs its "
+             "__gc finalizers)", vm->generation, vm->script);
+  else
+    snprintf(what, sizeof what, "closing the Lua state of %s that did not load (it runs its "
+             "__gc finalizers)", vm->script);
+  const char *endpoint = vm->rt->configured ? vm->rt->cfg.name : NULL;
+  double budget = vm->rt->cfg.time_budget > 0 ? vm->rt->cfg.time_budget : MB_DEFAULT_TIME_BUDGET;
+  int bounded = mb_watchdog_bound(2 * budget, endpoint, what) == 0;
+  lua_close(vm->L);
+  if (bounded) mb_watchdog_unbound();
+}
+
 void mb_vm_close(mb_vm *vm) {
   if (vm == NULL) return;
-  if (vm->L) lua_close(vm->L);
+  if (vm->L) close_bounded(vm);
   free(vm);
 }
 

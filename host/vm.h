@@ -36,6 +36,10 @@ const char *mb_vm_script(const mb_vm *vm);
  * parked in bus.request, a timer tick waiting for a confirm). */
 struct mb_sched *mb_vm_sched(mb_vm *vm);
 unsigned mb_vm_live(mb_vm *vm);
+/* Which generation vm is (reload.c counts them), for the log line of its close. */
+void mb_vm_set_generation(mb_vm *vm, unsigned generation);
+/* Closes the state. Its __gc finalizers run outside any time budget: a close that lasts
+ * 2 x time_budget logs why and ends the process (watchdog.h). */
 void mb_vm_close(mb_vm *vm);
 
 /* Checks that json is one JSON object (lua-cjson decides). MB_OK or MB_EINVAL. */

@@ -2,6 +2,8 @@
 -- (stock lua5.4 or busted loading build/moonbus.so): a fresh bus on a fresh database,
 -- running the loop until idle, and a child host process. Nothing here is a mock: the
 -- messages go through the real C core and transport.
+-- A test driver: a host's Lua states (moonbus run) refuse to load it, and its driving
+-- functions (host.reset, run, start, stop) refuse to run from a handler or timer.
 local host = require "moonbus.host"
 
 local testing = {}
