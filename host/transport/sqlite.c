@@ -169,7 +169,7 @@ static int unroutable(const mb_outgoing *m, mb_err *err) {
   return mb_err_set(err, MB_EUNROUTABLE,
                     "no queue named '%s' (message %s of type %s): start the %s endpoint once "
                     "so that its queue exists, or fix the route",
-                    m->dest, m->env.id, m->env.type, m->dest);
+                    m->dest, m->env.id, m->env.type ? m->env.type : "(none)", m->dest);
 }
 
 static int insert_one(sqlite_transport *t, const mb_outgoing *m, mb_err *err) {

@@ -6,6 +6,7 @@
  * Never: calls a delivery callback from inside complete/release (polls are always
  * scheduled on the loop), or holds a transaction across loop iterations. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,33 +96,70 @@ int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_err *err
 
 /* --- receiving ------------------------------------------------------------------------------- */
 
-static char *column_text(sqlite3_stmt *s, int i) {
-  const unsigned char *v = sqlite3_column_text(s, i);
-  return v ? strdup((const char *)v) : NULL;
+/* A text column as a C string (NULL for SQL NULL); *nul is set when it holds a NUL byte,
+ * which a C string cannot carry. */
+static int column_text(sqlite3_stmt *s, int i, char **out, int *nul) {
+  const char *v = (const char *)sqlite3_column_text(s, i);
+  size_t len = v ? (size_t)sqlite3_column_bytes(s, i) : 0;
+  *out = NULL;
+  if (v == NULL) return sqlite3_column_type(s, i) == SQLITE_NULL ? MB_OK : MB_ENOMEM;
+  if (memchr(v, '\0', len)) *nul = 1;
+  return (*out = strndup(v, len)) ? MB_OK : MB_ENOMEM;
 }
 
-/* A row of S_LEASE or S_BROWSE as a delivery from queue; a row whose headers do not decode
- * still becomes one, with d->problem set, so that the pipeline parks it instead of losing
- * it. NULL when out of memory. */
+/* The header column: SQL NULL is no headers; text that does not decode, or headers that
+ * break the rules every transport applies (mb_headers_check: count, size, key syntax),
+ * set d->problem with the reason. MB_OK or MB_ENOMEM. */
+static int take_headers(mb_delivery *d, sqlite3_stmt *s, int i) {
+  const char *json = (const char *)sqlite3_column_text(s, i);
+  mb_err err;
+  if (json == NULL)
+    return sqlite3_column_type(s, i) == SQLITE_NULL ? MB_OK : MB_ENOMEM;
+  int rc = mb_headers_from_json(json, (size_t)sqlite3_column_bytes(s, i), &d->env.headers, &err);
+  if (rc == MB_OK) rc = mb_headers_check(&d->env.headers, 1, &err);
+  if (rc == MB_ENOMEM) return rc;
+  if (rc != MB_OK && (d->problem = strdup(err.msg)) == NULL) return MB_ENOMEM;
+  return MB_OK;
+}
+
+static int take_strings(mb_delivery *d, sqlite3_stmt *s) {
+  int nul = 0;
+  if (column_text(s, 2, &d->env.type, &nul) != MB_OK ||
+      column_text(s, 3, &d->env.correlation_id, &nul) != MB_OK ||
+      column_text(s, 4, &d->env.reply_to, &nul) != MB_OK)
+    return MB_ENOMEM;
+  if (nul && d->problem == NULL &&
+      (d->problem = strdup("type, correlation id or reply-to holds a NUL byte")) == NULL)
+    return MB_ENOMEM;
+  return MB_OK;
+}
+
+static uint32_t delivery_count(sqlite3_stmt *s, int i) {
+  sqlite3_int64 n = sqlite3_column_int64(s, i);
+  return n < 1 ? 1 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* A row of S_LEASE, S_BROWSE or S_TAKE_REPLIES (seq, id, type, correlation_id, reply_to,
+ * headers, body, deliveries) as a delivery from queue. Another process may have written
+ * anything there, so every column is taken as it comes: a missing or non-UUID id gets a
+ * new one (the original in moonbus.foreign_id), a NULL type stays NULL (the pipeline
+ * parks it), and headers that do not decode or break the rules set d->problem, so that the
+ * pipeline parks the message with the reason instead of losing it. NULL only when out of
+ * memory. */
 mb_delivery *sq_delivery_from_row(sqlite3_stmt *s, const char *queue) {
   mb_delivery *d = calloc(1, sizeof *d);
   if (d == NULL || (d->queue = strdup(queue)) == NULL) goto fail;
   mb_envelope_init(&d->env);
   d->tag = (uint64_t)sqlite3_column_int64(s, 0);
+  if (take_headers(d, s, 5) != MB_OK) goto fail;
   const char *id = (const char *)sqlite3_column_text(s, 1);
-  snprintf(d->env.id, sizeof d->env.id, "%s", id ? id : "");
-  d->env.type = column_text(s, 2);
-  d->env.correlation_id = column_text(s, 3);
-  d->env.reply_to = column_text(s, 4);
-  const char *headers = (const char *)sqlite3_column_text(s, 5);
-  mb_err err;
-  if (mb_headers_from_json(headers, headers ? (size_t)sqlite3_column_bytes(s, 5) : 0,
-                           &d->env.headers, &err) != MB_OK)
-    d->problem = strdup(err.msg);
+  if (mb_envelope_take_id(&d->env, id, id ? (size_t)sqlite3_column_bytes(s, 1) : 0) != MB_OK)
+    goto fail;
+  if (take_strings(d, s) != MB_OK) goto fail;
   const void *body = sqlite3_column_blob(s, 6);
   if (mb_envelope_set_body(&d->env, body, body ? (size_t)sqlite3_column_bytes(s, 6) : 0) != MB_OK)
     goto fail;
-  d->delivery_count = (uint32_t)sqlite3_column_int64(s, 7);
+  d->delivery_count = delivery_count(s, 7);
   return d;
 fail:
   mb_delivery_free(d);

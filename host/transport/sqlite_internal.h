@@ -4,7 +4,8 @@
  *   sqlite.c          the vtable: schema, statements, sending, topology, open, close
  *   sqlite_consume.c  leases, polling, wake-ups (inotify and timers), complete, release
  *   sqlite_replies.c  this process's reply queue
- * Never included outside host/transport/sqlite*.c. */
+ * Included only by host/transport/sqlite*.c and the tests that reach inside the transport
+ * (tests/unit/test_sqlite.c, tests/fuzz/fuzz_sqlite_row.c). */
 #ifndef MOONBUS_TRANSPORT_SQLITE_INTERNAL_H
 #define MOONBUS_TRANSPORT_SQLITE_INTERNAL_H
 
@@ -72,8 +73,10 @@ int sq_insert_all(sqlite_transport *t, mb_outgoing *const *msgs, size_t n, mb_er
 int sq_add_queue(sqlite_transport *t, const char *name, const char *when, mb_err *err);
 
 /* sqlite_consume.c */
-/* A row of S_LEASE, S_BROWSE or S_TAKE_REPLIES as a delivery from queue (d->problem set
- * when its headers do not decode); NULL when out of memory. */
+/* A row of S_LEASE, S_BROWSE or S_TAKE_REPLIES (seq, id, type, correlation_id, reply_to,
+ * headers, body, deliveries) as a delivery from queue, whatever another process wrote
+ * there: an id that is not a UUID is replaced (mb_envelope_take_id), headers that do not
+ * decode or break mb_headers_check set d->problem. NULL only when out of memory. */
 mb_delivery *sq_delivery_from_row(sqlite3_stmt *s, const char *queue);
 void sq_schedule_poll(sqlite_transport *t);
 void sq_on_poll_soon(struct ev_loop *loop, ev_timer *w, int revents);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "transport.h"
+#include "transport/sqlite_internal.h"
 #include "unit.h"
 
 static char dir[] = "/tmp/moonbus-unit-XXXXXX";
@@ -280,6 +281,12 @@ static void test_close_gives_leased_messages_back(void) {
   if (t) t->ops->close(t);
 }
 
+static const char *problem_of(const mb_delivery *d) { return d->problem ? d->problem : ""; }
+static const char *foreign_id(const mb_delivery *d) {
+  const char *v = mb_headers_get(&d->env.headers, MB_H_FOREIGN_ID);
+  return v ? v : "(no header)";
+}
+
 static void test_malformed_headers_are_delivered_as_a_problem(void) {
   mb_transport *t = open_fresh("malformed", "?synchronous=normal");
   mb_err err;
@@ -296,11 +303,135 @@ static void test_malformed_headers_are_delivered_as_a_problem(void) {
   CHECK(in.n == 1);
   if (in.n == 1) {
     CHECK(in.got[0]->problem != NULL && strstr(in.got[0]->problem, "malformed headers"));
-    CHECK(strcmp(in.got[0]->env.id, "bad-id") == 0);
+    CHECK(mb_id_valid(in.got[0]->env.id)); /* a new id, the original beside it */
+    CHECK(strcmp(foreign_id(in.got[0]), "bad-id") == 0);
     CHECK(t->ops->complete(t, in.got[0], NULL, 0, on_done, NULL, &err) == MB_OK);
     mb_delivery_free(in.got[0]);
   }
   t->ops->close(t);
+}
+
+/* A row as a foreign writer leaves it, through a connection of its own; text arguments
+ * are bound with their full length (len < 0: strlen), NULL as SQL NULL. */
+static int raw_row(const char *db, const char *id, const char *type, int type_len,
+                   const char *headers, const char *body) {
+  sqlite3 *h;
+  sqlite3_stmt *s;
+  if (sqlite3_open(db, &h) != SQLITE_OK) return 0;
+  sqlite3_busy_timeout(h, 5000);
+  int ok = sqlite3_prepare_v2(h, "INSERT INTO messages(queue, id, type, headers, body, "
+                              "visible_at) VALUES('a', ?1, ?2, ?3, ?4, 0)", -1, &s, NULL) == SQLITE_OK;
+  if (ok) {
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, type, type_len, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, headers, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, body, -1, SQLITE_STATIC);
+    ok = sqlite3_step(s) == SQLITE_DONE;
+    sqlite3_finalize(s);
+  }
+  sqlite3_close(h);
+  return ok;
+}
+
+
+/* Issue 15 item 1: rows with an empty or foreign id, no type, a type with a NUL byte,
+ * headers that break the header rules: each is delivered whole (a UUID, the original id
+ * beside it, the reason in problem), none stops the ones behind it. */
+static void test_foreign_rows_are_delivered_whole(void) {
+  mb_transport *t = open_fresh("foreign", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  char db[300];
+  snprintf(db, sizeof db, "%s/foreign.db", dir);
+  const char *kind = "{\"moonbus.kind\":\"command\"}";
+  char many[300 * 16] = "{";
+  for (int i = 0; i < 300; i++)
+    snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"k%d\":\"v\"", i ? "," : "", i);
+  strcat(many, "}");
+  CHECK(raw_row(db, "", NULL, 0, kind, "{}"));                            /* 0 */
+  CHECK(raw_row(db, "order-17", "a.Do", -1, kind, NULL));                 /* 1 */
+  CHECK(raw_row(db, "x", "a.Do", -1, "{\"has space\":\"v\"}", "{}"));     /* 2 */
+  CHECK(raw_row(db, "x", "a.Do", -1, many, "{}"));                        /* 3 */
+  CHECK(raw_row(db, "x", "a.D\0o", 5, kind, "{}"));                       /* 4 */
+  CHECK(raw_row(db, "x", "a.Do", -1, "not json", "{}"));                  /* 5 */
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 6);
+  CHECK(in.n == 6);
+  if (in.n != 6) return;
+  mb_delivery **d = in.got;
+  for (int i = 0; i < 6; i++) CHECK(mb_id_valid(d[i]->env.id));
+  CHECK(strcmp(foreign_id(d[0]), "") == 0);
+  CHECK(d[0]->env.type == NULL && d[0]->problem == NULL);
+  CHECK(strcmp(foreign_id(d[1]), "order-17") == 0);
+  CHECK(d[1]->problem == NULL && d[1]->env.body_len == 0 && d[1]->env.body[0] == '\0');
+  CHECK(strstr(problem_of(d[2]), "header 'has space'") != NULL);
+  CHECK(strstr(problem_of(d[3]), "300 headers, over the limit of 256") != NULL);
+  CHECK(strstr(problem_of(d[4]), "NUL byte") != NULL);
+  CHECK(strstr(problem_of(d[5]), "malformed headers") != NULL);
+  for (int i = 0; i < 6; i++) {
+    CHECK(t->ops->complete(t, d[i], NULL, 0, on_done, NULL, &err) == MB_OK);
+    mb_delivery_free(d[i]);
+  }
+  CHECK(depth_ready(t, "a") == 0);
+  t->ops->close(t);
+}
+
+/* Issue 15 item 7: a 60 000-key row stalled every process for seconds while the lease
+ * transaction decoded it; now it is leased at once and comes with its reason. */
+static void test_a_row_of_60000_headers_is_leased_at_once_with_its_reason(void) {
+  mb_transport *t = open_fresh("manykeys", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  size_t cap = 60000 * 20 + 64, at = 0;
+  char *json = malloc(cap);
+  json[at++] = '{';
+  for (int i = 0; i < 60000; i++)
+    at += (size_t)snprintf(json + at, cap - at, "%s\"k%d\":\"v\"", i ? "," : "", i);
+  json[at++] = '}';
+  json[at] = '\0';
+  char db[300];
+  snprintf(db, sizeof db, "%s/manykeys.db", dir);
+  CHECK(raw_row(db, "x", "a.Do", -1, json, "{}"));
+  free(json);
+  inbox in = {0};
+  double start = mb_monotonic();
+  CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 1);
+  double took = mb_monotonic() - start;
+  printf("#   a row of 60 000 headers leased and decoded in %.3f s\n", took);
+  CHECK(in.n == 1 && took < 1.5);
+  if (in.n == 1) {
+    CHECK(strstr(problem_of(in.got[0]), "60000 headers, over the limit of 256") != NULL);
+    CHECK(t->ops->complete(t, in.got[0], NULL, 0, on_done, NULL, &err) == MB_OK);
+    mb_delivery_free(in.got[0]);
+  }
+  t->ops->close(t);
+}
+
+/* The decoder on columns no schema lets through (a NULL id, NULL headers, numbers). */
+static void test_a_row_of_nulls_decodes(void) {
+  sqlite3 *h;
+  sqlite3_stmt *s;
+  CHECK(sqlite3_open(":memory:", &h) == SQLITE_OK);
+  CHECK(sqlite3_prepare_v2(h, "SELECT 7, NULL, NULL, NULL, NULL, NULL, NULL, -3 UNION ALL "
+                           "SELECT 8, 42, 17, 1, 2, 3, 4, 1e12", -1, &s, NULL) == SQLITE_OK);
+  CHECK(sqlite3_step(s) == SQLITE_ROW);
+  mb_delivery *d = sq_delivery_from_row(s, "q");
+  CHECK(d && d->tag == 7 && mb_id_valid(d->env.id) && d->problem == NULL);
+  CHECK(d && d->env.type == NULL && d->env.correlation_id == NULL && d->env.reply_to == NULL);
+  CHECK(d && d->env.body && d->env.body_len == 0 && d->delivery_count == 1);
+  CHECK(d && d->env.headers.len == 1 && strcmp(foreign_id(d), "") == 0);
+  mb_delivery_free(d);
+  CHECK(sqlite3_step(s) == SQLITE_ROW);
+  d = sq_delivery_from_row(s, "q");
+  CHECK(d && strcmp(foreign_id(d), "42") == 0);
+  CHECK(d && d->env.type && strcmp(d->env.type, "17") == 0 && strcmp(d->env.body, "4") == 0);
+  CHECK(d && d->problem && strstr(d->problem, "malformed headers"));
+  CHECK(d && d->delivery_count == UINT32_MAX);
+  mb_delivery_free(d);
+  sqlite3_finalize(s);
+  sqlite3_close(h);
 }
 
 static void test_bad_urls_are_refused_with_the_reason(void) {
@@ -342,6 +473,9 @@ int main(void) {
   RUN(test_expired_lease_is_lost_to_another_consumer);
   RUN(test_close_gives_leased_messages_back);
   RUN(test_malformed_headers_are_delivered_as_a_problem);
+  RUN(test_foreign_rows_are_delivered_whole);
+  RUN(test_a_row_of_60000_headers_is_leased_at_once_with_its_reason);
+  RUN(test_a_row_of_nulls_decodes);
   RUN(test_bad_urls_are_refused_with_the_reason);
   RUN(test_queue_names_are_checked);
   ev_loop_destroy(loop);
