@@ -248,18 +248,22 @@ static void hand_out(sqlite_transport *t, mb_delivery **batch, size_t n) {
  * finds the transport in a consistent state. */
 static void poll_queue(sqlite_transport *t) {
   mb_err err = {MB_OK, ""};
+  int empty = 0; /* lease rounds in a row that found nothing although a row looked ready */
   for (int round = 0; round < 4 && t->consuming; round++) {
     if (t->in_flight >= t->max_in_flight) return; /* complete/release poll again */
     int64_t at;
     if (next_visible(t, &at, &err) != MB_OK) break;
-    if (at < 0 || at > sq_now_ms()) {
-      arm_wake(t, at);
+    if (at < 0 || at > sq_now_ms() || empty == 2) {
+      /* twice nothing: a row whose visible_at is not a number (min() sees it, no lease
+       * takes it); the safety poll looks again instead of a tight loop */
+      arm_wake(t, empty == 2 ? -1 : at);
       return;
     }
     unsigned room = t->max_in_flight - t->in_flight;
     mb_delivery *batch[LEASE_BATCH];
     size_t n;
     if (lease_rows(t, batch, room < LEASE_BATCH ? room : LEASE_BATCH, &n, &err) != MB_OK) break;
+    empty = n ? 0 : empty + 1;
     hand_out(t, batch, n);
   }
   if (!t->consuming) return;

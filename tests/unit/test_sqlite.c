@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "transport.h"
@@ -434,6 +435,56 @@ static void test_a_row_of_nulls_decodes(void) {
   sqlite3_close(h);
 }
 
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void on_break(struct ev_loop *l, ev_timer *w, int revents) {
+  (void)w;
+  (void)revents;
+  ev_break(l, EVBREAK_ONE);
+}
+
+/* Runs the loop for secs and returns the CPU seconds this process used meanwhile. */
+static double cpu_while_running(double secs) {
+  ev_timer stop;
+  ev_timer_init(&stop, on_break, secs, 0.);
+  ev_timer_start(loop, &stop);
+  double before = cpu_seconds();
+  ev_run(loop, 0);
+  ev_timer_stop(loop, &stop);
+  return cpu_seconds() - before;
+}
+
+/* A row whose visible_at is not a number looks ready to min() but no lease takes it: the
+ * consumer must not poll for it in a tight loop, and the messages behind it still come. */
+static void test_a_row_that_cannot_be_leased_does_not_spin(void) {
+  mb_transport *t = open_fresh("spin", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd,
+           "sqlite3 %s/spin.db \"insert into messages(queue,id,type,headers,body,visible_at)"
+           " values('a','x','a.Do','{}','{}','soon')\"", dir);
+  CHECK(system(cmd) == 0);
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  double cpu = cpu_while_running(1.0);
+  printf("#   %.3f s of CPU in 1 s beside an unleasable row\n", cpu);
+  CHECK(cpu < 0.2 && in.n == 0);
+  CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  run_until(&in, 1);
+  CHECK(in.n == 1);
+  for (int i = 0; i < in.n; i++) {
+    t->ops->complete(t, in.got[i], NULL, 0, on_done, NULL, &err);
+    mb_delivery_free(in.got[i]);
+  }
+  t->ops->close(t);
+}
+
 static void test_bad_urls_are_refused_with_the_reason(void) {
   mb_transport *t = NULL;
   mb_err err;
@@ -476,6 +527,7 @@ int main(void) {
   RUN(test_foreign_rows_are_delivered_whole);
   RUN(test_a_row_of_60000_headers_is_leased_at_once_with_its_reason);
   RUN(test_a_row_of_nulls_decodes);
+  RUN(test_a_row_that_cannot_be_leased_does_not_spin);
   RUN(test_bad_urls_are_refused_with_the_reason);
   RUN(test_queue_names_are_checked);
   ev_loop_destroy(loop);
