@@ -360,10 +360,13 @@ static int parse_option(sqlite_transport *t, const char *opt, int *sync_full, mb
   else if (strcmp(opt, "synchronous=normal") == 0) *sync_full = 0;
   else if (sscanf(opt, "lease=%d%c", &secs, &extra) == 1 && secs >= 1 && secs <= 3600)
     t->lease_ms = secs * 1000;
+  else if (strncmp(opt, "mode=", 5) == 0 && sq_parse_mode(opt + 5, &t->mode) == MB_OK)
+    ;
   else
     return mb_err_set(err, MB_EINVAL,
-                      "unknown option '%s' in the sqlite URL: use synchronous=full|normal or "
-                      "lease=SECONDS (1-3600)",
+                      "unknown option '%s' in the sqlite URL: use synchronous=full|normal, "
+                      "lease=SECONDS (1-3600) or mode=0600|0640|0660 (the files' mode: rw "
+                      "for the owner, read or read-write for the group or others)",
                       opt);
   return MB_OK;
 }
@@ -388,20 +391,6 @@ static int parse_url(sqlite_transport *t, const char *url, int *sync_full, mb_er
     if (rc != MB_OK) return rc;
   }
   return MB_OK;
-}
-
-static int mkdir_p(const char *dir, mb_err *err) {
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s", dir);
-  for (char *p = path + 1;; p++) {
-    char c = *p;
-    if (c != '/' && c != '\0') continue;
-    *p = '\0';
-    if (mkdir(path, 0775) != 0 && errno != EEXIST)
-      return mb_err_set(err, MB_EIO, "cannot create folder %s: %s", path, strerror(errno));
-    *p = c;
-    if (c == '\0') return MB_OK;
-  }
 }
 
 static int exec_sql(sqlite_transport *t, const char *sql, mb_err *err, const char *what) {
@@ -481,7 +470,7 @@ static int on_busy(void *ud, int count) {
 }
 
 static int open_db(sqlite_transport *t, int sync_full, mb_err *err) {
-  int rc = mkdir_p(t->dir, err);
+  int rc = sq_prepare_files(t, err);
   if (rc != MB_OK) return rc;
   if (sqlite3_open_v2(t->path, &t->db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -493,11 +482,8 @@ static int open_db(sqlite_transport *t, int sync_full, mb_err *err) {
   rc = setup_schema(t, sync_full, err);
   if (rc == MB_OK) rc = prepare_all(t, err);
   if (rc != MB_OK) return rc;
-  char bell[PATH_MAX];
-  snprintf(bell, sizeof bell, "%s-bell", t->path);
-  if ((t->bell_fd = open(bell, O_WRONLY | O_CREAT | O_CLOEXEC, 0664)) < 0)
-    return mb_err_set(err, MB_EIO, "cannot open %s: %s", bell, strerror(errno));
-  return MB_OK;
+  sq_remember_file(t);
+  return sq_open_bell(t, err);
 }
 
 static void init_watchers(sqlite_transport *t) {
@@ -505,7 +491,8 @@ static void init_watchers(sqlite_transport *t) {
   ev_timer_init(&t->wake, sq_on_poll_soon, SAFETY_POLL, 0.);
   double every = (double)t->lease_ms / 3000.0;
   ev_timer_init(&t->renew, sq_renew_leases, every, every);
-  t->poll_soon.data = t->wake.data = t->renew.data = t;
+  ev_timer_init(&t->file_check, sq_on_file_check, SAFETY_POLL, SAFETY_POLL);
+  t->poll_soon.data = t->wake.data = t->renew.data = t->file_check.data = t;
   t->inotify_fd = -1;
   t->bell_fd = -1;
 }
@@ -520,6 +507,7 @@ static int sqlite_open(mb_transport **out, struct ev_loop *loop, const char *url
   t->base.ops = &mb_sqlite_transport;
   t->loop = loop;
   t->lease_ms = 30000;
+  t->mode = 0600;
   mb_uuidv7(t->token);
   int sync_full = 1;
   int rc = parse_url(t, url, &sync_full, err);

@@ -299,20 +299,26 @@ static void on_changes(struct ev_loop *loop, ev_io *w, int revents) {
   size_t flen = strlen(t->file);
   int relevant = 0;
   ssize_t n;
+  int moved = 0; /* the database file itself was deleted, renamed or renamed over */
   while ((n = read(t->inotify_fd, buf, sizeof buf)) > 0) {
     for (char *p = buf; p < buf + n;) {
       struct inotify_event *e = (struct inotify_event *)p;
       if (e->len && strncmp(e->name, t->file, flen) == 0) relevant = 1;
+      if (e->len && strcmp(e->name, t->file) == 0 &&
+          (e->mask & (IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)))
+        moved = 1;
       p += sizeof *e + e->len;
     }
   }
+  if (moved) sq_check_file(t);
   if (relevant) sq_schedule_poll(t);
 }
 
 int sq_watch_changes(sqlite_transport *t, mb_err *err) {
   t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (t->inotify_fd < 0 ||
-      inotify_add_watch(t->inotify_fd, t->dir, IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+      inotify_add_watch(t->inotify_fd, t->dir,
+                        IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE) < 0) {
     int e = errno;
     if (t->inotify_fd >= 0) close(t->inotify_fd);
     t->inotify_fd = -1;
@@ -321,6 +327,7 @@ int sq_watch_changes(sqlite_transport *t, mb_err *err) {
   ev_io_init(&t->changes, on_changes, t->inotify_fd, EV_READ);
   t->changes.data = t;
   ev_io_start(t->loop, &t->changes);
+  ev_timer_again(t->loop, &t->file_check);
   return MB_OK;
 }
 
@@ -346,6 +353,7 @@ int sqlite_consume(mb_transport *base, const char *queue, unsigned max_in_flight
 
 void sq_unwatch_changes(sqlite_transport *t) {
   ev_timer_stop(t->loop, &t->poll_soon);
+  ev_timer_stop(t->loop, &t->file_check);
   if (t->inotify_fd >= 0) {
     ev_io_stop(t->loop, &t->changes);
     close(t->inotify_fd);

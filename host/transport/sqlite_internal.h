@@ -4,6 +4,7 @@
  *   sqlite.c          the vtable: schema, statements, sending, topology, open, close
  *   sqlite_consume.c  leases, polling, wake-ups (inotify and timers), complete, release
  *   sqlite_replies.c  this process's reply queue
+ *   sqlite_files.c    the files on disk: modes, the bell, the database file's identity
  * Included only by host/transport/sqlite*.c and the tests that reach inside the transport
  * (tests/unit/test_sqlite.c, tests/fuzz/fuzz_sqlite_row.c). */
 #ifndef MOONBUS_TRANSPORT_SQLITE_INTERNAL_H
@@ -12,6 +13,7 @@
 #include <ev.h>
 #include <sqlite3.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "transport.h"
 
@@ -51,6 +53,11 @@ typedef struct sqlite_transport {
   int64_t busy_since; /* when the current wait for a lock began (usec) */
   int bell_fd;        /* PATH-bell: written after each commit that others should see */
   int bell_broken;    /* a failed ring was logged once */
+  mode_t mode;        /* of the files it creates (?mode=, default 0600; folders get +x) */
+  dev_t file_dev;     /* the database file's identity, to notice it deleted or replaced */
+  ino_t file_ino;
+  int file_known, file_lost;
+  ev_timer file_check;
   /* replies to this process's requests */
   char *reply_queue;
   mb_deliver_fn reply_fn;
@@ -89,6 +96,21 @@ void sqlite_stop_consuming(mb_transport *base);
 int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outbox, size_t n,
                     mb_done_fn done, void *ud, mb_err *err);
 int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_err *err);
+
+/* sqlite_files.c */
+/* "0600", "0640", "0660", ...: owner rw, no x, nothing beyond 0666. MB_OK or MB_EINVAL. */
+int sq_parse_mode(const char *text, mode_t *out);
+/* Creates the missing folders and the database file with t->mode (folders with x added)
+ * whatever the umask; reports an existing database wider than t->mode. */
+int sq_prepare_files(sqlite_transport *t, mb_err *err);
+/* Opens PATH-bell into t->bell_fd: created with t->mode, never through a symbolic link,
+ * only a regular file with one link. */
+int sq_open_bell(sqlite_transport *t, mb_err *err);
+/* Notes the database file's device and inode (after opening it). */
+void sq_remember_file(sqlite_transport *t);
+/* Logs an error, once, if the database file was deleted or replaced since it was opened. */
+void sq_check_file(sqlite_transport *t);
+void sq_on_file_check(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* sqlite_replies.c */
 void sq_poll_replies(sqlite_transport *t);

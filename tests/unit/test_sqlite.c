@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "transport.h"
 #include "transport/sqlite_internal.h"
 #include "unit.h"
@@ -485,6 +487,121 @@ static void test_a_row_that_cannot_be_leased_does_not_spin(void) {
   t->ops->close(t);
 }
 
+static unsigned mode_of(const char *path) {
+  struct stat st;
+  return lstat(path, &st) == 0 ? (unsigned)(st.st_mode & 07777) : 01000000;
+}
+
+/* Opens sqlite://DIR/SUB/bus.db OPTIONS under umask mask, sends one message (the -wal and
+ * -shm files appear), and checks the modes of the folders and files. */
+static void check_modes(const char *sub, const char *options, mode_t mask, unsigned file,
+                        unsigned folder) {
+  char base[200], path[300];
+  snprintf(base, sizeof base, "%s/%s", dir, sub);
+  snprintf(url, sizeof url, "sqlite://%s/inner/bus.db%s", base, options);
+  mode_t old = umask(mask);
+  mb_transport *t = NULL;
+  mb_err err;
+  CHECK(mb_transport_open(&t, loop, url, "unit", &err) == MB_OK);
+  umask(old);
+  if (t == NULL) return;
+  CHECK(declare(t, "a", NULL, NULL, &err) == MB_OK);
+  CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  const char *suffixes[] = {"", "-wal", "-shm", "-bell"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(path, sizeof path, "%s/inner/bus.db%s", base, suffixes[i]);
+    if (mode_of(path) != file) printf("#   %s: %04o, not %04o\n", path, mode_of(path), file);
+    CHECK(mode_of(path) == file);
+  }
+  snprintf(path, sizeof path, "%s/inner", base);
+  CHECK(mode_of(base) == folder && mode_of(path) == folder);
+  t->ops->close(t);
+}
+
+/* Issue 15 item 10: any local user could read every message (0644 files, 0775 folders). */
+static void test_files_are_private_whatever_the_umask(void) {
+  check_modes("private0", "", 0, 0600, 0700);
+  check_modes("private22", "?synchronous=normal", 022, 0600, 0700);
+  check_modes("group", "?mode=0660", 0, 0660, 0770);
+  check_modes("group77", "?mode=0640&synchronous=normal", 077, 0640, 0750);
+  mb_transport *t = NULL;
+  mb_err err;
+  const char *bad[] = {"?mode=0777", "?mode=0400", "?mode=660x", "?mode=", "?mode=06600"};
+  for (int i = 0; i < 5; i++) {
+    snprintf(url, sizeof url, "sqlite://%s/badmode/bus.db%s", dir, bad[i]);
+    CHECK(mb_transport_open(&t, loop, url, "unit", &err) == MB_EINVAL && strstr(err.msg, "mode="));
+  }
+}
+
+static int file_holds(const char *path, const char *text) {
+  char got[64] = "";
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  size_t n = fread(got, 1, sizeof got - 1, f);
+  fclose(f);
+  got[n] = '\0';
+  return strcmp(got, text) == 0;
+}
+
+/* Issue 15 item 10: a symbolic link planted as the bell made the host overwrite the first
+ * byte of the file it points to. */
+static void test_a_symlinked_bell_is_refused(void) {
+  char victim[300], bell[300];
+  snprintf(victim, sizeof victim, "%s/precious.txt", dir);
+  snprintf(bell, sizeof bell, "%s/linked.db-bell", dir);
+  FILE *f = fopen(victim, "w");
+  fputs("precious", f);
+  fclose(f);
+  CHECK(symlink(victim, bell) == 0);
+  mb_transport *t = NULL;
+  mb_err err;
+  snprintf(url, sizeof url, "sqlite://%s/linked.db", dir);
+  CHECK(mb_transport_open(&t, loop, url, "unit", &err) == MB_EIO);
+  CHECK(strstr(err.msg, bell) && strstr(err.msg, "symbolic link"));
+  CHECK(file_holds(victim, "precious"));
+  /* nor a hard link to it */
+  CHECK(unlink(bell) == 0 && link(victim, bell) == 0);
+  CHECK(mb_transport_open(&t, loop, url, "unit", &err) == MB_EIO);
+  CHECK(strstr(err.msg, "hard links") != NULL);
+  CHECK(file_holds(victim, "precious"));
+  CHECK(unlink(bell) == 0);
+  CHECK(mb_transport_open(&t, loop, url, "unit", &err) == MB_OK);
+  if (t) t->ops->close(t);
+}
+
+/* Issue 15 item 10: a database file deleted (or replaced) under a running host is an
+ * error in the log naming the file. */
+static void test_a_deleted_database_is_reported(void) {
+  const char *how[] = {"deleted", "replaced"};
+  for (int i = 0; i < 2; i++) {
+    char name[32], path[300];
+    snprintf(name, sizeof name, "gone%d", i);
+    mb_transport *t = open_fresh(name, "?synchronous=normal");
+    mb_err err;
+    CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+    inbox in = {0};
+    CHECK(t && t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+    mb_log_capture(1, MB_ERROR);
+    snprintf(path, sizeof path, "%s/%s.db", dir, name);
+    if (i == 0) {
+      CHECK(unlink(path) == 0);
+    } else {
+      char other[310];
+      snprintf(other, sizeof other, "%s.new", path);
+      FILE *f = fopen(other, "w");
+      fclose(f);
+      CHECK(rename(other, path) == 0);
+    }
+    cpu_while_running(0.3);
+    size_t len;
+    const char *log = mb_log_captured(&len);
+    if (!strstr(log, how[i])) printf("#   log: %s\n", log);
+    CHECK(strstr(log, path) && strstr(log, how[i]) && strstr(log, " error "));
+    mb_log_capture(0, MB_ERROR);
+    if (t) t->ops->close(t);
+  }
+}
+
 static void test_bad_urls_are_refused_with_the_reason(void) {
   mb_transport *t = NULL;
   mb_err err;
@@ -528,6 +645,9 @@ int main(void) {
   RUN(test_a_row_of_60000_headers_is_leased_at_once_with_its_reason);
   RUN(test_a_row_of_nulls_decodes);
   RUN(test_a_row_that_cannot_be_leased_does_not_spin);
+  RUN(test_files_are_private_whatever_the_umask);
+  RUN(test_a_symlinked_bell_is_refused);
+  RUN(test_a_deleted_database_is_reported);
   RUN(test_bad_urls_are_refused_with_the_reason);
   RUN(test_queue_names_are_checked);
   ev_loop_destroy(loop);
