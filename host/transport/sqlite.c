@@ -94,6 +94,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DROP_REPLY_QUEUE] = "DELETE FROM reply_queues WHERE queue = ?1",
     [S_REMOVE] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE queue = ?1"
                  " AND id = ?2 AND lease_owner IS NULL ORDER BY seq LIMIT 1)",
+    [S_PROBE] = "UPDATE queues SET created_at = created_at WHERE name = ?1",
 };
 
 int64_t sq_now_ms(void) { return mb_now_usec() / 1000; }
@@ -122,10 +123,13 @@ sqlite3_stmt *sq_stmt(sqlite_transport *t, enum stmt_id id) {
   return s;
 }
 
+/* Every failed statement passes here: a full or failing disk also pauses receiving. */
 int sq_db_fail(sqlite_transport *t, mb_err *err, const char *what) {
-  int code = sqlite3_errcode(t->db);
+  int code = sqlite3_errcode(t->db) & 0xff;
   int status = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? MB_EBUSY : MB_EIO;
-  return mb_err_set(err, status, "sqlite %s: %s while %s", t->path, sqlite3_errmsg(t->db), what);
+  mb_err_set(err, status, "sqlite %s: %s while %s", t->path, sqlite3_errmsg(t->db), what);
+  if (code == SQLITE_FULL || code == SQLITE_IOERR) sq_pause(t, code);
+  return status;
 }
 
 /* Runs a statement that returns no rows. */
@@ -492,7 +496,8 @@ static void init_watchers(sqlite_transport *t) {
   double every = (double)t->lease_ms / 3000.0;
   ev_timer_init(&t->renew, sq_renew_leases, every, every);
   ev_timer_init(&t->file_check, sq_on_file_check, SAFETY_POLL, SAFETY_POLL);
-  t->poll_soon.data = t->wake.data = t->renew.data = t->file_check.data = t;
+  ev_timer_init(&t->unpause, sq_on_unpause, 0., 0.);
+  t->poll_soon.data = t->wake.data = t->renew.data = t->file_check.data = t->unpause.data = t;
   t->inotify_fd = -1;
   t->bell_fd = -1;
 }
@@ -521,22 +526,28 @@ static int sqlite_open(mb_transport **out, struct ev_loop *loop, const char *url
   return MB_OK;
 }
 
-/* Leased rows of this open become visible again at once: another consumer (or the next
- * start of this one) takes them. Their delivery count is kept. */
+/* Leased rows of this open become visible again at once (those waiting to be given back
+ * too): another consumer (or the next start of this one) takes them. Their delivery count
+ * is kept. When that fails, the log says which messages wait for their lease to run out. */
 static void release_all(sqlite_transport *t) {
-  if (t->leases == NULL || t->stmt[S_RELEASE_ALL] == NULL) return;
-  sqlite3_stmt *s = sq_stmt(t, S_RELEASE_ALL);
-  sq_bind_text(s, 1, t->token);
-  sqlite3_bind_int64(s, 2, sq_now_ms());
-  mb_err err;
-  if (sq_exec(t, s, &err, "releasing in-flight messages") != MB_OK)
-    mb_log(MB_WARN, t->queue, NULL, NULL, "%s: their leases will expire instead", err.msg);
-  else sq_ring(t);
+  size_t held = 0;
   while (t->leases) {
     lease *l = t->leases;
     t->leases = l->next;
     free(l);
+    held++;
   }
+  if (t->queue == NULL || t->stmt[S_RELEASE_ALL] == NULL) return;
+  sqlite3_stmt *s = sq_stmt(t, S_RELEASE_ALL);
+  sq_bind_text(s, 1, t->token);
+  sqlite3_bind_int64(s, 2, sq_now_ms());
+  mb_err err;
+  if (sq_exec(t, s, &err, "giving back the messages this host held") != MB_OK)
+    mb_log(MB_ERROR, t->queue, NULL, NULL,
+           "could not give back the %zu message(s) this host held in queue '%s' (%s): they "
+           "return to the queue when their lease runs out, within %d s",
+           held, t->queue, err.msg, t->lease_ms / 1000);
+  else if (sqlite3_changes(t->db) > 0) sq_ring(t);
 }
 
 static void sqlite_close(mb_transport *base) {
@@ -545,6 +556,7 @@ static void sqlite_close(mb_transport *base) {
   if (t->db) sq_close_replies(t);
   sq_unwatch_changes(t);
   ev_timer_stop(t->loop, &t->renew);
+  sq_stop_pause(t);
   release_all(t);
   for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(t->stmt[i]);
   if (t->db && sqlite3_close(t->db) != SQLITE_OK)

@@ -28,16 +28,20 @@ static void lease_add(sqlite_transport *t, lease *l) {
   if (!ev_is_active(&t->renew)) ev_timer_again(t->loop, &t->renew);
 }
 
-static void lease_drop(sqlite_transport *t, mb_delivery *d) {
-  lease *l = d->transport_data;
-  if (l == NULL) return;
+static void lease_unlink(sqlite_transport *t, lease *l) {
   if (l->prev) l->prev->next = l->next;
   else t->leases = l->next;
   if (l->next) l->next->prev = l->prev;
   free(l);
+  if (t->leases == NULL) ev_timer_stop(t->loop, &t->renew);
+}
+
+static void lease_drop(sqlite_transport *t, mb_delivery *d) {
+  lease *l = d->transport_data;
+  if (l == NULL) return;
+  lease_unlink(t, l);
   d->transport_data = NULL;
   t->in_flight--;
-  if (t->leases == NULL) ev_timer_stop(t->loop, &t->renew);
   sq_schedule_poll(t);
 }
 
@@ -49,7 +53,7 @@ void sq_renew_leases(struct ev_loop *loop, ev_timer *w, int revents) {
   sq_bind_text(s, 1, t->token);
   sqlite3_bind_int64(s, 2, sq_now_ms() + t->lease_ms);
   mb_err err;
-  if (sq_exec(t, s, &err, "renewing leases") != MB_OK)
+  if (sq_exec(t, s, &err, "renewing leases") != MB_OK && !t->paused)
     mb_log(MB_WARN, NULL, NULL, NULL, "%s (will try again)", err.msg);
 }
 
@@ -82,15 +86,46 @@ int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outb
   return MB_OK;
 }
 
+static int release_row(sqlite_transport *t, int64_t seq, int64_t at, mb_err *err) {
+  sqlite3_stmt *s = sq_stmt(t, S_RELEASE);
+  sqlite3_bind_int64(s, 1, seq);
+  sq_bind_text(s, 2, t->token);
+  sqlite3_bind_int64(s, 3, at);
+  return sq_exec(t, s, err, "releasing a message");
+}
+
+/* A release that failed (a full disk) keeps the lease, renewed with the others, marked to
+ * be given back when the database can be written again; the pipeline's slot is free. */
 int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_err *err) {
   sqlite_transport *t = (sqlite_transport *)base;
-  sqlite3_stmt *s = sq_stmt(t, S_RELEASE);
-  sqlite3_bind_int64(s, 1, (sqlite3_int64)d->tag);
-  sq_bind_text(s, 2, t->token);
-  sqlite3_bind_int64(s, 3, sq_now_ms() + (int64_t)(delay * 1000.0));
-  int rc = sq_exec(t, s, err, "releasing a message");
-  if (rc == MB_OK) sq_ring(t);
-  lease_drop(t, d);
+  int64_t at = sq_now_ms() + (int64_t)(delay * 1000.0);
+  lease *l = d->transport_data;
+  int rc = release_row(t, (int64_t)d->tag, at, err);
+  if (rc == MB_OK) {
+    sq_ring(t);
+    lease_drop(t, d);
+  } else if (l) {
+    l->give_back_at = at > 0 ? at : 1;
+    t->unreleased++;
+    d->transport_data = NULL;
+    t->in_flight--;
+  }
+  return rc;
+}
+
+int sq_retry_releases(sqlite_transport *t, mb_err *err) {
+  int given = 0, rc = MB_OK;
+  for (lease *l = t->leases, *next; l && t->unreleased && rc == MB_OK; l = next) {
+    next = l->next;
+    if (l->give_back_at == 0) continue;
+    int64_t now = sq_now_ms();
+    rc = release_row(t, l->seq, l->give_back_at > now ? l->give_back_at : now, err);
+    if (rc != MB_OK) break;
+    t->unreleased--;
+    lease_unlink(t, l);
+    given++;
+  }
+  if (given) sq_ring(t);
   return rc;
 }
 
@@ -249,6 +284,8 @@ static void hand_out(sqlite_transport *t, mb_delivery **batch, size_t n) {
 static void poll_queue(sqlite_transport *t) {
   mb_err err = {MB_OK, ""};
   int empty = 0; /* lease rounds in a row that found nothing although a row looked ready */
+  if (t->unreleased && sq_retry_releases(t, &err) != MB_OK && !t->paused)
+    mb_log(MB_WARN, t->queue, NULL, NULL, "%s (will try again)", err.msg);
   for (int round = 0; round < 4 && t->consuming; round++) {
     if (t->in_flight >= t->max_in_flight) return; /* complete/release poll again */
     int64_t at;
@@ -266,7 +303,7 @@ static void poll_queue(sqlite_transport *t) {
     empty = n ? 0 : empty + 1;
     hand_out(t, batch, n);
   }
-  if (!t->consuming) return;
+  if (!t->consuming || t->paused) return; /* a pause logged its own line */
   if (err.status == MB_OK) {
     sq_schedule_poll(t); /* still more ready: go on after other watchers had their turn */
     return;
@@ -279,8 +316,9 @@ static void poll_queue(sqlite_transport *t) {
 void sq_on_poll_soon(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
-  sq_poll_replies(w->data);
-  poll_queue(w->data);
+  sqlite_transport *t = w->data;
+  if (!t->paused) sq_poll_replies(t);
+  if (!t->paused) poll_queue(t);
 }
 
 void sq_schedule_poll(sqlite_transport *t) {
@@ -365,5 +403,6 @@ void sqlite_stop_consuming(mb_transport *base) {
   sqlite_transport *t = (sqlite_transport *)base;
   t->consuming = 0;
   ev_timer_stop(t->loop, &t->wake);
+  if (t->reply_queue == NULL) sq_stop_pause(t);
   if (t->reply_queue == NULL) sq_unwatch_changes(t); /* replies keep the watch */
 }

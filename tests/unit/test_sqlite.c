@@ -602,6 +602,188 @@ static void test_a_deleted_database_is_reported(void) {
   }
 }
 
+/* --- a disk that fills up: a VFS that forwards to the default one and fails writes on
+ * demand (the WAL, the database), so that every commit fails as on a full disk -------- */
+
+static int fail_writes; /* 0, or the code every xWrite returns */
+static sqlite3_vfs *real_vfs, faulty_vfs;
+
+typedef struct shim_file {
+  sqlite3_file base;
+  sqlite3_file *real;
+} shim_file;
+#define REAL(f) (((shim_file *)(f))->real)
+#define M(f) REAL(f)->pMethods
+
+static int s_close(sqlite3_file *f) {
+  int rc = M(f)->xClose(REAL(f));
+  sqlite3_free(REAL(f));
+  return rc;
+}
+static int s_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o) { return M(f)->xRead(REAL(f), b, n, o); }
+static int s_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o) {
+  return fail_writes ? fail_writes : M(f)->xWrite(REAL(f), b, n, o);
+}
+static int s_truncate(sqlite3_file *f, sqlite3_int64 n) { return M(f)->xTruncate(REAL(f), n); }
+static int s_sync(sqlite3_file *f, int flags) { return M(f)->xSync(REAL(f), flags); }
+static int s_size(sqlite3_file *f, sqlite3_int64 *n) { return M(f)->xFileSize(REAL(f), n); }
+static int s_lock(sqlite3_file *f, int l) { return M(f)->xLock(REAL(f), l); }
+static int s_unlock(sqlite3_file *f, int l) { return M(f)->xUnlock(REAL(f), l); }
+static int s_check(sqlite3_file *f, int *out) { return M(f)->xCheckReservedLock(REAL(f), out); }
+static int s_fcntl(sqlite3_file *f, int op, void *arg) { return M(f)->xFileControl(REAL(f), op, arg); }
+static int s_sector(sqlite3_file *f) { return M(f)->xSectorSize(REAL(f)); }
+static int s_devchar(sqlite3_file *f) { return M(f)->xDeviceCharacteristics(REAL(f)); }
+static int s_shm_map(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp) {
+  return M(f)->xShmMap(REAL(f), pg, sz, ext, pp);
+}
+static int s_shm_lock(sqlite3_file *f, int off, int n, int flags) { return M(f)->xShmLock(REAL(f), off, n, flags); }
+static void s_shm_barrier(sqlite3_file *f) { M(f)->xShmBarrier(REAL(f)); }
+static int s_shm_unmap(sqlite3_file *f, int del) { return M(f)->xShmUnmap(REAL(f), del); }
+static int s_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp) { return M(f)->xFetch(REAL(f), o, n, pp); }
+static int s_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p) { return M(f)->xUnfetch(REAL(f), o, p); }
+
+static const sqlite3_io_methods shim_methods = {
+    3, s_close, s_read, s_write, s_truncate, s_sync, s_size, s_lock, s_unlock, s_check,
+    s_fcntl, s_sector, s_devchar, s_shm_map, s_shm_lock, s_shm_barrier, s_shm_unmap,
+    s_fetch, s_unfetch};
+
+static int s_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags, int *out) {
+  (void)vfs;
+  shim_file *sf = (shim_file *)f;
+  sf->base.pMethods = NULL;
+  if ((sf->real = sqlite3_malloc(real_vfs->szOsFile)) == NULL) return SQLITE_NOMEM;
+  memset(sf->real, 0, (size_t)real_vfs->szOsFile);
+  int rc = real_vfs->xOpen(real_vfs, name, sf->real, flags, out);
+  if (sf->real->pMethods) sf->base.pMethods = &shim_methods;
+  else sqlite3_free(sf->real);
+  return rc;
+}
+
+/* From now on, connections opened with the default VFS can be made to fail writes. */
+static void faulty_disk_on(void) {
+  real_vfs = sqlite3_vfs_find(NULL);
+  faulty_vfs = *real_vfs;
+  faulty_vfs.zName = "faulty";
+  faulty_vfs.szOsFile = (int)sizeof(shim_file);
+  faulty_vfs.xOpen = s_open;
+  faulty_vfs.pNext = NULL;
+  sqlite3_vfs_register(&faulty_vfs, 1);
+}
+
+static void faulty_disk_off(void) {
+  sqlite3_vfs_unregister(&faulty_vfs);
+  sqlite3_vfs_register(real_vfs, 1);
+}
+
+static const char *captured(void) {
+  size_t len;
+  return mb_log_captured(&len);
+}
+
+static int count_of(const char *haystack, const char *needle) {
+  int n = 0;
+  for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+  return n;
+}
+
+/* The row's lease_owner is set (read through a connection of its own). */
+static int row_leased(const char *db, uint64_t seq) {
+  sqlite3 *h;
+  sqlite3_stmt *s;
+  int leased = -1;
+  if (sqlite3_open(db, &h) != SQLITE_OK) return -1;
+  if (sqlite3_prepare_v2(h, "SELECT lease_owner IS NOT NULL FROM messages WHERE seq = ?1", -1,
+                         &s, NULL) == SQLITE_OK) {
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+    if (sqlite3_step(s) == SQLITE_ROW) leased = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+  }
+  sqlite3_close(h);
+  return leased;
+}
+
+/* Issue 15 item 6: on a full disk the host spun at 96 % CPU writing a log line per try, a
+ * failed release dropped the lease bookkeeping (the message came back only when its lease
+ * ran out) and shutdown could leave rows leased without a word. */
+static void test_a_full_disk_pauses_once_and_resumes_by_itself(void) {
+  faulty_disk_on();
+  mb_transport *t = open_fresh("full", "?synchronous=normal");
+  mb_err err;
+  char db[300];
+  snprintf(db, sizeof db, "%s/full.db", dir);
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK && declare(t, "b", NULL, NULL, &err) == MB_OK);
+  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  inbox in = {0};
+  CHECK(t && t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 3);
+  CHECK(in.n == 3);
+  if (in.n != 3) goto out;
+  mb_log_capture(1, MB_WARN);
+  fail_writes = SQLITE_FULL;
+  mb_outgoing *reply = message("b.Do", "b", "{}");
+  CHECK(t->ops->complete(t, in.got[0], &reply, 1, on_done, NULL, &err) == MB_EIO);
+  CHECK(strstr(err.msg, "full") != NULL);
+  mb_outgoing_free(reply);
+  CHECK(t->ops->release(t, in.got[0], 0.0, &err) == MB_EIO); /* as the pipeline does */
+  uint64_t seq = in.got[0]->tag;
+  mb_delivery_free(in.got[0]);
+  in.got[0] = in.got[2];
+  in.n = 2;
+  double cpu = cpu_while_running(1.5);
+  printf("#   %.3f s of CPU in 1.5 s on a full disk\n", cpu);
+  CHECK(cpu < 0.2);
+  CHECK(row_leased(db, seq) == 1); /* still ours, not left to expire */
+  const char *log = captured();
+  CHECK(count_of(log, "disk full: paused") == 1 && strstr(log, db) && !strstr(log, "resumed"));
+  fail_writes = 0;
+  for (int i = 0; i < 60 && !strstr(captured(), "resumed"); i++) cpu_while_running(0.1);
+  run_until(&in, 3);
+  log = captured();
+  if (count_of(log, "paused") != 1) printf("#   log: %s\n", log);
+  CHECK(count_of(log, "disk full: paused") == 1 && count_of(log, "disk full: resumed") == 1);
+  CHECK(in.n == 3 && in.got[in.n - 1]->tag == seq && in.got[in.n - 1]->delivery_count == 2);
+  for (int i = 0; i < in.n; i++) {
+    CHECK(t->ops->complete(t, in.got[i], NULL, 0, on_done, NULL, &err) == MB_OK);
+    mb_delivery_free(in.got[i]);
+  }
+  CHECK(depth_ready(t, "a") == 0);
+  mb_log_capture(0, MB_WARN);
+out:
+  if (t) t->ops->close(t);
+  faulty_disk_off();
+}
+
+/* A host that stops while the disk is full cannot give its leases back: it says so. */
+static void test_a_failed_give_back_at_close_is_reported(void) {
+  faulty_disk_on();
+  mb_transport *t = open_fresh("fullclose", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  CHECK(t && send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  inbox in = {0};
+  CHECK(t && t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 1);
+  CHECK(in.n == 1);
+  mb_log_capture(1, MB_WARN);
+  fail_writes = SQLITE_IOERR_WRITE;
+  for (int i = 0; i < in.n; i++) {
+    CHECK(t->ops->release(t, in.got[i], 0.0, &err) == MB_EIO);
+    mb_delivery_free(in.got[i]);
+  }
+  if (t) t->ops->close(t);
+  fail_writes = 0;
+  const char *log = captured();
+  CHECK(strstr(log, "disk I/O error: paused") != NULL);
+  CHECK(strstr(log, "could not give back the 1 message(s) this host held in queue 'a'"));
+  mb_log_capture(0, MB_WARN);
+  t = reopen();
+  long ready = -1, later = -1;
+  if (t) t->ops->depth(t, "a", &ready, &later, &err);
+  CHECK(ready == 0 && later == 1); /* leased until its lease runs out */
+  if (t) t->ops->close(t);
+  faulty_disk_off();
+}
+
 static void test_bad_urls_are_refused_with_the_reason(void) {
   mb_transport *t = NULL;
   mb_err err;
@@ -648,6 +830,8 @@ int main(void) {
   RUN(test_files_are_private_whatever_the_umask);
   RUN(test_a_symlinked_bell_is_refused);
   RUN(test_a_deleted_database_is_reported);
+  RUN(test_a_full_disk_pauses_once_and_resumes_by_itself);
+  RUN(test_a_failed_give_back_at_close_is_reported);
   RUN(test_bad_urls_are_refused_with_the_reason);
   RUN(test_queue_names_are_checked);
   ev_loop_destroy(loop);
