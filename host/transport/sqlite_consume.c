@@ -105,6 +105,10 @@ int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_err *err
     sq_ring(t);
     lease_drop(t, d);
   } else if (l) {
+    char why[MB_ERRLEN];
+    snprintf(why, sizeof why, "%s", err->msg);
+    mb_err_set(err, rc, "%s; the message stays leased to this host, which gives it back as "
+               "soon as the database can be written again", why);
     l->give_back_at = at > 0 ? at : 1;
     t->unreleased++;
     d->transport_data = NULL;
