@@ -1,7 +1,9 @@
 /* sqlite.c — the embedded SQLite transport (DESIGN §5): one WAL database that every
  * process of a machine shares, competing for rows. This file holds the vtable, the schema
  * and statements, sending, topology, lookups, open and close; receiving lives in
- * sqlite_consume.c, the reply queue in sqlite_replies.c.
+ * sqlite_consume.c, the reply queue in sqlite_replies.c, the files' modes, the bell and the
+ * database file's identity in sqlite_files.c, what a full or failing disk does in
+ * sqlite_pause.c.
  *
  * Owns: the schema and its statements, the bell other processes wake up on, sending
  * (dispatch, one transaction per batch), topology and ownership, lookups, open and close.
@@ -19,13 +21,11 @@
 #include "transport/sqlite.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"

@@ -86,6 +86,16 @@ int sq_prepare_files(sqlite_transport *t, mb_err *err) {
   return MB_OK;
 }
 
+/* Why the opened bell will not do, or NULL; a bell just created gets mode (0: leave it). */
+static const char *bell_problem(int fd, mode_t mode) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return strerror(errno);
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
+  if (st.st_nlink != 1) return "a file with other names (hard links)";
+  if (mode && fchmod(fd, mode) != 0) return strerror(errno);
+  return NULL;
+}
+
 int sq_open_bell(sqlite_transport *t, mb_err *err) {
   char bell[PATH_MAX];
   snprintf(bell, sizeof bell, "%s-bell", t->path);
@@ -94,19 +104,15 @@ int sq_open_bell(sqlite_transport *t, mb_err *err) {
   int created = fd >= 0;
   if (fd < 0 && errno == EEXIST) fd = open(bell, flags);
   if (fd < 0 && errno == ELOOP)
-    return mb_err_set(err, MB_EIO, "%s is a symbolic link: moonbus does not write through "
-                      "one (remove it; the bus makes its own)", bell);
+    return mb_err_set(err, MB_EIO,
+                      "%s is a symbolic link: moonbus does not write through "
+                      "one (remove it; the bus makes its own)",
+                      bell);
   if (fd < 0) return mb_err_set(err, MB_EIO, "cannot open %s: %s", bell, strerror(errno));
-  struct stat st;
-  const char *why = fstat(fd, &st) != 0        ? strerror(errno)
-                    : !S_ISREG(st.st_mode)     ? "not a regular file"
-                    : st.st_nlink != 1         ? "a file with other names (hard links)"
-                    : created && fchmod(fd, t->mode) != 0 ? strerror(errno)
-                                               : NULL;
+  const char *why = bell_problem(fd, created ? t->mode : 0);
   if (why) {
     close(fd);
-    return mb_err_set(err, MB_EIO, "refusing %s: %s (remove it; the bus makes its own)", bell,
-                      why);
+    return mb_err_set(err, MB_EIO, "refusing %s: %s (remove it; the bus makes its own)", bell, why);
   }
   t->bell_fd = fd;
   return MB_OK;

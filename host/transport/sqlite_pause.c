@@ -40,8 +40,8 @@ void sq_pause(sqlite_transport *t, int code) {
   ev_timer_stop(t->loop, &t->poll_soon);
   mb_log(MB_ERROR, t->queue, NULL, NULL,
          "%s: paused receiving from queue '%s' (sqlite %s: %s); trying again in %.1f s, "
-         "then at most every %.0f s", trouble(t), paused_queue(t), t->path,
-         sqlite3_errmsg(t->db), t->backoff, PAUSE_MAX);
+         "then at most every %.0f s",
+         trouble(t), paused_queue(t), t->path, sqlite3_errmsg(t->db), t->backoff, PAUSE_MAX);
   ev_timer_set(&t->unpause, t->backoff, 0.);
   ev_timer_start(t->loop, &t->unpause);
 }
@@ -66,8 +66,8 @@ void sq_on_unpause(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
   sqlite_transport *t = w->data;
   mb_err err;
-  int ok = (t->pause_code != SQLITE_FULL || has_room(t)) &&
-           sq_retry_releases(t, &err) == MB_OK && probe_write(t, &err) == MB_OK;
+  int ok = (t->pause_code != SQLITE_FULL || has_room(t)) && sq_retry_releases(t, &err) == MB_OK &&
+           probe_write(t, &err) == MB_OK;
   if (!ok) {
     t->backoff = t->backoff * 2 < PAUSE_MAX ? t->backoff * 2 : PAUSE_MAX;
     ev_timer_set(&t->unpause, t->backoff, 0.);

@@ -43,7 +43,8 @@ static void bind_field(int i, const uint8_t *p, size_t n) {
     sqlite3_bind_null(row, i);
   } else if (n > 0 && p[0] == 0x01) {
     long long v = 0;
-    for (size_t k = 1; k < n && k < 18; k++) v = v * 10 + (p[k] % 10);
+    for (size_t k = 1; k < n && k < 18; k++)
+      v = v * 10 + (p[k] % 10);
     sqlite3_bind_int64(row, i, (p[n - 1] & 1) ? -v : v);
   } else if (n > 0 && p[0] == 0x02) {
     sqlite3_bind_blob(row, i, p + 1, (int)(n - 1), SQLITE_TRANSIENT);
@@ -98,8 +99,10 @@ static void check(const mb_delivery *d) {
   if (!own && mb_headers_get(&d->env.headers, MB_H_FOREIGN_ID) == NULL) abort();
   if (d->env.body == NULL || d->env.body_len != (size_t)sqlite3_column_bytes(row, 6)) abort();
   if (d->env.body[d->env.body_len] != '\0') abort();
-  if (d->problem == NULL) check_headers(d);
-  else if (d->problem[0] == '\0') abort(); /* a problem names its reason */
+  if (d->problem == NULL)
+    check_headers(d);
+  else if (d->problem[0] == '\0')
+    abort(); /* a problem names its reason */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -124,21 +127,35 @@ typedef struct seed {
   const char *p;
   size_t n;
 } seed;
-#define SEED(text) {text, sizeof(text) - 1}
+#define SEED(text)                                                                                 \
+  { text, sizeof(text) - 1 }
 #define S "\x1f"
 static const seed seeds[] = {
-    SEED("\x01" "1" S "0192b7c1-5f3a-7c2e-8a1b-3c4d5e6f7a8b" S "a.Do" S "c" S "r" S
-         "{\"moonbus.kind\":\"command\"}" S "{}" S "\x01" "1"),
-    SEED("\x01" "2" S "" S "\x00" S "\x00" S "\x00" S "{}" S "\x00" S "\x01" "0"),
-    SEED("\x01" "3" S "order-17" S "a.Do" S S S "{\"has space\":\"v\"}" S "{\"x\":1}" S
-         "\x01" "5"),
-    SEED("\x01" "4" S "\x02" "0192b7c1-5f3a-7c2e-8a1b-3c4d5e6f7a8b" S "a.D\x00o" S S S
-         "{\"a\":\"1\",\"a\":\"2\"}" S "\x02\xff\xfe" S "9"),
-    SEED("\x01" "5" S "\x01" "42" S "\x01" "7" S S S "not json" S "body" S "-3"),
-    SEED("\x01" "6" S "x" S "t" S S S "{\"moonbus.kind\":\"event\",\"x-death\":\"\\u00e9\"}" S
-         "{}"),
-    SEED("\x01" "7" S "x" S "t" S S S "\x00" S "{}" S "\x01" "99999999999999999"),
-    SEED("\x01" "8" S "x" S "t" S S S "{\"k\":{\"n\":1}}"),
+    SEED("\x01"
+         "1" S "0192b7c1-5f3a-7c2e-8a1b-3c4d5e6f7a8b" S "a.Do" S "c" S "r" S
+         "{\"moonbus.kind\":\"command\"}" S "{}" S "\x01"
+         "1"),
+    SEED("\x01"
+         "2" S "" S "\x00" S "\x00" S "\x00" S "{}" S "\x00" S "\x01"
+         "0"),
+    SEED("\x01"
+         "3" S "order-17" S "a.Do" S S S "{\"has space\":\"v\"}" S "{\"x\":1}" S "\x01"
+         "5"),
+    SEED("\x01"
+         "4" S "\x02"
+         "0192b7c1-5f3a-7c2e-8a1b-3c4d5e6f7a8b" S "a.D\x00o" S S S "{\"a\":\"1\",\"a\":\"2\"}" S
+         "\x02\xff\xfe" S "9"),
+    SEED("\x01"
+         "5" S "\x01"
+         "42" S "\x01"
+         "7" S S S "not json" S "body" S "-3"),
+    SEED("\x01"
+         "6" S "x" S "t" S S S "{\"moonbus.kind\":\"event\",\"x-death\":\"\\u00e9\"}" S "{}"),
+    SEED("\x01"
+         "7" S "x" S "t" S S S "\x00" S "{}" S "\x01"
+         "99999999999999999"),
+    SEED("\x01"
+         "8" S "x" S "t" S S S "{\"k\":{\"n\":1}}"),
 };
 #undef S
 
@@ -152,8 +169,9 @@ static uint32_t next_random(void) {
 
 /* One random edit of buf (len < cap): flip, delete, insert a byte or a token. */
 static size_t mutate(uint8_t *buf, size_t len, size_t cap) {
-  static const char *const tokens[] = {"\x1f", "\x00", "\x01", "\x02", "\"", "\\u", "{", "}",
-                                       ":", ",", "\"k\":\"v\",", "0192b7c1-5f3a-7c2e-8a1b-"};
+  static const char *const tokens[] = {
+      "\x1f", "\x00", "\x01", "\x02", "\"",           "\\u",
+      "{",    "}",    ":",    ",",    "\"k\":\"v\",", "0192b7c1-5f3a-7c2e-8a1b-"};
   uint32_t r = next_random(), at = len ? next_random() % len : 0;
   switch (r % 4) {
   case 0:
@@ -213,7 +231,8 @@ int main(int argc, char **argv) {
   sqlite3_finalize(row);
   sqlite3_close(db);
   printf("ok - fuzz_sqlite_row: %zu seeds and %ld mutated rows decode to a delivery the "
-         "pipeline can screen\n", n_seeds, runs);
+         "pipeline can screen\n",
+         n_seeds, runs);
   return 0;
 }
 #endif

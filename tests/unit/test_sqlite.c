@@ -56,8 +56,12 @@ static mb_transport *reopen(void) {
 static int declare(mb_transport *t, const char *endpoint, const char *sub, const char *owned,
                    mb_err *err) {
   const char *subs[] = {sub}, *own[] = {owned};
-  mb_topology topo = {.endpoint = endpoint, .error_queue = "error", .subscriptions = subs,
-                      .n_subscriptions = sub ? 1 : 0, .owned = own, .n_owned = owned ? 1 : 0};
+  mb_topology topo = {.endpoint = endpoint,
+                      .error_queue = "error",
+                      .subscriptions = subs,
+                      .n_subscriptions = sub ? 1 : 0,
+                      .owned = own,
+                      .n_owned = owned ? 1 : 0};
   return t->ops->declare(t, &topo, err);
 }
 
@@ -260,8 +264,10 @@ static void test_expired_lease_is_lost_to_another_consumer(void) {
     CHECK(rc == MB_ELOST && strstr(err.msg, in1.got[0]->env.id) && strstr(err.msg, "'a'"));
     CHECK(t2->ops->complete(t2, in2.got[0], NULL, 0, on_done, NULL, &err) == MB_OK);
   }
-  for (int i = 0; i < in1.n; i++) mb_delivery_free(in1.got[i]);
-  for (int i = 0; i < in2.n; i++) mb_delivery_free(in2.got[i]);
+  for (int i = 0; i < in1.n; i++)
+    mb_delivery_free(in1.got[i]);
+  for (int i = 0; i < in2.n; i++)
+    mb_delivery_free(in2.got[i]);
   t2->ops->close(t2);
   ev_loop_destroy(loop2);
   loop = main_loop;
@@ -272,12 +278,14 @@ static void test_close_gives_leased_messages_back(void) {
   mb_transport *t = open_fresh("close", "?synchronous=normal");
   mb_err err;
   CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
-  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  for (int i = 0; i < 3; i++)
+    CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
   inbox in = {0};
   CHECK(t->ops->consume(t, "a", 2, on_delivery, &in, &err) == MB_OK);
   run_until(&in, 2);
   CHECK(in.n == 2); /* max_in_flight holds back the third */
-  for (int i = 0; i < in.n; i++) mb_delivery_free(in.got[i]);
+  for (int i = 0; i < in.n; i++)
+    mb_delivery_free(in.got[i]);
   t->ops->close(t);
   t = reopen();
   CHECK(t && depth_ready(t, "a") == 3);
@@ -322,8 +330,10 @@ static int raw_row(const char *db, const char *id, const char *type, int type_le
   sqlite3_stmt *s;
   if (sqlite3_open(db, &h) != SQLITE_OK) return 0;
   sqlite3_busy_timeout(h, 5000);
-  int ok = sqlite3_prepare_v2(h, "INSERT INTO messages(queue, id, type, headers, body, "
-                              "visible_at) VALUES('a', ?1, ?2, ?3, ?4, 0)", -1, &s, NULL) == SQLITE_OK;
+  int ok = sqlite3_prepare_v2(h,
+                              "INSERT INTO messages(queue, id, type, headers, body, "
+                              "visible_at) VALUES('a', ?1, ?2, ?3, ?4, 0)",
+                              -1, &s, NULL) == SQLITE_OK;
   if (ok) {
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, type, type_len, SQLITE_STATIC);
@@ -335,7 +345,6 @@ static int raw_row(const char *db, const char *id, const char *type, int type_le
   sqlite3_close(h);
   return ok;
 }
-
 
 /* Issue 15 item 1: rows with an empty or foreign id, no type, a type with a NUL byte,
  * headers that break the header rules: each is delivered whole (a UUID, the original id
@@ -351,19 +360,20 @@ static void test_foreign_rows_are_delivered_whole(void) {
   for (int i = 0; i < 300; i++)
     snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"k%d\":\"v\"", i ? "," : "", i);
   strcat(many, "}");
-  CHECK(raw_row(db, "", NULL, 0, kind, "{}"));                            /* 0 */
-  CHECK(raw_row(db, "order-17", "a.Do", -1, kind, NULL));                 /* 1 */
-  CHECK(raw_row(db, "x", "a.Do", -1, "{\"has space\":\"v\"}", "{}"));     /* 2 */
-  CHECK(raw_row(db, "x", "a.Do", -1, many, "{}"));                        /* 3 */
-  CHECK(raw_row(db, "x", "a.D\0o", 5, kind, "{}"));                       /* 4 */
-  CHECK(raw_row(db, "x", "a.Do", -1, "not json", "{}"));                  /* 5 */
+  CHECK(raw_row(db, "", NULL, 0, kind, "{}"));                        /* 0 */
+  CHECK(raw_row(db, "order-17", "a.Do", -1, kind, NULL));             /* 1 */
+  CHECK(raw_row(db, "x", "a.Do", -1, "{\"has space\":\"v\"}", "{}")); /* 2 */
+  CHECK(raw_row(db, "x", "a.Do", -1, many, "{}"));                    /* 3 */
+  CHECK(raw_row(db, "x", "a.D\0o", 5, kind, "{}"));                   /* 4 */
+  CHECK(raw_row(db, "x", "a.Do", -1, "not json", "{}"));              /* 5 */
   inbox in = {0};
   CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
   run_until(&in, 6);
   CHECK(in.n == 6);
   if (in.n != 6) return;
   mb_delivery **d = in.got;
-  for (int i = 0; i < 6; i++) CHECK(mb_id_valid(d[i]->env.id));
+  for (int i = 0; i < 6; i++)
+    CHECK(mb_id_valid(d[i]->env.id));
   CHECK(strcmp(foreign_id(d[0]), "") == 0);
   CHECK(d[0]->env.type == NULL && d[0]->problem == NULL);
   CHECK(strcmp(foreign_id(d[1]), "order-17") == 0);
@@ -417,8 +427,10 @@ static void test_a_row_of_nulls_decodes(void) {
   sqlite3 *h;
   sqlite3_stmt *s;
   CHECK(sqlite3_open(":memory:", &h) == SQLITE_OK);
-  CHECK(sqlite3_prepare_v2(h, "SELECT 7, NULL, NULL, NULL, NULL, NULL, NULL, -3 UNION ALL "
-                           "SELECT 8, 42, 17, 1, 2, 3, 4, 1e12", -1, &s, NULL) == SQLITE_OK);
+  CHECK(sqlite3_prepare_v2(h,
+                           "SELECT 7, NULL, NULL, NULL, NULL, NULL, NULL, -3 UNION ALL "
+                           "SELECT 8, 42, 17, 1, 2, 3, 4, 1e12",
+                           -1, &s, NULL) == SQLITE_OK);
   CHECK(sqlite3_step(s) == SQLITE_ROW);
   mb_delivery *d = sq_delivery_from_row(s, "q");
   CHECK(d && d->tag == 7 && mb_id_valid(d->env.id) && d->problem == NULL);
@@ -470,7 +482,8 @@ static void test_a_row_that_cannot_be_leased_does_not_spin(void) {
   char cmd[512];
   snprintf(cmd, sizeof cmd,
            "sqlite3 %s/spin.db \"insert into messages(queue,id,type,headers,body,visible_at)"
-           " values('a','x','a.Do','{}','{}','soon')\"", dir);
+           " values('a','x','a.Do','{}','{}','soon')\"",
+           dir);
   CHECK(system(cmd) == 0);
   inbox in = {0};
   CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
@@ -620,7 +633,9 @@ static int s_close(sqlite3_file *f) {
   sqlite3_free(REAL(f));
   return rc;
 }
-static int s_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o) { return M(f)->xRead(REAL(f), b, n, o); }
+static int s_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o) {
+  return M(f)->xRead(REAL(f), b, n, o);
+}
 static int s_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o) {
   return fail_writes ? fail_writes : M(f)->xWrite(REAL(f), b, n, o);
 }
@@ -630,22 +645,30 @@ static int s_size(sqlite3_file *f, sqlite3_int64 *n) { return M(f)->xFileSize(RE
 static int s_lock(sqlite3_file *f, int l) { return M(f)->xLock(REAL(f), l); }
 static int s_unlock(sqlite3_file *f, int l) { return M(f)->xUnlock(REAL(f), l); }
 static int s_check(sqlite3_file *f, int *out) { return M(f)->xCheckReservedLock(REAL(f), out); }
-static int s_fcntl(sqlite3_file *f, int op, void *arg) { return M(f)->xFileControl(REAL(f), op, arg); }
+static int s_fcntl(sqlite3_file *f, int op, void *arg) {
+  return M(f)->xFileControl(REAL(f), op, arg);
+}
 static int s_sector(sqlite3_file *f) { return M(f)->xSectorSize(REAL(f)); }
 static int s_devchar(sqlite3_file *f) { return M(f)->xDeviceCharacteristics(REAL(f)); }
 static int s_shm_map(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp) {
   return M(f)->xShmMap(REAL(f), pg, sz, ext, pp);
 }
-static int s_shm_lock(sqlite3_file *f, int off, int n, int flags) { return M(f)->xShmLock(REAL(f), off, n, flags); }
+static int s_shm_lock(sqlite3_file *f, int off, int n, int flags) {
+  return M(f)->xShmLock(REAL(f), off, n, flags);
+}
 static void s_shm_barrier(sqlite3_file *f) { M(f)->xShmBarrier(REAL(f)); }
 static int s_shm_unmap(sqlite3_file *f, int del) { return M(f)->xShmUnmap(REAL(f), del); }
-static int s_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp) { return M(f)->xFetch(REAL(f), o, n, pp); }
-static int s_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p) { return M(f)->xUnfetch(REAL(f), o, p); }
+static int s_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp) {
+  return M(f)->xFetch(REAL(f), o, n, pp);
+}
+static int s_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p) {
+  return M(f)->xUnfetch(REAL(f), o, p);
+}
 
 static const sqlite3_io_methods shim_methods = {
-    3, s_close, s_read, s_write, s_truncate, s_sync, s_size, s_lock, s_unlock, s_check,
-    s_fcntl, s_sector, s_devchar, s_shm_map, s_shm_lock, s_shm_barrier, s_shm_unmap,
-    s_fetch, s_unfetch};
+    3,          s_close,       s_read,      s_write, s_truncate, s_sync,    s_size,
+    s_lock,     s_unlock,      s_check,     s_fcntl, s_sector,   s_devchar, s_shm_map,
+    s_shm_lock, s_shm_barrier, s_shm_unmap, s_fetch, s_unfetch};
 
 static int s_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags, int *out) {
   (void)vfs;
@@ -654,8 +677,10 @@ static int s_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int 
   if ((sf->real = sqlite3_malloc(real_vfs->szOsFile)) == NULL) return SQLITE_NOMEM;
   memset(sf->real, 0, (size_t)real_vfs->szOsFile);
   int rc = real_vfs->xOpen(real_vfs, name, sf->real, flags, out);
-  if (sf->real->pMethods) sf->base.pMethods = &shim_methods;
-  else sqlite3_free(sf->real);
+  if (sf->real->pMethods)
+    sf->base.pMethods = &shim_methods;
+  else
+    sqlite3_free(sf->real);
   return rc;
 }
 
@@ -682,7 +707,8 @@ static const char *captured(void) {
 
 static int count_of(const char *haystack, const char *needle) {
   int n = 0;
-  for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+  for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+    n++;
   return n;
 }
 
@@ -692,8 +718,8 @@ static int row_leased(const char *db, uint64_t seq) {
   sqlite3_stmt *s;
   int leased = -1;
   if (sqlite3_open(db, &h) != SQLITE_OK) return -1;
-  if (sqlite3_prepare_v2(h, "SELECT lease_owner IS NOT NULL FROM messages WHERE seq = ?1", -1,
-                         &s, NULL) == SQLITE_OK) {
+  if (sqlite3_prepare_v2(h, "SELECT lease_owner IS NOT NULL FROM messages WHERE seq = ?1", -1, &s,
+                         NULL) == SQLITE_OK) {
     sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
     if (sqlite3_step(s) == SQLITE_ROW) leased = sqlite3_column_int(s, 0);
     sqlite3_finalize(s);
@@ -711,8 +737,10 @@ static void test_a_full_disk_pauses_once_and_resumes_by_itself(void) {
   mb_err err;
   char db[300];
   snprintf(db, sizeof db, "%s/full.db", dir);
-  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK && declare(t, "b", NULL, NULL, &err) == MB_OK);
-  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK &&
+        declare(t, "b", NULL, NULL, &err) == MB_OK);
+  for (int i = 0; i < 3; i++)
+    CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
   inbox in = {0};
   CHECK(t && t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
   run_until(&in, 3);
@@ -736,7 +764,8 @@ static void test_a_full_disk_pauses_once_and_resumes_by_itself(void) {
   const char *log = captured();
   CHECK(count_of(log, "disk full: paused") == 1 && strstr(log, db) && !strstr(log, "resumed"));
   fail_writes = 0;
-  for (int i = 0; i < 60 && !strstr(captured(), "resumed"); i++) cpu_while_running(0.1);
+  for (int i = 0; i < 60 && !strstr(captured(), "resumed"); i++)
+    cpu_while_running(0.1);
   run_until(&in, 3);
   log = captured();
   if (count_of(log, "paused") != 1) printf("#   log: %s\n", log);
