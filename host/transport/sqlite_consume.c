@@ -288,8 +288,9 @@ static void hand_out(sqlite_transport *t, mb_delivery **batch, size_t n) {
 static void poll_queue(sqlite_transport *t) {
   mb_err err = {MB_OK, ""};
   int empty = 0; /* lease rounds in a row that found nothing although a row looked ready */
-  if (t->unreleased && sq_retry_releases(t, &err) != MB_OK && !t->paused)
-    mb_log(MB_WARN, t->queue, NULL, NULL, "%s (will try again)", err.msg);
+  mb_err give_back;
+  if (t->unreleased && sq_retry_releases(t, &give_back) != MB_OK && !t->paused)
+    mb_log(MB_WARN, t->queue, NULL, NULL, "%s (will try again)", give_back.msg);
   for (int round = 0; round < 4 && t->consuming; round++) {
     if (t->in_flight >= t->max_in_flight) return; /* complete/release poll again */
     int64_t at;
