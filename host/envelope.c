@@ -504,8 +504,71 @@ static int read_string(reader *r, char **out) {
   return MB_OK;
 }
 
-static int read_member(reader *r, mb_headers *out) {
+/* The keys decoded so far, for finding a duplicate in constant time: an open-addressing
+ * table of indexes into the header list (slot = index + 1, 0 = empty), hashed with
+ * SipHash-1-3 under a per-process random key, so that a writer cannot line keys up on
+ * one slot and make the decoder quadratic again (it runs under SQLite's write lock). */
+typedef struct key_set {
+  uint32_t *slots;
+  size_t cap; /* a power of two, at least twice the number of keys */
+} key_set;
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void sip_round(uint64_t v[4]) {
+  v[0] += v[1], v[1] = ROTL(v[1], 13), v[1] ^= v[0], v[0] = ROTL(v[0], 32);
+  v[2] += v[3], v[3] = ROTL(v[3], 16), v[3] ^= v[2];
+  v[0] += v[3], v[3] = ROTL(v[3], 21), v[3] ^= v[0];
+  v[2] += v[1], v[1] = ROTL(v[1], 17), v[1] ^= v[2], v[2] = ROTL(v[2], 32);
+}
+
+static uint64_t siphash13(const char *s, size_t len) {
+  static uint64_t k[2];
+  static int keyed;
+  if (!keyed) {
+    mb_random_bytes((uint8_t *)k, sizeof k);
+    keyed = 1;
+  }
+  uint64_t v[4] = {k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL,
+                   k[0] ^ 0x6c7967656e657261ULL, k[1] ^ 0x7465646279746573ULL};
+  uint64_t m, last = (uint64_t)len << 56;
+  const unsigned char *p = (const unsigned char *)s;
+  for (; len >= 8; len -= 8, p += 8) {
+    memcpy(&m, p, 8);
+    v[3] ^= m;
+    sip_round(v);
+    v[0] ^= m;
+  }
+  for (size_t i = 0; i < len; i++) last |= (uint64_t)p[i] << (8 * i);
+  v[3] ^= last;
+  sip_round(v);
+  v[0] ^= last;
+  v[2] ^= 0xff;
+  for (int i = 0; i < 3; i++) sip_round(v);
+  return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* The slot that holds key, or the empty slot where it would go. */
+static uint32_t *key_slot(const key_set *set, const mb_headers *h, const char *key) {
+  size_t mask = set->cap - 1, i = (size_t)siphash13(key, strlen(key)) & mask;
+  while (set->slots[i] && strcmp(h->items[set->slots[i] - 1].key, key) != 0) i = (i + 1) & mask;
+  return &set->slots[i];
+}
+
+/* Room for one more key than h holds. MB_OK or MB_ENOMEM. */
+static int key_set_reserve(key_set *set, const mb_headers *h) {
+  if ((h->len + 1) * 2 <= set->cap) return MB_OK;
+  key_set bigger = {NULL, set->cap ? set->cap * 2 : 64};
+  if ((bigger.slots = calloc(bigger.cap, sizeof *bigger.slots)) == NULL) return MB_ENOMEM;
+  for (size_t i = 0; i < h->len; i++) *key_slot(&bigger, h, h->items[i].key) = (uint32_t)i + 1;
+  free(set->slots);
+  *set = bigger;
+  return MB_OK;
+}
+
+static int read_member(reader *r, mb_headers *out, key_set *keys) {
   char *key = NULL, *value = NULL;
+  uint32_t *slot = NULL;
   int rc = read_string(r, &key);
   skip_ws(r);
   if (rc == MB_OK && (r->p >= r->end || *r->p++ != ':')) rc = fail(r, "expected ':'");
@@ -513,16 +576,19 @@ static int read_member(reader *r, mb_headers *out) {
   if (rc == MB_OK && (r->p >= r->end || *r->p != '"'))
     rc = fail(r, "every header value must be a string");
   if (rc == MB_OK) rc = read_string(r, &value);
-  if (rc == MB_OK && find(out, key)) rc = mb_err_set(r->err, MB_EINVAL,
-                                                     "malformed headers: duplicate key '%.64s'", key);
-  if (rc == MB_OK) rc = append(out, key, value) == MB_OK ? MB_OK
-                                                           : mb_err_set(r->err, MB_ENOMEM, "out of memory");
+  if (rc == MB_OK && key_set_reserve(keys, out) != MB_OK)
+    rc = mb_err_set(r->err, MB_ENOMEM, "out of memory");
+  if (rc == MB_OK && *(slot = key_slot(keys, out, key)) != 0)
+    rc = mb_err_set(r->err, MB_EINVAL, "malformed headers: duplicate key '%.64s'", key);
+  if (rc == MB_OK && append(out, key, value) != MB_OK)
+    rc = mb_err_set(r->err, MB_ENOMEM, "out of memory");
+  if (rc == MB_OK) *slot = (uint32_t)out->len;
   free(key);
   free(value);
   return rc;
 }
 
-static int read_object(reader *r, mb_headers *out) {
+static int read_object(reader *r, mb_headers *out, key_set *keys) {
   skip_ws(r);
   if (r->p >= r->end || *r->p++ != '{') return fail(r, "expected a JSON object");
   skip_ws(r);
@@ -532,7 +598,7 @@ static int read_object(reader *r, mb_headers *out) {
   }
   for (;;) {
     skip_ws(r);
-    int rc = read_member(r, out);
+    int rc = read_member(r, out, keys);
     if (rc != MB_OK) return rc;
     skip_ws(r);
     if (r->p >= r->end) return fail(r, "unterminated object");
@@ -549,7 +615,9 @@ int mb_headers_from_json(const char *json, size_t len, mb_headers *out, mb_err *
     return mb_err_set(err, MB_EINVAL, "malformed headers: %zu bytes, over the limit of %u",
                       len, MB_HEADERS_JSON_MAX);
   reader r = {json, json + len, err};
-  int rc = read_object(&r, out);
+  key_set keys = {NULL, 0};
+  int rc = read_object(&r, out, &keys);
+  free(keys.slots);
   skip_ws(&r);
   if (rc == MB_OK && r.p != r.end) rc = fail(&r, "trailing bytes after the object");
   if (rc != MB_OK) mb_headers_free(out);

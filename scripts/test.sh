@@ -100,6 +100,7 @@ run_system() {
     name=$(basename "$t" .sh)
     transports="sqlite rabbitmq"
     [[ $name == rabbitmq_* ]] && transports=rabbitmq
+    [[ $name == sqlite_* ]] && transports=sqlite
     for transport in $transports; do
       log=$LOGS/system-$name-$transport.log
       echo "## system $name on $transport"

@@ -1,7 +1,9 @@
 /* sqlite.c — the embedded SQLite transport (DESIGN §5): one WAL database that every
  * process of a machine shares, competing for rows. This file holds the vtable, the schema
  * and statements, sending, topology, lookups, open and close; receiving lives in
- * sqlite_consume.c, the reply queue in sqlite_replies.c.
+ * sqlite_consume.c, the reply queue in sqlite_replies.c, the files' modes, the bell and the
+ * database file's identity in sqlite_files.c, what a full or failing disk does in
+ * sqlite_pause.c.
  *
  * Owns: the schema and its statements, the bell other processes wake up on, sending
  * (dispatch, one transaction per batch), topology and ownership, lookups, open and close.
@@ -19,13 +21,11 @@
 #include "transport/sqlite.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -96,6 +96,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_REMOVE] = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE queue = ?1"
                  " AND id = ?2 AND (?3 = 0 OR seq = ?3) AND lease_owner IS NULL ORDER BY seq"
                  " LIMIT 1)",
+    [S_PROBE] = "UPDATE queues SET created_at = created_at WHERE name = ?1",
 };
 
 int64_t sq_now_ms(void) { return mb_now_usec() / 1000; }
@@ -124,10 +125,13 @@ sqlite3_stmt *sq_stmt(sqlite_transport *t, enum stmt_id id) {
   return s;
 }
 
+/* Every failed statement passes here: a full or failing disk also pauses receiving. */
 int sq_db_fail(sqlite_transport *t, mb_err *err, const char *what) {
-  int code = sqlite3_errcode(t->db);
+  int code = sqlite3_errcode(t->db) & 0xff;
   int status = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? MB_EBUSY : MB_EIO;
-  return mb_err_set(err, status, "sqlite %s: %s while %s", t->path, sqlite3_errmsg(t->db), what);
+  mb_err_set(err, status, "sqlite %s: %s while %s", t->path, sqlite3_errmsg(t->db), what);
+  if (code == SQLITE_FULL || code == SQLITE_IOERR) sq_pause(t, code);
+  return status;
 }
 
 /* Runs a statement that returns no rows. */
@@ -171,7 +175,7 @@ static int unroutable(const mb_outgoing *m, mb_err *err) {
   return mb_err_set(err, MB_EUNROUTABLE,
                     "no queue named '%s' (message %s of type %s): start the %s endpoint once "
                     "so that its queue exists, or fix the route",
-                    m->dest, m->env.id, m->env.type, m->dest);
+                    m->dest, m->env.id, m->env.type ? m->env.type : "(none)", m->dest);
 }
 
 static int insert_one(sqlite_transport *t, const mb_outgoing *m, mb_err *err) {
@@ -435,10 +439,13 @@ static int parse_option(sqlite_transport *t, const char *opt, int *sync_full, mb
   else if (strcmp(opt, "synchronous=normal") == 0) *sync_full = 0;
   else if (sscanf(opt, "lease=%d%c", &secs, &extra) == 1 && secs >= 1 && secs <= 3600)
     t->lease_ms = secs * 1000;
+  else if (strncmp(opt, "mode=", 5) == 0 && sq_parse_mode(opt + 5, &t->mode) == MB_OK)
+    ;
   else
     return mb_err_set(err, MB_EINVAL,
-                      "unknown option '%s' in the sqlite URL: use synchronous=full|normal or "
-                      "lease=SECONDS (1-3600)",
+                      "unknown option '%s' in the sqlite URL: use synchronous=full|normal, "
+                      "lease=SECONDS (1-3600) or mode=0600|0640|0660 (the files' mode: rw "
+                      "for the owner, read or read-write for the group or others)",
                       opt);
   return MB_OK;
 }
@@ -463,20 +470,6 @@ static int parse_url(sqlite_transport *t, const char *url, int *sync_full, mb_er
     if (rc != MB_OK) return rc;
   }
   return MB_OK;
-}
-
-static int mkdir_p(const char *dir, mb_err *err) {
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s", dir);
-  for (char *p = path + 1;; p++) {
-    char c = *p;
-    if (c != '/' && c != '\0') continue;
-    *p = '\0';
-    if (mkdir(path, 0775) != 0 && errno != EEXIST)
-      return mb_err_set(err, MB_EIO, "cannot create folder %s: %s", path, strerror(errno));
-    *p = c;
-    if (c == '\0') return MB_OK;
-  }
 }
 
 static int exec_sql(sqlite_transport *t, const char *sql, mb_err *err, const char *what) {
@@ -556,7 +549,7 @@ static int on_busy(void *ud, int count) {
 }
 
 static int open_db(sqlite_transport *t, int sync_full, mb_err *err) {
-  int rc = mkdir_p(t->dir, err);
+  int rc = sq_prepare_files(t, err);
   if (rc != MB_OK) return rc;
   if (sqlite3_open_v2(t->path, &t->db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -568,11 +561,8 @@ static int open_db(sqlite_transport *t, int sync_full, mb_err *err) {
   rc = setup_schema(t, sync_full, err);
   if (rc == MB_OK) rc = prepare_all(t, err);
   if (rc != MB_OK) return rc;
-  char bell[PATH_MAX];
-  snprintf(bell, sizeof bell, "%s-bell", t->path);
-  if ((t->bell_fd = open(bell, O_WRONLY | O_CREAT | O_CLOEXEC, 0664)) < 0)
-    return mb_err_set(err, MB_EIO, "cannot open %s: %s", bell, strerror(errno));
-  return MB_OK;
+  sq_remember_file(t);
+  return sq_open_bell(t, err);
 }
 
 static void init_watchers(sqlite_transport *t) {
@@ -580,7 +570,9 @@ static void init_watchers(sqlite_transport *t) {
   ev_timer_init(&t->wake, sq_on_poll_soon, SAFETY_POLL, 0.);
   double every = (double)t->lease_ms / 3000.0;
   ev_timer_init(&t->renew, sq_renew_leases, every, every);
-  t->poll_soon.data = t->wake.data = t->renew.data = t;
+  ev_timer_init(&t->file_check, sq_on_file_check, SAFETY_POLL, SAFETY_POLL);
+  ev_timer_init(&t->unpause, sq_on_unpause, 0., 0.);
+  t->poll_soon.data = t->wake.data = t->renew.data = t->file_check.data = t->unpause.data = t;
   t->inotify_fd = -1;
   t->bell_fd = -1;
 }
@@ -595,6 +587,7 @@ static int sqlite_open(mb_transport **out, struct ev_loop *loop, const char *url
   t->base.ops = &mb_sqlite_transport;
   t->loop = loop;
   t->lease_ms = 30000;
+  t->mode = 0600;
   mb_uuidv7(t->token);
   int sync_full = 1;
   int rc = parse_url(t, url, &sync_full, err);
@@ -608,22 +601,28 @@ static int sqlite_open(mb_transport **out, struct ev_loop *loop, const char *url
   return MB_OK;
 }
 
-/* Leased rows of this open become visible again at once: another consumer (or the next
- * start of this one) takes them. Their delivery count is kept. */
+/* Leased rows of this open become visible again at once (those waiting to be given back
+ * too): another consumer (or the next start of this one) takes them. Their delivery count
+ * is kept. When that fails, the log says which messages wait for their lease to run out. */
 static void release_all(sqlite_transport *t) {
-  if (t->leases == NULL || t->stmt[S_RELEASE_ALL] == NULL) return;
-  sqlite3_stmt *s = sq_stmt(t, S_RELEASE_ALL);
-  sq_bind_text(s, 1, t->token);
-  sqlite3_bind_int64(s, 2, sq_now_ms());
-  mb_err err;
-  if (sq_exec(t, s, &err, "releasing in-flight messages") != MB_OK)
-    mb_log(MB_WARN, t->queue, NULL, NULL, "%s: their leases will expire instead", err.msg);
-  else sq_ring(t);
+  size_t held = 0;
   while (t->leases) {
     lease *l = t->leases;
     t->leases = l->next;
     free(l);
+    held++;
   }
+  if (t->queue == NULL || t->stmt[S_RELEASE_ALL] == NULL) return;
+  sqlite3_stmt *s = sq_stmt(t, S_RELEASE_ALL);
+  sq_bind_text(s, 1, t->token);
+  sqlite3_bind_int64(s, 2, sq_now_ms());
+  mb_err err;
+  if (sq_exec(t, s, &err, "giving back the messages this host held") != MB_OK)
+    mb_log(MB_ERROR, t->queue, NULL, NULL,
+           "could not give back the %zu message(s) this host held in queue '%s' (%s): they "
+           "return to the queue when their lease runs out, within %d s",
+           held, t->queue, err.msg, t->lease_ms / 1000);
+  else if (sqlite3_changes(t->db) > 0) sq_ring(t);
 }
 
 static void sqlite_close(mb_transport *base) {
@@ -632,6 +631,7 @@ static void sqlite_close(mb_transport *base) {
   if (t->db) sq_close_replies(t);
   sq_unwatch_changes(t);
   ev_timer_stop(t->loop, &t->renew);
+  sq_stop_pause(t);
   release_all(t);
   for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(t->stmt[i]);
   if (t->db && sqlite3_close(t->db) != SQLITE_OK)

@@ -1,6 +1,8 @@
 /* sqlite.h — the embedded SQLite transport (DESIGN §5): one WAL database file shared by
- * every process of one machine. URL: sqlite://PATH[?synchronous=full|normal&lease=SECONDS]
- * (sqlite:///abs/path or sqlite://./rel/path). */
+ * every process of one machine. URL:
+ *   sqlite://PATH[?synchronous=full|normal&lease=SECONDS&mode=0600|0640|0660]
+ * (sqlite:///abs/path or sqlite://./rel/path); mode: of the files it creates (default
+ * 0600, folders 0700). */
 #ifndef MOONBUS_TRANSPORT_SQLITE_H
 #define MOONBUS_TRANSPORT_SQLITE_H
 

@@ -6,6 +6,7 @@
  * Never: calls a delivery callback from inside complete/release (polls are always
  * scheduled on the loop), or holds a transaction across loop iterations. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +28,20 @@ static void lease_add(sqlite_transport *t, lease *l) {
   if (!ev_is_active(&t->renew)) ev_timer_again(t->loop, &t->renew);
 }
 
-static void lease_drop(sqlite_transport *t, mb_delivery *d) {
-  lease *l = d->transport_data;
-  if (l == NULL) return;
+static void lease_unlink(sqlite_transport *t, lease *l) {
   if (l->prev) l->prev->next = l->next;
   else t->leases = l->next;
   if (l->next) l->next->prev = l->prev;
   free(l);
+  if (t->leases == NULL) ev_timer_stop(t->loop, &t->renew);
+}
+
+static void lease_drop(sqlite_transport *t, mb_delivery *d) {
+  lease *l = d->transport_data;
+  if (l == NULL) return;
+  lease_unlink(t, l);
   d->transport_data = NULL;
   t->in_flight--;
-  if (t->leases == NULL) ev_timer_stop(t->loop, &t->renew);
   sq_schedule_poll(t);
 }
 
@@ -48,7 +53,7 @@ void sq_renew_leases(struct ev_loop *loop, ev_timer *w, int revents) {
   sq_bind_text(s, 1, t->token);
   sqlite3_bind_int64(s, 2, sq_now_ms() + t->lease_ms);
   mb_err err;
-  if (sq_exec(t, s, &err, "renewing leases") != MB_OK)
+  if (sq_exec(t, s, &err, "renewing leases") != MB_OK && !t->paused)
     mb_log(MB_WARN, NULL, NULL, NULL, "%s (will try again)", err.msg);
 }
 
@@ -81,47 +86,119 @@ int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outb
   return MB_OK;
 }
 
+static int release_row(sqlite_transport *t, int64_t seq, int64_t at, mb_err *err) {
+  sqlite3_stmt *s = sq_stmt(t, S_RELEASE);
+  sqlite3_bind_int64(s, 1, seq);
+  sq_bind_text(s, 2, t->token);
+  sqlite3_bind_int64(s, 3, at);
+  return sq_exec(t, s, err, "releasing a message");
+}
+
+/* A release that failed (a full disk) keeps the lease, renewed with the others, marked to
+ * be given back when the database can be written again; the pipeline's slot is free. */
 int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_err *err) {
   sqlite_transport *t = (sqlite_transport *)base;
-  sqlite3_stmt *s = sq_stmt(t, S_RELEASE);
-  sqlite3_bind_int64(s, 1, (sqlite3_int64)d->tag);
-  sq_bind_text(s, 2, t->token);
-  sqlite3_bind_int64(s, 3, sq_now_ms() + (int64_t)(delay * 1000.0));
-  int rc = sq_exec(t, s, err, "releasing a message");
-  if (rc == MB_OK) sq_ring(t);
-  lease_drop(t, d);
+  int64_t at = sq_now_ms() + (int64_t)(delay * 1000.0);
+  lease *l = d->transport_data;
+  int rc = release_row(t, (int64_t)d->tag, at, err);
+  if (rc == MB_OK) {
+    sq_ring(t);
+    lease_drop(t, d);
+  } else if (l) {
+    char why[MB_ERRLEN];
+    snprintf(why, sizeof why, "%s", err->msg);
+    mb_err_set(err, rc, "%s; the message stays leased to this host, which gives it back as "
+               "soon as the database can be written again", why);
+    l->give_back_at = at > 0 ? at : 1;
+    t->unreleased++;
+    d->transport_data = NULL;
+    t->in_flight--;
+  }
+  return rc;
+}
+
+int sq_retry_releases(sqlite_transport *t, mb_err *err) {
+  int given = 0, rc = MB_OK;
+  for (lease *l = t->leases, *next; l && t->unreleased && rc == MB_OK; l = next) {
+    next = l->next;
+    if (l->give_back_at == 0) continue;
+    int64_t now = sq_now_ms();
+    rc = release_row(t, l->seq, l->give_back_at > now ? l->give_back_at : now, err);
+    if (rc != MB_OK) break;
+    t->unreleased--;
+    lease_unlink(t, l);
+    given++;
+  }
+  if (given) sq_ring(t);
   return rc;
 }
 
 /* --- receiving ------------------------------------------------------------------------------- */
 
-static char *column_text(sqlite3_stmt *s, int i) {
-  const unsigned char *v = sqlite3_column_text(s, i);
-  return v ? strdup((const char *)v) : NULL;
+/* A text column as a C string (NULL for SQL NULL); *nul is set when it holds a NUL byte,
+ * which a C string cannot carry. */
+static int column_text(sqlite3_stmt *s, int i, char **out, int *nul) {
+  const char *v = (const char *)sqlite3_column_text(s, i);
+  size_t len = v ? (size_t)sqlite3_column_bytes(s, i) : 0;
+  *out = NULL;
+  if (v == NULL) return sqlite3_column_type(s, i) == SQLITE_NULL ? MB_OK : MB_ENOMEM;
+  if (memchr(v, '\0', len)) *nul = 1;
+  return (*out = strndup(v, len)) ? MB_OK : MB_ENOMEM;
 }
 
-/* A row of S_LEASE or S_BROWSE as a delivery from queue; a row whose headers do not decode
- * still becomes one, with d->problem set, so that the pipeline parks it instead of losing
- * it. NULL when out of memory. */
+/* The header column: SQL NULL is no headers; text that does not decode, or headers that
+ * break the rules every transport applies (mb_headers_check: count, size, key syntax),
+ * set d->problem with the reason. MB_OK or MB_ENOMEM. */
+static int take_headers(mb_delivery *d, sqlite3_stmt *s, int i) {
+  const char *json = (const char *)sqlite3_column_text(s, i);
+  mb_err err;
+  if (json == NULL)
+    return sqlite3_column_type(s, i) == SQLITE_NULL ? MB_OK : MB_ENOMEM;
+  int rc = mb_headers_from_json(json, (size_t)sqlite3_column_bytes(s, i), &d->env.headers, &err);
+  if (rc == MB_OK) rc = mb_headers_check(&d->env.headers, 1, &err);
+  if (rc == MB_ENOMEM) return rc;
+  if (rc != MB_OK && (d->problem = strdup(err.msg)) == NULL) return MB_ENOMEM;
+  return MB_OK;
+}
+
+static int take_strings(mb_delivery *d, sqlite3_stmt *s) {
+  int nul = 0;
+  if (column_text(s, 2, &d->env.type, &nul) != MB_OK ||
+      column_text(s, 3, &d->env.correlation_id, &nul) != MB_OK ||
+      column_text(s, 4, &d->env.reply_to, &nul) != MB_OK)
+    return MB_ENOMEM;
+  if (nul && d->problem == NULL &&
+      (d->problem = strdup("type, correlation id or reply-to holds a NUL byte")) == NULL)
+    return MB_ENOMEM;
+  return MB_OK;
+}
+
+static uint32_t delivery_count(sqlite3_stmt *s, int i) {
+  sqlite3_int64 n = sqlite3_column_int64(s, i);
+  return n < 1 ? 1 : n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* A row of S_LEASE, S_BROWSE or S_TAKE_REPLIES (seq, id, type, correlation_id, reply_to,
+ * headers, body, deliveries) as a delivery from queue. Another process may have written
+ * anything there, so every column is taken as it comes: a missing or non-UUID id gets a
+ * new one (the original in moonbus.foreign_id), a NULL type stays NULL (the pipeline
+ * parks it), and headers that do not decode or break the rules set d->problem, so that the
+ * pipeline parks the message with the reason instead of losing it. NULL only when out of
+ * memory. */
 mb_delivery *sq_delivery_from_row(sqlite3_stmt *s, const char *queue) {
   mb_delivery *d = calloc(1, sizeof *d);
   if (d == NULL || (d->queue = strdup(queue)) == NULL) goto fail;
   mb_envelope_init(&d->env);
   d->tag = (uint64_t)sqlite3_column_int64(s, 0);
+  if (take_headers(d, s, 5) != MB_OK) goto fail;
   const char *id = (const char *)sqlite3_column_text(s, 1);
-  snprintf(d->env.id, sizeof d->env.id, "%s", id ? id : "");
-  d->env.type = column_text(s, 2);
-  d->env.correlation_id = column_text(s, 3);
-  d->env.reply_to = column_text(s, 4);
-  const char *headers = (const char *)sqlite3_column_text(s, 5);
-  mb_err err;
-  if (mb_headers_from_json(headers, headers ? (size_t)sqlite3_column_bytes(s, 5) : 0,
-                           &d->env.headers, &err) != MB_OK)
-    d->problem = strdup(err.msg);
+  if (mb_envelope_take_id(&d->env, id, id ? (size_t)sqlite3_column_bytes(s, 1) : 0) != MB_OK)
+    goto fail;
+  if (take_strings(d, s) != MB_OK) goto fail;
   const void *body = sqlite3_column_blob(s, 6);
   if (mb_envelope_set_body(&d->env, body, body ? (size_t)sqlite3_column_bytes(s, 6) : 0) != MB_OK)
     goto fail;
-  d->delivery_count = (uint32_t)sqlite3_column_int64(s, 7);
+  d->delivery_count = delivery_count(s, 7);
   return d;
 fail:
   mb_delivery_free(d);
@@ -210,21 +287,28 @@ static void hand_out(sqlite_transport *t, mb_delivery **batch, size_t n) {
  * finds the transport in a consistent state. */
 static void poll_queue(sqlite_transport *t) {
   mb_err err = {MB_OK, ""};
+  int empty = 0; /* lease rounds in a row that found nothing although a row looked ready */
+  mb_err give_back;
+  if (t->unreleased && sq_retry_releases(t, &give_back) != MB_OK && !t->paused)
+    mb_log(MB_WARN, t->queue, NULL, NULL, "%s (will try again)", give_back.msg);
   for (int round = 0; round < 4 && t->consuming; round++) {
     if (t->in_flight >= t->max_in_flight) return; /* complete/release poll again */
     int64_t at;
     if (next_visible(t, &at, &err) != MB_OK) break;
-    if (at < 0 || at > sq_now_ms()) {
-      arm_wake(t, at);
+    if (at < 0 || at > sq_now_ms() || empty == 2) {
+      /* twice nothing: a row whose visible_at is not a number (min() sees it, no lease
+       * takes it); the safety poll looks again instead of a tight loop */
+      arm_wake(t, empty == 2 ? -1 : at);
       return;
     }
     unsigned room = t->max_in_flight - t->in_flight;
     mb_delivery *batch[LEASE_BATCH];
     size_t n;
     if (lease_rows(t, batch, room < LEASE_BATCH ? room : LEASE_BATCH, &n, &err) != MB_OK) break;
+    empty = n ? 0 : empty + 1;
     hand_out(t, batch, n);
   }
-  if (!t->consuming) return;
+  if (!t->consuming || t->paused) return; /* a pause logged its own line */
   if (err.status == MB_OK) {
     sq_schedule_poll(t); /* still more ready: go on after other watchers had their turn */
     return;
@@ -237,8 +321,9 @@ static void poll_queue(sqlite_transport *t) {
 void sq_on_poll_soon(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
-  sq_poll_replies(w->data);
-  poll_queue(w->data);
+  sqlite_transport *t = w->data;
+  if (!t->paused) sq_poll_replies(t);
+  if (!t->paused) poll_queue(t);
 }
 
 void sq_schedule_poll(sqlite_transport *t) {
@@ -257,20 +342,26 @@ static void on_changes(struct ev_loop *loop, ev_io *w, int revents) {
   size_t flen = strlen(t->file);
   int relevant = 0;
   ssize_t n;
+  int moved = 0; /* the database file itself was deleted, renamed or renamed over */
   while ((n = read(t->inotify_fd, buf, sizeof buf)) > 0) {
     for (char *p = buf; p < buf + n;) {
       struct inotify_event *e = (struct inotify_event *)p;
       if (e->len && strncmp(e->name, t->file, flen) == 0) relevant = 1;
+      if (e->len && strcmp(e->name, t->file) == 0 &&
+          (e->mask & (IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)))
+        moved = 1;
       p += sizeof *e + e->len;
     }
   }
+  if (moved) sq_check_file(t);
   if (relevant) sq_schedule_poll(t);
 }
 
 int sq_watch_changes(sqlite_transport *t, mb_err *err) {
   t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (t->inotify_fd < 0 ||
-      inotify_add_watch(t->inotify_fd, t->dir, IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+      inotify_add_watch(t->inotify_fd, t->dir,
+                        IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE) < 0) {
     int e = errno;
     if (t->inotify_fd >= 0) close(t->inotify_fd);
     t->inotify_fd = -1;
@@ -279,6 +370,7 @@ int sq_watch_changes(sqlite_transport *t, mb_err *err) {
   ev_io_init(&t->changes, on_changes, t->inotify_fd, EV_READ);
   t->changes.data = t;
   ev_io_start(t->loop, &t->changes);
+  ev_timer_again(t->loop, &t->file_check);
   return MB_OK;
 }
 
@@ -304,6 +396,7 @@ int sqlite_consume(mb_transport *base, const char *queue, unsigned max_in_flight
 
 void sq_unwatch_changes(sqlite_transport *t) {
   ev_timer_stop(t->loop, &t->poll_soon);
+  ev_timer_stop(t->loop, &t->file_check);
   if (t->inotify_fd >= 0) {
     ev_io_stop(t->loop, &t->changes);
     close(t->inotify_fd);
@@ -315,5 +408,6 @@ void sqlite_stop_consuming(mb_transport *base) {
   sqlite_transport *t = (sqlite_transport *)base;
   t->consuming = 0;
   ev_timer_stop(t->loop, &t->wake);
+  if (t->reply_queue == NULL) sq_stop_pause(t);
   if (t->reply_queue == NULL) sq_unwatch_changes(t); /* replies keep the watch */
 }

@@ -35,7 +35,8 @@ void sq_poll_replies(sqlite_transport *t) {
     if (step != SQLITE_DONE) {
       mb_err err;
       sq_db_fail(t, &err, "taking replies");
-      mb_log(MB_WARN, t->reply_queue, NULL, NULL, "%s; looking again shortly", err.msg);
+      if (!t->paused)
+        mb_log(MB_WARN, t->reply_queue, NULL, NULL, "%s; looking again shortly", err.msg);
     }
     sqlite3_reset(s);
     for (size_t i = 0; i < n; i++) t->reply_fn(t->reply_ud, got[i]);

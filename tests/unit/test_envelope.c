@@ -1,5 +1,6 @@
 /* test_envelope.c — ids, time stamps, kinds, header lists, header key rules, the strict
  * JSON header codec and the envelope's deep copies (host/envelope.c). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,6 +288,53 @@ static void test_foreign_ids_are_replaced_and_recorded(void) {
   mb_envelope_free(&e);
 }
 
+/* A header block of n distinct keys "k0".."k{n-1}" (plus dup, if not NULL, last). */
+static char *many_keys_json(int n, const char *dup, size_t *len) {
+  size_t cap = (size_t)n * 20 + 64, at = 0;
+  char *json = malloc(cap);
+  json[at++] = '{';
+  for (int i = 0; i < n; i++)
+    at += (size_t)snprintf(json + at, cap - at, "%s\"k%d\":\"v\"", i ? "," : "", i);
+  if (dup) at += (size_t)snprintf(json + at, cap - at, ",\"%s\":\"again\"", dup);
+  json[at++] = '}';
+  json[at] = '\0';
+  *len = at;
+  return json;
+}
+
+/* 60 000 keys took ~5 s when each key was compared with every earlier one (the write lock
+ * of a SQLite bus is held meanwhile); linear decoding takes milliseconds even under ASan. */
+static void test_json_decodes_many_keys_in_linear_time(void) {
+  size_t len;
+  char *json = many_keys_json(60000, NULL, &len);
+  mb_headers h = MB_HEADERS_INIT;
+  mb_err err;
+  double start = mb_monotonic();
+  int rc = mb_headers_from_json(json, len, &h, &err);
+  double took = mb_monotonic() - start;
+  printf("#   60 000 keys decoded in %.3f s\n", took);
+  CHECK(rc == MB_OK && h.len == 60000);
+  CHECK(took < 1.5); /* quadratic: ~20 s under ASan, ~6 s at -O2 */
+  CHECK(rc == MB_OK && strcmp(h.items[59999].key, "k59999") == 0);
+  CHECK(mb_headers_check(&h, 1, &err) == MB_EINVAL && strstr(err.msg, "over the limit of 256"));
+  mb_headers_free(&h);
+  free(json);
+  const char *dups[] = {"k0", "k31337", "k59999"};
+  for (int i = 0; i < 3; i++) {
+    json = many_keys_json(60000, dups[i], &len);
+    CHECK(mb_headers_from_json(json, len, &h, &err) == MB_EINVAL && h.len == 0);
+    CHECK(strstr(err.msg, "duplicate key") && strstr(err.msg, dups[i]));
+    free(json);
+  }
+  /* keys that differ only after a shared prefix, or by length, are not duplicates */
+  const char *near = "{\"a\":\"1\",\"ab\":\"2\",\"abc\":\"3\",\"b\":\"4\",\"ba\":\"5\",\"\":\"6\"}";
+  CHECK(mb_headers_from_json(near, strlen(near), &h, &err) == MB_OK && h.len == 6);
+  mb_headers_free(&h);
+  const char *escaped = "{\"a\\u0062\":\"1\",\"ab\":\"2\"}"; /* the same key, spelt twice */
+  CHECK(mb_headers_from_json(escaped, strlen(escaped), &h, &err) == MB_EINVAL);
+  CHECK(strstr(err.msg, "duplicate key 'ab'") != NULL);
+}
+
 int main(void) {
   RUN(test_uuidv7_has_the_rfc_9562_layout);
   RUN(test_uuidv7_carries_the_time_in_ms);
@@ -307,5 +355,6 @@ int main(void) {
   RUN(test_envelope_copy_is_deep_and_kind_comes_from_the_header);
   RUN(test_header_rules_count_size_and_keys);
   RUN(test_foreign_ids_are_replaced_and_recorded);
+  RUN(test_json_decodes_many_keys_in_linear_time);
   return unit_done();
 }
