@@ -66,10 +66,10 @@ build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ) tests/unit/unit.h
 
 # Fuzz targets, run by make test as a fixed-seed mutation loop (see the file's header
 # for libFuzzer).
-build/asan/tests/fuzz_%: tests/fuzz/fuzz_%.c $(ASAN_OBJ)
+build/asan/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(ASAN_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD asan $@"
-	@$(CC) $(ASAN_CFLAGS) -DMB_FUZZ_STANDALONE $< $(ASAN_OBJ) -o $@ $(LUA_LIB) $(LIBS)
+	@$(CC) $(ASAN_CFLAGS) -DMB_FUZZ_STANDALONE -Itests/fuzz $< $(ASAN_OBJ) -o $@ $(LUA_LIB) $(LIBS)
 
 # Test tools that play a broken or foreign sender (they bypass every check of the core).
 build/tools/%: tests/tools/%.c build/rel/host/transport/rabbitmq_conn.o build/rel/host/status.o \

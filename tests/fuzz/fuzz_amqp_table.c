@@ -165,6 +165,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifdef MB_FUZZ_STANDALONE
+#include "fuzz.h"
+
 #define CAP 8192
 
 static amqp_table_entry_t entries[400];
@@ -236,46 +238,27 @@ static int seed_props(int s, amqp_basic_properties_t *p) {
   return 1;
 }
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static uint32_t next_random(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (uint32_t)rng;
-}
-
 /* One random edit of buf (len < cap) past byte 0: flip, delete, insert or overwrite a
  * field tag; byte 0 (the mode) changes now and then. */
 static size_t mutate(uint8_t *buf, size_t len, size_t cap) {
   static const uint8_t tags[] = {'S', 'x', 'F', 'A', 'I', 'l', 't', 'V', 'D', 'T', 'b', 'B'};
-  uint32_t r = next_random();
-  size_t at = len > 1 ? 1 + next_random() % (len - 1) : 1;
+  uint32_t r = fuzz_random();
+  size_t at = len > 1 ? 1 + fuzz_random() % (len - 1) : 1;
   switch (r % 5) {
-  case 0: if (len > 1) buf[at] ^= (uint8_t)(1u << (next_random() % 8)); return len;
+  case 0: if (len > 1) buf[at] ^= (uint8_t)(1u << (fuzz_random() % 8)); return len;
   case 1: if (len > 1) memmove(buf + at, buf + at + 1, len - at - 1); return len > 1 ? len - 1 : len;
   case 2:
     if (len + 1 >= cap) return len;
     memmove(buf + at + 1, buf + at, len - at);
-    buf[at] = (uint8_t)next_random();
+    buf[at] = (uint8_t)fuzz_random();
     return len + 1;
-  case 3: if (len > 1) buf[at] = tags[next_random() % sizeof tags]; return len;
-  default: buf[0] = (uint8_t)(next_random() % 4); return len;
+  case 3: if (len > 1) buf[at] = tags[fuzz_random() % sizeof tags]; return len;
+  default: buf[0] = (uint8_t)(fuzz_random() % 4); return len;
   }
 }
 
-static int replay_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return -1;
-  static uint8_t buf[FRAME_MAX + 1];
-  size_t n = fread(buf, 1, sizeof buf, f);
-  fclose(f);
-  return LLVMFuzzerTestOneInput(buf, n);
-}
-
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (replay_file(argv[i]) != 0) fprintf(stderr, "cannot read %s\n", argv[i]);
-  if (argc > 1) return 0;
+  if (fuzz_replay_args(argc, argv)) return 0;
   static uint8_t seed[CAP], buf[CAP];
   long runs = 0;
   int seeds = 0;

@@ -122,15 +122,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifdef MB_FUZZ_STANDALONE
+#include "fuzz.h"
+
 /* Seeds hold NUL bytes: each keeps its length. */
-typedef struct seed {
-  const char *p;
-  size_t n;
-} seed;
-#define SEED(text)                                                                                 \
-  { text, sizeof(text) - 1 }
+#define SEED(text) FUZZ_TOKEN(text)
 #define S "\x1f"
-static const seed seeds[] = {
+static const fuzz_token seeds[] = {
     SEED("\x01"
          "1" S "0192b7c1-5f3a-7c2e-8a1b-3c4d5e6f7a8b" S "a.Do" S "c" S "r" S
          "{\"moonbus.kind\":\"command\"}" S "{}" S "\x01"
@@ -159,75 +156,20 @@ static const seed seeds[] = {
 };
 #undef S
 
-static uint64_t rng = 0x2545f4914f6cdd1dULL;
-static uint32_t next_random(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (uint32_t)rng;
-}
-
-/* One random edit of buf (len < cap): flip, delete, insert a byte or a token. */
-static size_t mutate(uint8_t *buf, size_t len, size_t cap) {
-  static const char *const tokens[] = {
-      "\x1f", "\x00", "\x01", "\x02", "\"",           "\\u",
-      "{",    "}",    ":",    ",",    "\"k\":\"v\",", "0192b7c1-5f3a-7c2e-8a1b-"};
-  uint32_t r = next_random(), at = len ? next_random() % len : 0;
-  switch (r % 4) {
-  case 0:
-    if (len) buf[at] ^= (uint8_t)(1u << (next_random() % 8));
-    return len;
-  case 1:
-    if (len) memmove(buf + at, buf + at + 1, len - at - 1);
-    return len ? len - 1 : 0;
-  case 2:
-    if (len + 1 >= cap) return len;
-    memmove(buf + at + 1, buf + at, len - at);
-    buf[at] = (uint8_t)next_random();
-    return len + 1;
-  default: {
-    size_t k = next_random() % (sizeof tokens / sizeof *tokens);
-    size_t n = k >= 1 && k <= 3 ? 1 : strlen(tokens[k]);
-    if (len + n >= cap) return len;
-    memmove(buf + at + n, buf + at, len - at);
-    memcpy(buf + at, tokens[k], n);
-    return len + n;
-  }
-  }
-}
-
-static int replay_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return -1;
-  static uint8_t buf[1 << 21];
-  size_t n = fread(buf, 1, sizeof buf, f);
-  fclose(f);
-  return LLVMFuzzerTestOneInput(buf, n);
-}
+static const fuzz_token tokens[] = {
+    FUZZ_TOKEN("\x1f"), {"\x00", 1},          FUZZ_TOKEN("\x01"), FUZZ_TOKEN("\x02"),
+    FUZZ_TOKEN("\""),   FUZZ_TOKEN("\\u"),    FUZZ_TOKEN("{"),    FUZZ_TOKEN("}"),
+    FUZZ_TOKEN(":"),    FUZZ_TOKEN(","),      FUZZ_TOKEN("\"k\":\"v\","),
+    FUZZ_TOKEN("0192b7c1-5f3a-7c2e-8a1b-")};
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (replay_file(argv[i]) != 0) fprintf(stderr, "cannot read %s\n", argv[i]);
-  if (argc > 1) return 0;
+  fuzz_rng = 0x2545f4914f6cdd1dULL;
+  if (fuzz_replay_args(argc, argv)) return 0;
   const size_t n_seeds = sizeof seeds / sizeof *seeds;
   long runs = 0;
-  for (size_t s = 0; s < n_seeds; s++) {
-    uint8_t buf[512];
-    size_t len = seeds[s].n;
-    memcpy(buf, seeds[s].p, len);
-    LLVMFuzzerTestOneInput(buf, len);
-    for (int i = 0; i < 20000; i++, runs++) {
-      len = mutate(buf, len, sizeof buf);
-      uint8_t *exact = malloc(len ? len : 1); /* exact size, so ASan sees reads past the end */
-      memcpy(exact, buf, len);
-      LLVMFuzzerTestOneInput(exact, len);
-      free(exact);
-      if (i % 400 == 399) { /* drift back to the seed now and then */
-        len = seeds[s].n;
-        memcpy(buf, seeds[s].p, len);
-      }
-    }
-  }
+  for (size_t s = 0; s < n_seeds; s++)
+    runs += fuzz_mutation_loop((const uint8_t *)seeds[s].p, seeds[s].n, 20000, 400, tokens,
+                               sizeof tokens / sizeof *tokens);
   sqlite3_finalize(row);
   sqlite3_close(db);
   printf("ok - fuzz_sqlite_row: %zu seeds and %ld mutated rows decode to a delivery the "
