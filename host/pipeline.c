@@ -111,7 +111,7 @@ static void release(mb_job *job, const char *why) {
   LOG_MSG(MB_WARN, job, "%s; delivery %u, back on the queue in %.1f s", why,
           job->d->delivery_count, delay);
   if (t->ops->release(t, job->d, delay, &err) != MB_OK)
-    LOG_MSG(MB_ERROR, job, "release failed (the lease will expire instead): %s", err.msg);
+    LOG_MSG(MB_ERROR, job, "could not give it back to its queue: %s", err.msg);
   job_end(job);
 }
 
