@@ -229,6 +229,11 @@ void mb_sched_park(mb_sched *s, mb_thread *th, void (*cancel)(void *ud), void *u
   th->cancel_ud = ud;
 }
 
+void mb_sched_credit(mb_sched *s, mb_thread *th, double seconds) {
+  (void)s;
+  if (th && th->deadline && seconds > 0) th->deadline += seconds;
+}
+
 /* A wake comes from inside a transport's or correlate.c's callback, which may be walking
  * its own lists: the coroutine (which may send again at once) is resumed later, from a
  * watcher of its own, never from inside the call that woke it. */

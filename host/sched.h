@@ -38,6 +38,9 @@ mb_thread *mb_sched_self(const mb_sched *s, struct lua_State *L);
 /* Parks th: the caller returns lua_yieldk(...) at once. cancel(ud) runs if th is cancelled
  * (the bus shuts down) before mb_sched_wake. */
 void mb_sched_park(mb_sched *s, mb_thread *th, void (*cancel)(void *ud), void *ud);
+/* Time th spent blocked inside a bus call without parking (a transport that commits to
+ * disk before it returns): like parked time, it does not count against the time budget. */
+void mb_sched_credit(mb_sched *s, mb_thread *th, double seconds);
 /* Resumes a parked th (its continuation pushes the results). Call from the loop only. */
 void mb_sched_wake(mb_sched *s, mb_thread *th);
 
