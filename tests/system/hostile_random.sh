@@ -54,7 +54,7 @@ missing=$(sort "$WORK/good.txt" | comm -23 - <(awk '{ print $1 }' "$HANDLED" | s
 check "every message the generator calls good ($good) was handled (missing: ${missing:-none})" \
   test -z "$missing"
 "$MOONBUS" errors list >"$WORK/errors.txt" 2>>"$WORK/cli.log"
-with_reason=$(grep -cE '^[0-9a-f-]{36}'$'\t''[^\t]*'$'\t''[^\t]*'$'\t''[^\t]*'$'\t''.' "$WORK/errors.txt")
+with_reason=$(awk -F'\t' 'NF == 5 && $1 ~ /^[0-9a-f-]+$/ && length($1) == 36 && $5 != ""' "$WORK/errors.txt" | wc -l)
 check "moonbus errors list gives every parked message its id and reason ($with_reason of $p)" \
   test "$with_reason" -eq "$p"
 awk -F'\t' '{ print $5 }' "$WORK/errors.txt" | sed 's/[0-9][0-9]*/N/g' | sort | uniq -c | sort -rn |
