@@ -104,6 +104,7 @@ run_system() {
     for transport in $transports; do
       log=$LOGS/system-$name-$transport.log
       echo "## system $name on $transport"
+      local began=$SECONDS
       if [ "$transport" = rabbitmq ] && [ -z "$amqp" ]; then
         echo "not ok - no RabbitMQ broker could be started" >"$log"
         rc=1
@@ -113,7 +114,7 @@ run_system() {
         rc=$?
       fi
       grep -E '^(not ok|# )' "$log" | head -40 || true
-      count "$log" "system[$transport]/$name" $rc
+      count "$log" "system[$transport]/$name ($((SECONDS - began)) s)" $rc
     done
   done
 }

@@ -10,24 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 MAX_BODY=65536
 CASES=${HOSTILE_CASES:-"bare typed oversize frame dup wrongtyped nonutf8 nonjson array newline"}
-mkdir -p "$WORK/h"
-cat >"$WORK/h/endpoint.lua" <<LUA
-local bus = require "moonbus"
-bus.command("h.Do", { n = "number" })
-bus.endpoint { name = "h", max_body = $MAX_BODY, concurrency = 4, -- audit on: copies of big messages
-  retries = { immediate = 0, delayed = 0 } }
-local out = assert(io.open(os.getenv("HANDLED"), "a"))
-bus.handle("h.Do", function(d, ctx)
-  out:write(d.n, " ", ctx.id, "\n")
-  out:flush()
-end)
-LUA
-export MOONBUS_LOG=info HANDLED=$WORK/handled.txt
-touch "$HANDLED"
-start_host h "$WORK/h"
-H=$LAST_PID
-wait_for 20 host_ready h
-check "the endpoint starts" host_ready h
+hostile_endpoint $MAX_BODY 4 # audit on: copies of big messages
 
 good=0
 hostile_n=0

@@ -11,24 +11,7 @@ SEED=${HOSTILE_SEED:-20261201}
 COUNT=${HOSTILE_COUNT:-3000}
 MAX_BODY=4096
 echo "# seed $SEED, $COUNT messages (HOSTILE_SEED=$SEED HOSTILE_COUNT=$COUNT to replay)"
-mkdir -p "$WORK/h"
-cat >"$WORK/h/endpoint.lua" <<LUA
-local bus = require "moonbus"
-bus.command("h.Do", { n = "number" })
-bus.endpoint { name = "h", max_body = $MAX_BODY, concurrency = 8,
-  retries = { immediate = 0, delayed = 0 } }
-local out = assert(io.open(os.getenv("HANDLED"), "a"))
-bus.handle("h.Do", function(d, ctx)
-  out:write(d.n, " ", ctx.id, "\n")
-  out:flush()
-end)
-LUA
-export MOONBUS_LOG=info HANDLED=$WORK/handled.txt
-touch "$HANDLED"
-start_host h "$WORK/h"
-H=$LAST_PID
-wait_for 20 host_ready h
-check "the endpoint starts" host_ready h
+hostile_endpoint $MAX_BODY 8
 
 start=$SECONDS
 summary=$(hostile_random h "$SEED" "$COUNT" h.Do "$MAX_BODY" "$WORK/good.txt" 2>>"$WORK/sender.log")

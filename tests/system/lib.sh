@@ -146,6 +146,30 @@ supervise() {
   done
 }
 
+# hostile_endpoint MAX_BODY CONCURRENCY: starts endpoint h, which declares command h.Do
+# { n = number }, retries nothing and appends "n id" of each message it handles to
+# $HANDLED ($WORK/handled.txt); sets H to its pid and checks it started.
+hostile_endpoint() {
+  mkdir -p "$WORK/h"
+  cat >"$WORK/h/endpoint.lua" <<LUA
+local bus = require "moonbus"
+bus.command("h.Do", { n = "number" })
+bus.endpoint { name = "h", max_body = $1, concurrency = $2,
+  retries = { immediate = 0, delayed = 0 } }
+local out = assert(io.open(os.getenv("HANDLED"), "a"))
+bus.handle("h.Do", function(d, ctx)
+  out:write(d.n, " ", ctx.id, "\n")
+  out:flush()
+end)
+LUA
+  export MOONBUS_LOG=info HANDLED=$WORK/handled.txt
+  touch "$HANDLED"
+  start_host h "$WORK/h"
+  H=$LAST_PID
+  wait_for 20 host_ready h
+  check "the endpoint starts" host_ready h
+}
+
 # --- hostile foreign senders (tests/tools/amqp_random.c, tests/tools/sqlite_random.lua) ---
 # hostile QUEUE CASE N TYPE MAX_BODY: one message of a named hostile kind (bare, typed,
 # oversize, frame, dup, wrongtyped, nonutf8, nonjson, array, newline) written by a foreign
