@@ -17,8 +17,21 @@
 /* Takes every reply in this process's reply queue, LEASE_BATCH per DELETE ... RETURNING
  * (SQLite deletes every row at the first step, so each statement is read to its end), and
  * hands them out after the statement is done. */
+/* A read first, so that of the processes woken by a commit only those with a reply take
+ * the write lock (forty requesters each deleting nothing on every commit of the machine
+ * starved the writers they waited for). On a failed read the take below reports it. */
+static int replies_ready(sqlite_transport *t) {
+  sqlite3_stmt *s = sq_stmt(t, S_NEXT);
+  sq_bind_text(s, 1, t->reply_queue);
+  int step = sqlite3_step(s);
+  int ready = step != SQLITE_ROW || (sqlite3_column_type(s, 0) != SQLITE_NULL &&
+                                     sqlite3_column_int64(s, 0) <= sq_now_ms());
+  sqlite3_reset(s);
+  return ready;
+}
+
 void sq_poll_replies(sqlite_transport *t) {
-  if (t->reply_queue == NULL) return;
+  if (t->reply_queue == NULL || !replies_ready(t)) return;
   mb_delivery *got[LEASE_BATCH];
   size_t n;
   do {
