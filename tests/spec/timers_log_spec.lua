@@ -21,6 +21,17 @@ describe("timers", function()
     assert.equal(0, testing.counters().timers)
   end)
 
+  it("bus.log lines are captured for tests whatever MOONBUS_LOG filters out", function()
+    local host = testing.host
+    host.capture_log("debug")
+    bus.log.debug("captured at debug %d", 42)
+    bus.log.info("captured at info")
+    local got = host.captured_log()
+    host.capture_log(false)
+    assert.matches("debug [t] captured at debug 42", got, 1, true)
+    assert.matches("info  [t] captured at info", got, 1, true)
+  end)
+
   it("bus.every repeats until cancelled", function()
     local n = 0
     local timer
