@@ -5,29 +5,8 @@
 . "$(dirname "$0")/lib.sh"
 [ "$TRANSPORT" = sqlite ] && export MOONBUS_TRANSPORT="$MOONBUS_TRANSPORT?lease=1"
 N=2000
-mkdir -p "$WORK/worker" "$WORK/feeder"
 # The feeder, which is never killed, turns one command into N items for the worker.
-cat >"$WORK/feeder/endpoint.lua" <<LUA
-local bus = require "moonbus"
-bus.command("work.Kick", { n = "number" })
-bus.command("work.Item", { n = "number" })
-bus.endpoint { name = "feeder", routes = { ["work.Item"] = "worker" } }
-bus.handle("work.Kick", function(kick)
-  for i = 1, kick.n do bus.send("work.Item", { n = i }) end
-end)
-LUA
-cat >"$WORK/worker/endpoint.lua" <<LUA
-local bus = require "moonbus"
-bus.command("work.Item", { n = "number" })
-bus.endpoint { name = "worker", concurrency = 16 }
-local out = assert(io.open(os.getenv("OUT"), "a"))
-bus.handle("work.Item", function(item)
-  local t = os.clock() + 0.002
-  while os.clock() < t do end -- a little work, so the kill lands mid-stream
-  out:write(item.n, "\n")
-  out:flush()
-end)
-LUA
+feeder_and_worker
 export MOONBUS_LOG=warn
 OUT=$WORK/handled.txt start_host a "$WORK/worker"
 A=$LAST_PID

@@ -146,6 +146,34 @@ supervise() {
   done
 }
 
+# feeder_and_worker: writes $WORK/feeder (command work.Kick { n } sends work.Item 1..n to
+# worker) and $WORK/worker (concurrency 16; each item takes ~2 ms of CPU, then its n is
+# appended to $OUT), so that a kill or a full disk lands mid-stream. Starts neither.
+feeder_and_worker() {
+  mkdir -p "$WORK/feeder" "$WORK/worker"
+  cat >"$WORK/feeder/endpoint.lua" <<'LUA'
+local bus = require "moonbus"
+bus.command("work.Kick", { n = "number" })
+bus.command("work.Item", { n = "number" })
+bus.endpoint { name = "feeder", routes = { ["work.Item"] = "worker" } }
+bus.handle("work.Kick", function(kick)
+  for i = 1, kick.n do bus.send("work.Item", { n = i }) end
+end)
+LUA
+  cat >"$WORK/worker/endpoint.lua" <<'LUA'
+local bus = require "moonbus"
+bus.command("work.Item", { n = "number" })
+bus.endpoint { name = "worker", concurrency = 16 }
+local out = assert(io.open(os.getenv("OUT"), "a"))
+bus.handle("work.Item", function(item)
+  local t = os.clock() + 0.002
+  while os.clock() < t do end -- a little work per item
+  out:write(item.n, "\n")
+  out:flush()
+end)
+LUA
+}
+
 # hostile_endpoint MAX_BODY CONCURRENCY: starts endpoint h, which declares command h.Do
 # { n = number }, retries nothing and appends "n id" of each message it handles to
 # $HANDLED ($WORK/handled.txt); sets H to its pid and checks it started.

@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 N=2000
 DISK=$WORK/disk
-mkdir -p "$DISK" "$WORK/worker" "$WORK/feeder"
+mkdir -p "$DISK"
 mount -t tmpfs -o size=12m,mode=0700 tmpfs "$DISK" || { not_ok "mount a 12 MiB tmpfs on $DISK"; exit 1; }
 on_exit() {
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
@@ -21,27 +21,7 @@ on_exit() {
 }
 trap on_exit EXIT
 export MOONBUS_TRANSPORT="sqlite://$DISK/bus.db"
-cat >"$WORK/feeder/endpoint.lua" <<LUA
-local bus = require "moonbus"
-bus.command("work.Kick", { n = "number" })
-bus.command("work.Item", { n = "number" })
-bus.endpoint { name = "feeder", routes = { ["work.Item"] = "worker" } }
-bus.handle("work.Kick", function(kick)
-  for i = 1, kick.n do bus.send("work.Item", { n = i }) end
-end)
-LUA
-cat >"$WORK/worker/endpoint.lua" <<LUA
-local bus = require "moonbus"
-bus.command("work.Item", { n = "number" })
-bus.endpoint { name = "worker", concurrency = 16 }
-local out = assert(io.open(os.getenv("OUT"), "a"))
-bus.handle("work.Item", function(item)
-  local t = os.clock() + 0.002
-  while os.clock() < t do end -- a little work, so that the disk fills mid-stream
-  out:write(item.n, "\n")
-  out:flush()
-end)
-LUA
+feeder_and_worker
 export MOONBUS_LOG=warn
 start_host feeder "$WORK/feeder"
 wait_for 10 host_ready feeder
