@@ -228,6 +228,18 @@ static int check_rules(mb_delivery *d) {
   return (d->problem = strdup(err.msg)) ? MB_OK : MB_ENOMEM;
 }
 
+/* The header count rule, checked before take_header compares any key with the others (a
+ * frame holds ~90 000 one-byte keys: a quadratic duplicate search would stall the host). */
+static int too_many_headers(mb_delivery *d, const amqp_table_t *t) {
+  int n = 0;
+  for (int i = 0; i < t->num_entries; i++) n += !is_broker_key(t->entries[i].key);
+  if (n <= MB_HEADERS_MAX_COUNT) return 0;
+  char why[96];
+  snprintf(why, sizeof why, "%d headers, over the limit of %d%%.*s", n, MB_HEADERS_MAX_COUNT);
+  set_problem(d, why, NULL);
+  return 1;
+}
+
 int mb_amqp_delivery_from_props(mb_delivery *d, const amqp_basic_properties_t *p,
                                 int redelivered) {
   d->delivery_count = redelivered ? 2 : 1;
@@ -235,6 +247,7 @@ int mb_amqp_delivery_from_props(mb_delivery *d, const amqp_basic_properties_t *p
   if (rc != MB_OK || d->problem || !(p->_flags & AMQP_BASIC_HEADERS_FLAG)) return rc;
   if (!table_depth_ok(&p->headers, 1))
     return set_problem(d, "the header table is nested deeper than 8 levels%.*s", NULL);
+  if (too_many_headers(d, &p->headers)) return d->problem ? MB_OK : MB_ENOMEM;
   for (int i = 0; i < p->headers.num_entries && rc == MB_OK && !d->problem; i++)
     rc = take_header(d, &p->headers.entries[i]);
   return rc == MB_OK ? check_rules(d) : rc;

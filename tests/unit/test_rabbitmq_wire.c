@@ -251,6 +251,25 @@ static void test_delivered_headers_keep_the_rules(void) {
   mb_delivery_free(d);
 }
 
+/* The header count is checked before any key is compared with the others: 60 000 one-byte
+ * keys in a frame must not cost a quadratic duplicate search. */
+static void test_a_table_of_60000_headers_is_refused_at_once(void) {
+  enum { N = 60000 };
+  static amqp_table_entry_t h[N];
+  static char keys[N][16];
+  for (int i = 0; i < N; i++) {
+    snprintf(keys[i], sizeof keys[i], "k%d", i);
+    h[i] = text(keys[i], "");
+  }
+  double started = mb_monotonic();
+  mb_delivery *d = decode(h, N, 0);
+  double took = mb_monotonic() - started;
+  printf("#   60 000 AMQP headers refused in %.3f s\n", took);
+  CHECK(d->problem && strstr(d->problem, "60000 headers, over the limit of 256"));
+  CHECK(took < 1.0);
+  mb_delivery_free(d);
+}
+
 int main(void) {
   RUN(test_properties_carry_the_envelope);
   RUN(test_header_keys_rabbitmq_c_would_mangle_are_refused);
@@ -264,6 +283,7 @@ int main(void) {
   RUN(test_a_copy_without_type_is_published_without_one);
   RUN(test_properties_over_a_frame_are_refused_before_sending);
   RUN(test_delivered_headers_keep_the_rules);
+  RUN(test_a_table_of_60000_headers_is_refused_at_once);
   RUN(test_delay_routing_uses_one_level_per_bit);
   RUN(test_delay_patterns_match_their_bit);
   return unit_done();
