@@ -36,13 +36,15 @@ const char *mb_lbus_head(const char *s, size_t n) {
   return head;
 }
 
-mb_lbus *mb_lbus_get(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_STATE);
-  mb_lbus *bus = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (bus == NULL || bus->rt == NULL) luaL_error(L, "moonbus is not initialised in this state");
-  return bus;
+mb_vm *mb_lbus_vm(lua_State *L) {
+  mb_vm *vm = mb_vm_of(L);
+  if (vm == NULL || mb_vm_runtime(vm) == NULL)
+    luaL_error(L, "moonbus is not initialised in this state");
+  return vm;
 }
+
+mb_runtime *mb_lbus_runtime(lua_State *L) { return mb_vm_runtime(mb_lbus_vm(L)); }
+mb_sched *mb_lbus_sched(lua_State *L) { return mb_vm_sched(mb_lbus_vm(L)); }
 
 /* --- error values ------------------------------------------------------------------ */
 
@@ -80,8 +82,8 @@ static int l_is_unrecoverable(lua_State *L) {
   return 1;
 }
 
-int mb_lbus_over_budget(lua_State *L, lua_Hook hook, const char *what, double seconds) {
-  lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+int mb_lbus_over_budget(lua_State *L, const char *what, double seconds) {
+  lua_sethook(L, lua_gethook(L), LUA_MASKCOUNT, 1);
   luaL_where(L, 0); /* the function the hook interrupted */
   lua_pushfstring(L, "%s ran past its time budget of %f s (time_budget)", what,
                   (lua_Number)seconds);
@@ -255,7 +257,7 @@ static int cfg_gc(lua_State *L) {
 /* bus.endpoint{ name = ..., ... } */
 static int l_endpoint(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_runtime *rt = mb_lbus_runtime(L);
   /* the config lives in a userdata while parsing, so a raised error frees it */
   mb_endpoint_cfg *cfg = lua_newuserdatauv(L, sizeof *cfg, 0);
   if (mb_endpoint_cfg_defaults(cfg) != MB_OK) return luaL_error(L, "out of memory");
@@ -272,7 +274,7 @@ static int l_endpoint(lua_State *L) {
   if (cfg->name == NULL) return luaL_error(L, "bus.endpoint: name is required (its input queue)");
   mb_err err;
   size_t memory = cfg->memory_budget;
-  if (mb_runtime_configure(bus->rt, cfg, &err) != MB_OK) return luaL_error(L, "%s", err.msg);
+  if (mb_runtime_configure(rt, cfg, &err) != MB_OK) return luaL_error(L, "%s", err.msg);
   if (mb_alloc_set_limit(L, memory) != MB_OK) return luaL_error(L, "out of memory");
   return 0;
 }
@@ -283,7 +285,7 @@ static int l_endpoint(lua_State *L) {
 static int l_handle(lua_State *L) {
   const char *type = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_runtime *rt = mb_lbus_runtime(L);
   mb_lcontract_push(L, type, "bus.handle");
   mb_kind kind = mb_lcontract_kind(L, -1);
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HANDLERS);
@@ -295,22 +297,18 @@ static int l_handle(lua_State *L) {
   }
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-  if (kind == MB_KIND_EVENT && mb_runtime_subscribe(bus->rt, type) != MB_OK)
+  if (kind == MB_KIND_EVENT && mb_runtime_subscribe(rt, type) != MB_OK)
     return luaL_error(L, "out of memory");
   return 0;
 }
 
 /* --- the state --------------------------------------------------------------------- */
 
-static int state_gc(lua_State *L) {
-  mb_lbus *bus = lua_touserdata(L, 1);
-  if (bus->rt == NULL) return 0;
-  mb_alloc_unwrap(L);
-  mb_ltimer_stop_all(bus);
-  if (bus->rt->sched == bus->sched) bus->rt->sched = NULL;
-  mb_sched_free(bus->sched);
-  if (bus->owns_runtime) mb_runtime_free(bus->rt);
-  bus->rt = NULL;
+/* Module mode: the state's close closes the generation adopted around it. */
+static int guard_gc(lua_State *L) {
+  mb_vm **slot = lua_touserdata(L, 1);
+  mb_vm_close(*slot);
+  *slot = NULL;
   return 0;
 }
 
@@ -342,52 +340,41 @@ static void open_metatables(lua_State *L) {
   mb_lctx_open(L);
 }
 
-static mb_runtime *host_runtime(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HOST_RUNTIME);
-  mb_runtime *rt = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return rt;
-}
-
-/* Creates this state's bus once. [-0, +0, e] */
-static void open_state(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_STATE) == LUA_TUSERDATA) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_pop(L, 1);
-  open_json(L);
-  open_metatables(L);
-  mb_lbus *bus = mb_lbus_new_guarded(L, sizeof *bus, state_gc);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  bus->main = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  bus->rt = host_runtime(L);
-  if (bus->rt == NULL) {
-    bus->rt = mb_runtime_new(NULL, NULL, NULL);
-    bus->owns_runtime = 1;
-  }
-  if (bus->rt == NULL || (bus->sched = mb_sched_new(bus->main, bus->rt)) == NULL)
-    luaL_error(L, "out of memory opening moonbus");
-  if (bus->rt->sched == NULL) bus->rt->sched = bus->sched; /* a reload switches it later */
-  lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_STATE);
+/* The tables of contracts and handlers, empty. [-0, +0, m] */
+static void open_tables(lua_State *L) {
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_HANDLERS);
 }
 
-void mb_lbus_reset(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_STATE) == LUA_TUSERDATA) {
-    lua_pushcfunction(L, state_gc);
-    lua_insert(L, -2);
-    lua_call(L, 1, 0);
-  } else {
-    lua_pop(L, 1);
-  }
-  lua_pushnil(L);
+/* Module mode: a generation around the caller's state, closed by the guard's __gc (made
+ * first, so that a raised error cannot leak the generation). [-0, +0, e] */
+static void adopt(lua_State *L) {
+  mb_vm **slot = mb_lbus_new_guarded(L, sizeof *slot, guard_gc);
+  if ((*slot = mb_vm_adopt(L)) == NULL) luaL_error(L, "out of memory opening moonbus");
   lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_STATE);
-  open_state(L);
+}
+
+/* Opens this state's bus once: a host's generation exists already (vm.c), a plain
+ * interpreter's is adopted. [-0, +0, e] */
+static void open_state(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES) == LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  open_json(L);
+  open_metatables(L);
+  if (mb_vm_of(L) == NULL) adopt(L);
+  open_tables(L);
+}
+
+void mb_lbus_reset(lua_State *L) {
+  mb_vm *vm = mb_lbus_vm(L);
+  if (!mb_vm_adopted(vm)) luaL_error(L, "a host's bus cannot be reset");
+  if (mb_vm_reset(vm) != MB_OK) luaL_error(L, "out of memory resetting moonbus");
+  open_tables(L);
 }
 
 static const luaL_Reg bus_functions[] = {

@@ -1,6 +1,7 @@
 /* lbus.h — what the files of bindings/ share with each other and with the host:
- * the per-Lua-state bus (mb_lbus), registry keys, and the entry points the scheduler and
- * vm.c call (the dispatcher, error descriptions, luaopen_*).
+ * the way to a state's generation (mb_vm: its runtime, scheduler, timers), registry keys,
+ * and the entry points vm.c hands the scheduler (the dispatcher, error descriptions, the
+ * budget's raise) and luaopen_*. Bindings never create or free a generation's parts.
  * Never: exposed to scripts; scripts see only the moonbus table. */
 #ifndef MOONBUS_LBUS_H
 #define MOONBUS_LBUS_H
@@ -11,10 +12,10 @@
 #include "envelope.h"
 #include "runtime.h"
 #include "sched.h"
+#include "vm.h"
 
 /* Registry keys. */
-#define MB_REG_STATE "moonbus.state"          /* the mb_lbus userdata */
-#define MB_REG_HOST_RUNTIME "moonbus.runtime" /* lightuserdata set by the host before load */
+#define MB_REG_STATE "moonbus.state"          /* module mode: the guard that closes the vm */
 #define MB_REG_TYPES "moonbus.types"          /* name -> { kind = ..., schema = ... } */
 #define MB_REG_HANDLERS "moonbus.handlers"    /* name -> { fn, fn, ... } */
 #define MB_REG_JSON "moonbus.json"            /* a private lua-cjson instance */
@@ -32,19 +33,11 @@
 #define MB_EVENT_NAME_MAX (MB_TYPE_NAME_MAX - (int)sizeof "moonbus.owner." + 1)
 #define MB_ENDPOINT_NAME_MAX (MB_TYPE_NAME_MAX - 2 * 28)
 
-typedef struct mb_ltimer mb_ltimer;
-
-typedef struct mb_lbus {
-  mb_runtime *rt;
-  int owns_runtime; /* module mode: the state made the runtime and frees it */
-  mb_sched *sched;
-  lua_State *main;
-  mb_ltimer *timers; /* every live bus.after / bus.every */
-  int started;       /* the host (or testing) started consuming: timers may run */
-} mb_lbus;
-
-/* The bus of this Lua state. [-0, +0, e] */
-mb_lbus *mb_lbus_get(lua_State *L);
+/* The generation of this Lua state, raising if moonbus is not open in it. [-0, +0, e] */
+mb_vm *mb_lbus_vm(lua_State *L);
+/* Its runtime and its scheduler. [-0, +0, e] */
+mb_runtime *mb_lbus_runtime(lua_State *L);
+mb_sched *mb_lbus_sched(lua_State *L);
 /* A zeroed userdata of size bytes whose __gc is gc: C memory that an error unwinding the
  * stack cannot leak. [-0, +1, m] */
 void *mb_lbus_new_guarded(lua_State *L, size_t size, lua_CFunction gc);
@@ -54,16 +47,17 @@ void *mb_lbus_new_guarded(lua_State *L, size_t size, lua_CFunction gc);
  * static buffer: use it before the next call. */
 const char *mb_lbus_head(const char *s, size_t n);
 int luaopen_moonbus(lua_State *L);
-/* Closes this state's bus (timers, scheduler, an owned runtime) and opens a fresh one:
- * contracts, handlers and the endpoint are forgotten. [-0, +0, e] */
+/* Module mode: the generation's parts are made anew (mb_vm_reset): contracts, handlers
+ * and the endpoint are forgotten. [-0, +0, e] */
 void mb_lbus_reset(lua_State *L);
 /* Pushes the message an error value carries; *unrecoverable = 1 for
  * bus.unrecoverable(...). [-0, +1, m] */
 const char *mb_lbus_error_text(lua_State *L, int idx, int *unrecoverable);
-/* From a count hook, once what has run past its time budget of seconds: sets hook to run
- * at every instruction (so that pcall cannot catch its way past: each catch raises again)
- * and raises "<where>: WHAT ran past its time budget of S s (time_budget)". [-0, +0, v] */
-int mb_lbus_over_budget(lua_State *L, lua_Hook hook, const char *what, double seconds);
+/* From a count hook, once what has run past its time budget of seconds: sets that hook to
+ * run at every instruction (so that pcall cannot catch its way past: each catch raises
+ * again) and raises "<where>: WHAT ran past its time budget of S s (time_budget)".
+ * [-0, +0, v] */
+int mb_lbus_over_budget(lua_State *L, const char *what, double seconds);
 /* Raises an unrecoverable error with a formatted message. [-0, +0, v] */
 int mb_lbus_unrecoverable(lua_State *L, const char *fmt, ...);
 
@@ -98,8 +92,8 @@ void mb_lctx_push(lua_State *L, struct mb_job *job);
 void mb_lctx_push_reply(lua_State *L, mb_delivery *reply);
 
 /* --- ldispatch.c ----------------------------------------------------------------- */
-/* Pushes the function every handler coroutine starts with. [-0, +1] */
-void mb_lbus_push_dispatcher(lua_State *co);
+/* The function every handler coroutine starts with; its argument is the job. */
+int mb_ldispatch(lua_State *L);
 
 /* --- lwait.c -------------------------------------------------------------------- */
 void mb_lwait_open(lua_State *L); /* is_timeout */
@@ -111,10 +105,7 @@ int mb_lwait_send(lua_State *L, mb_thread *th, mb_outgoing *m, const char *fn);
 int mb_lwait_request(lua_State *L, mb_thread *th, mb_outgoing *m, double timeout);
 
 /* --- ltimer.c -------------------------------------------------------------------- */
-void mb_ltimer_open(lua_State *L); /* after, every */
-void mb_ltimer_start_all(mb_lbus *bus);
-void mb_ltimer_stop_all(mb_lbus *bus); /* stops and forgets every timer (shutdown, reset) */
-int mb_ltimer_count(const mb_lbus *bus); /* live timers */
+void mb_ltimer_open(lua_State *L); /* after, every: the Lua face of timers.h */
 
 /* --- llog.c ---------------------------------------------------------------------- */
 void mb_llog_open(lua_State *L); /* the log table */
@@ -144,7 +135,7 @@ int mb_alloc_take_refusal(lua_State *L, size_t *limit);
 void mb_lguard_open(lua_State *L);
 
 /* --- ltesting.c ------------------------------------------------------------------ */
-/* Refuses (raises) in a host's state: the registry holds MB_REG_HOST_RUNTIME. */
+/* Refuses (raises) in a host's state (a generation vm.c opened, not adopted). */
 int luaopen_moonbus_host(lua_State *L);
 /* A package.preload loader for a host's states that refuses the test driver named by its
  * first argument (moonbus.host, moonbus.testing), saying it is for tests. [-0, +0, v] */

@@ -9,7 +9,7 @@
 #include "pipeline.h"
 
 typedef struct lctx {
-  mb_job *job; /* first member: pipeline.c clears it through job->ctx when the job ends */
+  mb_job *job; /* NULL once its attempt ended (the job-end hook, cut_loose) */
   mb_delivery *reply; /* the ctx of a reply owns it */
   const char *endpoint;
 } lctx;
@@ -21,7 +21,7 @@ static const mb_delivery *check_message(lua_State *L, lctx **out) {
   if (c->reply) return c->reply;
   if (c->job == NULL)
     luaL_error(L, "ctx is used after its handler ended: keep the values you need, not ctx");
-  return c->job->d;
+  return mb_job_delivery(c->job);
 }
 
 static int l_reply(lua_State *L) {
@@ -71,9 +71,10 @@ static int push_field(lua_State *L, const lctx *c, const mb_delivery *d, const c
   else if (strcmp(key, "time_sent") == 0)
     push_opt_string(L, mb_headers_get(&e->headers, MB_H_TIME_SENT));
   else if (strcmp(key, "headers") == 0) push_headers(L, &e->headers);
-  else if (strcmp(key, "attempt") == 0) lua_pushinteger(L, c->job ? c->job->attempt : 1);
+  else if (strcmp(key, "attempt") == 0) lua_pushinteger(L, c->job ? mb_job_attempt(c->job) : 1);
   else if (strcmp(key, "delayed_attempt") == 0) push_delayed_attempt(L, &e->headers);
-  else if (strcmp(key, "endpoint") == 0) lua_pushstring(L, c->job ? c->job->rt->cfg.name : c->endpoint);
+  else if (strcmp(key, "endpoint") == 0)
+    lua_pushstring(L, c->job ? mb_job_endpoint(c->job) : c->endpoint);
   else if (strcmp(key, "queue") == 0) lua_pushstring(L, d->queue);
   else return 0;
   return 1;
@@ -100,7 +101,7 @@ static int ctx_newindex(lua_State *L) {
 
 static int ctx_tostring(lua_State *L) {
   lctx *c = luaL_checkudata(L, 1, MB_CTX_MT);
-  const mb_delivery *d = c->reply ? c->reply : c->job ? c->job->d : NULL;
+  const mb_delivery *d = c->reply ? c->reply : c->job ? mb_job_delivery(c->job) : NULL;
   if (d) lua_pushfstring(L, "ctx(%s %s)", d->env.type, d->env.id);
   else lua_pushliteral(L, "ctx(ended)");
   return 1;
@@ -108,19 +109,22 @@ static int ctx_tostring(lua_State *L) {
 
 static int ctx_gc(lua_State *L) {
   lctx *c = luaL_checkudata(L, 1, MB_CTX_MT);
-  if (c->job) c->job->ctx = NULL;
+  if (c->job) mb_job_on_end(c->job, NULL, NULL);
   c->job = NULL;
   mb_delivery_free(c->reply);
   c->reply = NULL;
   return 0;
 }
 
+/* The job's attempt ended: the ctx outlives it, cut loose. */
+static void cut_loose(void *ud) { ((lctx *)ud)->job = NULL; }
+
 void mb_lctx_push(lua_State *L, mb_job *job) {
   lctx *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
-  c->job = job;
-  job->ctx = c;
   luaL_setmetatable(L, MB_CTX_MT);
+  c->job = job;
+  mb_job_on_end(job, cut_loose, c);
 }
 
 void mb_lctx_push_reply(lua_State *L, mb_delivery *reply) {
@@ -128,7 +132,7 @@ void mb_lctx_push_reply(lua_State *L, mb_delivery *reply) {
   memset(c, 0, sizeof *c);
   c->reply = reply;
   luaL_setmetatable(L, MB_CTX_MT);
-  c->endpoint = mb_lbus_get(L)->rt->cfg.name;
+  c->endpoint = mb_runtime_cfg(mb_lbus_runtime(L))->name;
 }
 
 static const luaL_Reg ctx_meta[] = {

@@ -9,11 +9,12 @@
 enum { ARG_JOB = 1, ARG_CTX, ARG_BODY, ARG_HANDLERS, ARG_COUNT };
 
 /* Pushes the decoded body of job, or raises unrecoverable. */
-static void decode_body(lua_State *L, const mb_job *job) {
+static void decode_body(lua_State *L, mb_job *job) {
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_JSON);
   lua_getfield(L, -1, "decode");
   lua_remove(L, -2);
-  lua_pushlstring(L, job->d->env.body, job->d->env.body_len);
+  const mb_envelope *env = &mb_job_delivery(job)->env;
+  lua_pushlstring(L, env->body, env->body_len);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK)
     mb_lbus_unrecoverable(L, "the body is not valid JSON: %s", lua_tostring(L, -1));
   if (!lua_istable(L, -1))
@@ -21,17 +22,18 @@ static void decode_body(lua_State *L, const mb_job *job) {
 }
 
 /* Checks the message against this endpoint's contract for its type. */
-static void check_contract(lua_State *L, const mb_job *job) {
-  const char *type = job->d->env.type;
+static void check_contract(lua_State *L, mb_job *job) {
+  mb_envelope *env = &mb_job_delivery(job)->env;
+  const char *type = env->type;
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
   if (lua_getfield(L, -1, type) != LUA_TTABLE)
     mb_lbus_unrecoverable(L, "endpoint %s does not know type %s (it is not declared in its "
-                          "contracts)", job->rt->cfg.name, type);
+                          "contracts)", mb_job_endpoint(job), type);
   mb_kind declared = mb_lcontract_kind(L, -1), sent;
-  if (mb_headers_get(&job->d->env.headers, MB_H_KIND) == NULL) { /* a foreign sender's */
-    if (mb_headers_set(&job->d->env.headers, MB_H_KIND, mb_kind_name(declared)) != MB_OK)
+  if (mb_headers_get(&env->headers, MB_H_KIND) == NULL) { /* a foreign sender's */
+    if (mb_headers_set(&env->headers, MB_H_KIND, mb_kind_name(declared)) != MB_OK)
       luaL_error(L, "out of memory");
-  } else if (mb_envelope_kind(&job->d->env, &sent) == MB_OK && sent != declared)
+  } else if (mb_envelope_kind(env, &sent) == MB_OK && sent != declared)
     mb_lbus_unrecoverable(L, "%s arrived as a %s but is declared as a %s", type,
                           mb_kind_name(sent), mb_kind_name(declared));
   if (!mb_lcontract_check(L, -1, ARG_BODY, type))
@@ -39,11 +41,11 @@ static void check_contract(lua_State *L, const mb_job *job) {
   lua_pop(L, 2);
 }
 
-static void push_handlers(lua_State *L, const mb_job *job) {
+static void push_handlers(lua_State *L, mb_job *job) {
+  const char *type = mb_job_delivery(job)->env.type;
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HANDLERS);
-  if (lua_getfield(L, -1, job->d->env.type) != LUA_TTABLE || luaL_len(L, -1) == 0)
-    mb_lbus_unrecoverable(L, "endpoint %s has no handler for %s", job->rt->cfg.name,
-                          job->d->env.type);
+  if (lua_getfield(L, -1, type) != LUA_TTABLE || luaL_len(L, -1) == 0)
+    mb_lbus_unrecoverable(L, "endpoint %s has no handler for %s", mb_job_endpoint(job), type);
   lua_remove(L, -2);
   lua_pushinteger(L, luaL_len(L, -1));
 }
@@ -67,7 +69,7 @@ static int run_from(lua_State *L, lua_Integer i) {
   return 0;
 }
 
-static int l_dispatch(lua_State *L) {
+int mb_ldispatch(lua_State *L) {
   mb_job *job = lua_touserdata(L, ARG_JOB);
   lua_settop(L, ARG_JOB);
   mb_lctx_push(L, job);
@@ -77,4 +79,3 @@ static int l_dispatch(lua_State *L) {
   return run_from(L, 1);
 }
 
-void mb_lbus_push_dispatcher(lua_State *co) { lua_pushcfunction(co, l_dispatch); }

@@ -7,7 +7,7 @@
 #include "pipeline.h"
 
 static int log_at(lua_State *L, mb_level level) {
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_vm *vm = mb_lbus_vm(L);
   int n = lua_gettop(L);
   luaL_checkany(L, 1);
   lua_getglobal(L, "string");
@@ -15,9 +15,10 @@ static int log_at(lua_State *L, mb_level level) {
   lua_remove(L, -2);
   lua_insert(L, 1);
   lua_call(L, n, 1); /* formats even when the level is off: a bad call is a bug anyway */
-  mb_job *job = mb_sched_current_job(bus->sched);
-  mb_log(level, bus->rt->configured ? bus->rt->cfg.name : NULL, job ? job->d->env.id : NULL,
-         job ? job->d->env.type : NULL, "%s", lua_tostring(L, -1));
+  mb_job *job = mb_sched_current_job(mb_vm_sched(vm));
+  const mb_envelope *env = job ? &mb_job_delivery(job)->env : NULL;
+  mb_log(level, mb_runtime_endpoint(mb_vm_runtime(vm)), env ? env->id : NULL,
+         env ? env->type : NULL, "%s", lua_tostring(L, -1));
   return 0;
 }
 

@@ -115,7 +115,8 @@ typedef struct outgoing_spec {
 
 /* Checks and encodes the body and composes the message. [-0, +0, e] */
 static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_opts *o) {
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_vm *vm = mb_lbus_vm(L);
+  mb_runtime *rt = mb_vm_runtime(vm);
   int top = lua_gettop(L);
   mb_lcontract_push(L, spec->type, spec->fn);
   if (lua_isnoneornil(L, spec->body_idx)) {
@@ -124,13 +125,13 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
   }
   if (!mb_lcontract_check(L, -1, spec->body_idx, spec->type))
     luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
-  size_t len, max_body = bus->rt->cfg.max_body;
+  size_t len, max_body = mb_runtime_cfg(rt)->max_body;
   if (!mb_ljson_fits(L, spec->body_idx, max_body)) /* before cjson's unbudgeted buffer */
     luaL_error(L, "%s: the body of %s would encode to more than %d bytes of JSON, over the "
                "limit of %d bytes (max_body of endpoint %s): refused before encoding it",
-               spec->fn, spec->type, (int)max_body, (int)max_body, mb_runtime_origin(bus->rt));
+               spec->fn, spec->type, (int)max_body, (int)max_body, mb_runtime_origin(rt));
   const char *json = mb_ljson_encode(L, spec->body_idx, &len);
-  mb_job *job = mb_sched_current_job(bus->sched);
+  mb_job *job = mb_sched_current_job(mb_vm_sched(vm));
   mb_compose_req req = {
       .type = spec->type, .kind = spec->kind, .body = json, .body_len = len,
       .headers = o->headers, .delay = o->delay, .ttl = o->ttl, .route = spec->route,
@@ -138,7 +139,7 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
   };
   mb_outgoing *m;
   mb_err err;
-  if (mb_compose(bus->rt, job ? job->d : NULL, &req, &m, &err) != MB_OK)
+  if (mb_compose(rt, job ? mb_job_delivery(job) : NULL, &req, &m, &err) != MB_OK)
     luaL_error(L, "%s: %s", spec->fn, err.msg);
   lua_settop(L, top);
   return m;
@@ -147,17 +148,17 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
 /* Composes the message and adds it to the handler's outbox, or sends it now: parked
  * until confirmed in a timer, waited for on the loop where a yield is impossible. */
 static int emit(lua_State *L, const outgoing_spec *spec, const send_opts *o) {
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_vm *vm = mb_lbus_vm(L);
   mb_outgoing *m = build(L, spec, o);
   m->to_requester = spec->route == MB_ROUTE_QUEUE && mb_is_reply_address(spec->dest);
-  mb_job *job = mb_sched_current_job(bus->sched);
-  mb_thread *self = mb_sched_self(bus->sched, L);
+  mb_job *job = mb_sched_current_job(mb_vm_sched(vm));
+  mb_thread *self = mb_sched_self(mb_vm_sched(vm), L);
   mb_err err = {0};
   if (job) {
     if (mb_job_add_outgoing(job, m) != MB_OK) return luaL_error(L, "out of memory");
   } else if (self && lua_isyieldable(L)) {
     return mb_lwait_send(L, self, m, spec->fn);
-  } else if (mb_runtime_dispatch(bus->rt, &m, 1, &err) != MB_OK) {
+  } else if (mb_runtime_dispatch(mb_vm_runtime(vm), &m, 1, &err) != MB_OK) {
     return luaL_error(L, "%s: %s", spec->fn, err.msg);
   }
   return 0;
@@ -179,9 +180,9 @@ static mb_kind not_an_event(lua_State *L, const char *fn, const char *type, cons
 }
 
 /* opts.to, else the endpoint's route for type, else raises saying how to add one. */
-static const char *destination(lua_State *L, mb_lbus *bus, const char *fn, const char *type,
+static const char *destination(lua_State *L, mb_runtime *rt, const char *fn, const char *type,
                                const send_opts *o) {
-  const char *dest = o->to ? o->to : mb_endpoint_route(&bus->rt->cfg, type);
+  const char *dest = o->to ? o->to : mb_endpoint_route(mb_runtime_cfg(rt), type);
   if (dest == NULL)
     luaL_error(L, "%s: no route for %s: add routes = { [\"%s\"] = \"<endpoint>\" } to "
                "bus.endpoint{}, or pass { to = \"<endpoint>\" }", fn, type, type);
@@ -196,7 +197,7 @@ static int l_send(lua_State *L) {
                               "handles it)");
   send_opts o;
   read_opts(L, 3, "bus.send", &o, 0);
-  const char *dest = destination(L, mb_lbus_get(L), "bus.send", type, &o);
+  const char *dest = destination(L, mb_lbus_runtime(L), "bus.send", type, &o);
   outgoing_spec spec = {"bus.send", type, kind, MB_ROUTE_QUEUE, dest, NULL, NULL, 2, 3};
   return emit(L, &spec, &o);
 }
@@ -211,14 +212,14 @@ static int l_publish(lua_State *L) {
   if (kind == MB_KIND_MESSAGE)
     return luaL_error(L, "bus.publish: %s is a message: only events are published; declare it "
                       "with bus.event, or send it with bus.send", type);
-  mb_lbus *bus = mb_lbus_get(L);
-  if (!bus->rt->configured)
+  mb_runtime *rt = mb_lbus_runtime(L);
+  if (!mb_runtime_configured(rt))
     return luaL_error(L, "bus.publish: no endpoint is declared to publish %s: call "
                       "bus.endpoint{ name = ..., publishes = { \"%s\" } } first", type, type);
-  if (!mb_endpoint_publishes(&bus->rt->cfg, type))
+  if (!mb_endpoint_publishes(mb_runtime_cfg(rt), type))
     return luaL_error(L, "bus.publish: endpoint %s does not publish %s: add it to publishes in "
                       "bus.endpoint{} (an event has one publishing endpoint)",
-                      bus->rt->cfg.name, type);
+                      mb_runtime_cfg(rt)->name, type);
   send_opts o;
   read_opts(L, 3, "bus.publish", &o, 0);
   if (o.to)
@@ -236,7 +237,7 @@ int mb_lsend_reply(lua_State *L, mb_job *job) {
     return luaL_error(L, "ctx:reply: %s is a %s: a reply is a message (declare it with "
                       "bus.message); send commands with bus.send, publish events with "
                       "bus.publish", type, mb_kind_name(kind));
-  const mb_envelope *in = &job->d->env;
+  const mb_envelope *in = &mb_job_delivery(job)->env;
   if (in->reply_to == NULL)
     return luaL_error(L, "ctx:reply: message %s (%s) has no reply address", in->id, in->type);
   send_opts o;
@@ -254,8 +255,8 @@ int mb_lsend_reply(lua_State *L, mb_job *job) {
 }
 
 /* Where bus.request may wait, or raises saying where it may be used. */
-static mb_thread *request_thread(lua_State *L, mb_lbus *bus, const char *type) {
-  mb_thread *self = mb_sched_self(bus->sched, L);
+static mb_thread *request_thread(lua_State *L, const char *type) {
+  mb_thread *self = mb_sched_self(mb_lbus_sched(L), L);
   if (self == NULL)
     luaL_error(L, "bus.request(%s): a request waits for its reply, so it may be used only "
                "inside a handler (bus.handle) or a timer (bus.after, bus.every), not at the top "
@@ -272,14 +273,14 @@ static int l_request(lua_State *L) {
   const char *type = luaL_checkstring(L, 1);
   mb_kind kind = not_an_event(L, "bus.request", type, "events are published to every "
                               "subscriber and nobody replies to them; request with a command");
-  mb_lbus *bus = mb_lbus_get(L);
-  mb_thread *self = request_thread(L, bus, type);
+  mb_runtime *rt = mb_lbus_runtime(L);
+  mb_thread *self = request_thread(L, type);
   send_opts o;
   read_opts(L, 3, "bus.request", &o, 1);
-  const char *dest = destination(L, bus, "bus.request", type, &o);
+  const char *dest = destination(L, rt, "bus.request", type, &o);
   const char *reply_to;
   mb_err err;
-  if (mb_runtime_reply_address(bus->rt, &reply_to, &err) != MB_OK)
+  if (mb_runtime_reply_address(rt, &reply_to, &err) != MB_OK)
     return luaL_error(L, "bus.request: %s", err.msg);
   double timeout = o.timeout > 0 ? o.timeout : MB_DEFAULT_REQUEST_TIMEOUT;
   if (o.ttl <= 0) o.ttl = timeout; /* nobody waits for the reply after that */

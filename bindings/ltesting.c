@@ -16,23 +16,24 @@
 
 /* Raises unless fn may drive the bus now: not from a coroutine the bus is running (a
  * handler, a timer tick, or a coroutine one of them made). [-0, +0, v] */
-static mb_lbus *driver(lua_State *L, const char *fn) {
-  mb_lbus *bus = mb_lbus_get(L);
-  if (mb_sched_running_what(bus->sched) != NULL)
+static mb_vm *driver(lua_State *L, const char *fn) {
+  mb_vm *vm = mb_lbus_vm(L);
+  const char *running = mb_sched_running_what(mb_vm_sched(vm));
+  if (running != NULL)
     luaL_error(L, "moonbus.host.%s cannot be called from a handler or timer (%s): moonbus.host "
                "is a test driver that runs the bus from outside it (the top level of a spec or "
-               "a tool)", fn, mb_sched_running_what(bus->sched));
-  return bus;
+               "a tool)", fn, running);
+  return vm;
 }
 
 /* Starts consuming (a transport may deliver at once: coroutines are made on L). */
-static void start(lua_State *L, mb_lbus *bus) {
+static void start(lua_State *L, mb_vm *vm) {
   mb_err err;
-  mb_sched_set_anchor(bus->sched, L);
-  int rc = mb_runtime_start(bus->rt, &err);
-  mb_sched_set_anchor(bus->sched, NULL);
+  mb_sched_set_anchor(mb_vm_sched(vm), L);
+  int rc = mb_runtime_start(mb_vm_runtime(vm), &err);
+  mb_sched_set_anchor(mb_vm_sched(vm), NULL);
   if (rc != MB_OK) luaL_error(L, "%s", err.msg);
-  if (!bus->started) mb_ltimer_start_all(bus);
+  if (!mb_timers_started(mb_vm_timers(vm))) mb_vm_start_timers(vm);
 }
 
 static int l_start(lua_State *L) {
@@ -41,9 +42,9 @@ static int l_start(lua_State *L) {
 }
 
 static int l_stop(lua_State *L) {
-  mb_lbus *bus = driver(L, "stop");
-  mb_runtime_stop_consuming(bus->rt);
-  mb_ltimer_stop_all(bus);
+  mb_vm *vm = driver(L, "stop");
+  mb_runtime_stop_consuming(mb_vm_runtime(vm));
+  mb_vm_stop_timers(vm);
   return 0;
 }
 
@@ -53,11 +54,11 @@ static void deadline_reached(struct ev_loop *loop, ev_timer *w, int revents) {
   ev_break(loop, EVBREAK_ONE);
 }
 
-static int is_idle(mb_lbus *bus, mb_err *err) {
-  if (bus->rt->in_flight > 0) return 0;
+static int is_idle(mb_runtime *rt, mb_err *err) {
+  if (mb_runtime_stats(rt).in_flight > 0) return 0;
   long ready = 0, later = 0;
-  mb_transport *t = bus->rt->transport;
-  if (t->ops->depth(t, bus->rt->cfg.name, &ready, &later, err) != MB_OK) return -1;
+  mb_transport *t = mb_runtime_transport(rt);
+  if (t->ops->depth(t, mb_runtime_cfg(rt)->name, &ready, &later, err) != MB_OK) return -1;
   return ready == 0;
 }
 
@@ -78,20 +79,20 @@ static void wake(struct ev_loop *loop, ev_timer *w, int revents) { (void)loop, (
 /* One iteration of the loop; 1 when the run is over, -1 on an error (message pushed).
  * Idle means nothing ready or in flight for SETTLE seconds in a row: a broker may have
  * handed a message to our socket that no count shows yet. */
-static int step(lua_State *L, mb_lbus *bus, int pred, int until_idle, ev_tstamp *idle_since) {
+static int step(lua_State *L, mb_runtime *rt, int pred, int until_idle, ev_tstamp *idle_since) {
   int done = predicate_true(L, pred); /* a predicate true already ends the run at once */
   if (done == 0) {
-    ev_run(bus->rt->loop, EVRUN_ONCE);
+    ev_run(mb_runtime_loop(rt), EVRUN_ONCE);
     done = predicate_true(L, pred);
   }
   if (done == 0 && until_idle) {
     mb_err err;
-    int idle = is_idle(bus, &err);
+    int idle = is_idle(rt, &err);
     if (idle < 0) {
       lua_pushstring(L, err.msg);
       return -1;
     }
-    ev_tstamp now = ev_now(bus->rt->loop);
+    ev_tstamp now = ev_now(mb_runtime_loop(rt));
     if (!idle) *idle_since = 0;
     else if (*idle_since == 0) *idle_since = now;
     done = idle && now - *idle_since >= SETTLE;
@@ -102,7 +103,7 @@ static int step(lua_State *L, mb_lbus *bus, int pred, int until_idle, ev_tstamp 
 /* host.run{ seconds = 5, until_idle = true, until = function() ... end }
  * -> true if idle/predicate ended the run, false if the deadline did. */
 static int l_run(lua_State *L) {
-  mb_lbus *bus = driver(L, "run");
+  mb_vm *vm = driver(L, "run");
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "seconds");
   double seconds = luaL_optnumber(L, -1, 10);
@@ -110,21 +111,23 @@ static int l_run(lua_State *L) {
   int until_idle = lua_toboolean(L, -1);
   lua_getfield(L, 1, "until");
   int pred = lua_gettop(L);
-  start(L, bus);
-  mb_sched_set_anchor(bus->sched, L);
+  start(L, vm);
+  mb_runtime *rt = mb_vm_runtime(vm);
+  struct ev_loop *loop = mb_runtime_loop(rt);
+  mb_sched_set_anchor(mb_vm_sched(vm), L);
   int expired = 0, done = 0;
   ev_timer deadline;
   ev_timer_init(&deadline, deadline_reached, seconds, 0.);
   deadline.data = &expired;
-  ev_timer_start(bus->rt->loop, &deadline);
+  ev_timer_start(loop, &deadline);
   ev_timer tick; /* wakes the loop while waiting for the bus to settle */
   ev_timer_init(&tick, wake, SETTLE / 2, SETTLE / 2);
-  if (until_idle) ev_timer_start(bus->rt->loop, &tick);
+  if (until_idle) ev_timer_start(loop, &tick);
   ev_tstamp idle_since = 0;
-  while (!expired && done == 0) done = step(L, bus, pred, until_idle, &idle_since);
-  ev_timer_stop(bus->rt->loop, &tick);
-  ev_timer_stop(bus->rt->loop, &deadline);
-  mb_sched_set_anchor(bus->sched, NULL);
+  while (!expired && done == 0) done = step(L, rt, pred, until_idle, &idle_since);
+  ev_timer_stop(loop, &tick);
+  ev_timer_stop(loop, &deadline);
+  mb_sched_set_anchor(mb_vm_sched(vm), NULL);
   if (done < 0) return lua_error(L);
   lua_pushboolean(L, done);
   return 1;
@@ -136,8 +139,8 @@ static int l_reset(lua_State *L) {
   if (lua_istable(L, 1) && lua_getfield(L, 1, "transport") != LUA_TNIL)
     url = luaL_checkstring(L, -1);
   mb_lbus_reset(L);
-  mb_lbus *bus = mb_lbus_get(L);
-  if (url && (bus->rt->url_override = strdup(url)) == NULL) return luaL_error(L, "out of memory");
+  if (url && mb_runtime_set_url_override(mb_lbus_runtime(L), url) != MB_OK)
+    return luaL_error(L, "out of memory");
   return 0;
 }
 
@@ -149,26 +152,28 @@ static void set_count(lua_State *L, const char *key, lua_Integer n) {
 /* host.counters() -> { coroutines, waiting, requests, in_flight, handled, failed, parked,
  * timers } */
 static int l_counters(lua_State *L) {
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_vm *vm = mb_lbus_vm(L);
+  mb_runtime *rt = mb_vm_runtime(vm);
+  mb_pipeline_stats stats = mb_runtime_stats(rt);
   lua_createtable(L, 0, 8);
-  set_count(L, "waiting", mb_sched_parked(bus->sched));
-  set_count(L, "requests", (lua_Integer)mb_correlate_pending(bus->rt->correlate));
-  set_count(L, "coroutines", mb_sched_live(bus->sched));
-  set_count(L, "in_flight", bus->rt->in_flight);
-  set_count(L, "handled", (lua_Integer)bus->rt->handled);
-  set_count(L, "failed", (lua_Integer)bus->rt->failed);
-  set_count(L, "parked", (lua_Integer)bus->rt->parked);
-  set_count(L, "timers", mb_ltimer_count(bus));
+  set_count(L, "waiting", mb_sched_parked(mb_vm_sched(vm)));
+  set_count(L, "requests", (lua_Integer)mb_correlate_pending(mb_runtime_correlate(rt)));
+  set_count(L, "coroutines", mb_sched_live(mb_vm_sched(vm)));
+  set_count(L, "in_flight", stats.in_flight);
+  set_count(L, "handled", (lua_Integer)stats.handled);
+  set_count(L, "failed", (lua_Integer)stats.failed);
+  set_count(L, "parked", (lua_Integer)stats.parked);
+  set_count(L, "timers", mb_timers_count(mb_vm_timers(vm)));
   return 1;
 }
 
 /* The bus's transport, opened (and the topology declared) if it is not yet. */
 static mb_transport *connected_transport(lua_State *L) {
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_runtime *rt = mb_lbus_runtime(L);
   mb_err err;
-  if (bus->rt->transport == NULL && mb_runtime_connect(bus->rt, &err) != MB_OK)
+  if (mb_runtime_transport(rt) == NULL && mb_runtime_connect(rt, &err) != MB_OK)
     luaL_error(L, "%s", err.msg);
-  return bus->rt->transport;
+  return mb_runtime_transport(rt);
 }
 
 /* host.depth(queue) -> ready, later */
@@ -296,11 +301,11 @@ int mb_ltesting_refuse(lua_State *L) {
 }
 
 int luaopen_moonbus_host(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HOST_RUNTIME) != LUA_TNIL) {
+  mb_vm *vm = mb_vm_of(L);
+  if (vm && !mb_vm_adopted(vm)) {
     lua_pushliteral(L, "moonbus.host");
     return mb_ltesting_refuse(L);
   }
-  lua_pop(L, 1);
   luaL_requiref(L, "moonbus", luaopen_moonbus, 0);
   lua_pop(L, 1);
   luaL_newlib(L, host_functions);

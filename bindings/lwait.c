@@ -28,7 +28,7 @@ typedef struct lwait {
 
 static void wait_free(lwait *w) {
   mb_send_forget(w->ticket);
-  if (w->expecting) mb_correlate_cancel(w->rt->correlate, w->id);
+  if (w->expecting) mb_correlate_cancel(mb_runtime_correlate(w->rt), w->id);
   mb_delivery_free(w->reply);
   free(w);
 }
@@ -40,7 +40,7 @@ static void settle(lwait *w) {
   w->done = 1;
   mb_send_forget(w->ticket);
   w->ticket = NULL;
-  if (w->expecting) mb_correlate_cancel(w->rt->correlate, w->id);
+  if (w->expecting) mb_correlate_cancel(mb_runtime_correlate(w->rt), w->id);
   w->expecting = 0;
   if (w->parked) mb_sched_wake(w->sched, w->th);
 }
@@ -63,11 +63,11 @@ static void replied(void *ud, mb_delivery *reply) {
 }
 
 static lwait *wait_new(lua_State *L, mb_thread *th, const char *what) {
-  mb_lbus *bus = mb_lbus_get(L);
+  mb_vm *vm = mb_lbus_vm(L);
   lwait *w = calloc(1, sizeof *w);
   if (w == NULL) luaL_error(L, "out of memory");
-  w->sched = bus->sched;
-  w->rt = bus->rt;
+  w->sched = mb_vm_sched(vm);
+  w->rt = mb_vm_runtime(vm);
   w->th = th;
   snprintf(w->what, sizeof w->what, "%s", what);
   return w;
@@ -177,7 +177,7 @@ int mb_lwait_request(lua_State *L, mb_thread *th, mb_outgoing *m, double timeout
   lwait *w = wait_new(L, th, what);
   memcpy(w->id, m->env.id, sizeof w->id);
   w->timeout = timeout;
-  if (mb_correlate_expect(w->rt->correlate, w->id, timeout, replied, w) != MB_OK) {
+  if (mb_correlate_expect(mb_runtime_correlate(w->rt), w->id, timeout, replied, w) != MB_OK) {
     mb_outgoing_free(m);
     wait_free(w);
     return luaL_error(L, "out of memory");

@@ -39,40 +39,49 @@ typedef struct run_state {
   mb_runtime *rt;
   mb_reload *reload;
   ev_signal sigint, sigterm;
-  ev_timer drain;
-  double drain_seconds, drain_deadline;
+  ev_timer deadline; /* the drain at shutdown ends by then */
+  double drain_seconds;
   int stopping;
 } run_state;
 
-static void drain_check(struct ev_loop *loop, ev_timer *w, int revents) {
+static const char *endpoint_of(const run_state *s) { return mb_runtime_endpoint(s->rt); }
+static unsigned in_flight(const run_state *s) { return mb_runtime_stats(s->rt).in_flight; }
+
+/* The last job in flight ended while stopping (the pipeline's idle callback). */
+static void drained(void *ud) {
+  run_state *s = ud;
+  ev_break(mb_runtime_loop(s->rt), EVBREAK_ALL);
+}
+
+static void drain_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
   run_state *s = w->data;
-  if (s->rt->in_flight == 0 || ev_now(loop) >= s->drain_deadline) {
-    if (s->rt->in_flight)
-      mb_log(MB_WARN, s->rt->cfg.name, NULL, NULL,
-             "stopping with %u handlers still in flight: their messages will be redelivered",
-             s->rt->in_flight);
-    ev_timer_stop(loop, w);
-    ev_break(loop, EVBREAK_ALL);
-  }
+  mb_log(MB_WARN, endpoint_of(s), NULL, NULL,
+         "stopping with %u handlers still in flight: their messages will be redelivered",
+         in_flight(s));
+  ev_break(loop, EVBREAK_ALL);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   (void)revents;
   run_state *s = w->data;
   if (s->stopping) {
-    mb_log(MB_WARN, s->rt->cfg.name, NULL, NULL, "second signal: stopping now");
+    mb_log(MB_WARN, endpoint_of(s), NULL, NULL, "second signal: stopping now");
     ev_break(loop, EVBREAK_ALL);
     return;
   }
   s->stopping = 1;
-  mb_log(MB_INFO, s->rt->cfg.name, NULL, NULL, "signal %d: stopping (%u in flight)",
-         w->signum, s->rt->in_flight);
+  mb_log(MB_INFO, endpoint_of(s), NULL, NULL, "signal %d: stopping (%u in flight)",
+         w->signum, in_flight(s));
   mb_runtime_stop_consuming(s->rt);
   mb_reload_stop(s->reload);
-  s->drain_deadline = ev_now(loop) + s->drain_seconds;
-  ev_timer_again(loop, &s->drain);
-  drain_check(loop, &s->drain, 0);
+  if (in_flight(s) == 0) {
+    ev_break(loop, EVBREAK_ALL);
+    return;
+  }
+  mb_pipeline_on_idle(mb_runtime_pipeline(s->rt), drained, s);
+  ev_timer_set(&s->deadline, s->drain_seconds, 0.);
+  ev_timer_start(loop, &s->deadline);
 }
 
 static void watch_signals(struct ev_loop *loop, run_state *s, double drain_seconds) {
@@ -81,25 +90,32 @@ static void watch_signals(struct ev_loop *loop, run_state *s, double drain_secon
   s->sigint.data = s->sigterm.data = s;
   ev_signal_start(loop, &s->sigint);
   ev_signal_start(loop, &s->sigterm);
-  ev_init(&s->drain, drain_check);
-  s->drain.repeat = 0.05;
-  s->drain.data = s;
+  ev_init(&s->deadline, drain_deadline);
+  s->deadline.data = s;
   s->drain_seconds = drain_seconds;
 }
 
 static void unwatch(struct ev_loop *loop, run_state *s) {
   ev_signal_stop(loop, &s->sigint);
   ev_signal_stop(loop, &s->sigterm);
-  ev_timer_stop(loop, &s->drain);
+  ev_timer_stop(loop, &s->deadline);
+  mb_pipeline_on_idle(mb_runtime_pipeline(s->rt), NULL, NULL);
 }
 
 static void log_started(const mb_runtime *rt, const mb_vm *vm, int reload) {
   char url[512];
-  mb_url_redact(rt->url, url, sizeof url);
-  mb_log(MB_INFO, rt->cfg.name, NULL, NULL,
+  mb_url_redact(mb_runtime_url(rt), url, sizeof url);
+  mb_log(MB_INFO, mb_runtime_endpoint(rt), NULL, NULL,
          "running %s on %s (instance %s, concurrency %u, %zu event subscriptions, %s)",
-         mb_vm_script(vm), url, rt->instance, rt->cfg.concurrency, rt->n_subscriptions,
+         mb_vm_script(vm), url, mb_runtime_instance(rt), mb_runtime_cfg(rt)->concurrency,
+         mb_runtime_n_subscriptions(rt),
          reload ? "reloads when a script changes" : "reloads on SIGHUP only");
+}
+
+static void log_stopped(const mb_runtime *rt) {
+  mb_pipeline_stats st = mb_runtime_stats(rt);
+  mb_log(MB_INFO, mb_runtime_endpoint(rt), NULL, NULL, "stopped: %lu handled, %lu failed, "
+         "%lu parked", st.handled, st.failed, st.parked);
 }
 
 int mb_cli_run(const char *target, const mb_cli_opts *opts) {
@@ -122,15 +138,14 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
     goto done;
   }
   watch_signals(loop, &s, opts->drain_seconds);
-  if (mb_watchdog_start(2 * s.rt->cfg.time_budget) != 0)
-    mb_log(MB_WARN, s.rt->cfg.name, NULL, NULL, "cannot start the watchdog thread: a handler "
+  if (mb_watchdog_start(2 * mb_runtime_cfg(s.rt)->time_budget) != 0)
+    mb_log(MB_WARN, endpoint_of(&s), NULL, NULL, "cannot start the watchdog thread: a handler "
            "stuck inside a C function will not be stopped");
   mb_reload_start(s.reload, !opts->no_reload, reload_drain_seconds());
   log_started(s.rt, mb_reload_current(s.reload), !opts->no_reload);
   ev_run(loop, 0);
   unwatch(loop, &s);
-  mb_log(MB_INFO, s.rt->cfg.name, NULL, NULL, "stopped: %lu handled, %lu failed, %lu parked",
-         s.rt->handled, s.rt->failed, s.rt->parked);
+  log_stopped(s.rt);
   code = 0;
 done:
   mb_watchdog_stop();
@@ -144,7 +159,8 @@ done:
 /* The endpoint a CLI publish goes out as: the owner, checked against the claim. */
 static int publisher_of(mb_runtime *rt, const char *claimed, const char *type, char *out,
                         size_t len, mb_err *err) {
-  int rc = rt->transport->ops->owner_of(rt->transport, type, out, len, err);
+  mb_transport *t = mb_runtime_transport(rt);
+  int rc = t->ops->owner_of(t, type, out, len, err);
   if (rc == MB_ENOTFOUND) {
     snprintf(out, len, "%s", strcmp(claimed, "-") == 0 ? "cli" : claimed);
     return MB_OK;
@@ -252,13 +268,13 @@ static int request_one(mb_runtime *rt, const char *endpoint, const char *type, c
   if ((rc = mb_compose(rt, NULL, &req, &m, err)) != MB_OK) return rc;
   memcpy(id, m->env.id, MB_ID_LEN + 1);
   if (mb_envelope_set_correlation_id(&m->env, id) != MB_OK ||
-      mb_correlate_expect(rt->correlate, id, timeout, cli_replied, r) != MB_OK) {
+      mb_correlate_expect(mb_runtime_correlate(rt), id, timeout, cli_replied, r) != MB_OK) {
     mb_outgoing_free(m);
     return mb_err_set(err, MB_ENOMEM, "out of memory");
   }
   rc = mb_runtime_dispatch(rt, &m, 1, err);
-  if (rc != MB_OK) mb_correlate_cancel(rt->correlate, id);
-  while (rc == MB_OK && !r->done) ev_run(rt->loop, EVRUN_ONCE);
+  if (rc != MB_OK) mb_correlate_cancel(mb_runtime_correlate(rt), id);
+  while (rc == MB_OK && !r->done) ev_run(mb_runtime_loop(rt), EVRUN_ONCE);
   return rc;
 }
 

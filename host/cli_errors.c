@@ -44,7 +44,7 @@ static void progress(walk *w) {
 /* Walks w->queue with fn; MB_ENOTFOUND when w->id was looked for and not seen. */
 static int walk_queue(walk *w, mb_browse_fn fn) {
   long later = 0;
-  mb_transport *t = w->rt->transport;
+  mb_transport *t = mb_runtime_transport(w->rt);
   int rc = t->ops->depth(t, w->queue, &w->total, &later, w->err);
   w->total += later;
   if (rc == MB_OK) rc = t->ops->browse(t, w->queue, fn, w, w->err);
@@ -233,7 +233,10 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
     else if (strcmp(what, "show") == 0) rc = show(rt, queue, arg, &err);
     else if (strcmp(what, "retry") == 0 && strcmp(arg, "--all") == 0) rc = retry_all(rt, queue, &err);
     else if (strcmp(what, "retry") == 0) rc = retry(rt, queue, arg, &err);
-    else rc = rt->transport->ops->remove(rt->transport, queue, arg, &err);
+    else {
+      mb_transport *t = mb_runtime_transport(rt);
+      rc = t->ops->remove(t, queue, arg, &err);
+    }
   }
   if (rc != MB_OK) mb_cli_fail(err.msg);
   mb_runtime_free(rt);

@@ -23,11 +23,11 @@ static const char *conversation_of(const mb_delivery *cause, const char *own_id)
 }
 
 static int check_request(const mb_runtime *rt, const mb_compose_req *req, mb_err *err) {
-  if (req->body_len > rt->cfg.max_body)
+  if (req->body_len > mb_runtime_cfg(rt)->max_body)
     return mb_err_set(err, MB_ETOOBIG,
                       "body of %s is %zu bytes, over the limit of %zu bytes (max_body of "
                       "endpoint %s)",
-                      req->type, req->body_len, rt->cfg.max_body, mb_runtime_origin(rt));
+                      req->type, req->body_len, mb_runtime_cfg(rt)->max_body, mb_runtime_origin(rt));
   mb_err rule;
   if (req->headers && mb_headers_check(req->headers, 0, &rule) != MB_OK)
     return mb_err_set(err, MB_EINVAL, "headers of %s: %s", req->type, rule.msg);
@@ -46,7 +46,7 @@ static int fill_headers(const mb_runtime *rt, const mb_delivery *cause,
   if (rc == MB_OK) rc = mb_headers_set(h, MB_H_CONVERSATION, conversation_of(cause, e->id));
   if (rc == MB_OK && cause) rc = mb_headers_set(h, MB_H_RELATED_TO, cause->env.id);
   if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_ENDPOINT, req->origin ? req->origin : mb_runtime_origin(rt));
-  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_HOST, rt->host);
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_HOST, mb_runtime_host(rt));
   if (rc == MB_OK) rc = set_time_header(h, MB_H_TIME_SENT, now);
   if (rc == MB_OK && req->delay > 0)
     rc = set_time_header(h, MB_H_DELIVER_AT, now + (int64_t)(req->delay * 1e6));
@@ -64,7 +64,7 @@ static int fill_headers(const mb_runtime *rt, const mb_delivery *cause,
 
 static const char *reply_address(const mb_runtime *rt, const mb_compose_req *req) {
   if (req->reply_to) return req->reply_to;
-  return rt->configured ? rt->cfg.name : NULL;
+  return mb_runtime_endpoint(rt);
 }
 
 int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_req *req,

@@ -46,6 +46,7 @@
 #define MB_H_PROCESSING_ENDPOINT "moonbus.processing.endpoint"
 #define MB_H_PROCESSING_HOST "moonbus.processing.host"
 #define MB_H_TRACEPARENT "traceparent"
+#define MB_H_EXPIRES_AT "moonbus.expires_at" /* ttl: discard if not received by then */
 /* Set by the receiving host on a message that came without a moonbus id (a foreign
  * sender): the message id it carried ("" when it had none); env.id is then a new UUIDv7. */
 #define MB_H_FOREIGN_ID "moonbus.foreign_id"

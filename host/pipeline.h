@@ -1,46 +1,79 @@
 /* pipeline.h — the path of one message (DESIGN §2), top to bottom: envelope checks,
- * handler run, outbox dispatch and acknowledgement, or release / parking.
+ * handler run, outbox dispatch and acknowledgement, or release / retry / parking.
  *
- * Provides: mb_job (one delivery in flight, with its outbox), the transport's delivery
- * callback, and the outcome entry point the scheduler calls when a handler ends.
- * Uses: transport.h, sched.h, compose.h. Never: includes lua.h. */
+ * Provides: the pipeline of one endpoint (its jobs in flight and their counters), the
+ * transport's delivery callback, the runner interface it drives the handlers through, the
+ * outcome entry point a runner reports to, and mb_job (one delivery in flight, with its
+ * outbox), opaque.
+ * Uses: transport.h, endpoint.h, retry.h, audit.h, errorq.h. Never: includes lua.h, knows
+ * which runner or transport it drives: tests/unit/test_pipeline.c drives it with a fake
+ * runner and the in-memory transport. */
 #ifndef MOONBUS_PIPELINE_H
 #define MOONBUS_PIPELINE_H
 
 #include <stdint.h>
 
-#include "runtime.h"
+#include "endpoint.h"
 #include "transport.h"
 
-/* On an error or audit copy whose original headers broke the header rules: what was
- * removed from the copy, and why (the body is always kept). */
-#define MB_H_HEADERS_REMOVED "moonbus.headers.removed"
+typedef struct mb_pipeline mb_pipeline;
+typedef struct mb_job mb_job;
 
 typedef enum mb_outcome {
   MB_OUTCOME_OK,     /* every handler returned: dispatch the outbox, then ack */
-  MB_OUTCOME_FAILED, /* a handler raised: emit nothing, release for another attempt */
+  MB_OUTCOME_FAILED, /* a handler raised: emit nothing, retry or park */
   MB_OUTCOME_POISON, /* it can never succeed: park it in the error queue at once */
-  MB_OUTCOME_STOPPED /* the bus stopped before the handler ended: back to its queue */
+  MB_OUTCOME_STOPPED /* the handlers were stopped before they ended: back to its queue */
 } mb_outcome;
 
-typedef struct mb_job {
-  mb_runtime *rt;
-  mb_delivery *d;
-  mb_outgoing **outbox; /* sent only if the handlers succeed */
-  size_t n_out, cap_out;
-  int64_t started_usec;
-  int attempt;          /* 1-based attempt of this round of immediate retries */
-  int audited;          /* the last entry of the outbox is its audit copy */
-  void *ctx;            /* the Lua ctx bound to this job (bindings clear it both ways) */
-  struct mb_job *prev, *next;
-} mb_job;
+/* What runs a job's handlers (sched.c in a host; a fake in tests). */
+typedef struct mb_runner {
+  /* Runs the handlers of job, one attempt; the runner reports how it ended through
+   * mb_pipeline_finished, possibly before run returns. */
+  void (*run)(void *ud, mb_job *job);
+  /* The pipeline is closing while job's attempt still runs: stop it. The runner reports
+   * MB_OUTCOME_STOPPED (possibly before cancel returns) or nothing at all. */
+  void (*cancel)(void *ud, mb_job *job);
+} mb_runner;
 
-/* The transport's mb_deliver_fn; ud is the mb_runtime. */
+typedef struct mb_pipeline_stats {
+  unsigned in_flight;     /* jobs received and not yet acknowledged or released */
+  unsigned long received; /* deliveries */
+  unsigned long handled;  /* acknowledged after their handlers succeeded */
+  unsigned long failed;   /* attempts that failed (retried, delayed or parked after) */
+  unsigned long parked;   /* moved to the error queue */
+} mb_pipeline_stats;
+
+/* cfg is read at each step (a reload changes it in place); host names this machine on
+ * audit copies. Both must outlive the pipeline. NULL when out of memory. */
+mb_pipeline *mb_pipeline_new(const mb_endpoint_cfg *cfg, const char *host);
+/* Jobs still in flight are cancelled (their runners) and given back to their queues. */
+void mb_pipeline_free(mb_pipeline *p);
+/* The transport deliveries come from and outcomes go to (set before consuming). */
+void mb_pipeline_set_transport(mb_pipeline *p, mb_transport *t);
+/* New attempts run on runner from now on (a reload switches it); runner is not copied. */
+void mb_pipeline_set_runner(mb_pipeline *p, const mb_runner *runner, void *ud);
+/* fn(ud) runs each time the last job in flight ends (NULL: nobody asks). */
+void mb_pipeline_on_idle(mb_pipeline *p, void (*fn)(void *ud), void *ud);
+mb_pipeline_stats mb_pipeline_stats_of(const mb_pipeline *p);
+
+/* The transport's mb_deliver_fn; ud is the mb_pipeline. */
 void mb_pipeline_deliver(void *ud, mb_delivery *d);
-/* The scheduler reports how the handlers of job ended. error/trace may be NULL. */
+/* The runner reports how the attempt at job ended. error/trace may be NULL. */
 void mb_pipeline_finished(mb_job *job, mb_outcome outcome, const char *error, const char *trace);
+
+/* The message being handled (the dispatcher may complete a foreign message's kind). */
+mb_delivery *mb_job_delivery(mb_job *job);
+/* 1-based attempt of this round of immediate retries. */
+int mb_job_attempt(const mb_job *job);
+/* The endpoint handling it. */
+const char *mb_job_endpoint(const mb_job *job);
 /* Adds m to the job's outbox (takes ownership). MB_OK or MB_ENOMEM (m is freed). */
 int mb_job_add_outgoing(mb_job *job, mb_outgoing *m);
+/* fn(ud) runs once when the current attempt ends (its handlers are done with the job: a
+ * retry in place or the job's end), so that what a runner bound to the job (a Lua ctx)
+ * lets go of it. One hook per job; fn NULL removes it. */
+void mb_job_on_end(mb_job *job, void (*fn)(void *ud), void *ud);
 
 /* The back-off before a message is delivered again when it could not be completed
  * (a transport failure, a shutdown): retries proper are retry.c's. */

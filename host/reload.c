@@ -19,7 +19,6 @@
 #include "watchdog.h"
 
 #define DEBOUNCE_SECONDS 0.1  /* quiet time after the last write before reloading */
-#define DRAIN_POLL_SECONDS 0.01
 
 struct mb_reload {
   mb_runtime *rt;
@@ -27,21 +26,22 @@ struct mb_reload {
   mb_vm *current, *draining;
   unsigned generation;
   mb_filewatch *files; /* every Lua file a generation loaded */
-  ev_timer debounce, drain;
+  ev_timer debounce, drain; /* drain: the deadline of the draining generation */
+  ev_timer drained;          /* its last coroutine ended: close it from the loop */
   ev_signal sighup;
-  double drain_seconds, drain_deadline;
+  double drain_seconds;
   char changed[512]; /* what changed since the last reload, for its log line */
   int started, stopped, loading, pending;
 };
 
 static void on_change(void *ud, const char *path);
 static void on_debounced(struct ev_loop *loop, ev_timer *w, int revents);
-static void on_drain_poll(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_drained(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents);
 
-static const char *endpoint_of(const mb_reload *r) {
-  return r->rt->configured ? r->rt->cfg.name : NULL;
-}
+static const char *endpoint_of(const mb_reload *r) { return mb_runtime_endpoint(r->rt); }
+static struct ev_loop *loop_of(const mb_reload *r) { return mb_runtime_loop(r->rt); }
 
 /* A generation loaded a file: watch it from now on. */
 static void watch_file(void *ud, const char *path) {
@@ -53,7 +53,7 @@ static void watch_file(void *ud, const char *path) {
 }
 
 static mb_vm *load(mb_reload *r, mb_err *err) {
-  mb_vm_load how = {r->rt->cfg.time_budget, watch_file, r};
+  mb_vm_load how = {mb_runtime_cfg(r->rt)->time_budget, watch_file, r};
   r->loading = 1;
   mb_vm *vm = mb_vm_open(r->rt, r->target, &how, err);
   r->loading = 0;
@@ -62,7 +62,7 @@ static mb_vm *load(mb_reload *r, mb_err *err) {
 
 mb_reload *mb_reload_open(mb_runtime *rt, const char *target, mb_err *err) {
   mb_reload *r = calloc(1, sizeof *r);
-  if (r == NULL || (r->files = mb_filewatch_new(rt->loop, on_change, r)) == NULL) {
+  if (r == NULL || (r->files = mb_filewatch_new(mb_runtime_loop(rt), on_change, r)) == NULL) {
     free(r);
     mb_err_set(err, MB_ENOMEM, "out of memory");
     return NULL;
@@ -70,14 +70,15 @@ mb_reload *mb_reload_open(mb_runtime *rt, const char *target, mb_err *err) {
   r->rt = rt;
   snprintf(r->target, sizeof r->target, "%s", target);
   ev_init(&r->debounce, on_debounced);
-  ev_init(&r->drain, on_drain_poll);
+  ev_init(&r->drain, on_drain_deadline);
+  ev_init(&r->drained, on_drained);
   ev_signal_init(&r->sighup, on_sighup, SIGHUP);
-  r->debounce.data = r->drain.data = r->sighup.data = r;
-  r->drain.repeat = DRAIN_POLL_SECONDS;
+  r->debounce.data = r->drain.data = r->drained.data = r->sighup.data = r;
   if ((r->current = load(r, err)) == NULL) {
     mb_reload_free(r);
     return NULL;
   }
+  mb_runtime_set_runner(rt, mb_sched_runner(), mb_vm_sched(r->current));
   r->generation = 1;
   mb_vm_set_generation(r->current, 1);
   return r;
@@ -87,7 +88,7 @@ void mb_reload_start(mb_reload *r, int watch_files, double drain_seconds) {
   r->started = 1;
   r->drain_seconds = drain_seconds;
   mb_vm_start_timers(r->current);
-  ev_signal_start(r->rt->loop, &r->sighup);
+  ev_signal_start(loop_of(r), &r->sighup);
   mb_err err;
   if (watch_files && mb_filewatch_start(r->files, &err) != MB_OK)
     mb_log(MB_WARN, endpoint_of(r), NULL, NULL, "cannot watch the scripts (%s): reload with "
@@ -103,9 +104,9 @@ static void note_change(mb_reload *r, const char *what) {
 
 /* (Re)starts the quiet time after which the changes noted are reloaded. */
 static void debounce(mb_reload *r) {
-  ev_timer_stop(r->rt->loop, &r->debounce);
+  ev_timer_stop(loop_of(r), &r->debounce);
   ev_timer_set(&r->debounce, DEBOUNCE_SECONDS, 0.);
-  ev_timer_start(r->rt->loop, &r->debounce);
+  ev_timer_start(loop_of(r), &r->debounce);
 }
 
 static void on_change(void *ud, const char *path) {
@@ -139,21 +140,30 @@ static void report_failure(mb_reload *r, const char *changed, const mb_err *err)
 }
 
 static void close_draining(mb_reload *r) {
-  ev_timer_stop(r->rt->loop, &r->drain);
+  ev_timer_stop(loop_of(r), &r->drain);
+  ev_timer_stop(loop_of(r), &r->drained);
   mb_vm_close(r->draining);
   r->draining = NULL;
+}
+
+/* The draining generation's last coroutine ended (its scheduler's idle callback, which
+ * runs inside that scheduler): it is closed from the loop, not from inside. */
+static void last_coroutine_ended(void *ud) {
+  mb_reload *r = ud;
+  ev_timer_set(&r->drained, 0., 0.);
+  ev_timer_start(loop_of(r), &r->drained);
 }
 
 /* New messages and timers go to vm from now on; the running state drains. */
 static void switch_to(mb_reload *r, mb_vm *vm, const char *changed, double started_at) {
   mb_vm *old = r->current;
   mb_vm_stop_timers(old);
-  r->rt->sched = mb_vm_sched(vm);
+  mb_runtime_set_runner(r->rt, mb_sched_runner(), mb_vm_sched(vm));
   r->current = vm;
   r->generation++;
   mb_vm_set_generation(vm, r->generation);
   if (r->started) mb_vm_start_timers(vm);
-  mb_watchdog_set_limit(2 * r->rt->cfg.time_budget);
+  mb_watchdog_set_limit(2 * mb_runtime_cfg(r->rt)->time_budget);
   unsigned live = mb_vm_live(old);
   mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "reloaded %s (changed: %s): generation %u "
          "swapped in %.2f ms; generation %u %s %u handlers in flight", mb_vm_script(vm),
@@ -165,8 +175,9 @@ static void switch_to(mb_reload *r, mb_vm *vm, const char *changed, double start
     close_draining(r);
     return;
   }
-  r->drain_deadline = ev_now(r->rt->loop) + r->drain_seconds;
-  ev_timer_again(r->rt->loop, &r->drain);
+  mb_sched_on_idle(mb_vm_sched(old), last_coroutine_ended, r);
+  ev_timer_set(&r->drain, r->drain_seconds, 0.);
+  ev_timer_start(loop_of(r), &r->drain);
 }
 
 /* A reload asked for while another was loading or a state was draining. */
@@ -190,7 +201,7 @@ void mb_reload_now(mb_reload *r, const char *why) {
              "finished its %u handlers in flight", r->generation - 1, mb_vm_live(r->draining));
     return;
   }
-  ev_timer_stop(r->rt->loop, &r->debounce);
+  ev_timer_stop(loop_of(r), &r->debounce);
   double started_at = mb_monotonic();
   char changed[sizeof r->changed];
   snprintf(changed, sizeof changed, "%s", r->changed[0] ? r->changed : "nothing");
@@ -208,11 +219,9 @@ void mb_reload_now(mb_reload *r, const char *why) {
   if (r->draining == NULL) run_pending(r);
 }
 
-static void on_drain_poll(struct ev_loop *loop, ev_timer *w, int revents) {
-  (void)revents;
-  mb_reload *r = w->data;
+/* The draining generation closes: its coroutines ended, or its time ran out. */
+static void drain_done(mb_reload *r) {
   unsigned live = mb_vm_live(r->draining);
-  if (live && ev_now(loop) < r->drain_deadline) return;
   if (live)
     mb_log(MB_WARN, endpoint_of(r), NULL, NULL, "generation %u still had %u handlers in flight "
            "after %.0f s: closed; their messages go back to the queue", r->generation - 1,
@@ -224,11 +233,21 @@ static void on_drain_poll(struct ev_loop *loop, ev_timer *w, int revents) {
   run_pending(r);
 }
 
+static void on_drained(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)revents;
+  drain_done(w->data);
+}
+
+static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)revents;
+  drain_done(w->data);
+}
+
 void mb_reload_stop(mb_reload *r) {
   if (r == NULL) return;
   r->stopped = 1;
   mb_filewatch_stop(r->files);
-  ev_timer_stop(r->rt->loop, &r->debounce);
+  ev_timer_stop(loop_of(r), &r->debounce);
   /* SIGHUP stays caught (and ignored) while the host drains: its default ends the process */
   if (r->current) mb_vm_stop_timers(r->current); /* a draining state's stopped at the swap */
 }
@@ -236,7 +255,7 @@ void mb_reload_stop(mb_reload *r) {
 void mb_reload_free(mb_reload *r) {
   if (r == NULL) return;
   mb_reload_stop(r);
-  ev_signal_stop(r->rt->loop, &r->sighup);
+  ev_signal_stop(loop_of(r), &r->sighup);
   if (r->draining) close_draining(r);
   mb_vm_close(r->current);
   mb_filewatch_free(r->files);

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lbus.h"
 #include "log.h"
-#include "pipeline.h"
+#include "runtime.h"
+#include "vm.h"
 #include "watchdog.h"
 
 #define BUDGET_HOOK_EVERY 1000 /* instructions between two looks at the clock */
@@ -45,6 +45,9 @@ struct mb_sched {
   lua_State *main;
   lua_State *anchor;
   mb_runtime *rt;
+  const mb_sched_lua *lua; /* the bindings' side of the seam */
+  void (*on_idle)(void *ud);
+  void *idle_ud;
   mb_thread *running; /* the coroutine inside lua_resume now */
   mb_thread *threads;
   unsigned live, parked;
@@ -57,9 +60,8 @@ struct mb_sched {
 
 static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents);
 
-static const char *endpoint_of(const mb_sched *s) {
-  return s->rt->configured ? s->rt->cfg.name : NULL;
-}
+static const char *endpoint_of(const mb_sched *s) { return mb_runtime_endpoint(s->rt); }
+static double time_budget(const mb_sched *s) { return mb_runtime_cfg(s->rt)->time_budget; }
 
 /* The time budget (DESIGN §6): every BUDGET_HOOK_EVERY instructions of the running
  * coroutine (and of any coroutine it made, which inherit the hook), a look at the clock.
@@ -68,29 +70,27 @@ static const char *endpoint_of(const mb_sched *s) {
  * raises again, until the handler itself has unwound. */
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  mb_sched *s = *(mb_sched **)lua_getextraspace(L);
+  mb_vm *vm = mb_vm_of(L);
+  mb_sched *s = vm ? mb_vm_sched(vm) : NULL;
   mb_thread *th = s ? s->running : NULL;
   if (th == NULL || th->deadline == 0) return;
   if (!th->over_budget && mb_monotonic() < th->deadline) return;
   th->over_budget = 1;
-  mb_lbus_over_budget(L, budget_hook, th->what, s->rt->cfg.time_budget);
+  s->lua->over_budget(L, th->what, time_budget(s));
 }
 
 static void arm_budget(mb_sched *s, mb_thread *th) {
-  th->deadline = mb_monotonic() + s->rt->cfg.time_budget;
+  th->deadline = mb_monotonic() + time_budget(s);
   th->over_budget = 0;
   lua_sethook(th->co, budget_hook, LUA_MASKCOUNT, BUDGET_HOOK_EVERY);
 }
 
-mb_sched *mb_sched_new(lua_State *L, mb_runtime *rt) {
+mb_sched *mb_sched_new(lua_State *L, mb_runtime *rt, const mb_sched_lua *lua) {
   mb_sched *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  lua_State *main_thread = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  *(mb_sched **)lua_getextraspace(main_thread) = s; /* new threads copy it: the hook finds s */
   s->main = s->anchor = L;
   s->rt = rt;
+  s->lua = lua;
   ev_timer_init(&s->resume_soon, resume_ready, 0., 0.);
   s->resume_soon.data = s;
   return s;
@@ -137,6 +137,17 @@ static void unlink_thread(mb_sched *s, mb_thread *th) {
   s->live--;
 }
 
+void mb_sched_on_idle(mb_sched *s, void (*fn)(void *ud), void *ud) {
+  s->on_idle = fn;
+  s->idle_ud = ud;
+}
+
+void mb_sched_unref(mb_sched *s, int ref) { luaL_unref(s->main, LUA_REGISTRYINDEX, ref); }
+
+static void tell_if_idle(mb_sched *s) {
+  if (s->live == 0 && s->on_idle) s->on_idle(s->idle_ud);
+}
+
 /* Resets the coroutine (its stack, its to-be-closed variables) and, if it ended without an
  * error and there is room, keeps it for the next one. One that failed is dropped: an error
  * raised by a hook leaves hooks disabled in its thread (Lua does not restore allowhook
@@ -163,11 +174,12 @@ typedef struct outcome {
 
 /* Reads the error on top of co and the traceback of co into o. [-0, +0] */
 static void read_error(mb_sched *s, lua_State *co, int status, outcome *o) {
-  const char *msg = mb_lbus_error_text(co, -1, &o->unrecoverable);
+  const char *msg = s->lua->error_text(co, -1, &o->unrecoverable);
   size_t limit;
-  if (mb_alloc_take_refusal(co, &limit) && status == LUA_ERRMEM)
+  if (s->lua->memory_refused(co, &limit) && status == LUA_ERRMEM)
     snprintf(o->error, sizeof o->error, "it went past the memory budget of %.1f MiB "
-             "(memory_budget): %s", (double)s->rt->cfg.memory_budget / (1 << 20), msg);
+             "(memory_budget): %s", (double)mb_runtime_cfg(s->rt)->memory_budget / (1 << 20),
+             msg);
   else snprintf(o->error, sizeof o->error, "%s", msg);
   lua_pop(co, 1);
   luaL_traceback(s->anchor, co, NULL, 0);
@@ -192,6 +204,7 @@ static void finish(mb_sched *s, mb_thread *th, outcome *o) {
     if (o->trace) mb_log(MB_DEBUG, endpoint, NULL, NULL, "trace: %s", o->trace);
   }
   free(o->trace);
+  tell_if_idle(s);
 }
 
 /* Resumes th with nargs arguments on its stack, until it ends or parks. */
@@ -244,7 +257,7 @@ void mb_sched_wake(mb_sched *s, mb_thread *th) {
   if (s->ready_tail) s->ready_tail->ready_next = th;
   else s->ready_head = th;
   s->ready_tail = th;
-  if (!ev_is_active(&s->resume_soon)) ev_timer_start(s->rt->loop, &s->resume_soon);
+  if (!ev_is_active(&s->resume_soon)) ev_timer_start(mb_runtime_loop(s->rt), &s->resume_soon);
 }
 
 static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -270,7 +283,7 @@ static void start_handler(mb_sched *s, mb_job *job, const char *what) {
     mb_pipeline_finished(job, MB_OUTCOME_FAILED, "out of memory for a coroutine", NULL);
     return;
   }
-  mb_lbus_push_dispatcher(th->co);
+  lua_pushcfunction(th->co, s->lua->dispatcher);
   lua_pushlightuserdata(th->co, job);
   snprintf(th->what, sizeof th->what, "%s", what);
   arm_budget(s, th);
@@ -279,8 +292,8 @@ static void start_handler(mb_sched *s, mb_job *job, const char *what) {
 
 void mb_sched_handle(mb_sched *s, mb_job *job) {
   char what[sizeof ((mb_thread *)0)->what];
-  snprintf(what, sizeof what, "the handler of %s (message %s)", job->d->env.type,
-           job->d->env.id);
+  snprintf(what, sizeof what, "the handler of %s (message %s)", mb_job_delivery(job)->env.type,
+           mb_job_delivery(job)->env.id);
   mb_watchdog_enter(endpoint_of(s), what);
   start_handler(s, job, what);
   mb_watchdog_leave();
@@ -289,7 +302,7 @@ void mb_sched_handle(mb_sched *s, mb_job *job) {
 static void start_call(mb_sched *s, int fn_ref, const char *what) {
   mb_thread *th = new_thread(s, NULL);
   if (th == NULL) {
-    mb_log(MB_ERROR, s->rt->cfg.name, NULL, NULL, "%s skipped: out of memory", what);
+    mb_log(MB_ERROR, endpoint_of(s), NULL, NULL, "%s skipped: out of memory", what);
     return;
   }
   snprintf(th->what, sizeof th->what, "%s", what);
@@ -304,28 +317,54 @@ void mb_sched_call(mb_sched *s, int fn_ref, const char *what) {
   mb_watchdog_leave();
 }
 
+#define STOPPED_WHY                                                                       \
+  "its Lua state was closed while the handler was waiting (bus.request): the bus stopped, or " \
+  "the code it ran was reloaded and did not finish in time; the message goes back to its "    \
+  "queue"
+
+/* Takes th out of the queue of woken threads, if it is there. */
+static void unready(mb_sched *s, mb_thread *th) {
+  if (!th->ready) return;
+  mb_thread **at = &s->ready_head, *prev = NULL;
+  while (*at && *at != th) prev = *at, at = &(*at)->ready_next;
+  if (*at) *at = th->ready_next;
+  if (s->ready_tail == th) s->ready_tail = prev;
+  th->ready = 0;
+}
+
+/* Forgets a parked coroutine: its cancel hook runs and its job (if any) is stopped. */
+static void cancel_thread(mb_sched *s, mb_thread *th, const char *why) {
+  mb_job *job = th->job;
+  unready(s, th);
+  if (th->parked) s->parked--;
+  if (th->cancel) th->cancel(th->cancel_ud);
+  luaL_unref(s->main, LUA_REGISTRYINDEX, th->ref);
+  unlink_thread(s, th);
+  free(th);
+  if (job) mb_pipeline_finished(job, MB_OUTCOME_STOPPED, why, NULL);
+}
+
+static void run_job(void *ud, mb_job *job) { mb_sched_handle(ud, job); }
+
+static void cancel_job(void *ud, mb_job *job) {
+  mb_sched *s = ud;
+  for (mb_thread *th = s->threads; th; th = th->next)
+    if (th->job == job && th != s->running) {
+      cancel_thread(s, th, "the bus stopped while its handler was waiting; the message goes "
+                    "back to its queue");
+      tell_if_idle(s);
+      return;
+    }
+}
+
+static const mb_runner sched_runner = {run_job, cancel_job};
+const mb_runner *mb_sched_runner(void) { return &sched_runner; }
+
 void mb_sched_free(mb_sched *s) {
   if (s == NULL) return;
-  lua_rawgeti(s->main, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  lua_State *main_thread = lua_tothread(s->main, -1);
-  lua_pop(s->main, 1);
-  if (*(mb_sched **)lua_getextraspace(main_thread) == s)
-    *(mb_sched **)lua_getextraspace(main_thread) = NULL;
-  ev_timer_stop(s->rt->loop, &s->resume_soon);
+  ev_timer_stop(mb_runtime_loop(s->rt), &s->resume_soon);
+  s->on_idle = NULL;
   while (s->n_spare > 0) luaL_unref(s->main, LUA_REGISTRYINDEX, s->spare_ref[--s->n_spare]);
-  while (s->threads) {
-    mb_thread *th = s->threads;
-    mb_job *job = th->job;
-    if (th->parked) s->parked--;
-    if (th->cancel) th->cancel(th->cancel_ud);
-    luaL_unref(s->main, LUA_REGISTRYINDEX, th->ref);
-    unlink_thread(s, th);
-    free(th);
-    if (job)
-      mb_pipeline_finished(job, MB_OUTCOME_STOPPED, "its Lua state was closed while the "
-                           "handler was waiting (bus.request): the bus stopped, or the code it "
-                           "ran was reloaded and did not finish in time; the message goes back "
-                           "to its queue", NULL);
-  }
+  while (s->threads) cancel_thread(s, s->threads, STOPPED_WHY);
   free(s);
 }

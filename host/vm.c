@@ -1,5 +1,7 @@
-/* vm.c — one lua_State generation (see vm.h): open, load the endpoint script under a
- * traceback handler, close. Owns the lua_State and nothing that outlives it.
+/* vm.c — one Lua generation (see vm.h): open (or adopt, in module mode), load the
+ * endpoint script under a traceback handler, close. Owns the lua_State, its allocator, its
+ * scheduler and its timers: the only file that creates or frees them. The generation is
+ * in the main thread's extra space, where bindings and the budget hook find it.
  * Never: resumes handler coroutines (sched.c does). */
 #include "vm.h"
 
@@ -17,9 +19,12 @@
 #define LOAD_HOOK_EVERY 1000 /* instructions between two looks at the clock while loading */
 
 struct mb_vm {
-  lua_State *L;
+  lua_State *L;   /* the main thread */
+  int adopted;    /* module mode: L is its caller's, and rt is the generation's own */
   mb_alloc alloc; /* counts and caps the state's memory; outlives lua_close */
   mb_runtime *rt;
+  mb_sched *sched;
+  mb_timers *timers;
   char script[4096];
   char dir[4096];
   mb_vm_file_fn on_file; /* told of every Lua file the script loads */
@@ -102,7 +107,7 @@ static void load_hook(lua_State *L, lua_Debug *ar) {
     return;
   }
   if (mb_monotonic() > load_deadline)
-    mb_lbus_over_budget(L, load_hook, "loading the script", load_budget_s);
+    mb_lbus_over_budget(L, "loading the script", load_budget_s);
 }
 
 static int load_script(mb_vm *vm, double budget, mb_err *err) {
@@ -113,7 +118,7 @@ static int load_script(mb_vm *vm, double budget, mb_err *err) {
     load_budget_s = budget;
     load_deadline = mb_monotonic() + budget;
     lua_sethook(L, load_hook, LUA_MASKCOUNT, LOAD_HOOK_EVERY);
-    mb_watchdog_enter(vm->rt->configured ? vm->rt->cfg.name : NULL, vm->script);
+    mb_watchdog_enter(mb_runtime_endpoint(vm->rt), vm->script);
     status = lua_pcall(L, 0, 0, -2);
     mb_watchdog_leave();
     lua_sethook(L, NULL, 0, 0);
@@ -168,6 +173,52 @@ static int open_bus(lua_State *L) {
   return 0;
 }
 
+/* What the scheduler needs of the bindings (it never includes them). */
+static const mb_sched_lua lua_face = {
+    mb_ldispatch,
+    mb_lbus_error_text,
+    mb_lbus_over_budget,
+    mb_alloc_take_refusal,
+};
+
+static void set_extraspace(lua_State *L, mb_vm *vm) { *(mb_vm **)lua_getextraspace(L) = vm; }
+
+mb_vm *mb_vm_of(lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main_thread = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return main_thread ? *(mb_vm **)lua_getextraspace(main_thread) : NULL;
+}
+
+/* The scheduler and the timers of the generation, made together. MB_OK or MB_ENOMEM. */
+static int make_parts(mb_vm *vm) {
+  vm->sched = mb_sched_new(vm->L, vm->rt, &lua_face);
+  if (vm->sched) vm->timers = mb_timers_new(mb_runtime_loop(vm->rt), vm->sched);
+  return vm->timers ? MB_OK : MB_ENOMEM;
+}
+
+/* Timers first (a tick runs on the scheduler), then the scheduler, whose parked coroutines
+ * are cancelled: their jobs go back to their queues. */
+static void free_parts(mb_vm *vm) {
+  mb_timers_free(vm->timers);
+  vm->timers = NULL;
+  mb_sched_free(vm->sched);
+  vm->sched = NULL;
+}
+
+/* A state of our own, with the allocator that keeps the memory budget. */
+static int new_state(mb_vm *vm, mb_err *err) {
+  mb_alloc_init(&vm->alloc);
+  if ((vm->L = lua_newstate(mb_alloc_capped, &vm->alloc)) == NULL)
+    return mb_err_set(err, MB_ENOMEM, "cannot create a Lua state");
+  set_extraspace(vm->L, vm);
+  lua_atpanic(vm->L, panic);
+  if (make_parts(vm) != MB_OK) return mb_err_set(err, MB_ENOMEM, "out of memory");
+  luaL_openlibs(vm->L);
+  mb_lguard_open(vm->L);
+  return MB_OK;
+}
+
 mb_vm *mb_vm_open(mb_runtime *rt, const char *target, const mb_vm_load *how, mb_err *err) {
   mb_vm *vm = calloc(1, sizeof *vm);
   if (vm == NULL) {
@@ -179,16 +230,7 @@ mb_vm *mb_vm_open(mb_runtime *rt, const char *target, const mb_vm_load *how, mb_
   vm->file_ud = how ? how->file_ud : NULL;
   if (resolve(vm, target, err) != MB_OK) goto fail;
   if (vm->on_file) vm->on_file(vm->file_ud, vm->script);
-  mb_alloc_init(&vm->alloc);
-  if ((vm->L = lua_newstate(mb_alloc_capped, &vm->alloc)) == NULL) {
-    mb_err_set(err, MB_ENOMEM, "cannot create a Lua state");
-    goto fail;
-  }
-  lua_atpanic(vm->L, panic);
-  luaL_openlibs(vm->L);
-  mb_lguard_open(vm->L);
-  lua_pushlightuserdata(vm->L, rt);
-  lua_setfield(vm->L, LUA_REGISTRYINDEX, MB_REG_HOST_RUNTIME);
+  if (new_state(vm, err) != MB_OK) goto fail;
   set_paths(vm->L, vm->dir);
   lua_pushcfunction(vm->L, open_bus);
   if (lua_pcall(vm->L, 0, 0, 0) != LUA_OK) {
@@ -204,35 +246,45 @@ fail:
   return NULL;
 }
 
-static mb_lbus *bus_of(mb_vm *vm) {
-  lua_getfield(vm->L, LUA_REGISTRYINDEX, MB_REG_STATE);
-  mb_lbus *bus = lua_touserdata(vm->L, -1);
-  lua_pop(vm->L, 1);
-  return bus;
+/* A runtime of the generation's own, with its parts, running its handlers. */
+static int adopt_parts(mb_vm *vm) {
+  if ((vm->rt = mb_runtime_new(NULL, NULL, NULL)) == NULL || make_parts(vm) != MB_OK)
+    return MB_ENOMEM;
+  mb_runtime_set_runner(vm->rt, mb_sched_runner(), vm->sched);
+  return MB_OK;
 }
 
-void mb_vm_start_timers(mb_vm *vm) {
-  mb_lbus *bus = bus_of(vm);
-  if (bus) mb_ltimer_start_all(bus);
+mb_vm *mb_vm_adopt(lua_State *L) {
+  mb_vm *vm = calloc(1, sizeof *vm);
+  if (vm == NULL) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  vm->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  vm->adopted = 1;
+  if (adopt_parts(vm) != MB_OK) {
+    mb_vm_close(vm);
+    return NULL;
+  }
+  set_extraspace(vm->L, vm);
+  return vm;
 }
 
-void mb_vm_stop_timers(mb_vm *vm) {
-  mb_lbus *bus = bus_of(vm);
-  if (bus) mb_ltimer_stop_all(bus);
+int mb_vm_reset(mb_vm *vm) {
+  free_parts(vm);
+  mb_runtime_free(vm->rt);
+  vm->rt = NULL;
+  mb_alloc_unwrap(vm->L); /* the next bus.endpoint{} sets its own budget */
+  return adopt_parts(vm);
 }
 
+int mb_vm_adopted(const mb_vm *vm) { return vm->adopted; }
+mb_runtime *mb_vm_runtime(const mb_vm *vm) { return vm->rt; }
+mb_sched *mb_vm_sched(const mb_vm *vm) { return vm->sched; }
+mb_timers *mb_vm_timers(const mb_vm *vm) { return vm->timers; }
+void mb_vm_start_timers(mb_vm *vm) { mb_timers_start(vm->timers); }
+void mb_vm_stop_timers(mb_vm *vm) { mb_timers_stop(vm->timers); }
 const char *mb_vm_script(const mb_vm *vm) { return vm->script; }
-
-mb_sched *mb_vm_sched(mb_vm *vm) {
-  mb_lbus *bus = bus_of(vm);
-  return bus ? bus->sched : NULL;
-}
-
-unsigned mb_vm_live(mb_vm *vm) {
-  mb_sched *s = mb_vm_sched(vm);
-  return s ? mb_sched_live(s) : 0;
-}
-
+unsigned mb_vm_live(const mb_vm *vm) { return vm->sched ? mb_sched_live(vm->sched) : 0; }
 void mb_vm_set_generation(mb_vm *vm, unsigned generation) { vm->generation = generation; }
 
 /* lua_close runs the script's __gc finalizers with hooks off: no time budget reaches them,
@@ -245,16 +297,24 @@ static void close_bounded(mb_vm *vm) {
   else
     snprintf(what, sizeof what, "closing the Lua state of %s that did not load (it runs its "
              "__gc finalizers)", vm->script);
-  const char *endpoint = vm->rt->configured ? vm->rt->cfg.name : NULL;
-  double budget = vm->rt->cfg.time_budget > 0 ? vm->rt->cfg.time_budget : MB_DEFAULT_TIME_BUDGET;
-  int bounded = mb_watchdog_bound(2 * budget, endpoint, what) == 0;
+  double budget = mb_runtime_cfg(vm->rt)->time_budget;
+  if (!(budget > 0)) budget = MB_DEFAULT_TIME_BUDGET;
+  int bounded = mb_watchdog_bound(2 * budget, mb_runtime_endpoint(vm->rt), what) == 0;
   lua_close(vm->L);
   if (bounded) mb_watchdog_unbound();
 }
 
+/* The bus is gone before the state closes: a script's __gc that calls it gets an error. */
 void mb_vm_close(mb_vm *vm) {
   if (vm == NULL) return;
-  if (vm->L) close_bounded(vm);
+  free_parts(vm);
+  if (vm->L) set_extraspace(vm->L, NULL);
+  if (vm->adopted) {
+    if (vm->L) mb_alloc_unwrap(vm->L);
+    mb_runtime_free(vm->rt);
+  } else if (vm->L) {
+    close_bounded(vm);
+  }
   free(vm);
 }
 

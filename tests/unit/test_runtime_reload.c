@@ -34,7 +34,8 @@ static long publish_and_count(mb_runtime *rt, const char *type) {
   mb_err err;
   long ready = -1, later = -1;
   if (mb_runtime_dispatch(rt, &m, 1, &err) != MB_OK) printf("#   publish: %s\n", err.msg);
-  if (rt->transport->ops->depth(rt->transport, "a", &ready, &later, &err) != MB_OK) return -1;
+  mb_transport *t = mb_runtime_transport(rt);
+  if (t->ops->depth(t, "a", &ready, &later, &err) != MB_OK) return -1;
   return ready;
 }
 
@@ -55,12 +56,12 @@ static void test_a_staged_declaration_stays_apart_until_adopted(void) {
   CHECK(declare_endpoint(rt, "a", 4) == MB_OK);
   CHECK(declare_endpoint(rt, "a", 4) == MB_EINVAL); /* one bus.endpoint{} per script */
   CHECK(mb_runtime_subscribe(rt, "e.Two") == MB_OK);
-  CHECK(rt->n_subscriptions == 1 && strcmp(rt->subscriptions[0], "e.One") == 0);
-  CHECK(rt->cfg.concurrency == 8);
+  CHECK(mb_runtime_n_subscriptions(rt) == 1 && strcmp(mb_runtime_subscription(rt, 0), "e.One") == 0);
+  CHECK(mb_runtime_cfg(rt)->concurrency == 8);
   CHECK(mb_runtime_adopt(rt, &err) == MB_OK);
-  CHECK(rt->staged == NULL);
-  CHECK(rt->n_subscriptions == 1 && strcmp(rt->subscriptions[0], "e.Two") == 0);
-  CHECK(rt->cfg.concurrency == 8); /* the consumer's prefetch cannot change in place */
+  CHECK(!mb_runtime_staging(rt));
+  CHECK(mb_runtime_n_subscriptions(rt) == 1 && strcmp(mb_runtime_subscription(rt, 0), "e.Two") == 0);
+  CHECK(mb_runtime_cfg(rt)->concurrency == 8); /* the consumer's prefetch cannot change in place */
   CHECK(publish_and_count(rt, "e.Two") == 2);
   CHECK(publish_and_count(rt, "e.One") == 2); /* unsubscribed */
   mb_runtime_free(rt);
@@ -74,8 +75,8 @@ static void test_another_endpoint_is_refused_and_changes_nothing(void) {
   CHECK(mb_runtime_subscribe(rt, "e.Two") == MB_OK);
   CHECK(mb_runtime_adopt(rt, &err) == MB_EINVAL);
   CHECK(strstr(err.msg, "declares endpoint b, but this host runs a") != NULL);
-  CHECK(rt->staged == NULL && strcmp(rt->cfg.name, "a") == 0);
-  CHECK(rt->n_subscriptions == 1 && strcmp(rt->subscriptions[0], "e.One") == 0);
+  CHECK(!mb_runtime_staging(rt) && strcmp(mb_runtime_cfg(rt)->name, "a") == 0);
+  CHECK(mb_runtime_n_subscriptions(rt) == 1 && strcmp(mb_runtime_subscription(rt, 0), "e.One") == 0);
   CHECK(mb_runtime_stage(rt) == MB_OK); /* a script that declares nothing */
   CHECK(mb_runtime_adopt(rt, &err) == MB_EINVAL);
   CHECK(strstr(err.msg, "declares no endpoint") != NULL);
@@ -87,7 +88,7 @@ static void test_another_endpoint_is_refused_and_changes_nothing(void) {
   CHECK(mb_runtime_configure(rt, &cfg, &err) == MB_OK);
   CHECK(mb_runtime_adopt(rt, &err) == MB_EINVAL);
   CHECK(strstr(err.msg, "transport") != NULL);
-  CHECK(rt->cfg.transport == NULL);
+  CHECK(mb_runtime_cfg(rt)->transport == NULL);
   CHECK(publish_and_count(rt, "e.One") == 1); /* the running topology is untouched */
   mb_runtime_stage(rt);
   mb_runtime_free(rt); /* with a declaration still staged: nothing leaks */

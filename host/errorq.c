@@ -1,0 +1,45 @@
+/* errorq.c — the error-queue copy (see errorq.h): failure headers on a byte-for-byte copy,
+ * the exception text and trace bounded so the copy stays deliverable.
+ * Never: sends, retries or decides anything. */
+#include "errorq.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "msgcopy.h"
+
+/* key = at most MB_EXCEPTION_MAX bytes of text (cut on a byte, marked). */
+static int set_bounded(mb_headers *h, const char *key, const char *text) {
+  if (strlen(text) <= MB_EXCEPTION_MAX) return mb_headers_set(h, key, text);
+  char *cut = malloc(MB_EXCEPTION_MAX + 16);
+  if (cut == NULL) return MB_ENOMEM;
+  snprintf(cut, MB_EXCEPTION_MAX + 16, "%.*s [cut]", MB_EXCEPTION_MAX, text);
+  int rc = mb_headers_set(h, key, cut);
+  free(cut);
+  return rc;
+}
+
+static int add_failure_headers(const mb_delivery *d, mb_headers *h, const mb_failure *f) {
+  char when[MB_TIME_LEN + 1];
+  mb_time_iso(mb_now_usec(), when);
+  int rc = mb_headers_set(h, MB_H_FAILED_QUEUE, d->queue);
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_FAILED_AT, when);
+  if (rc == MB_OK) rc = set_bounded(h, MB_H_EXCEPTION_MESSAGE, f->reason);
+  if (rc == MB_OK && f->trace) rc = set_bounded(h, MB_H_EXCEPTION_TRACE, f->trace);
+  if (rc == MB_OK) rc = mb_msgcopy_set_number(h, MB_H_RETRIES_IMMEDIATE, f->immediate);
+  if (rc == MB_OK) rc = mb_msgcopy_set_number(h, MB_H_RETRIES_DELAYED, f->round);
+  if (rc == MB_OK) rc = mb_msgcopy_set_number(h, MB_H_FAILED_DELIVERIES, (long)d->delivery_count);
+  return rc;
+}
+
+mb_outgoing *mb_errorq_copy(const mb_delivery *d, const mb_failure *f) {
+  mb_outgoing *copy = mb_msgcopy(d, f->queue);
+  if (copy == NULL) return NULL;
+  copy->archive = 1;
+  if (add_failure_headers(d, &copy->env.headers, f) != MB_OK) {
+    mb_outgoing_free(copy);
+    return NULL;
+  }
+  return copy;
+}
