@@ -452,13 +452,14 @@ static void op_apply(mem_transport *t, mem_op *op) {
   done(ud, status, status == MB_OK ? NULL : error);
 }
 
-/* Applies op now, or keeps it for mb_mem_confirm in manual mode. */
-static void op_submit(mem_transport *t, mem_op *op) {
+/* Applies op now, or keeps it for mb_mem_confirm in manual mode; id names the message
+ * (the delivery of a complete, the first of a dispatch) in an injected failure. */
+static void op_submit(mem_transport *t, mem_op *op, const char *id) {
   if (t->fail_count > 0) {
     t->fail_count--;
     op->status = t->fail_status;
-    snprintf(op->error, sizeof op->error, "mem://%s: injected failure (%s) of %s", t->bus->name,
-             mb_strerror(op->status), op->ack_queue ? "a complete" : "a dispatch");
+    snprintf(op->error, sizeof op->error, "mem://%s: injected failure (%s) of the %s of message %s",
+             t->bus->name, mb_strerror(op->status), op->ack_queue ? "complete" : "dispatch", id);
   }
   if (!t->manual) {
     op_apply(t, op);
@@ -494,7 +495,7 @@ static int mem_dispatch(mb_transport *base, mb_outgoing *const *msgs, size_t n, 
   mem_transport *t = (mem_transport *)base;
   mem_op *op = NULL;
   int rc = op_start(t, msgs, n, done, ud, &op, err);
-  if (rc == MB_OK) op_submit(t, op);
+  if (rc == MB_OK) op_submit(t, op, n ? msgs[0]->env.id : "(none)");
   return rc;
 }
 
@@ -512,7 +513,7 @@ static int mem_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *
     op_free(op);
     return mb_err_set(err, MB_ENOMEM, "out of memory");
   }
-  op_submit(t, op);
+  op_submit(t, op, d->env.id);
   return MB_OK;
 }
 

@@ -315,8 +315,12 @@ static void test_fail_next_fails_through_done(void) {
   mb_err err;
   CHECK(declare(t, "a", NULL, NULL, &err) == MB_OK && declare(t, "b", NULL, NULL, &err) == MB_OK);
   mb_mem_fail_next(t, MB_EIO, 2);
-  CHECK(send_one(t, message("b.Do", "b", "{}"), &err) == MB_OK);
+  mb_outgoing *first = message("b.Do", "b", "{}");
+  char id[MB_ID_LEN + 1];
+  strcpy(id, first->env.id);
+  CHECK(send_one(t, first, &err) == MB_OK);
   CHECK(done_calls == 1 && done_status == MB_EIO && strstr(done_error, "injected failure"));
+  CHECK(strstr(done_error, "mem://fail") && strstr(done_error, id));
   CHECK(mb_mem_count(t, "b") == 0);
   CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK && done_status == MB_EIO);
   CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK && done_status == MB_OK);
@@ -331,6 +335,7 @@ static void test_fail_next_fails_through_done(void) {
   done_calls = 0;
   CHECK(t->ops->complete(t, in.got[0], &o, 1, on_done, NULL, &err) == MB_OK);
   CHECK(done_calls == 1 && done_status == MB_EIO && mb_mem_count(t, "b") == 0);
+  CHECK(strstr(done_error, in.got[0]->env.id) != NULL);
   CHECK(stats(t).in_flight == 1 && stats(t).acks == 0 && mb_mem_count(t, "a") == 1);
   /* MB_ELOST puts it back at once, as a lost connection does; in manual mode at confirm */
   mb_mem_manual_confirm(t, 1);
