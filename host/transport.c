@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "transport/mem.h"
 #include "transport/rabbitmq.h"
 #include "transport/sqlite.h"
 #include "url.h"
@@ -79,6 +80,7 @@ static const struct {
     {"sqlite", &mb_sqlite_transport},
     {"amqp", &mb_rabbitmq_transport},
     {"amqps", &mb_rabbitmq_transport},
+    {"mem", &mb_mem_transport}, /* in-process, for tests (transport/mem.h) */
 };
 
 static int scheme_is(const char *url, const char *scheme) {
