@@ -392,7 +392,7 @@ int luaopen_moonbus(lua_State *L) {
   mb_lcontract_open(L);
   mb_lsend_open(L);
   mb_ltimer_open(L);
-  mb_lwait_open(L);
+  mb_lerror_open(L);
   mb_llog_open(L);
   lua_pushliteral(L, MOONBUS_VERSION);
   lua_setfield(L, -2, "version");

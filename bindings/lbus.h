@@ -22,7 +22,7 @@
 #define MB_UNRECOVERABLE_MT "moonbus.Unrecoverable"
 #define MB_CTX_MT "moonbus.Context"
 #define MB_TIMER_MT "moonbus.Timer"
-#define MB_TIMEOUT_MT "moonbus.Timeout"
+#define MB_ERROR_MT "moonbus.Error" /* error values with a kind: lerror.c */
 
 /* Names the broker derives from a script's names must fit AMQP's 255-byte short strings,
  * on every transport (an endpoint tested on SQLite must start on RabbitMQ):
@@ -95,8 +95,25 @@ void mb_lctx_push_reply(lua_State *L, mb_delivery *reply);
 /* The function every handler coroutine starts with; its argument is the job. */
 int mb_ldispatch(lua_State *L);
 
+/* --- lerror.c ------------------------------------------------------------------- */
+/* Error values: what the world said no with, as a table { kind =, message =, ... } whose
+ * tostring is its message. Kinds: timeout, unroutable, not_connected, refused, too_large,
+ * not_owner, not_found, busy, invalid, io_error, out_of_memory, bad_reply. */
+void mb_lerror_open(lua_State *L); /* the metatable; error_kind, is_timeout */
+/* The kind of a host status (status.h), for a failure that status reports. */
+const char *mb_lerror_kind_of_status(int status);
+/* Pushes an error value of kind with a formatted message (no position). [-0, +1, m] */
+void mb_lerror_push(lua_State *L, const char *kind, const char *fmt, ...);
+/* Raises an error value of kind whose message is the caller's position (luaL_where(L, 1))
+ * and the formatted text: luaL_error's text, as a value. [-0, +0, v] */
+int mb_lerror_raise(lua_State *L, const char *kind, const char *fmt, ...);
+/* mb_lerror_raise with the kind of status. [-0, +0, v] */
+int mb_lerror_raise_status(lua_State *L, int status, const char *fmt, ...);
+/* The kind of the value at idx: an error value's, "unrecoverable" for bus.unrecoverable
+ * values, NULL for anything else. [-0, +0] */
+const char *mb_lerror_kind(lua_State *L, int idx);
+
 /* --- lwait.c -------------------------------------------------------------------- */
-void mb_lwait_open(lua_State *L); /* is_timeout */
 /* Sends m now from the parkable coroutine th and parks it until the transport answers;
  * raises what failed, prefixed with fn. Use as `return mb_lwait_send(...)`. [-?, +0, e] */
 int mb_lwait_send(lua_State *L, mb_thread *th, mb_outgoing *m, const char *fn);

@@ -127,9 +127,10 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
     luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
   size_t len, max_body = mb_runtime_cfg(rt)->max_body;
   if (!mb_ljson_fits(L, spec->body_idx, max_body)) /* before cjson's unbudgeted buffer */
-    luaL_error(L, "%s: the body of %s would encode to more than %d bytes of JSON, over the "
-               "limit of %d bytes (max_body of endpoint %s): refused before encoding it",
-               spec->fn, spec->type, (int)max_body, (int)max_body, mb_runtime_origin(rt));
+    mb_lerror_raise(L, "too_large", "%s: the body of %s would encode to more than %d bytes of "
+                    "JSON, over the limit of %d bytes (max_body of endpoint %s): refused before "
+                    "encoding it", spec->fn, spec->type, (int)max_body, (int)max_body,
+                    mb_runtime_origin(rt));
   const char *json = mb_ljson_encode(L, spec->body_idx, &len);
   mb_job *job = mb_sched_current_job(mb_vm_sched(vm));
   mb_compose_req req = {
@@ -139,8 +140,8 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
   };
   mb_outgoing *m;
   mb_err err;
-  if (mb_compose(rt, job ? mb_job_delivery(job) : NULL, &req, &m, &err) != MB_OK)
-    luaL_error(L, "%s: %s", spec->fn, err.msg);
+  int rc = mb_compose(rt, job ? mb_job_delivery(job) : NULL, &req, &m, &err);
+  if (rc != MB_OK) mb_lerror_raise_status(L, rc, "%s: %s", spec->fn, err.msg);
   lua_settop(L, top);
   return m;
 }
@@ -154,12 +155,13 @@ static int emit(lua_State *L, const outgoing_spec *spec, const send_opts *o) {
   mb_job *job = mb_sched_current_job(mb_vm_sched(vm));
   mb_thread *self = mb_sched_self(mb_vm_sched(vm), L);
   mb_err err = {0};
+  int rc;
   if (job) {
     if (mb_job_add_outgoing(job, m) != MB_OK) return luaL_error(L, "out of memory");
   } else if (self && lua_isyieldable(L)) {
     return mb_lwait_send(L, self, m, spec->fn);
-  } else if (mb_runtime_dispatch(mb_vm_runtime(vm), &m, 1, &err) != MB_OK) {
-    return luaL_error(L, "%s: %s", spec->fn, err.msg);
+  } else if ((rc = mb_runtime_dispatch(mb_vm_runtime(vm), &m, 1, &err)) != MB_OK) {
+    return mb_lerror_raise_status(L, rc, "%s: %s", spec->fn, err.msg);
   }
   return 0;
 }
@@ -280,8 +282,8 @@ static int l_request(lua_State *L) {
   const char *dest = destination(L, rt, "bus.request", type, &o);
   const char *reply_to;
   mb_err err;
-  if (mb_runtime_reply_address(rt, &reply_to, &err) != MB_OK)
-    return luaL_error(L, "bus.request: %s", err.msg);
+  int rc = mb_runtime_reply_address(rt, &reply_to, &err);
+  if (rc != MB_OK) return mb_lerror_raise_status(L, rc, "bus.request: %s", err.msg);
   double timeout = o.timeout > 0 ? o.timeout : MB_DEFAULT_REQUEST_TIMEOUT;
   if (o.ttl <= 0) o.ttl = timeout; /* nobody waits for the reply after that */
   outgoing_spec spec = {"bus.request", type, kind, MB_ROUTE_QUEUE, dest, NULL, reply_to, 2, 3};

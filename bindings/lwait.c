@@ -4,7 +4,8 @@
  * parks in sched.c, the answer arrives on the loop, mb_sched_wake resumes the coroutine,
  * and the continuation turns what arrived into results or an error, then frees the wait.
  * If the bus shuts down first, the cancel hook frees it instead.
- * Also bus.is_timeout and the timeout error value. Never: resumes a coroutine itself. */
+ * Failures are raised as error values with a kind (lerror.c): the send's status, "timeout",
+ * "bad_reply". Never: resumes a coroutine itself. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,36 +97,34 @@ static int send_k(lua_State *L, int status, lua_KContext k) {
   (void)status;
   lwait *w = (lwait *)k;
   char error[MB_ERRLEN + 360];
-  int failed = w->status != MB_OK;
+  int failed = w->status;
   if (failed) snprintf(error, sizeof error, "%s: %s", w->what, w->error);
   wait_free(w);
-  if (failed) return luaL_error(L, "%s", error);
+  if (failed) return mb_lerror_raise_status(L, failed, "%s", error);
   return 0;
 }
 
 int mb_lwait_send(lua_State *L, mb_thread *th, mb_outgoing *m, const char *fn) {
   lwait *w = wait_new(L, th, fn);
   mb_err err;
-  if (send_now(w, m, &err) != MB_OK) {
+  int rc = send_now(w, m, &err);
+  if (rc != MB_OK) {
     wait_free(w);
-    return luaL_error(L, "%s: %s", fn, err.msg);
+    return mb_lerror_raise_status(L, rc, "%s: %s", fn, err.msg);
   }
   return park_or_continue(L, w, send_k);
 }
 
 /* --- bus.request -------------------------------------------------------------------- */
 
-/* Raises the timeout error value: a table whose __tostring is its message. [-0, +0, v] */
+/* Raises the timeout error value (kind "timeout"). [-0, +0, v] */
 static int raise_timeout(lua_State *L, lwait *w) {
-  lua_createtable(L, 0, 4);
-  lua_pushfstring(L, "bus.request: no reply to %s (request %s) within %f s", w->what, w->id,
-                  w->timeout);
-  lua_setfield(L, -2, "message");
+  mb_lerror_push(L, "timeout", "bus.request: no reply to %s (request %s) within %f s", w->what,
+                 w->id, w->timeout);
   lua_pushstring(L, w->id);
   lua_setfield(L, -2, "request_id");
   lua_pushnumber(L, w->timeout);
   lua_setfield(L, -2, "timeout");
-  luaL_setmetatable(L, MB_TIMEOUT_MT);
   wait_free(w);
   return lua_error(L);
 }
@@ -137,19 +136,19 @@ static int push_reply(lua_State *L, mb_delivery *reply) {
   const char *type = reply->env.type ? reply->env.type : "(no type)";
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
   if (lua_getfield(L, -1, type) != LUA_TTABLE)
-    return luaL_error(L, "bus.request: the reply is a %s, which this endpoint does not declare: "
-                      "declare it with bus.message(\"%s\")", type, type);
+    return mb_lerror_raise(L, "bad_reply", "bus.request: the reply is a %s, which this endpoint "
+                           "does not declare: declare it with bus.message(\"%s\")", type, type);
   int contract = lua_gettop(L);
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_JSON);
   lua_getfield(L, -1, "decode");
   lua_pushlstring(L, reply->env.body ? reply->env.body : "", reply->env.body_len);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1))
-    return luaL_error(L, "bus.request: the reply %s (%s) is not a JSON object: %s",
-                      reply->env.id, type, luaL_tolstring(L, -1, NULL));
+    return mb_lerror_raise(L, "bad_reply", "bus.request: the reply %s (%s) is not a JSON "
+                           "object: %s", reply->env.id, type, luaL_tolstring(L, -1, NULL));
   int body = lua_gettop(L);
   if (!mb_lcontract_check(L, contract, body, type))
-    return luaL_error(L, "bus.request: the reply %s (%s) breaks its contract: %s",
-                      reply->env.id, type, lua_tostring(L, -1));
+    return mb_lerror_raise(L, "bad_reply", "bus.request: the reply %s (%s) breaks its "
+                           "contract: %s", reply->env.id, type, lua_tostring(L, -1));
   lua_pushvalue(L, body);
   lua_pushvalue(L, ctx);
   return 2;
@@ -167,8 +166,9 @@ static int request_k(lua_State *L, int status, lua_KContext k) {
   if (w->status == MB_OK) return raise_timeout(L, w);
   char error[MB_ERRLEN + 360];
   snprintf(error, sizeof error, "bus.request: %s could not be sent: %s", w->what, w->error);
+  int failed = w->status;
   wait_free(w);
-  return luaL_error(L, "%s", error);
+  return mb_lerror_raise_status(L, failed, "%s", error);
 }
 
 int mb_lwait_request(lua_State *L, mb_thread *th, mb_outgoing *m, double timeout) {
@@ -184,37 +184,10 @@ int mb_lwait_request(lua_State *L, mb_thread *th, mb_outgoing *m, double timeout
   }
   w->expecting = 1;
   mb_err err;
-  if (send_now(w, m, &err) != MB_OK) {
+  int rc = send_now(w, m, &err);
+  if (rc != MB_OK) {
     wait_free(w);
-    return luaL_error(L, "bus.request: %s", err.msg);
+    return mb_lerror_raise_status(L, rc, "bus.request: %s", err.msg);
   }
   return park_or_continue(L, w, request_k);
-}
-
-/* --- bus.is_timeout ------------------------------------------------------------------ */
-
-static int timeout_tostring(lua_State *L) {
-  lua_getfield(L, 1, "message");
-  return 1;
-}
-
-/* bus.is_timeout(err) -> true for the error bus.request raises when no reply came */
-static int l_is_timeout(lua_State *L) {
-  int yes = 0;
-  if (lua_istable(L, 1) && lua_getmetatable(L, 1)) {
-    luaL_getmetatable(L, MB_TIMEOUT_MT);
-    yes = lua_rawequal(L, -1, -2);
-  }
-  lua_pushboolean(L, yes);
-  return 1;
-}
-
-void mb_lwait_open(lua_State *L) {
-  if (luaL_newmetatable(L, MB_TIMEOUT_MT)) {
-    lua_pushcfunction(L, timeout_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
-  lua_pushcfunction(L, l_is_timeout);
-  lua_setfield(L, -2, "is_timeout");
 }

@@ -16,6 +16,8 @@ const char *mb_strerror(int status) {
   case MB_EBUSY: return "busy";
   case MB_ETOOBIG: return "too big";
   case MB_ENOTFOUND: return "not found";
+  case MB_ENOTCONN: return "not connected";
+  case MB_EREFUSED: return "refused";
   default: return "unknown status";
   }
 }

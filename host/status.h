@@ -18,7 +18,9 @@ enum mb_status {
   MB_ELOST = -6,        /* the delivery is no longer ours (lease expired, connection lost) */
   MB_EBUSY = -7,        /* try again later */
   MB_ETOOBIG = -8,      /* over a size limit */
-  MB_ENOTFOUND = -9     /* no such message, queue or owner */
+  MB_ENOTFOUND = -9,    /* no such message, queue or owner */
+  MB_ENOTCONN = -10,    /* the broker cannot be reached (down, or the connection is not back) */
+  MB_EREFUSED = -11     /* the broker refused the message (basic.nack) */
 };
 
 const char *mb_strerror(int status);

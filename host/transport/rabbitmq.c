@@ -56,7 +56,7 @@ void rmq_after_rpc(rmq *t, amqp_link *l, mb_amqp_rpc *r, const char *what) {
 }
 
 static int not_connected(rmq *t, mb_err *err) {
-  return mb_err_set(err, MB_EIO, "not connected to RabbitMQ at %s (reconnecting%s%s)", t->shown,
+  return mb_err_set(err, MB_ENOTCONN, "not connected to RabbitMQ at %s (reconnecting%s%s)", t->shown,
                     t->lost_reason[0] ? " after: " : "", t->lost_reason);
 }
 

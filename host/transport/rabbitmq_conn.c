@@ -291,7 +291,7 @@ int mb_amqp_connect(const mb_amqp_url *u, size_t i, const char *name,
   amqp_socket_t *sock = new_socket(conn, u, err);
   int rc = sock ? amqp_socket_open_noblock(sock, node->host, node->port, &tv) : AMQP_STATUS_OK;
   if (sock && rc != AMQP_STATUS_OK)
-    mb_err_set(err, MB_EIO, "cannot connect to RabbitMQ at %s:%d: %s", node->host, node->port,
+    mb_err_set(err, MB_ENOTCONN, "cannot connect to RabbitMQ at %s:%d: %s", node->host, node->port,
                amqp_error_string2(rc));
   if (sock == NULL || rc != AMQP_STATUS_OK) {
     amqp_destroy_connection(conn);

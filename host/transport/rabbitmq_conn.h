@@ -44,7 +44,8 @@ void mb_amqp_url_free(mb_amqp_url *u);
 /* Opens one connection to node i of u and logs in with the capabilities
  * consumer_cancel_notify, connection.blocked, publisher_confirms and basic.nack, and
  * connection_name = name. Socket, handshake and RPC waits are bounded by
- * connect_timeout. MB_EIO with the node (never the password) and the reason. */
+ * connect_timeout. MB_ENOTCONN if the node cannot be reached, else MB_EIO (login
+ * refused...); err names the node (never the password) and the reason. */
 int mb_amqp_connect(const mb_amqp_url *u, size_t i, const char *name,
                     amqp_connection_state_t *out, mb_err *err);
 /* Closes and destroys a connection (NULL is fine). */

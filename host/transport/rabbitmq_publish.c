@@ -144,7 +144,7 @@ void rmq_confirmed(rmq *t, uint64_t tag, int multiple, int ok) {
       char why[MB_ERRLEN];
       snprintf(why, sizeof why, "RabbitMQ refused message %s of type %s (basic.nack)",
                m->env.id, m->env.type ? m->env.type : "(none)");
-      msg_settled(t, m, ok ? MB_OK : MB_EIO, why);
+      msg_settled(t, m, ok ? MB_OK : MB_EREFUSED, why);
       if (!multiple) break;
     } else {
       prev = m;
@@ -334,7 +334,7 @@ void rmq_fail_expired(rmq *t) {
     wire_msg *m = t->waiting.head;
     while (m && m->b->deadline > ev_now(t->loop)) m = m->next;
     if (m == NULL) return;
-    batch_fail(t, m->b, MB_EIO, why);
+    batch_fail(t, m->b, MB_ENOTCONN, why);
   }
 }
 

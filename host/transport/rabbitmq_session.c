@@ -312,6 +312,7 @@ static void dial_run(dial *d) {
       d->pub = NULL;
     }
   }
+  if (d->rc != MB_OK && d->err.status != MB_OK) d->rc = d->err.status; /* the last node's */
 }
 
 static void link_install(rmq *t, amqp_link *l, amqp_connection_state_t c, const char *role) {

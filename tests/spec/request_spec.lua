@@ -635,13 +635,16 @@ describe("bus.request", function()
       bus.after(0, function()
         local function try(token)
           local ok, err = pcall(bus.request, "rq.Slow", { token = token }, { timeout = 5 })
-          return { ok = ok, text = tostring(err), timeout = bus.is_timeout(err) }
+          return { ok = ok, text = tostring(err), timeout = bus.is_timeout(err),
+            kind = bus.error_kind(err) }
         end
         e = { undeclared = try("undeclared"), broken = try("broken") }
       end)
       assert.is_true(testing.run_until(function() return e ~= nil end))
       assert.is_false(e.undeclared.ok)
       assert.is_false(e.undeclared.timeout)
+      assert.equal("bad_reply", e.undeclared.kind)
+      assert.equal("bad_reply", e.broken.kind)
       assert.matches("the reply is a legacy.Answer, which this endpoint does not declare: " ..
         'declare it with bus.message("legacy.Answer")', e.undeclared.text, 1, true)
       assert.is_false(e.broken.ok)
