@@ -14,8 +14,6 @@
 #include "runtime.h"
 #include "transport.h"
 
-#define MB_H_EXPIRES_AT "moonbus.expires_at" /* ttl: discard if not received by then */
-
 typedef struct mb_compose_req {
   const char *type;
   mb_kind kind;

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "ids.h"
 #include "log.h"
 #include "retry.h"
 #include "sched.h"

@@ -12,10 +12,6 @@
 #include "runtime.h"
 #include "transport.h"
 
-/* On an error or audit copy whose original headers broke the header rules: what was
- * removed from the copy, and why (the body is always kept). */
-#define MB_H_HEADERS_REMOVED "moonbus.headers.removed"
-
 typedef enum mb_outcome {
   MB_OUTCOME_OK,     /* every handler returned: dispatch the outbox, then ack */
   MB_OUTCOME_FAILED, /* a handler raised: emit nothing, release for another attempt */

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "correlate.h"
-#include "envelope.h"
+#include "ids.h"
 #include "log.h"
 #include "pipeline.h"
 

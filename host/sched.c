@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "lbus.h"
 #include "log.h"
 #include "pipeline.h"

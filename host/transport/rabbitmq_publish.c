@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "transport/rabbitmq_internal.h"
 #include "transport/rabbitmq_wire.h"
