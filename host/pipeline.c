@@ -287,7 +287,7 @@ static int add_failure_headers(mb_job *job, mb_outgoing *m, const char *reason, 
   if (rc == MB_OK && trace) rc = set_bounded(h, MB_H_EXCEPTION_TRACE, trace);
   if (rc == MB_OK) rc = set_number(h, MB_H_RETRIES_IMMEDIATE, job->attempt - 1);
   if (rc == MB_OK) rc = set_number(h, MB_H_RETRIES_DELAYED, mb_retry_round(&job->d->env.headers));
-  if (rc == MB_OK) rc = set_number(h, "moonbus.failed.deliveries", (long)job->d->delivery_count);
+  if (rc == MB_OK) rc = set_number(h, MB_H_FAILED_DELIVERIES, (long)job->d->delivery_count);
   return rc;
 }
 
@@ -395,7 +395,7 @@ static const char *screen(const mb_job *job, char *buf, size_t len) {
 }
 
 static int expired(const mb_delivery *d) {
-  const char *at = mb_headers_get(&d->env.headers, "moonbus.expires_at");
+  const char *at = mb_headers_get(&d->env.headers, MB_H_EXPIRES_AT);
   int64_t usec;
   return at && mb_time_parse(at, &usec) == MB_OK && usec < mb_now_usec();
 }
