@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "correlate.h"
+#include "ids.h"
 #include "lbus.h"
 
 typedef struct lwait {

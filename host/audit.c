@@ -2,6 +2,7 @@
  * the processing headers of DESIGN §4. Never: sends, or changes the original. */
 #include "audit.h"
 
+#include "clock.h"
 #include "msgcopy.h"
 
 static int set_time(mb_headers *h, const char *key, int64_t usec) {

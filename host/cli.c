@@ -13,6 +13,7 @@
 
 #include "compose.h"
 #include "correlate.h"
+#include "ids.h"
 #include "log.h"
 #include "reload.h"
 #include "runtime.h"

@@ -119,9 +119,8 @@ static int show(mb_runtime *rt, const char *queue, const char *id, mb_err *err) 
 
 /* What a parked copy carries because it failed, and nothing else of moonbus's. */
 static int failure_header(const char *key) {
-  static const char *const prefixes[] = {"moonbus.failed.", "moonbus.exception.",
-                                         "moonbus.retries.", MB_H_DELIVER_AT,
-                                         "moonbus.expires_at"};
+  static const char *const prefixes[] = {MB_H_FAILED_PREFIX, MB_H_EXCEPTION_PREFIX,
+                                         MB_H_RETRIES_PREFIX, MB_H_DELIVER_AT, MB_H_EXPIRES_AT};
   for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
     if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0) return 1;
   return 0;

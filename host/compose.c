@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "ids.h"
 #include "trace.h"
 
 static int set_time_header(mb_headers *h, const char *key, int64_t usec) {

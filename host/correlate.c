@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids.h"
+
 #define BUCKETS 1024 /* chains stay short for thousands of requests in flight */
 #define RECENT 256   /* timed-out ids remembered, to call a late reply late */
 

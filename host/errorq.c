@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "msgcopy.h"
 
 /* key = at most MB_EXCEPTION_MAX bytes of text (cut on a byte, marked). */

@@ -9,7 +9,6 @@
 
 #include "transport.h"
 
-#define MB_H_FAILED_DELIVERIES "moonbus.failed.deliveries"
 #define MB_EXCEPTION_MAX 8192 /* bytes of an exception message or trace kept on a copy */
 
 typedef struct mb_failure {

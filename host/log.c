@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envelope.h"
+#include "clock.h"
 
 static mb_level min_level = MB_INFO;
 static int initialised;

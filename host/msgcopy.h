@@ -8,10 +8,6 @@
 
 #include "transport.h"
 
-/* On an error or audit copy whose original headers broke the header rules: what was
- * removed from the copy, and why (the body is always kept). */
-#define MB_H_HEADERS_REMOVED "moonbus.headers.removed"
-
 /* A new outgoing copy of d to queue (headers added by the caller), or NULL when out of
  * memory. When d's headers break the header rules (a foreign sender's 120 KiB of them),
  * the copy keeps only the bus's own short ones and says what went in MB_H_HEADERS_REMOVED. */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "clock.h"
 #include "errorq.h"
 #include "log.h"
 #include "msgcopy.h"

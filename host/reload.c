@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envelope.h"
+#include "clock.h"
 #include "filewatch.h"
 #include "log.h"
 #include "watchdog.h"

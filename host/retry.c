@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 
+#include "headers.h"
+
 mb_retry_decision mb_retry_decide(const mb_retry_policy *p, int attempt, int round,
                                   int unrecoverable) {
   mb_retry_decision d = {MB_RETRY_PARK, 0, round};

@@ -7,7 +7,7 @@
 #ifndef MOONBUS_RETRY_H
 #define MOONBUS_RETRY_H
 
-#include "envelope.h"
+#include "headers.h"
 
 typedef struct mb_retry_policy {
   int immediate; /* retries in place after the first attempt of a round (default 5) */

@@ -12,6 +12,7 @@
 
 #include "correlate.h"
 #include "declaration.h"
+#include "ids.h"
 #include "log.h"
 
 struct mb_runtime {

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "envelope.h"
+#include "ids.h"
 
 static int lower_hex(const char *s, size_t n) {
   int nonzero = 0;

@@ -2,7 +2,7 @@
  * header (DESIGN §4): every message a handler sends keeps the trace id of the message it
  * handles and gets a span id of its own; a first message starts a new trace.
  *
- * Provides: validation and the traceparent of a child span. Uses: envelope.h (random).
+ * Provides: validation and the traceparent of a child span. Uses: ids.h (random).
  * Never: trusts a header from the wire (an invalid one starts a new trace). */
 #ifndef MOONBUS_TRACE_H
 #define MOONBUS_TRACE_H

@@ -47,7 +47,7 @@ const char *mb_queue_name_problem(const char *name) {
 
 int mb_is_reply_address(const char *queue) {
   return queue && (strncmp(queue, MB_REPLY_QUEUE_PREFIX, strlen(MB_REPLY_QUEUE_PREFIX)) == 0 ||
-                   strncmp(queue, "amq.rabbitmq.reply-to", 21) == 0);
+                   strncmp(queue, MB_AMQP_DIRECT_REPLY_TO, MB_AMQP_DIRECT_REPLY_TO_LEN) == 0);
 }
 
 typedef struct first_copies {

@@ -164,6 +164,10 @@ int mb_transport_browse_first(mb_transport *t, const char *queue, size_t max, mb
  * reply-to): replies sent there are marked to_requester. */
 int mb_is_reply_address(const char *queue);
 #define MB_REPLY_QUEUE_PREFIX "moonbus.reply."
+/* RabbitMQ's direct reply-to pseudo-queue; the address a requester hands out is this name
+ * with a suffix ("amq.rabbitmq.reply-to.g1h2..."), so it is matched as a prefix. */
+#define MB_AMQP_DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
+#define MB_AMQP_DIRECT_REPLY_TO_LEN (sizeof MB_AMQP_DIRECT_REPLY_TO - 1)
 /* Why a queue name is refused, or NULL: 1-255 bytes of printable ASCII, no spaces. */
 const char *mb_queue_name_problem(const char *name);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "clock.h"
 #include "lbus.h"
 #include "watchdog.h"
 

@@ -233,7 +233,7 @@ int rmq_start_replies(rmq *t, mb_err *err) {
   int direct = !t->reply_queue_mode;
   amqp_link *l = direct ? &t->pub : &t->con;
   amqp_channel_t ch = direct ? CH_WORK : CH_REPLY;
-  const char *queue = direct ? DIRECT_REPLY_TO : t->reply_address;
+  const char *queue = direct ? MB_AMQP_DIRECT_REPLY_TO : t->reply_address;
   int rc = MB_OK;
   if (!direct) {
     mb_amqp_rpc r = rmq_rpc_on(l, CH_REPLY);
@@ -260,7 +260,7 @@ static int rmq_listen_replies(mb_transport *base, mb_deliver_fn fn, void *ud, ch
     if (t->reply_queue_mode)
       snprintf(t->reply_address, sizeof t->reply_address, MB_REPLY_QUEUE_PREFIX "%.200s",
                t->instance);
-    else snprintf(t->reply_address, sizeof t->reply_address, DIRECT_REPLY_TO);
+    else snprintf(t->reply_address, sizeof t->reply_address, MB_AMQP_DIRECT_REPLY_TO);
     int rc = rmq_start_replies(t, err);
     if (rc != MB_OK) return rc;
   }

@@ -21,7 +21,6 @@
 #define CH_WORK 2      /* publishing with confirms; consuming and acks */
 #define CH_BROWSE 3    /* basic.get for browsing a queue */
 #define CH_REPLY 4     /* replies=queue: the exclusive reply queue's consumer (consume conn.) */
-#define DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
 #define WINDOW 512     /* unconfirmed publishes at most */
 #define SEND_WAIT 30.0 /* seconds a send outside a handler waits for the broker */
 #define BACKOFF_MIN 0.1

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "transport/rabbitmq_internal.h"
 #include "transport/rabbitmq_wire.h"
@@ -213,7 +214,7 @@ static long delay_seconds(const mb_outgoing *o) {
 
 /* Milliseconds until moonbus.expires_at, or -1 (no expiration on the broker). */
 static long expires_in_ms(const mb_outgoing *o) {
-  const char *at = mb_headers_get(&o->env.headers, "moonbus.expires_at");
+  const char *at = mb_headers_get(&o->env.headers, MB_H_EXPIRES_AT);
   int64_t usec;
   if (at == NULL || mb_time_parse(at, &usec) != MB_OK) return -1;
   int64_t ms = (usec - mb_now_usec()) / 1000;
@@ -244,7 +245,8 @@ static wire_msg *wire_new(mb_outgoing *o, batch *b, mb_err *err) {
     snprintf(m->key, sizeof m->key, "%s", event ? "" : target);
     /* RabbitMQ returns every mandatory message to a direct reply-to address, delivered or
      * not (3.10): such a reply goes without, and is dropped unseen if its requester left */
-    m->mandatory = !event && !(o->to_requester && strncmp(target, DIRECT_REPLY_TO, 21) == 0);
+    m->mandatory = !event && !(o->to_requester && strncmp(target, MB_AMQP_DIRECT_REPLY_TO,
+                                                           MB_AMQP_DIRECT_REPLY_TO_LEN) == 0);
     m->expires_ms = o->archive ? -1 : expires_in_ms(o);
   }
   if (rc == MB_OK) {

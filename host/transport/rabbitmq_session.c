@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "ids.h"
 #include "log.h"
 #include "transport/rabbitmq_internal.h"
 #include "transport/rabbitmq_wire.h"

@@ -28,6 +28,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "headers_json.h"
+#include "ids.h"
 #include "log.h"
 #include "transport/sqlite_internal.h"
 

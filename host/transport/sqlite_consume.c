@@ -13,6 +13,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "headers_json.h"
 #include "log.h"
 #include "transport/sqlite_internal.h"
 

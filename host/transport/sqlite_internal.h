@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ids.h"
 #include "transport.h"
 
 #define LEASE_BATCH 64  /* rows leased (or replies taken) per statement */

@@ -20,7 +20,8 @@
  *
  * With libFuzzer:  clang -fsanitize=fuzzer,address,undefined -Ihost -Ibindings \
  *                    tests/fuzz/fuzz_amqp_table.c host/transport/rabbitmq_wire.c \
- *                    host/envelope.c host/status.c host/transport.c -lrabbitmq
+ *                    host/envelope.c host/headers.c host/ids.c host/clock.c \
+ *                    host/status.c host/transport.c -lrabbitmq
  * Without it (make test does this): built with -DMB_FUZZ_STANDALONE, the program replays
  * the files named on its command line, or with none runs the seeds below and a fixed-seed
  * mutation loop over them, and prints one TAP line. */
@@ -32,6 +33,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "ids.h"
 #include "transport.h"
 #include "transport/rabbitmq_wire.h"
 

@@ -5,7 +5,8 @@
  * again to the same list. ASan/UBSan catch the rest.
  *
  * With libFuzzer:  clang -fsanitize=fuzzer,address,undefined -Ihost \
- *                    tests/fuzz/fuzz_headers.c host/envelope.c host/status.c
+ *                    tests/fuzz/fuzz_headers.c host/headers.c host/headers_json.c \
+ *                    host/ids.c host/clock.c host/status.c
  * Without it (make test does this): built with -DMB_FUZZ_STANDALONE, the program replays
  * the files named on its command line, or with none runs the seeds below and a fixed-seed
  * mutation loop over them, and prints one TAP line. */
@@ -14,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envelope.h"
+#include "headers.h"
+#include "headers_json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

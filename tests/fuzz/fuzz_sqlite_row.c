@@ -15,7 +15,8 @@
  * aside) and survive an encode/decode round trip — what parking the message writes.
  *
  * With libFuzzer:  clang -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -iquote host \
- *                    tests/fuzz/fuzz_sqlite_row.c host/envelope.c host/status.c \
+ *                    tests/fuzz/fuzz_sqlite_row.c host/envelope.c host/headers.c \
+ *                    host/headers_json.c host/ids.c host/clock.c host/status.c \
  *                    host/transport.c host/transport/sqlite*.c host/log.c ... -lsqlite3 -lev
  *                  (or link it against build/asan's objects as the Makefile does)
  * Without it (make test does this): built with -DMB_FUZZ_STANDALONE, the program replays
@@ -27,6 +28,8 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "headers_json.h"
+#include "ids.h"
 #include "transport.h"
 #include "transport/sqlite_internal.h"
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "correlate.h"
+#include "ids.h"
 #include "unit.h"
 
 typedef struct waiter {

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "ids.h"
 #include "transport/rabbitmq_wire.h"
 #include "unit.h"
 

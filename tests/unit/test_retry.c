@@ -1,5 +1,6 @@
 /* test_retry.c — the retry policy: (5 + 1) x (3 + 1) attempts by default, delays that grow
  * with the round, poison parked at once, and the round read from its header. */
+#include "headers.h"
 #include "retry.h"
 #include "unit.h"
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ids.h"
 #include "runtime.h"
 #include "unit.h"
 

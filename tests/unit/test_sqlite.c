@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "ids.h"
 #include "log.h"
 #include "transport.h"
 #include "transport/sqlite_internal.h"
