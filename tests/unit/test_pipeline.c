@@ -1,0 +1,426 @@
+/* test_pipeline.c — the path of one message (pipeline.c), without Lua, SQLite or a broker:
+ * a fake runner plays the handlers and the in-memory transport (transport/mem.h) plays the
+ * bus, holding confirmations when asked. Checked: the acknowledgement comes only after
+ * every outgoing message is confirmed; the audit copy; parking with the failure headers;
+ * immediate retries in place (a failed attempt's messages never leave) and the delayed
+ * round; the back-off of a release; TTL expiry; crash-loop parking; refused outgoing
+ * messages as the handler's failure; the job-end hook; cancelling at close. */
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "pipeline.h"
+#include "transport.h"
+#include "transport/mem.h"
+#include "unit.h"
+
+static struct ev_loop *loop;
+
+/* --- the fake runner: what each attempt does -------------------------------------------- */
+
+typedef enum act { ACT_OK, ACT_FAIL, ACT_POISON, ACT_HOLD } act;
+
+typedef struct fake_runner {
+  act script[16]; /* attempt n does script[n - 1]; past the end, the last one */
+  int n_script;
+  const char *send_to; /* each attempt adds one command to this queue before it ends */
+  int runs, cancels, hooks;
+  int attempts_seen[16];
+  mb_job *held; /* ACT_HOLD: the job whose attempt has not ended */
+} fake_runner;
+
+static void hook(void *ud) { ((fake_runner *)ud)->hooks++; }
+
+static mb_outgoing *command_to(const char *queue) {
+  mb_outgoing *m = malloc(sizeof *m);
+  mb_outgoing_init(m);
+  mb_uuidv7(m->env.id);
+  mb_envelope_set_type(&m->env, "billing.Charge");
+  mb_headers_set(&m->env.headers, MB_H_KIND, "command");
+  mb_envelope_set_body(&m->env, "{}", 2);
+  m->route = MB_ROUTE_QUEUE;
+  m->dest = strdup(queue);
+  return m;
+}
+
+static void fake_run(void *ud, mb_job *job) {
+  fake_runner *r = ud;
+  int attempt = mb_job_attempt(job);
+  if (r->runs < 16) r->attempts_seen[r->runs] = attempt;
+  r->runs++;
+  mb_job_on_end(job, hook, r);
+  act a = r->script[(attempt <= r->n_script ? attempt : r->n_script) - 1];
+  if (r->send_to) mb_job_add_outgoing(job, command_to(r->send_to));
+  if (a == ACT_HOLD) r->held = job;
+  else if (a == ACT_OK) mb_pipeline_finished(job, MB_OUTCOME_OK, NULL, NULL);
+  else if (a == ACT_POISON) mb_pipeline_finished(job, MB_OUTCOME_POISON, "it is poison", NULL);
+  else mb_pipeline_finished(job, MB_OUTCOME_FAILED, "it failed", "trace line 1");
+}
+
+static void fake_cancel(void *ud, mb_job *job) {
+  fake_runner *r = ud;
+  r->cancels++;
+  if (r->held == job) {
+    r->held = NULL;
+    mb_pipeline_finished(job, MB_OUTCOME_STOPPED, "cancelled", NULL);
+  }
+}
+
+static const mb_runner fake_ops = {fake_run, fake_cancel};
+
+/* --- the fixture: endpoint "orders" on mem://NAME, with queues billing, error, audit ------ */
+
+typedef struct fixture {
+  mb_transport *t;
+  mb_endpoint_cfg cfg;
+  mb_pipeline *p;
+  fake_runner r;
+} fixture;
+
+static int declare(mb_transport *t, const char *endpoint) {
+  mb_topology topo = {.endpoint = endpoint, .error_queue = "error", .audit_queue = "audit"};
+  mb_err err;
+  return t->ops->declare(t, &topo, &err);
+}
+
+static void setup(fixture *f, const char *bus, act first, act then) {
+  memset(f, 0, sizeof *f);
+  char url[64];
+  mb_err err;
+  snprintf(url, sizeof url, "mem://%s", bus);
+  CHECK(mb_transport_open(&f->t, loop, url, "unit", &err) == MB_OK);
+  CHECK(declare(f->t, "billing") == MB_OK && declare(f->t, "orders") == MB_OK);
+  CHECK(mb_endpoint_cfg_defaults(&f->cfg) == MB_OK);
+  f->cfg.name = strdup("orders");
+  f->cfg.immediate_retries = 2; /* 3 attempts a round */
+  f->cfg.delayed_retries = 1;   /* 2 rounds */
+  f->cfg.retry_delay = 5;
+  f->cfg.max_deliveries = 3;
+  f->r.script[0] = first;
+  f->r.script[1] = then;
+  f->r.n_script = 2;
+  f->p = mb_pipeline_new(&f->cfg, "testhost");
+  mb_pipeline_set_transport(f->p, f->t);
+  mb_pipeline_set_runner(f->p, &fake_ops, &f->r);
+  CHECK(f->t->ops->consume(f->t, "orders", 8, mb_pipeline_deliver, f->p, &err) == MB_OK);
+}
+
+static void teardown(fixture *f) {
+  mb_pipeline_free(f->p);
+  f->t->ops->close(f->t);
+  mb_endpoint_cfg_free(&f->cfg);
+}
+
+/* Puts a message of the endpoint's on its queue; extra: one more header (or NULL). */
+static void put(fixture *f, const char *key, const char *value, const mb_mem_raw *raw) {
+  mb_envelope env;
+  mb_envelope_init(&env);
+  mb_uuidv7(env.id);
+  mb_envelope_set_type(&env, "orders.Place");
+  mb_headers_set(&env.headers, MB_H_KIND, "command");
+  if (key) mb_headers_set(&env.headers, key, value);
+  mb_envelope_set_body(&env, "{\"n\":1}", 7);
+  mb_err err;
+  CHECK(mb_mem_put(f->t, "orders", &env, raw, &err) == MB_OK);
+  mb_envelope_free(&env);
+}
+
+static void stop_loop(struct ev_loop *l, ev_timer *w, int revents) {
+  (void)revents;
+  *(int *)w->data = 1;
+  ev_break(l, EVBREAK_ONE);
+}
+
+/* Runs the loop for seconds (deliveries, releases and delays happen on it). */
+static void spin(double seconds) {
+  int over = 0;
+  ev_timer t;
+  ev_timer_init(&t, stop_loop, seconds, 0.);
+  t.data = &over;
+  ev_timer_start(loop, &t);
+  while (!over) ev_run(loop, EVRUN_ONCE);
+  ev_timer_stop(loop, &t);
+}
+
+static mb_mem_stats stats_of(fixture *f) {
+  mb_mem_stats s;
+  mb_mem_stats_get(f->t, &s);
+  return s;
+}
+
+/* The first message of queue (a copy: free it), or NULL. */
+static mb_delivery *first_of(fixture *f, const char *queue) {
+  mb_delivery *got[1];
+  size_t n = 0;
+  mb_err err;
+  if (mb_transport_browse_first(f->t, queue, 1, got, &n, &err) != MB_OK || n == 0) return NULL;
+  return got[0];
+}
+
+static int header_is(const mb_delivery *d, const char *key, const char *want) {
+  const char *v = d ? mb_headers_get(&d->env.headers, key) : NULL;
+  if (v == NULL || (want && strcmp(v, want) != 0)) {
+    printf("#   header %s is %s, expected %s\n", key, v ? v : "(absent)", want ? want : "any");
+    return 0;
+  }
+  return 1;
+}
+
+/* --- the cases -------------------------------------------------------------------------- */
+
+static void test_ack_only_after_every_outgoing_message_is_confirmed(void) {
+  fixture f;
+  setup(&f, "p-confirm", ACT_OK, ACT_OK);
+  f.r.send_to = "billing";
+  mb_mem_manual_confirm(f.t, 1);
+  put(&f, NULL, NULL, NULL);
+  spin(0.05);
+  mb_pipeline_stats ps = mb_pipeline_stats_of(f.p);
+  CHECK(f.r.runs == 1);
+  CHECK(ps.in_flight == 1 && ps.handled == 0); /* handled, not yet completed */
+  CHECK(stats_of(&f).acks == 0 && stats_of(&f).unconfirmed == 1);
+  CHECK(mb_mem_count(f.t, "billing") == 0); /* nothing left before the confirm */
+  CHECK(mb_mem_confirm_all(f.t) == 1);
+  ps = mb_pipeline_stats_of(f.p);
+  CHECK(ps.in_flight == 0 && ps.handled == 1);
+  CHECK(stats_of(&f).acks == 1);
+  CHECK(mb_mem_count(f.t, "billing") == 1 && mb_mem_count(f.t, "orders") == 0);
+  CHECK(f.r.hooks == 1); /* the job-end hook ran once the attempt ended */
+  teardown(&f);
+}
+
+static void test_a_handled_message_gets_its_audit_copy(void) {
+  fixture f;
+  setup(&f, "p-audit", ACT_OK, ACT_OK);
+  put(&f, "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", NULL);
+  spin(0.05);
+  mb_delivery *copy = first_of(&f, "audit");
+  CHECK(copy != NULL);
+  CHECK(copy && strcmp(copy->env.type, "orders.Place") == 0);
+  CHECK(copy && copy->env.body_len == 7 && memcmp(copy->env.body, "{\"n\":1}", 7) == 0);
+  CHECK(header_is(copy, MB_H_PROCESSING_ENDPOINT, "orders"));
+  CHECK(header_is(copy, MB_H_PROCESSING_HOST, "testhost"));
+  CHECK(header_is(copy, MB_H_PROCESSING_STARTED, NULL));
+  CHECK(header_is(copy, MB_H_PROCESSING_ENDED, NULL));
+  CHECK(header_is(copy, MB_H_TRACEPARENT, NULL)); /* the original's headers stay */
+  mb_delivery_free(copy);
+  CHECK(mb_mem_count(f.t, "orders") == 0 && mb_mem_count(f.t, "error") == 0);
+  teardown(&f);
+}
+
+static void test_no_audit_copy_when_audit_is_off(void) {
+  fixture f;
+  setup(&f, "p-noaudit", ACT_OK, ACT_OK);
+  free(f.cfg.audit_queue);
+  f.cfg.audit_queue = NULL;
+  put(&f, NULL, NULL, NULL);
+  spin(0.05);
+  CHECK(mb_pipeline_stats_of(f.p).handled == 1 && mb_mem_count(f.t, "audit") == 0);
+  teardown(&f);
+}
+
+static void test_poison_is_parked_at_once_with_its_failure_headers(void) {
+  fixture f;
+  setup(&f, "p-poison", ACT_POISON, ACT_POISON);
+  f.r.send_to = "billing";
+  put(&f, NULL, NULL, NULL);
+  spin(0.05);
+  CHECK(f.r.runs == 1); /* no retry */
+  mb_delivery *copy = first_of(&f, "error");
+  CHECK(copy != NULL);
+  CHECK(header_is(copy, MB_H_FAILED_QUEUE, "orders"));
+  CHECK(header_is(copy, MB_H_EXCEPTION_MESSAGE, "it is poison"));
+  CHECK(header_is(copy, MB_H_FAILED_AT, NULL));
+  CHECK(header_is(copy, MB_H_RETRIES_IMMEDIATE, "0"));
+  CHECK(header_is(copy, MB_H_RETRIES_DELAYED, "0"));
+  CHECK(header_is(copy, MB_H_FAILED_DELIVERIES, "1"));
+  mb_delivery_free(copy);
+  CHECK(mb_mem_count(f.t, "billing") == 0); /* the failed attempt emitted nothing */
+  CHECK(mb_pipeline_stats_of(f.p).parked == 1 && mb_mem_count(f.t, "orders") == 0);
+  teardown(&f);
+}
+
+static void test_immediate_retries_run_in_place_and_emit_only_the_last_attempt(void) {
+  fixture f;
+  setup(&f, "p-immediate", ACT_FAIL, ACT_OK);
+  f.r.script[1] = ACT_FAIL, f.r.script[2] = ACT_OK, f.r.n_script = 3;
+  f.r.send_to = "billing";
+  put(&f, NULL, NULL, NULL);
+  spin(0.05);
+  CHECK(f.r.runs == 3);
+  CHECK(f.r.attempts_seen[0] == 1 && f.r.attempts_seen[1] == 2 && f.r.attempts_seen[2] == 3);
+  CHECK(f.r.hooks == 3); /* each attempt's hook */
+  CHECK(mb_mem_count(f.t, "billing") == 1);
+  mb_pipeline_stats ps = mb_pipeline_stats_of(f.p);
+  CHECK(ps.handled == 1 && ps.failed == 2);
+  CHECK(stats_of(&f).delivered == 1); /* in place: never back on the queue */
+  teardown(&f);
+}
+
+static void test_a_failed_round_becomes_a_delayed_retry(void) {
+  fixture f;
+  setup(&f, "p-delayed", ACT_FAIL, ACT_FAIL);
+  put(&f, NULL, NULL, NULL);
+  spin(0.05);
+  CHECK(f.r.runs == 3); /* immediate_retries = 2 */
+  CHECK(stats_of(&f).acks == 1); /* the original, acknowledged with its copy */
+  long ready = -1, later = -1;
+  mb_err err;
+  CHECK(f.t->ops->depth(f.t, "orders", &ready, &later, &err) == MB_OK);
+  CHECK(ready == 0 && later == 1); /* waits retry_delay x 1 = 5 s */
+  CHECK(mb_mem_count(f.t, "error") == 0);
+  teardown(&f);
+}
+
+static void test_the_last_round_parks_with_the_reason(void) {
+  fixture f;
+  setup(&f, "p-lastround", ACT_FAIL, ACT_FAIL);
+  put(&f, MB_H_RETRIES_DELAYED, "1", NULL); /* the last delayed round already */
+  spin(0.05);
+  CHECK(f.r.runs == 3);
+  mb_delivery *copy = first_of(&f, "error");
+  CHECK(header_is(copy, MB_H_EXCEPTION_MESSAGE,
+                  "it failed (failed 3 attempts in each of 2 rounds)"));
+  CHECK(header_is(copy, MB_H_EXCEPTION_TRACE, "trace line 1"));
+  CHECK(header_is(copy, MB_H_RETRIES_IMMEDIATE, "2"));
+  CHECK(header_is(copy, MB_H_RETRIES_DELAYED, "1"));
+  mb_delivery_free(copy);
+  CHECK(mb_pipeline_stats_of(f.p).parked == 1);
+  teardown(&f);
+}
+
+static void test_a_transport_failure_releases_with_back_off(void) {
+  fixture f;
+  setup(&f, "p-backoff", ACT_OK, ACT_OK);
+  mb_mem_fail_next(f.t, MB_EIO, 1);
+  put(&f, NULL, NULL, NULL);
+  spin(0.05);
+  mb_mem_stats s = stats_of(&f);
+  CHECK(s.releases == 1 && s.acks == 0);
+  CHECK(s.last_release_delay > 0.09 && s.last_release_delay < 0.11); /* 0.1 s on delivery 1 */
+  CHECK(mb_pipeline_backoff(1) == 0.1 && mb_pipeline_backoff(3) == 0.4);
+  CHECK(mb_pipeline_backoff(30) == 30); /* capped */
+  spin(0.2); /* delivered again after the back-off, and handled */
+  CHECK(f.r.runs == 2 && stats_of(&f).acks == 1);
+  CHECK(mb_mem_count(f.t, "orders") == 0);
+  teardown(&f);
+}
+
+static void test_an_expired_message_is_discarded_unhandled(void) {
+  fixture f;
+  setup(&f, "p-ttl", ACT_OK, ACT_OK);
+  char past[MB_TIME_LEN + 1];
+  mb_time_iso(mb_now_usec() - 1000000, past);
+  put(&f, MB_H_EXPIRES_AT, past, NULL);
+  spin(0.05);
+  CHECK(f.r.runs == 0);
+  CHECK(stats_of(&f).acks == 1 && mb_mem_count(f.t, "orders") == 0);
+  CHECK(mb_mem_count(f.t, "audit") == 0 && mb_mem_count(f.t, "error") == 0);
+  teardown(&f);
+}
+
+static void test_a_crash_loop_is_parked_without_running(void) {
+  fixture f;
+  setup(&f, "p-crashloop", ACT_OK, ACT_OK);
+  mb_mem_raw raw = {.deliveries = 3}; /* max_deliveries = 3: this is delivery 4 */
+  put(&f, NULL, NULL, &raw);
+  spin(0.05);
+  CHECK(f.r.runs == 0);
+  mb_delivery *copy = first_of(&f, "error");
+  CHECK(copy != NULL);
+  const char *why = copy ? mb_headers_get(&copy->env.headers, MB_H_EXCEPTION_MESSAGE) : NULL;
+  CHECK(why && strstr(why, "delivered 4 times without an outcome") != NULL);
+  CHECK(why && strstr(why, "max_deliveries = 3") != NULL);
+  CHECK(header_is(copy, MB_H_FAILED_DELIVERIES, "4"));
+  mb_delivery_free(copy);
+  teardown(&f);
+}
+
+static void test_a_malformed_envelope_is_parked_without_running(void) {
+  fixture f;
+  setup(&f, "p-malformed", ACT_OK, ACT_OK);
+  mb_mem_raw raw = {.problem = "headers are not a JSON object"};
+  put(&f, NULL, NULL, &raw);
+  spin(0.05);
+  CHECK(f.r.runs == 0);
+  mb_delivery *copy = first_of(&f, "error");
+  const char *why = copy ? mb_headers_get(&copy->env.headers, MB_H_EXCEPTION_MESSAGE) : NULL;
+  CHECK(why && strstr(why, "malformed envelope: headers are not a JSON object") != NULL);
+  mb_delivery_free(copy);
+  teardown(&f);
+}
+
+static void test_refused_outgoing_messages_fail_the_handler(void) {
+  fixture f;
+  setup(&f, "p-refused", ACT_OK, ACT_OK);
+  f.r.send_to = "nowhere"; /* no such queue: unroutable, every attempt */
+  put(&f, MB_H_RETRIES_DELAYED, "1", NULL);
+  spin(0.05);
+  CHECK(f.r.runs == 3);
+  mb_delivery *copy = first_of(&f, "error");
+  const char *why = copy ? mb_headers_get(&copy->env.headers, MB_H_EXCEPTION_MESSAGE) : NULL;
+  CHECK(why && strstr(why, "handled, but its messages could not be sent") != NULL);
+  CHECK(why && strstr(why, "nowhere") != NULL);
+  mb_delivery_free(copy);
+  CHECK(mb_pipeline_stats_of(f.p).handled == 0 && mb_pipeline_stats_of(f.p).parked == 1);
+  teardown(&f);
+}
+
+static int idle_calls;
+static void on_idle(void *ud) {
+  (void)ud;
+  idle_calls++;
+}
+
+static void test_close_cancels_running_attempts_and_gives_messages_back(void) {
+  fixture f;
+  setup(&f, "p-cancel", ACT_HOLD, ACT_HOLD);
+  idle_calls = 0;
+  mb_pipeline_on_idle(f.p, on_idle, NULL);
+  put(&f, NULL, NULL, NULL);
+  spin(0.05);
+  CHECK(f.r.runs == 1 && f.r.held != NULL);
+  CHECK(mb_pipeline_stats_of(f.p).in_flight == 1 && idle_calls == 0);
+  mb_pipeline_free(f.p);
+  f.p = NULL;
+  CHECK(f.r.cancels == 1 && f.r.held == NULL);
+  mb_mem_stats s = stats_of(&f);
+  CHECK(s.releases == 1 && s.acks == 0 && s.in_flight == 0);
+  CHECK(mb_mem_count(f.t, "orders") == 1); /* back on its queue */
+  teardown(&f);
+}
+
+static void test_idle_is_told_when_the_last_job_ends(void) {
+  fixture f;
+  setup(&f, "p-idle", ACT_OK, ACT_OK);
+  idle_calls = 0;
+  mb_pipeline_on_idle(f.p, on_idle, NULL);
+  put(&f, NULL, NULL, NULL);
+  put(&f, NULL, NULL, NULL);
+  spin(0.05);
+  CHECK(mb_pipeline_stats_of(f.p).handled == 2);
+  CHECK(idle_calls >= 1 && mb_pipeline_stats_of(f.p).in_flight == 0);
+  teardown(&f);
+}
+
+int main(void) {
+  loop = ev_loop_new(EVFLAG_AUTO);
+  RUN(test_ack_only_after_every_outgoing_message_is_confirmed);
+  RUN(test_a_handled_message_gets_its_audit_copy);
+  RUN(test_no_audit_copy_when_audit_is_off);
+  RUN(test_poison_is_parked_at_once_with_its_failure_headers);
+  RUN(test_immediate_retries_run_in_place_and_emit_only_the_last_attempt);
+  RUN(test_a_failed_round_becomes_a_delayed_retry);
+  RUN(test_the_last_round_parks_with_the_reason);
+  RUN(test_a_transport_failure_releases_with_back_off);
+  RUN(test_an_expired_message_is_discarded_unhandled);
+  RUN(test_a_crash_loop_is_parked_without_running);
+  RUN(test_a_malformed_envelope_is_parked_without_running);
+  RUN(test_refused_outgoing_messages_fail_the_handler);
+  RUN(test_close_cancels_running_attempts_and_gives_messages_back);
+  RUN(test_idle_is_told_when_the_last_job_ends);
+  ev_loop_destroy(loop);
+  return unit_done();
+}
