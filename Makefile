@@ -59,7 +59,7 @@ build/asan/moonbus: build/asan/host/main.o $(ASAN_OBJ)
 	@echo "  LD asan $@"
 	@$(CC) $(ASAN_CFLAGS) $^ -o $@ $(LUA_LIB) $(LIBS) -rdynamic
 
-build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ) tests/unit/unit.h
+build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  LD asan $@"
 	@$(CC) $(ASAN_CFLAGS) -Itests/unit $< $(ASAN_OBJ) -o $@ $(LUA_LIB) $(LIBS)

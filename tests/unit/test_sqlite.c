@@ -16,6 +16,7 @@
 #include "transport.h"
 #include "transport/sqlite_internal.h"
 #include "unit.h"
+#include "transport_helpers.h"
 
 static char dir[] = "/tmp/moonbus-unit-XXXXXX";
 static char url[256];
@@ -29,15 +30,6 @@ typedef struct inbox {
 static void on_delivery(void *ud, mb_delivery *d) {
   inbox *in = ud;
   if (in->n < 64) in->got[in->n++] = d;
-}
-
-static int done_status;
-static int done_calls;
-static void on_done(void *ud, int status, const char *error) {
-  (void)ud;
-  (void)error;
-  done_status = status;
-  done_calls++;
 }
 
 static mb_transport *open_fresh(const char *name, const char *options) {
@@ -57,33 +49,7 @@ static mb_transport *reopen(void) {
 
 static int declare(mb_transport *t, const char *endpoint, const char *sub, const char *owned,
                    mb_err *err) {
-  const char *subs[] = {sub}, *own[] = {owned};
-  mb_topology topo = {.endpoint = endpoint,
-                      .error_queue = "error",
-                      .subscriptions = subs,
-                      .n_subscriptions = sub ? 1 : 0,
-                      .owned = own,
-                      .n_owned = owned ? 1 : 0};
-  return t->ops->declare(t, &topo, err);
-}
-
-static mb_outgoing *message(const char *type, const char *dest, const char *body) {
-  mb_outgoing *m = malloc(sizeof *m);
-  mb_outgoing_init(m);
-  mb_uuidv7(m->env.id);
-  mb_envelope_set_type(&m->env, type);
-  mb_headers_set(&m->env.headers, MB_H_KIND, dest ? "command" : "event");
-  mb_envelope_set_body(&m->env, body, strlen(body));
-  m->route = dest ? MB_ROUTE_QUEUE : MB_ROUTE_PUBLISH;
-  m->dest = dest ? strdup(dest) : NULL;
-  return m;
-}
-
-static int send_one(mb_transport *t, mb_outgoing *m, mb_err *err) {
-  done_calls = 0;
-  int rc = t->ops->dispatch(t, &m, 1, on_done, NULL, err);
-  mb_outgoing_free(m);
-  return rc;
+  return declare_with(t, endpoint, NULL, sub, owned, err);
 }
 
 /* Runs the loop until in has n deliveries or a second passes. */
