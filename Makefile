@@ -25,8 +25,11 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%) \
             $(FUZZ_SRC:tests/fuzz/%.c=build/asan/tests/%)
 TOOL_BIN := $(patsubst tests/tools/%.c,build/tools/%,$(wildcard tests/tools/*.c))
 BENCH_BIN := $(patsubst tests/bench/%.c,build/bench/%,$(wildcard tests/bench/*.c))
+# Every C file of the tree, for `make fmt` and `make fmt-check` (the style is .clang-format's).
+FMT_SRC  := $(CORE_SRC) host/main.c $(HEADERS) \
+            $(wildcard tests/unit/*.[ch] tests/fuzz/*.[ch] tests/tools/*.[ch] tests/bench/*.[ch])
 
-.PHONY: all deps run test unit spec system clean bench fmt lint
+.PHONY: all deps run test unit spec system clean bench fmt fmt-check lint
 
 all: deps build/moonbus build/moonbus.so build/asan/moonbus
 
@@ -108,7 +111,11 @@ clean:
 	rm -rf build .moonbus
 
 fmt:
-	clang-format -i $(CORE_SRC) host/main.c $(HEADERS) tests/unit/*.c tests/unit/*.h
+	clang-format -i $(FMT_SRC)
+
+# Fails, naming each file and line, if `make fmt` would change anything (make test runs it).
+fmt-check:
+	clang-format --dry-run --Werror $(FMT_SRC)
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \

@@ -12,6 +12,7 @@ PACKAGES=(
   librabbitmq-dev amqp-tools rabbitmq-server openssl
   lua-busted
   valgrind
+  cppcheck clang-format
 )
 
 missing=()

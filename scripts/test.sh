@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — runs moonbus's tests and prints one closing line "N passed, N failed".
-#   scripts/test.sh            every suite: unit (C, ASan+UBSan), spec (busted), system
-#   scripts/test.sh unit|spec|system
+#   scripts/test.sh            every suite: style (make lint, make fmt-check), unit (C,
+#                              ASan+UBSan), spec (busted), system
+#   scripts/test.sh style|unit|spec|system
 # Each suite speaks TAP ("ok ..." / "not ok ..."); a binary or script that dies without
 # reporting counts as one failure. Output of each suite is kept in build/test-logs/.
 set -uo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 LOGS=$ROOT/build/test-logs
 mkdir -p "$LOGS"
-suites=${1:-"unit spec system"}
+suites=${1:-"style unit spec system"}
 passed=0
 failed=0
 
@@ -41,6 +42,38 @@ need_rabbitmq() {
 }
 stop_rabbitmq() { [ "$STARTED_RABBITMQ" -eq 1 ] && bash scripts/rabbitmq.sh stop; }
 trap stop_rabbitmq EXIT
+
+# One make target as one test: style_check TARGET. A failure names the offending files
+# (with their count of complaints) and the first complaints; the whole output is in the log.
+style_check() {
+  local log=$LOGS/style-$1.log
+  echo "## style: make $1"
+  MAKEFLAGS= make --no-print-directory -s "$1" >"$log" 2>&1
+  local rc=$?
+  if [ "$rc" -eq 0 ]; then
+    echo "ok - make $1" >>"$log"
+  else
+    local where files
+    where=$(grep -E '^[^ :]+:[0-9]+:[0-9]+: (error|warning|style|performance|portability)' "$log")
+    files=$(cut -d: -f1 <<<"$where" | sort | uniq -c | awk 'NF == 2 {printf "#   %s (%d)\n", $2, $1}')
+    {
+      echo "not ok - make $1 failed (exit $rc); offending files:"
+      echo "${files:-#   (none named; the output ends with:)}"
+      if [ -n "$where" ]; then head -10 <<<"$where" | sed 's/^/#   /'; else tail -5 "$log" | sed 's/^/#   /'; fi
+      [ "$1" = fmt-check ] && echo "#   (make fmt rewrites them in the style of .clang-format)"
+    } >"$log.summary"
+    cat "$log.summary" >>"$log"
+    cat "$log.summary"
+    rm -f "$log.summary"
+  fi
+  count "$log" "style/$1" 0
+}
+
+# The tree keeps one style: cppcheck finds nothing and clang-format would change nothing.
+run_style() {
+  style_check lint
+  style_check fmt-check
+}
 
 run_unit() {
   if ls build/asan/tests/*rabbitmq* >/dev/null 2>&1; then

@@ -2,7 +2,8 @@
 -- a request parks its handler's or timer's coroutine until its own reply comes back
 -- (matched by correlation id, never crossed), a timeout is an error bus.is_timeout
 -- recognises, a late reply is logged and dropped, the conversation / related-to / trace
--- headers chain across hops, and mistakes raise at the call with a message that says why.
+-- headers chain across hops, mistakes raise at the call with a message that says why, and
+-- a timer's bus.send returns once the transport has the message.
 -- One bus, one endpoint ("rq"), which answers its own requests: a handler that requests
 -- its own endpoint needs concurrency >= 2. After every test nothing is left behind: no
 -- coroutine, parked coroutine, pending request or message in flight.
@@ -289,7 +290,7 @@ describe("bus.request", function()
       assert.is_true(testing.run_until(function() return note ~= nil end))
       assert.is_false(caught.ok)
       assert.is_true(caught.timeout)
-      assert.matches("no reply to rq.Silent", caught.text, 1, true)
+      assert.matches("no reply to rq.Silent to rq (request ", caught.text, 1, true) -- names the queue
       settle()
       local c = testing.counters()
       assert.equal(0, c.failed)
@@ -449,9 +450,17 @@ describe("bus.request", function()
       serve()
       local given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
       local own = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+      local sent = "00-5ce929d0e0e47364bf92f3577b34da6a-10f067aa0ba902b7-01"
       bus.handle("rq.A", function(_, ctx)
         ctx:reply("rq.Done", { hop = "A" }, { headers = { traceparent = own } })
       end)
+      local work, note
+      bus.handle("rq.Work", function(_, ctx)
+        work = ctx.headers.traceparent
+        bus.send("rq.Note", {})
+      end)
+      bus.handle("rq.Note", function(_, ctx) note = ctx.headers.traceparent end)
+      bus.send("rq.Work", { n = 1 }, { headers = { traceparent = sent } })
       local got
       bus.after(0, function()
         local _, echoed = bus.request("rq.Echo", { token = "traced" },
@@ -461,7 +470,12 @@ describe("bus.request", function()
         bus.request("rq.Echo", { token = "untraced" }, { timeout = 5 })
         got.done = true
       end)
-      assert.is_true(testing.run_until(function() return got ~= nil and got.done end))
+      assert.is_true(testing.run_until(function() return got ~= nil and got.done and note ~= nil end))
+      assert.equal(sent, work)                                -- a plain send: as given
+      local st, ss = traceparent(sent)
+      local nt, ns = traceparent(note)
+      assert.equal(st, nt)                                    -- a send from its handler: the same trace
+      assert.are_not.equal(ss, ns)                            -- in a span of its own
       assert.equal(given, served.traced.headers.traceparent) -- the request: as given
       local gt, gs = traceparent(given)
       local rt, rs = traceparent(got.echoed)
@@ -666,6 +680,29 @@ describe("bus.request", function()
       assert.is_true(testing.run_until(function() return after ~= nil end))
       assert.equal(1, depth)
       assert.matches("bus.send: no queue named 'nobody'", refused, 1, true)
+    end)
+
+    it("park the timer until RabbitMQ confirms each one; on SQLite the commit is done at once", function()
+      serve()
+      local sent, got, peak = 0, {}, 0
+      bus.handle("rq.Work", function(w) got[#got + 1] = w.n end)
+      bus.after(0, function()
+        for i = 1, 20 do
+          bus.send("rq.Work", { n = i })
+          sent = i
+        end
+      end)
+      assert.is_true(testing.run_until(function()
+        peak = math.max(peak, testing.counters().waiting)
+        return #got == 20 and sent == 20
+      end))
+      table.sort(got)
+      assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 }, got)
+      if testing.transport() == "rabbitmq" then
+        assert.equal(1, peak) -- the timer waited for confirms, one send at a time
+      else
+        assert.equal(0, peak) -- a SQLite commit is done when bus.send returns
+      end
     end)
   end)
 
