@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh — runs moonbus's tests and prints one closing line "N passed, N failed".
-#   scripts/test.sh            every suite: style (make lint, make fmt-check), unit (C,
+#   scripts/test.sh            every suite: style (make lint, make fmt-check, layers.sh), unit (C,
 #                              ASan+UBSan), spec (busted), system
 #   scripts/test.sh style|unit|spec|system
 # Each suite speaks TAP ("ok ..." / "not ok ..."); a binary or script that dies without
@@ -73,6 +73,11 @@ style_check() {
 run_style() {
   style_check lint
   style_check fmt-check
+  echo "## style: layers (the include graph and struct ownership, scripts/layers.sh)"
+  bash scripts/layers.sh >"$LOGS/style-layers.log" 2>&1
+  local rc=$?
+  grep -E '^(not ok|#   )' "$LOGS/style-layers.log" || true
+  count "$LOGS/style-layers.log" "style/layers" $rc
 }
 
 run_unit() {
