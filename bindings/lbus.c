@@ -178,9 +178,10 @@ static void parse_publishes(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
     const char *type = lua_tostring(L, -1);
     mb_lcontract_push(L, type, "bus.endpoint: publishes");
     if (mb_lcontract_kind(L, -1) != MB_KIND_EVENT)
-      luaL_error(L, "bus.endpoint: publishes lists %s, which is a %s: only events are "
-                 "published; commands are sent with bus.send", type,
-                 mb_kind_name(mb_lcontract_kind(L, -1)));
+      luaL_error(L,
+                 "bus.endpoint: publishes lists %s, which is a %s: only events are "
+                 "published; commands are sent with bus.send",
+                 type, mb_kind_name(mb_lcontract_kind(L, -1)));
     char **grown = realloc(cfg->publishes, (cfg->n_publishes + 1) * sizeof *grown);
     if (grown == NULL) luaL_error(L, "out of memory");
     cfg->publishes = grown;
@@ -208,7 +209,8 @@ static void name_option(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
   queue_option(L, idx, "name", &cfg->name);
   size_t len = strlen(cfg->name);
   if (len > MB_ENDPOINT_NAME_MAX)
-    luaL_error(L, "bus.endpoint: name '%s...' is %d bytes; an endpoint name has at most %d, "
+    luaL_error(L,
+               "bus.endpoint: name '%s...' is %d bytes; an endpoint name has at most %d, "
                "so that the names derived from it (moonbus.publisher.<name>, the routing key "
                "of its delayed retries) fit the broker's 255-byte names",
                mb_lbus_head(cfg->name, 40), (int)len, MB_ENDPOINT_NAME_MAX);
@@ -244,9 +246,11 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
       luaL_error(L, "bus.endpoint: queue_type must be \"quorum\" or \"classic\"");
     cfg->classic_queue = strcmp(qt, "classic") == 0;
   } else
-    luaL_error(L, "bus.endpoint: unknown option '%s' (known: name, routes, publishes, "
+    luaL_error(L,
+               "bus.endpoint: unknown option '%s' (known: name, routes, publishes, "
                "concurrency, retries, errors, audit, transport, max_body, max_deliveries, "
-               "time_budget, memory_budget, queue_type)", key);
+               "time_budget, memory_budget, queue_type)",
+               key);
 }
 
 static int cfg_gc(lua_State *L) {

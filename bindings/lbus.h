@@ -15,10 +15,10 @@
 #include "vm.h"
 
 /* Registry keys. */
-#define MB_REG_STATE "moonbus.state"          /* module mode: the guard that closes the vm */
-#define MB_REG_TYPES "moonbus.types"          /* name -> { kind = ..., schema = ... } */
-#define MB_REG_HANDLERS "moonbus.handlers"    /* name -> { fn, fn, ... } */
-#define MB_REG_JSON "moonbus.json"            /* a private lua-cjson instance */
+#define MB_REG_STATE "moonbus.state"       /* module mode: the guard that closes the vm */
+#define MB_REG_TYPES "moonbus.types"       /* name -> { kind = ..., schema = ... } */
+#define MB_REG_HANDLERS "moonbus.handlers" /* name -> { fn, fn, ... } */
+#define MB_REG_JSON "moonbus.json"         /* a private lua-cjson instance */
 #define MB_UNRECOVERABLE_MT "moonbus.Unrecoverable"
 #define MB_CTX_MT "moonbus.Context"
 #define MB_TIMER_MT "moonbus.Timer"
@@ -62,7 +62,8 @@ int mb_lbus_over_budget(lua_State *L, const char *what, double seconds);
 int mb_lbus_unrecoverable(lua_State *L, const char *fmt, ...);
 
 /* --- lcontract.c ----------------------------------------------------------------- */
-void mb_lcontract_open(lua_State *L); /* [-0, +0] adds command/event/message to the table on top */
+void mb_lcontract_open(
+    lua_State *L); /* [-0, +0] adds command/event/message to the table on top */
 /* Pushes the contract table of type, raising an error naming who asked if undeclared.
  * [-0, +1, e] */
 void mb_lcontract_push(lua_State *L, const char *type, const char *who);

@@ -25,10 +25,11 @@ static void check_type_name(lua_State *L, const char *fn, const char *name, mb_k
     luaL_error(L, "%s: a type name has 1 to %d characters, got %d", fn, MB_TYPE_NAME_MAX,
                (int)len);
   if (kind == MB_KIND_EVENT && len > MB_EVENT_NAME_MAX)
-    luaL_error(L, "%s: event type '%s...' is %d bytes; an event type has at most %d, so "
+    luaL_error(L,
+               "%s: event type '%s...' is %d bytes; an event type has at most %d, so "
                "that its exchanges (moonbus.event.<type>, moonbus.owner.<type>) fit the "
-               "broker's 255-byte names", fn, mb_lbus_head(name, 40), (int)len,
-               MB_EVENT_NAME_MAX);
+               "broker's 255-byte names",
+               fn, mb_lbus_head(name, 40), (int)len, MB_EVENT_NAME_MAX);
   for (size_t i = 0; i < len; i++)
     if ((unsigned char)name[i] <= 0x20 || (unsigned char)name[i] >= 0x7f)
       luaL_error(L, "%s: type name '%s' has a space or a byte that is not printable ASCII", fn,
@@ -44,9 +45,10 @@ static void check_schema(lua_State *L, const char *fn, const char *type, int idx
       luaL_error(L, "%s: schema of %s: field names must be strings", fn, type);
     if (lua_type(L, -1) != LUA_TSTRING || parse_spec(lua_tostring(L, -1), &optional) < 0) {
       const char *given = luaL_tolstring(L, -1, NULL); /* pushes: the key is now at -3 */
-      luaL_error(L, "%s: schema of %s: field '%s' has type '%s'; use \"string\", \"number\", "
-                 "\"boolean\" or \"table\", with a ? suffix when optional", fn, type,
-                 lua_tostring(L, -3), given);
+      luaL_error(L,
+                 "%s: schema of %s: field '%s' has type '%s'; use \"string\", \"number\", "
+                 "\"boolean\" or \"table\", with a ? suffix when optional",
+                 fn, type, lua_tostring(L, -3), given);
     }
     lua_pop(L, 1);
   }
@@ -91,8 +93,10 @@ void mb_lcontract_push(lua_State *L, const char *type, const char *who) {
   int found = lua_getfield(L, -1, type) == LUA_TTABLE;
   lua_remove(L, -2);
   if (!found)
-    luaL_error(L, "%s: %s is not declared; declare it with bus.command, bus.event or "
-               "bus.message (usually in a contracts module the endpoints share)", who, type);
+    luaL_error(L,
+               "%s: %s is not declared; declare it with bus.command, bus.event or "
+               "bus.message (usually in a contracts module the endpoints share)",
+               who, type);
 }
 
 mb_kind mb_lcontract_kind(lua_State *L, int idx) {

@@ -9,7 +9,7 @@
 #include "pipeline.h"
 
 typedef struct lctx {
-  mb_job *job; /* NULL once its attempt ended (the job-end hook, cut_loose) */
+  mb_job *job;        /* NULL once its attempt ended (the job-end hook, cut_loose) */
   mb_delivery *reply; /* the ctx of a reply owns it */
   const char *endpoint;
 } lctx;
@@ -29,7 +29,7 @@ static int l_reply(lua_State *L) {
   check_message(L, &c);
   if (c->reply)
     return luaL_error(L, "ctx:reply: this is the ctx of a reply to bus.request; reply to the "
-                      "message your handler handles, with the ctx the handler received");
+                         "message your handler handles, with the ctx the handler received");
   return mb_lsend_reply(L, c->job);
 }
 
@@ -89,9 +89,11 @@ static int ctx_index(lua_State *L) {
   lctx *c;
   const mb_delivery *d = check_message(L, &c);
   if (!push_field(L, c, d, key))
-    return luaL_error(L, "ctx has no field '%s' (fields: id, type, kind, correlation_id, "
+    return luaL_error(L,
+                      "ctx has no field '%s' (fields: id, type, kind, correlation_id, "
                       "conversation_id, related_to, reply_to, headers, attempt, "
-                      "delayed_attempt, time_sent, endpoint, queue; method: reply)", key);
+                      "delayed_attempt, time_sent, endpoint, queue; method: reply)",
+                      key);
   return 1;
 }
 

@@ -27,8 +27,10 @@ static void check_contract(lua_State *L, mb_job *job) {
   const char *type = env->type;
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
   if (lua_getfield(L, -1, type) != LUA_TTABLE)
-    mb_lbus_unrecoverable(L, "endpoint %s does not know type %s (it is not declared in its "
-                          "contracts)", mb_job_endpoint(job), type);
+    mb_lbus_unrecoverable(L,
+                          "endpoint %s does not know type %s (it is not declared in its "
+                          "contracts)",
+                          mb_job_endpoint(job), type);
   mb_kind declared = mb_lcontract_kind(L, -1), sent;
   if (mb_headers_get(&env->headers, MB_H_KIND) == NULL) { /* a foreign sender's */
     if (mb_headers_set(&env->headers, MB_H_KIND, mb_kind_name(declared)) != MB_OK)
@@ -78,4 +80,3 @@ int mb_ldispatch(lua_State *L) {
   push_handlers(L, job);
   return run_from(L, 1);
 }
-

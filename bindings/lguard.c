@@ -14,15 +14,15 @@
 /* os.exit(...) in a host. [-0, +0, v] */
 static int refuse_exit(lua_State *L) {
   return luaL_error(L, "os.exit is not available in a moonbus host: it would end the process "
-                    "with every handler in flight; to fail this message raise an error "
-                    "(error(...)), or error(bus.unrecoverable(...)) to park it at once");
+                       "with every handler in flight; to fail this message raise an error "
+                       "(error(...)), or error(bus.unrecoverable(...)) to park it at once");
 }
 
 /* debug.sethook(...) in a host. [-0, +0, v] */
 static int refuse_sethook(lua_State *L) {
   return luaL_error(L, "debug.sethook is not available in a moonbus host: the time budget "
-                    "(time_budget) runs in the debug hook, and a script cannot replace or "
-                    "remove it; debug or profile the script with lua5.4 and moonbus.so");
+                       "(time_budget) runs in the debug hook, and a script cannot replace or "
+                       "remove it; debug or profile the script with lua5.4 and moonbus.so");
 }
 
 /* Replaces lib[name] with fn, if lib is loaded. [-0, +0, m] */

@@ -29,11 +29,10 @@ static size_t string_len(const char *s, size_t len) {
   size_t n = len + 2;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\' || c == '/' || c == '\b' || c == '\t' || c == '\n' ||
-        c == '\f' || c == '\r')
+    if (c == '"' || c == '\\' || c == '/' || c == '\b' || c == '\t' || c == '\n' || c == '\f' ||
+        c == '\r')
       n += 1;
-    else if (c < 0x20 || c == 0x7f)
-      n += 5;
+    else if (c < 0x20 || c == 0x7f) n += 5;
   }
   return n;
 }

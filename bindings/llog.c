@@ -28,11 +28,7 @@ static int l_warn(lua_State *L) { return log_at(L, MB_WARN); }
 static int l_error(lua_State *L) { return log_at(L, MB_ERROR); }
 
 static const luaL_Reg log_functions[] = {
-    {"debug", l_debug},
-    {"info", l_info},
-    {"warn", l_warn},
-    {"error", l_error},
-    {NULL, NULL},
+    {"debug", l_debug}, {"info", l_info}, {"warn", l_warn}, {"error", l_error}, {NULL, NULL},
 };
 
 void mb_llog_open(lua_State *L) {

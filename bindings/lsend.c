@@ -127,16 +127,25 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
     luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
   size_t len, max_body = mb_runtime_cfg(rt)->max_body;
   if (!mb_ljson_fits(L, spec->body_idx, max_body)) /* before cjson's unbudgeted buffer */
-    mb_lerror_raise(L, "too_large", "%s: the body of %s would encode to more than %d bytes of "
+    mb_lerror_raise(L, "too_large",
+                    "%s: the body of %s would encode to more than %d bytes of "
                     "JSON, over the limit of %d bytes (max_body of endpoint %s): refused before "
-                    "encoding it", spec->fn, spec->type, (int)max_body, (int)max_body,
-                    mb_runtime_origin(rt));
+                    "encoding it",
+                    spec->fn, spec->type, (int)max_body, (int)max_body, mb_runtime_origin(rt));
   const char *json = mb_ljson_encode(L, spec->body_idx, &len);
   mb_job *job = mb_sched_current_job(mb_vm_sched(vm));
   mb_compose_req req = {
-      .type = spec->type, .kind = spec->kind, .body = json, .body_len = len,
-      .headers = o->headers, .delay = o->delay, .ttl = o->ttl, .route = spec->route,
-      .dest = spec->dest, .correlation_id = spec->correlation_id, .reply_to = spec->reply_to,
+      .type = spec->type,
+      .kind = spec->kind,
+      .body = json,
+      .body_len = len,
+      .headers = o->headers,
+      .delay = o->delay,
+      .ttl = o->ttl,
+      .route = spec->route,
+      .dest = spec->dest,
+      .correlation_id = spec->correlation_id,
+      .reply_to = spec->reply_to,
   };
   mb_outgoing *m;
   mb_err err;
@@ -186,15 +195,18 @@ static const char *destination(lua_State *L, mb_runtime *rt, const char *fn, con
                                const send_opts *o) {
   const char *dest = o->to ? o->to : mb_endpoint_route(mb_runtime_cfg(rt), type);
   if (dest == NULL)
-    luaL_error(L, "%s: no route for %s: add routes = { [\"%s\"] = \"<endpoint>\" } to "
-               "bus.endpoint{}, or pass { to = \"<endpoint>\" }", fn, type, type);
+    luaL_error(L,
+               "%s: no route for %s: add routes = { [\"%s\"] = \"<endpoint>\" } to "
+               "bus.endpoint{}, or pass { to = \"<endpoint>\" }",
+               fn, type, type);
   return dest;
 }
 
 /* bus.send(type, body [, opts]) */
 static int l_send(lua_State *L) {
   const char *type = luaL_checkstring(L, 1);
-  mb_kind kind = not_an_event(L, "bus.send", type, "publish it with bus.publish (an event goes "
+  mb_kind kind = not_an_event(L, "bus.send", type,
+                              "publish it with bus.publish (an event goes "
                               "to every subscriber; a command goes to the one endpoint that "
                               "handles it)");
   send_opts o;
@@ -209,24 +221,33 @@ static int l_publish(lua_State *L) {
   const char *type = luaL_checkstring(L, 1);
   mb_kind kind = kind_of(L, "bus.publish", type);
   if (kind == MB_KIND_COMMAND)
-    return luaL_error(L, "bus.publish: %s is a command: send it with bus.send to the endpoint "
-                      "that handles it (only events are published)", type);
+    return luaL_error(L,
+                      "bus.publish: %s is a command: send it with bus.send to the endpoint "
+                      "that handles it (only events are published)",
+                      type);
   if (kind == MB_KIND_MESSAGE)
-    return luaL_error(L, "bus.publish: %s is a message: only events are published; declare it "
-                      "with bus.event, or send it with bus.send", type);
+    return luaL_error(L,
+                      "bus.publish: %s is a message: only events are published; declare it "
+                      "with bus.event, or send it with bus.send",
+                      type);
   mb_runtime *rt = mb_lbus_runtime(L);
   if (!mb_runtime_configured(rt))
-    return luaL_error(L, "bus.publish: no endpoint is declared to publish %s: call "
-                      "bus.endpoint{ name = ..., publishes = { \"%s\" } } first", type, type);
+    return luaL_error(L,
+                      "bus.publish: no endpoint is declared to publish %s: call "
+                      "bus.endpoint{ name = ..., publishes = { \"%s\" } } first",
+                      type, type);
   if (!mb_endpoint_publishes(mb_runtime_cfg(rt), type))
-    return luaL_error(L, "bus.publish: endpoint %s does not publish %s: add it to publishes in "
+    return luaL_error(L,
+                      "bus.publish: endpoint %s does not publish %s: add it to publishes in "
                       "bus.endpoint{} (an event has one publishing endpoint)",
                       mb_runtime_cfg(rt)->name, type);
   send_opts o;
   read_opts(L, 3, "bus.publish", &o, 0);
   if (o.to)
-    return luaL_error(L, "bus.publish: %s is an event and goes to every subscriber; 'to' is "
-                      "for commands (bus.send)", type);
+    return luaL_error(L,
+                      "bus.publish: %s is an event and goes to every subscriber; 'to' is "
+                      "for commands (bus.send)",
+                      type);
   outgoing_spec spec = {"bus.publish", type, kind, MB_ROUTE_PUBLISH, NULL, NULL, NULL, 2, 3};
   return emit(L, &spec, &o);
 }
@@ -236,9 +257,11 @@ int mb_lsend_reply(lua_State *L, mb_job *job) {
   const char *type = luaL_checkstring(L, 2);
   mb_kind kind = kind_of(L, "ctx:reply", type);
   if (kind != MB_KIND_MESSAGE)
-    return luaL_error(L, "ctx:reply: %s is a %s: a reply is a message (declare it with "
+    return luaL_error(L,
+                      "ctx:reply: %s is a %s: a reply is a message (declare it with "
                       "bus.message); send commands with bus.send, publish events with "
-                      "bus.publish", type, mb_kind_name(kind));
+                      "bus.publish",
+                      type, mb_kind_name(kind));
   const mb_envelope *in = &mb_job_delivery(job)->env;
   if (in->reply_to == NULL)
     return luaL_error(L, "ctx:reply: message %s (%s) has no reply address", in->id, in->type);
@@ -249,8 +272,10 @@ int mb_lsend_reply(lua_State *L, mb_job *job) {
    * reached through the delay exchanges) and is not watched for later rows on SQLite; and
    * the requester waits for the reply with a timeout of its own. */
   if (o.delay > 0 && mb_is_reply_address(dest))
-    return luaL_error(L, "ctx:reply: the reply %s goes to a requester waiting in bus.request, "
-                      "so it cannot be delayed: reply without 'delay'", type);
+    return luaL_error(L,
+                      "ctx:reply: the reply %s goes to a requester waiting in bus.request, "
+                      "so it cannot be delayed: reply without 'delay'",
+                      type);
   const char *corr = mb_compose_reply_correlation(in);
   outgoing_spec spec = {"ctx:reply", type, kind, MB_ROUTE_QUEUE, dest, corr, NULL, 3, 4};
   return emit(L, &spec, &o);
@@ -260,20 +285,25 @@ int mb_lsend_reply(lua_State *L, mb_job *job) {
 static mb_thread *request_thread(lua_State *L, const char *type) {
   mb_thread *self = mb_sched_self(mb_lbus_sched(L), L);
   if (self == NULL)
-    luaL_error(L, "bus.request(%s): a request waits for its reply, so it may be used only "
+    luaL_error(L,
+               "bus.request(%s): a request waits for its reply, so it may be used only "
                "inside a handler (bus.handle) or a timer (bus.after, bus.every), not at the top "
-               "level of a script or in a coroutine the script made", type);
+               "level of a script or in a coroutine the script made",
+               type);
   if (!lua_isyieldable(L))
-    luaL_error(L, "bus.request(%s): cannot wait for a reply here: it is called from a C "
+    luaL_error(L,
+               "bus.request(%s): cannot wait for a reply here: it is called from a C "
                "function that cannot yield (a table.sort comparator, a string.gsub callback, a "
-               "__gc metamethod...); call it directly from the handler", type);
+               "__gc metamethod...); call it directly from the handler",
+               type);
   return self;
 }
 
 /* bus.request(type, body [, opts]) -> reply body, reply ctx */
 static int l_request(lua_State *L) {
   const char *type = luaL_checkstring(L, 1);
-  mb_kind kind = not_an_event(L, "bus.request", type, "events are published to every "
+  mb_kind kind = not_an_event(L, "bus.request", type,
+                              "events are published to every "
                               "subscriber and nobody replies to them; request with a command");
   mb_runtime *rt = mb_lbus_runtime(L);
   mb_thread *self = request_thread(L, type);

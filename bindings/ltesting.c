@@ -20,9 +20,11 @@ static mb_vm *driver(lua_State *L, const char *fn) {
   mb_vm *vm = mb_lbus_vm(L);
   const char *running = mb_sched_running_what(mb_vm_sched(vm));
   if (running != NULL)
-    luaL_error(L, "moonbus.host.%s cannot be called from a handler or timer (%s): moonbus.host "
+    luaL_error(L,
+               "moonbus.host.%s cannot be called from a handler or timer (%s): moonbus.host "
                "is a test driver that runs the bus from outside it (the top level of a spec or "
-               "a tool)", fn, running);
+               "a tool)",
+               fn, running);
   return vm;
 }
 
@@ -74,7 +76,9 @@ static int predicate_true(lua_State *L, int idx) {
 
 #define SETTLE 0.1 /* seconds a bus must stay idle: a message may be on its way to us */
 
-static void wake(struct ev_loop *loop, ev_timer *w, int revents) { (void)loop, (void)w, (void)revents; }
+static void wake(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)w, (void)revents;
+}
 
 /* One iteration of the loop; 1 when the run is over, -1 on an error (message pushed).
  * Idle means nothing ready or in flight for SETTLE seconds in a row: a broker may have
@@ -182,8 +186,7 @@ static int l_depth(lua_State *L) {
   mb_transport *t = connected_transport(L);
   mb_err err;
   long ready = 0, later = 0;
-  if (t->ops->depth(t, queue, &ready, &later, &err) != MB_OK)
-    return luaL_error(L, "%s", err.msg);
+  if (t->ops->depth(t, queue, &ready, &later, &err) != MB_OK) return luaL_error(L, "%s", err.msg);
   lua_pushinteger(L, ready);
   lua_pushinteger(L, later);
   return 2;
@@ -294,7 +297,8 @@ static const luaL_Reg host_functions[] = {
 };
 
 int mb_ltesting_refuse(lua_State *L) {
-  return luaL_error(L, "%s is a test driver (for specs and tools that run moonbus from a plain "
+  return luaL_error(L,
+                    "%s is a test driver (for specs and tools that run moonbus from a plain "
                     "lua5.4 or busted): it cannot be loaded inside a moonbus host (moonbus run), "
                     "whose bus it would drive from under its own handlers",
                     luaL_optstring(L, 1, "moonbus.host"));

@@ -18,14 +18,14 @@ typedef struct lwait {
   mb_sched *sched;
   mb_runtime *rt;
   mb_thread *th;
-  mb_send *ticket;          /* the transport has not answered the send yet */
-  int expecting;            /* a reply is expected under id */
+  mb_send *ticket; /* the transport has not answered the send yet */
+  int expecting;   /* a reply is expected under id */
   int parked, done;
-  int status;               /* of the send; MB_OK once a reply came */
+  int status; /* of the send; MB_OK once a reply came */
   char error[MB_ERRLEN];
-  mb_delivery *reply;       /* the reply, or NULL (timed out, or a failed send) */
-  char id[MB_ID_LEN + 1];   /* the request's id, which its reply carries as correlation id */
-  char what[300];           /* "billing.Authorize to billing", for errors */
+  mb_delivery *reply;     /* the reply, or NULL (timed out, or a failed send) */
+  char id[MB_ID_LEN + 1]; /* the request's id, which its reply carries as correlation id */
+  char what[300];         /* "billing.Authorize to billing", for errors */
   double timeout;
 } lwait;
 
@@ -53,7 +53,8 @@ static void sent(void *ud, int status, const char *error) {
   w->ticket = NULL;
   if (w->done) return;
   w->status = status;
-  if (status != MB_OK) snprintf(w->error, sizeof w->error, "%s", error ? error : mb_strerror(status));
+  if (status != MB_OK)
+    snprintf(w->error, sizeof w->error, "%s", error ? error : mb_strerror(status));
   if (status != MB_OK || !w->expecting) settle(w);
 }
 
@@ -138,19 +139,25 @@ static int push_reply(lua_State *L, mb_delivery *reply) {
   const char *type = reply->env.type ? reply->env.type : "(no type)";
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
   if (lua_getfield(L, -1, type) != LUA_TTABLE)
-    return mb_lerror_raise(L, "bad_reply", "bus.request: the reply is a %s, which this endpoint "
-                           "does not declare: declare it with bus.message(\"%s\")", type, type);
+    return mb_lerror_raise(L, "bad_reply",
+                           "bus.request: the reply is a %s, which this endpoint "
+                           "does not declare: declare it with bus.message(\"%s\")",
+                           type, type);
   int contract = lua_gettop(L);
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_JSON);
   lua_getfield(L, -1, "decode");
   lua_pushlstring(L, reply->env.body ? reply->env.body : "", reply->env.body_len);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1))
-    return mb_lerror_raise(L, "bad_reply", "bus.request: the reply %s (%s) is not a JSON "
-                           "object: %s", reply->env.id, type, luaL_tolstring(L, -1, NULL));
+    return mb_lerror_raise(L, "bad_reply",
+                           "bus.request: the reply %s (%s) is not a JSON "
+                           "object: %s",
+                           reply->env.id, type, luaL_tolstring(L, -1, NULL));
   int body = lua_gettop(L);
   if (!mb_lcontract_check(L, contract, body, type))
-    return mb_lerror_raise(L, "bad_reply", "bus.request: the reply %s (%s) breaks its "
-                           "contract: %s", reply->env.id, type, lua_tostring(L, -1));
+    return mb_lerror_raise(L, "bad_reply",
+                           "bus.request: the reply %s (%s) breaks its "
+                           "contract: %s",
+                           reply->env.id, type, lua_tostring(L, -1));
   lua_pushvalue(L, body);
   lua_pushvalue(L, ctx);
   return 2;

@@ -31,8 +31,10 @@ static double reload_drain_seconds(void) {
   double s = env ? strtod(env, &end) : 0;
   if (env && *env && *end == '\0' && s > 0) return s;
   if (env && *env)
-    mb_log(MB_WARN, NULL, NULL, NULL, "MOONBUS_RELOAD_DRAIN=%s is not a positive number of "
-           "seconds: using %.0f", env, RELOAD_DRAIN_SECONDS);
+    mb_log(MB_WARN, NULL, NULL, NULL,
+           "MOONBUS_RELOAD_DRAIN=%s is not a positive number of "
+           "seconds: using %.0f",
+           env, RELOAD_DRAIN_SECONDS);
   return RELOAD_DRAIN_SECONDS;
 }
 
@@ -72,8 +74,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
     return;
   }
   s->stopping = 1;
-  mb_log(MB_INFO, endpoint_of(s), NULL, NULL, "signal %d: stopping (%u in flight)",
-         w->signum, in_flight(s));
+  mb_log(MB_INFO, endpoint_of(s), NULL, NULL, "signal %d: stopping (%u in flight)", w->signum,
+         in_flight(s));
   mb_runtime_stop_consuming(s->rt);
   mb_reload_stop(s->reload);
   if (in_flight(s) == 0) {
@@ -115,8 +117,10 @@ static void log_started(const mb_runtime *rt, const mb_vm *vm, int reload) {
 
 static void log_stopped(const mb_runtime *rt) {
   mb_pipeline_stats st = mb_runtime_stats(rt);
-  mb_log(MB_INFO, mb_runtime_endpoint(rt), NULL, NULL, "stopped: %lu handled, %lu failed, "
-         "%lu parked", st.handled, st.failed, st.parked);
+  mb_log(MB_INFO, mb_runtime_endpoint(rt), NULL, NULL,
+         "stopped: %lu handled, %lu failed, "
+         "%lu parked",
+         st.handled, st.failed, st.parked);
 }
 
 int mb_cli_run(const char *target, const mb_cli_opts *opts) {
@@ -140,7 +144,8 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
   }
   watch_signals(loop, &s, opts->drain_seconds);
   if (mb_watchdog_start(2 * mb_runtime_cfg(s.rt)->time_budget) != 0)
-    mb_log(MB_WARN, endpoint_of(&s), NULL, NULL, "cannot start the watchdog thread: a handler "
+    mb_log(MB_WARN, endpoint_of(&s), NULL, NULL,
+           "cannot start the watchdog thread: a handler "
            "stuck inside a C function will not be stopped");
   mb_reload_start(s.reload, !opts->no_reload, reload_drain_seconds());
   log_started(s.rt, mb_reload_current(s.reload), !opts->no_reload);
@@ -182,9 +187,12 @@ static int send_one(mb_runtime *rt, const char *endpoint, const char *type, cons
   if (rc == MB_OK && publish) rc = publisher_of(rt, endpoint, type, origin, sizeof origin, err);
   if (rc != MB_OK) return rc;
   mb_compose_req req = {
-      .type = type, .kind = publish ? MB_KIND_EVENT : MB_KIND_COMMAND,
-      .body = json, .body_len = strlen(json),
-      .route = publish ? MB_ROUTE_PUBLISH : MB_ROUTE_QUEUE, .dest = publish ? NULL : endpoint,
+      .type = type,
+      .kind = publish ? MB_KIND_EVENT : MB_KIND_COMMAND,
+      .body = json,
+      .body_len = strlen(json),
+      .route = publish ? MB_ROUTE_PUBLISH : MB_ROUTE_QUEUE,
+      .dest = publish ? NULL : endpoint,
       .origin = origin,
   };
   mb_outgoing *m;
@@ -205,11 +213,14 @@ static int check_message(const char *type, const char *json, mb_err *err) {
     return mb_err_set(err, MB_EINVAL, "a message type has 1 to 255 characters, got %zu", len);
   for (size_t i = 0; i < len; i++)
     if ((unsigned char)type[i] <= 0x20 || (unsigned char)type[i] >= 0x7f)
-      return mb_err_set(err, MB_EINVAL, "the message type has a space or a byte that is not "
-                        "printable ASCII (byte %zu)", i + 1);
+      return mb_err_set(err, MB_EINVAL,
+                        "the message type has a space or a byte that is not "
+                        "printable ASCII (byte %zu)",
+                        i + 1);
   int rc = mb_vm_check_json(json, err); /* valid JSON that decodes to a table */
   if (rc == MB_OK && json[strspn(json, " \t\r\n")] != '{')
-    rc = mb_err_set(err, MB_EINVAL, "invalid JSON body: the body must be a JSON object "
+    rc = mb_err_set(err, MB_EINVAL,
+                    "invalid JSON body: the body must be a JSON object "
                     "({...}), got an array");
   return rc;
 }
@@ -231,8 +242,8 @@ static mb_runtime *cli_runtime(const char *type, const char *json, const mb_cli_
   return rt;
 }
 
-int mb_cli_send(const char *endpoint, const char *type, const char *json,
-                const mb_cli_opts *opts, int publish) {
+int mb_cli_send(const char *endpoint, const char *type, const char *json, const mb_cli_opts *opts,
+                int publish) {
   mb_err err;
   int code;
   mb_runtime *rt = cli_runtime(type, json, opts, &code);
@@ -261,8 +272,14 @@ static int request_one(mb_runtime *rt, const char *endpoint, const char *type, c
   int rc = mb_runtime_reply_address(rt, &reply_to, err);
   if (rc != MB_OK) return rc;
   mb_compose_req req = {
-      .type = type, .kind = MB_KIND_COMMAND, .body = json, .body_len = strlen(json),
-      .route = MB_ROUTE_QUEUE, .dest = endpoint, .reply_to = reply_to, .ttl = timeout,
+      .type = type,
+      .kind = MB_KIND_COMMAND,
+      .body = json,
+      .body_len = strlen(json),
+      .route = MB_ROUTE_QUEUE,
+      .dest = endpoint,
+      .reply_to = reply_to,
+      .ttl = timeout,
       .origin = "cli",
   };
   mb_outgoing *m;
@@ -292,8 +309,8 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
     mb_cli_fail(err.msg);
     code = 1;
   } else if (r.reply == NULL) {
-    fprintf(stderr, "moonbus: no reply to %s from %s within %g s (request %s)\n", type,
-            endpoint, timeout, id);
+    fprintf(stderr, "moonbus: no reply to %s from %s within %g s (request %s)\n", type, endpoint,
+            timeout, id);
     code = MB_CLI_EXIT_TIMEOUT;
   } else {
     mb_log(MB_INFO, NULL, r.reply->env.id, r.reply->env.type, "reply to request %s", id);

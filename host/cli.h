@@ -17,8 +17,8 @@ typedef struct mb_cli_opts {
 int mb_cli_run(const char *target, const mb_cli_opts *opts);
 /* send: endpoint is the destination queue. publish: endpoint publishes the event
  * ("-": as its registered owner). */
-int mb_cli_send(const char *endpoint, const char *type, const char *json,
-                const mb_cli_opts *opts, int publish);
+int mb_cli_send(const char *endpoint, const char *type, const char *json, const mb_cli_opts *opts,
+                int publish);
 /* request: sends a command to endpoint, waits up to opts->timeout for the reply and prints
  * its body on stdout. 0, 1 (error), 2 (bad input) or MB_CLI_EXIT_TIMEOUT. */
 int mb_cli_request(const char *endpoint, const char *type, const char *json,

@@ -30,7 +30,7 @@ typedef struct walk {
   mb_delivery *found; /* show: the copy kept */
   int failures;       /* retry --all: messages that could not go back */
   size_t seen;
-  long total;         /* messages in the queue when the walk began */
+  long total; /* messages in the queue when the walk began */
   char dest[MB_QUEUE_NAME_MAX + 1];
   mb_err *err;
 } walk;
@@ -130,9 +130,10 @@ static int failure_header(const char *key) {
 static int unparked(const mb_delivery *d, mb_outgoing **out, mb_err *err) {
   const char *queue = mb_headers_get(&d->env.headers, MB_H_FAILED_QUEUE);
   if (queue == NULL)
-    return mb_err_set(err, MB_EINVAL, "message %s has no %s header: it did not fail in a "
-                      "queue moonbus knows, so there is nowhere to send it back", d->env.id,
-                      MB_H_FAILED_QUEUE);
+    return mb_err_set(err, MB_EINVAL,
+                      "message %s has no %s header: it did not fail in a "
+                      "queue moonbus knows, so there is nowhere to send it back",
+                      d->env.id, MB_H_FAILED_QUEUE);
   mb_outgoing *m = malloc(sizeof *m);
   int rc = m ? MB_OK : MB_ENOMEM;
   if (m) mb_outgoing_init(m);
@@ -154,8 +155,7 @@ static int unparked(const mb_delivery *d, mb_outgoing **out, mb_err *err) {
 
 /* Sends d back to the queue it failed in (waiting for the transport's confirm); dest gets
  * that queue's name. The caller then takes the parked copy. */
-static int send_back(mb_runtime *rt, const mb_delivery *d, char *dest, size_t len,
-                     mb_err *err) {
+static int send_back(mb_runtime *rt, const mb_delivery *d, char *dest, size_t len, mb_err *err) {
   mb_outgoing *m;
   int rc = unparked(d, &m, err);
   if (rc == MB_OK) snprintf(dest, len, "%s", m->dest);
@@ -214,9 +214,10 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
   const char *what = argc > 0 ? argv[0] : "";
   const char *arg = argc > 1 ? argv[1] : NULL;
   const char *queue = opts->queue ? opts->queue : MB_DEFAULT_ERROR_QUEUE;
-  int usage = !((strcmp(what, "list") == 0 && argc == 1) ||
-                ((strcmp(what, "show") == 0 || strcmp(what, "retry") == 0 ||
-                  strcmp(what, "delete") == 0) && argc == 2));
+  int usage = !(
+      (strcmp(what, "list") == 0 && argc == 1) ||
+      ((strcmp(what, "show") == 0 || strcmp(what, "retry") == 0 || strcmp(what, "delete") == 0) &&
+       argc == 2));
   if (usage) {
     fprintf(stderr, "usage: moonbus errors list | show ID | retry ID | retry --all | delete ID "
                     "[--queue NAME] [--transport URL]\n");
@@ -230,7 +231,8 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
   if (rc == MB_OK) {
     if (strcmp(what, "list") == 0) rc = list(rt, queue, &err);
     else if (strcmp(what, "show") == 0) rc = show(rt, queue, arg, &err);
-    else if (strcmp(what, "retry") == 0 && strcmp(arg, "--all") == 0) rc = retry_all(rt, queue, &err);
+    else if (strcmp(what, "retry") == 0 && strcmp(arg, "--all") == 0)
+      rc = retry_all(rt, queue, &err);
     else if (strcmp(what, "retry") == 0) rc = retry(rt, queue, arg, &err);
     else {
       mb_transport *t = mb_runtime_transport(rt);

@@ -35,8 +35,8 @@ void mb_time_iso(int64_t usec, char out[MB_TIME_LEN + 1]) {
     struct tm tm;
     gmtime_r(&secs, &tm);
     char wide[96]; /* the compiler cannot know tm's fields are small */
-    snprintf(wide, sizeof wide, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(wide, sizeof wide, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     memcpy(iso_prefix, wide, sizeof iso_prefix - 1);
     iso_second = secs;
   }
@@ -85,8 +85,12 @@ int mb_time_parse(const char *s, int64_t *usec) {
   }
   if (s[0] != 'Z' || s[1] != '\0') return MB_EINVAL;
   if (!valid_time(y, mo, d, h, mi, se)) return MB_EINVAL;
-  struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                  .tm_hour = h, .tm_min = mi, .tm_sec = se};
+  struct tm tm = {.tm_year = y - 1900,
+                  .tm_mon = mo - 1,
+                  .tm_mday = d,
+                  .tm_hour = h,
+                  .tm_min = mi,
+                  .tm_sec = se};
   time_t secs = timegm(&tm);
   *usec = (int64_t)secs * 1000000 + frac;
   return MB_OK;

@@ -29,7 +29,8 @@ static int check_request(const mb_runtime *rt, const mb_compose_req *req, mb_err
     return mb_err_set(err, MB_ETOOBIG,
                       "body of %s is %zu bytes, over the limit of %zu bytes (max_body of "
                       "endpoint %s)",
-                      req->type, req->body_len, mb_runtime_cfg(rt)->max_body, mb_runtime_origin(rt));
+                      req->type, req->body_len, mb_runtime_cfg(rt)->max_body,
+                      mb_runtime_origin(rt));
   mb_err rule;
   if (req->headers && mb_headers_check(req->headers, 0, &rule) != MB_OK)
     return mb_err_set(err, MB_EINVAL, "headers of %s: %s", req->type, rule.msg);
@@ -40,14 +41,16 @@ static int check_request(const mb_runtime *rt, const mb_compose_req *req, mb_err
   return MB_OK;
 }
 
-static int fill_headers(const mb_runtime *rt, const mb_delivery *cause,
-                        const mb_compose_req *req, mb_envelope *e) {
+static int fill_headers(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_req *req,
+                        mb_envelope *e) {
   mb_headers *h = &e->headers;
   int64_t now = mb_now_usec();
   int rc = mb_headers_set(h, MB_H_KIND, mb_kind_name(req->kind));
   if (rc == MB_OK) rc = mb_headers_set(h, MB_H_CONVERSATION, conversation_of(cause, e->id));
   if (rc == MB_OK && cause) rc = mb_headers_set(h, MB_H_RELATED_TO, cause->env.id);
-  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_ENDPOINT, req->origin ? req->origin : mb_runtime_origin(rt));
+  if (rc == MB_OK)
+    rc = mb_headers_set(h, MB_H_ORIGIN_ENDPOINT,
+                        req->origin ? req->origin : mb_runtime_origin(rt));
   if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_HOST, mb_runtime_host(rt));
   if (rc == MB_OK) rc = set_time_header(h, MB_H_TIME_SENT, now);
   if (rc == MB_OK && req->delay > 0)
@@ -58,7 +61,8 @@ static int fill_headers(const mb_runtime *rt, const mb_delivery *cause,
     rc = mb_headers_set(h, req->headers->items[i].key, req->headers->items[i].value);
   if (rc == MB_OK && mb_headers_get(h, MB_H_TRACEPARENT) == NULL) { /* the script's wins */
     char tp[MB_TRACEPARENT_LEN + 1];
-    mb_traceparent_child(cause ? mb_headers_get(&cause->env.headers, MB_H_TRACEPARENT) : NULL, tp);
+    mb_traceparent_child(cause ? mb_headers_get(&cause->env.headers, MB_H_TRACEPARENT) : NULL,
+                         tp);
     rc = mb_headers_set(h, MB_H_TRACEPARENT, tp);
   }
   return rc;
@@ -90,9 +94,10 @@ int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_
     char why[MB_ERRLEN];
     snprintf(why, sizeof why, "%s", err->msg);
     mb_outgoing_free(m);
-    return mb_err_set(err, MB_EINVAL, "headers of %s with the bus's own: %s (at most %d headers "
-                      "and %u bytes of keys and values in all)", req->type, why,
-                      MB_HEADERS_MAX_COUNT, MB_HEADERS_MAX_BYTES);
+    return mb_err_set(err, MB_EINVAL,
+                      "headers of %s with the bus's own: %s (at most %d headers "
+                      "and %u bytes of keys and values in all)",
+                      req->type, why, MB_HEADERS_MAX_COUNT, MB_HEADERS_MAX_BYTES);
   }
   if (rc == MB_OK && req->route == MB_ROUTE_QUEUE && (m->dest = strdup(req->dest)) == NULL)
     rc = MB_ENOMEM;

@@ -154,14 +154,19 @@ static int same_text(const char *a, const char *b) {
 /* What makes the staged declaration another endpoint rather than a new version of this one. */
 static int check_staged(const decl *run, const decl *st, mb_err *err) {
   if (!st->configured)
-    return mb_err_set(err, MB_EINVAL, "the new script declares no endpoint: it must call "
-                      "bus.endpoint{ name = \"%s\" }", run->cfg.name);
+    return mb_err_set(err, MB_EINVAL,
+                      "the new script declares no endpoint: it must call "
+                      "bus.endpoint{ name = \"%s\" }",
+                      run->cfg.name);
   if (strcmp(st->cfg.name, run->cfg.name) != 0)
-    return mb_err_set(err, MB_EINVAL, "the new script declares endpoint %s, but this host runs "
+    return mb_err_set(err, MB_EINVAL,
+                      "the new script declares endpoint %s, but this host runs "
                       "%s: that is another endpoint, not a reload (start a host for %s, or put "
-                      "the name back)", st->cfg.name, run->cfg.name, st->cfg.name);
+                      "the name back)",
+                      st->cfg.name, run->cfg.name, st->cfg.name);
   if (!same_text(st->cfg.transport, run->cfg.transport))
-    return mb_err_set(err, MB_EINVAL, "the new script changes bus.endpoint{ transport = ... }: a "
+    return mb_err_set(err, MB_EINVAL,
+                      "the new script changes bus.endpoint{ transport = ... }: a "
                       "reload keeps its connection; restart the host to change the transport");
   return MB_OK;
 }
@@ -169,12 +174,15 @@ static int check_staged(const decl *run, const decl *st, mb_err *err) {
 /* What a reload cannot change in place is kept, with a warning. */
 static void keep_fixed(const decl *run, decl *st) {
   if (st->cfg.concurrency != run->cfg.concurrency)
-    mb_log(MB_WARN, run->cfg.name, NULL, NULL, "reload: concurrency %u -> %u takes effect when "
-           "the host restarts (the consumer keeps its prefetch)", run->cfg.concurrency,
-           st->cfg.concurrency);
+    mb_log(MB_WARN, run->cfg.name, NULL, NULL,
+           "reload: concurrency %u -> %u takes effect when "
+           "the host restarts (the consumer keeps its prefetch)",
+           run->cfg.concurrency, st->cfg.concurrency);
   if (st->cfg.classic_queue != run->cfg.classic_queue)
-    mb_log(MB_WARN, run->cfg.name, NULL, NULL, "reload: queue_type of an existing queue cannot "
-           "change; the queue stays %s", run->cfg.classic_queue ? "classic" : "quorum");
+    mb_log(MB_WARN, run->cfg.name, NULL, NULL,
+           "reload: queue_type of an existing queue cannot "
+           "change; the queue stays %s",
+           run->cfg.classic_queue ? "classic" : "quorum");
   st->cfg.concurrency = run->cfg.concurrency;
   st->cfg.classic_queue = run->cfg.classic_queue;
 }

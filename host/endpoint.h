@@ -13,7 +13,7 @@
 #define MB_DEFAULT_ERROR_QUEUE "error"
 #define MB_DEFAULT_AUDIT_QUEUE "audit"
 #define MB_DEFAULT_MAX_DELIVERIES 10
-#define MB_DEFAULT_TIME_BUDGET 30.0                /* seconds per attempt of a handler */
+#define MB_DEFAULT_TIME_BUDGET 30.0                  /* seconds per attempt of a handler */
 #define MB_DEFAULT_MEMORY_BUDGET ((size_t)256 << 20) /* bytes a Lua state may hold */
 
 typedef struct mb_route_entry {
@@ -31,7 +31,7 @@ typedef struct mb_endpoint_cfg {
   char *error_queue;
   char *audit_queue; /* NULL when audit = false */
   int immediate_retries, delayed_retries;
-  int max_deliveries; /* deliveries of one copy without an outcome (crashes) before parking */
+  int max_deliveries;   /* deliveries of one copy without an outcome (crashes) before parking */
   double time_budget;   /* seconds an attempt of a handler (or a timer tick) may run */
   size_t memory_budget; /* bytes the endpoint's Lua state may hold */
   double retry_delay;

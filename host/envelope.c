@@ -27,9 +27,7 @@ int mb_kind_parse(const char *name, mb_kind *out) {
 
 /* --- the envelope ---------------------------------------------------------------------- */
 
-void mb_envelope_init(mb_envelope *e) {
-  memset(e, 0, sizeof *e);
-}
+void mb_envelope_init(mb_envelope *e) { memset(e, 0, sizeof *e); }
 
 void mb_envelope_free(mb_envelope *e) {
   free(e->type);

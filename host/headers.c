@@ -125,7 +125,7 @@ int mb_headers_check(const mb_headers *h, int allow_reserved, mb_err *err) {
     total += strlen(key) + strlen(h->items[i].value);
   }
   if (total > MB_HEADERS_MAX_BYTES)
-    return mb_err_set(err, MB_EINVAL, "headers add up to %zu bytes, over the limit of %u",
-                      total, MB_HEADERS_MAX_BYTES);
+    return mb_err_set(err, MB_EINVAL, "headers add up to %zu bytes, over the limit of %u", total,
+                      MB_HEADERS_MAX_BYTES);
   return MB_OK;
 }

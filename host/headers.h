@@ -65,7 +65,8 @@ typedef struct mb_headers {
   size_t len, cap;
 } mb_headers;
 
-#define MB_HEADERS_INIT {NULL, 0, 0}
+#define MB_HEADERS_INIT                                                                          \
+  { NULL, 0, 0 }
 
 /* Appends key and value (klen and vlen bytes, no NUL inside) without looking for the key:
  * for decoders that have checked it is not there. MB_OK or MB_ENOMEM. */

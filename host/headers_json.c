@@ -156,7 +156,9 @@ static int read_escape(reader *r, buf *b) {
   if (r->p >= r->end) return fail(r, "unterminated string");
   char c = *r->p++, out;
   switch (c) {
-  case '"': case '\\': case '/': out = c; break;
+  case '"':
+  case '\\':
+  case '/': out = c; break;
   case 'b': out = '\b'; break;
   case 'f': out = '\f'; break;
   case 'n': out = '\n'; break;
@@ -306,8 +308,8 @@ int mb_headers_from_json(const char *json, size_t len, mb_headers *out, mb_err *
   mb_headers_free(out);
   if (json == NULL) return mb_err_set(err, MB_EINVAL, "malformed headers: none");
   if (len > MB_HEADERS_JSON_MAX)
-    return mb_err_set(err, MB_EINVAL, "malformed headers: %zu bytes, over the limit of %u",
-                      len, MB_HEADERS_JSON_MAX);
+    return mb_err_set(err, MB_EINVAL, "malformed headers: %zu bytes, over the limit of %u", len,
+                      MB_HEADERS_JSON_MAX);
   reader r = {json, json + len, err};
   key_set keys = {NULL, 0};
   int rc = read_object(&r, out, &keys);

@@ -18,7 +18,8 @@ static void usage(FILE *out) {
           "  moonbus errors list | show ID | retry ID | retry --all | delete ID [--queue NAME]\n"
           "  moonbus version\n"
           "The transport is --transport, else $MOONBUS_TRANSPORT, else the endpoint's own,\n"
-          "else sqlite://./.moonbus/bus.db. Logs go to stderr (MOONBUS_LOG=debug|info|warn|error).\n");
+          "else sqlite://./.moonbus/bus.db. Logs go to stderr "
+          "(MOONBUS_LOG=debug|info|warn|error).\n");
 }
 
 /* A number of seconds (--timeout: more than 0), or a complaint on stderr and -1. */
@@ -44,12 +45,13 @@ static int parse_options(int *argc, char **argv, mb_cli_opts *opts) {
     } else if (strcmp(a, "--all") == 0) {
       argv[kept++] = argv[i]; /* `errors retry --all`: an argument, not an option */
     } else if ((strcmp(a, "--transport") == 0 || strcmp(a, "--instance") == 0 ||
-         strcmp(a, "--drain") == 0 || strcmp(a, "--timeout") == 0) && i + 1 < *argc) {
+                strcmp(a, "--drain") == 0 || strcmp(a, "--timeout") == 0) &&
+               i + 1 < *argc) {
       const char *v = argv[++i];
       if (strcmp(a, "--transport") == 0) opts->transport = v;
       else if (strcmp(a, "--instance") == 0) opts->instance = v;
-      else if (seconds_arg(a, v, strcmp(a, "--drain") == 0 ? &opts->drain_seconds
-                                                         : &opts->timeout) != 0)
+      else if (seconds_arg(
+                   a, v, strcmp(a, "--drain") == 0 ? &opts->drain_seconds : &opts->timeout) != 0)
         return -1;
     } else if (strcmp(a, "--no-reload") == 0) {
       opts->no_reload = 1;
@@ -71,7 +73,8 @@ int main(int argc, char **argv) {
   if (parse_options(&argc, argv, &opts) != 0) return 2;
   const char *cmd = argc > 1 ? argv[1] : "";
   if (strcmp(cmd, "run") == 0 && argc == 3) return mb_cli_run(argv[2], &opts);
-  if (strcmp(cmd, "send") == 0 && argc == 5) return mb_cli_send(argv[2], argv[3], argv[4], &opts, 0);
+  if (strcmp(cmd, "send") == 0 && argc == 5)
+    return mb_cli_send(argv[2], argv[3], argv[4], &opts, 0);
   if (strcmp(cmd, "publish") == 0 && argc == 5)
     return mb_cli_send(argv[2], argv[3], argv[4], &opts, 1);
   if (strcmp(cmd, "request") == 0 && argc == 5)

@@ -37,8 +37,10 @@ static int fit_headers(mb_headers *h) {
     else dropped++, bytes += strlen(hd->key) + strlen(hd->value);
   }
   char note[MB_ERRLEN + 128];
-  snprintf(note, sizeof note, "%zu headers (%zu bytes of keys and values) were removed from "
-           "this copy: %s", dropped, bytes, why.msg);
+  snprintf(note, sizeof note,
+           "%zu headers (%zu bytes of keys and values) were removed from "
+           "this copy: %s",
+           dropped, bytes, why.msg);
   if (rc == MB_OK) rc = mb_headers_set(&kept, MB_H_HEADERS_REMOVED, note);
   if (rc != MB_OK) {
     mb_headers_free(&kept);

@@ -63,8 +63,8 @@ void mb_send_forget(mb_send *ticket) {
   if (ticket) ticket->forgotten = 1;
 }
 
-int mb_outbound_send(mb_outbound *o, mb_transport *t, mb_outgoing **msgs, size_t n,
-                     mb_done_fn fn, void *ud, mb_send **ticket, mb_err *err) {
+int mb_outbound_send(mb_outbound *o, mb_transport *t, mb_outgoing **msgs, size_t n, mb_done_fn fn,
+                     void *ud, mb_send **ticket, mb_err *err) {
   *ticket = NULL;
   sends_sweep(o);
   int rc = MB_OK;

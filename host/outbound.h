@@ -25,8 +25,8 @@ void mb_outbound_free(mb_outbound *o);
 /* Sends through t without waiting: fn(ud, status, error) runs when the transport answers,
  * possibly before this returns (then *ticket is NULL), unless mb_send_forget(*ticket) came
  * first. On an error return fn never runs. Takes ownership of the messages. */
-int mb_outbound_send(mb_outbound *o, mb_transport *t, mb_outgoing **msgs, size_t n,
-                     mb_done_fn fn, void *ud, mb_send **ticket, mb_err *err);
+int mb_outbound_send(mb_outbound *o, mb_transport *t, mb_outgoing **msgs, size_t n, mb_done_fn fn,
+                     void *ud, mb_send **ticket, mb_err *err);
 /* Sends and waits for the transport's answer by running the loop. Takes ownership. */
 int mb_outbound_dispatch(mb_outbound *o, mb_transport *t, mb_outgoing **msgs, size_t n,
                          mb_err *err);

@@ -26,9 +26,9 @@ struct mb_job {
   mb_outgoing **outbox; /* sent only if the handlers succeed */
   size_t n_out, cap_out;
   int64_t started_usec;
-  int attempt;  /* 1-based attempt of this round of immediate retries */
-  int audited;  /* the last entry of the outbox is its audit copy */
-  int running;  /* an attempt runs on runner: cancel it if the pipeline closes */
+  int attempt; /* 1-based attempt of this round of immediate retries */
+  int audited; /* the last entry of the outbox is its audit copy */
+  int running; /* an attempt runs on runner: cancel it if the pipeline closes */
   const mb_runner *runner;
   void *runner_ud;
   void (*on_end)(void *ud);
@@ -58,7 +58,7 @@ struct mb_pipeline {
   unsigned memo_next;
 };
 
-#define LOG_MSG(level, job, ...)                                                          \
+#define LOG_MSG(level, job, ...)                                                                 \
   mb_log(level, (job)->p->cfg->name, (job)->d->env.id, (job)->d->env.type, __VA_ARGS__)
 
 double mb_pipeline_backoff(uint32_t delivery_count) {
@@ -350,16 +350,21 @@ static const char *screen(const mb_job *job, char *buf, size_t len) {
   mb_kind kind;
   const char *last = recalled(job->p, d->env.id);
   if (d->delivery_count > (uint32_t)cfg->max_deliveries && last)
-    snprintf(buf, len, "delivered %u times without an outcome (max_deliveries = %d); the last "
-             "attempt: %s", d->delivery_count, cfg->max_deliveries, last);
+    snprintf(buf, len,
+             "delivered %u times without an outcome (max_deliveries = %d); the last "
+             "attempt: %s",
+             d->delivery_count, cfg->max_deliveries, last);
   else if (d->delivery_count > (uint32_t)cfg->max_deliveries)
-    snprintf(buf, len, "delivered %u times without an outcome: handling it seems to end the "
+    snprintf(buf, len,
+             "delivered %u times without an outcome: handling it seems to end the "
              "host process (a crash, an OOM kill, the watchdog); the limit is max_deliveries "
-             "= %d", d->delivery_count, cfg->max_deliveries);
+             "= %d",
+             d->delivery_count, cfg->max_deliveries);
   else if (d->problem) snprintf(buf, len, "malformed envelope: %s", d->problem);
   else if (d->env.type == NULL || d->env.type[0] == '\0')
     snprintf(buf, len, "the message has no type");
-  else if (mb_headers_get(&d->env.headers, MB_H_KIND) && mb_envelope_kind(&d->env, &kind) != MB_OK)
+  else if (mb_headers_get(&d->env.headers, MB_H_KIND) &&
+           mb_envelope_kind(&d->env, &kind) != MB_OK)
     snprintf(buf, len, "header %s is not command, event or message", MB_H_KIND);
   else if (d->env.body_len > cfg->max_body)
     snprintf(buf, len, "body is %zu bytes, over the limit of %zu bytes (max_body)",
@@ -405,15 +410,9 @@ void mb_pipeline_finished(mb_job *job, mb_outcome outcome, const char *error, co
     }
     complete_with(job, job->outbox, job->n_out, completed);
     return;
-  case MB_OUTCOME_POISON:
-    park(job, error ? error : "unrecoverable", trace);
-    return;
-  case MB_OUTCOME_FAILED:
-    failed(job, error ? error : "(no message)", trace);
-    return;
-  case MB_OUTCOME_STOPPED:
-    release(job, error ? error : "the bus stopped");
-    return;
+  case MB_OUTCOME_POISON: park(job, error ? error : "unrecoverable", trace); return;
+  case MB_OUTCOME_FAILED: failed(job, error ? error : "(no message)", trace); return;
+  case MB_OUTCOME_STOPPED: release(job, error ? error : "the bus stopped"); return;
   }
 }
 

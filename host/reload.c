@@ -18,16 +18,16 @@
 #include "log.h"
 #include "watchdog.h"
 
-#define DEBOUNCE_SECONDS 0.1  /* quiet time after the last write before reloading */
+#define DEBOUNCE_SECONDS 0.1 /* quiet time after the last write before reloading */
 
 struct mb_reload {
   mb_runtime *rt;
   char target[4096];
   mb_vm *current, *draining;
   unsigned generation;
-  mb_filewatch *files; /* every Lua file a generation loaded */
+  mb_filewatch *files;      /* every Lua file a generation loaded */
   ev_timer debounce, drain; /* drain: the deadline of the draining generation */
-  ev_timer drained;          /* its last coroutine ended: close it from the loop */
+  ev_timer drained;         /* its last coroutine ended: close it from the loop */
   ev_signal sighup;
   double drain_seconds;
   char changed[512]; /* what changed since the last reload, for its log line */
@@ -91,8 +91,10 @@ void mb_reload_start(mb_reload *r, int watch_files, double drain_seconds) {
   ev_signal_start(loop_of(r), &r->sighup);
   mb_err err;
   if (watch_files && mb_filewatch_start(r->files, &err) != MB_OK)
-    mb_log(MB_WARN, endpoint_of(r), NULL, NULL, "cannot watch the scripts (%s): reload with "
-           "SIGHUP", err.msg);
+    mb_log(MB_WARN, endpoint_of(r), NULL, NULL,
+           "cannot watch the scripts (%s): reload with "
+           "SIGHUP",
+           err.msg);
 }
 
 /* Adds what to the list of changes the next reload's log line names. */
@@ -134,8 +136,10 @@ static void report_failure(mb_reload *r, const char *changed, const mb_err *err)
   snprintf(msg, sizeof msg, "%.*s", (int)len, err->msg);
   for (char *c = msg; *c; c++)
     if (*c == '\n' || *c == '\t') *c = ' ';
-  mb_log(MB_ERROR, endpoint_of(r), NULL, NULL, "reload failed (changed: %s): %s; generation "
-         "%u keeps running", changed, msg, r->generation);
+  mb_log(MB_ERROR, endpoint_of(r), NULL, NULL,
+         "reload failed (changed: %s): %s; generation "
+         "%u keeps running",
+         changed, msg, r->generation);
   if (trace) mb_log(MB_DEBUG, endpoint_of(r), NULL, NULL, "reload failure%s", trace);
 }
 
@@ -165,11 +169,11 @@ static void switch_to(mb_reload *r, mb_vm *vm, const char *changed, double start
   if (r->started) mb_vm_start_timers(vm);
   mb_watchdog_set_limit(2 * mb_runtime_cfg(r->rt)->time_budget);
   unsigned live = mb_vm_live(old);
-  mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "reloaded %s (changed: %s): generation %u "
-         "swapped in %.2f ms; generation %u %s %u handlers in flight", mb_vm_script(vm),
-         changed, r->generation,
-         (mb_monotonic() - started_at) * 1000.0, r->generation - 1,
-         live ? "finishes its" : "closed with", live);
+  mb_log(MB_INFO, endpoint_of(r), NULL, NULL,
+         "reloaded %s (changed: %s): generation %u "
+         "swapped in %.2f ms; generation %u %s %u handlers in flight",
+         mb_vm_script(vm), changed, r->generation, (mb_monotonic() - started_at) * 1000.0,
+         r->generation - 1, live ? "finishes its" : "closed with", live);
   r->draining = old;
   if (live == 0) {
     close_draining(r);
@@ -197,8 +201,10 @@ void mb_reload_now(mb_reload *r, const char *why) {
   if (r->loading || r->draining) {
     r->pending = 1;
     if (r->draining)
-      mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "reload waits until generation %u has "
-             "finished its %u handlers in flight", r->generation - 1, mb_vm_live(r->draining));
+      mb_log(MB_INFO, endpoint_of(r), NULL, NULL,
+             "reload waits until generation %u has "
+             "finished its %u handlers in flight",
+             r->generation - 1, mb_vm_live(r->draining));
     return;
   }
   ev_timer_stop(loop_of(r), &r->debounce);
@@ -223,9 +229,10 @@ void mb_reload_now(mb_reload *r, const char *why) {
 static void drain_done(mb_reload *r) {
   unsigned live = mb_vm_live(r->draining);
   if (live)
-    mb_log(MB_WARN, endpoint_of(r), NULL, NULL, "generation %u still had %u handlers in flight "
-           "after %.0f s: closed; their messages go back to the queue", r->generation - 1,
-           live, r->drain_seconds);
+    mb_log(MB_WARN, endpoint_of(r), NULL, NULL,
+           "generation %u still had %u handlers in flight "
+           "after %.0f s: closed; their messages go back to the queue",
+           r->generation - 1, live, r->drain_seconds);
   else
     mb_log(MB_INFO, endpoint_of(r), NULL, NULL, "generation %u finished its handlers: closed",
            r->generation - 1);

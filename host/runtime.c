@@ -108,8 +108,10 @@ int mb_runtime_adopt(mb_runtime *rt, mb_err *err) {
     mb_declaration_revert(rt->decl); /* the old topology, declared again at the next connect */
     mb_err again;
     if (rt->transport && declare(rt, &again) != MB_OK)
-      mb_log(MB_WARN, mb_runtime_endpoint(rt), NULL, NULL, "reload: the topology could not be "
-             "put back yet: %s", again.msg);
+      mb_log(MB_WARN, mb_runtime_endpoint(rt), NULL, NULL,
+             "reload: the topology could not be "
+             "put back yet: %s",
+             again.msg);
   }
   mb_declaration_unstage(rt->decl);
   return rc;
@@ -205,11 +207,15 @@ static void reply_arrived(void *ud, mb_delivery *d) {
   if (mb_correlate_deliver(rt->correlate, d, &late) == MB_OK) return;
   const char *corr = d->env.correlation_id ? d->env.correlation_id : "(none)";
   if (late >= 0)
-    mb_log(MB_WARN, mb_runtime_endpoint(rt), d->env.id, d->env.type, "reply to request %s came "
-           "%ld ms after the request timed out: dropped", corr, late);
+    mb_log(MB_WARN, mb_runtime_endpoint(rt), d->env.id, d->env.type,
+           "reply to request %s came "
+           "%ld ms after the request timed out: dropped",
+           corr, late);
   else
-    mb_log(MB_WARN, mb_runtime_endpoint(rt), d->env.id, d->env.type, "reply to request %s "
-           "matches no request of this process: dropped", corr);
+    mb_log(MB_WARN, mb_runtime_endpoint(rt), d->env.id, d->env.type,
+           "reply to request %s "
+           "matches no request of this process: dropped",
+           corr);
   mb_delivery_free(d);
 }
 
@@ -232,7 +238,9 @@ int mb_runtime_reply_address(mb_runtime *rt, const char **address, mb_err *err) 
 
 /* --- reads ------------------------------------------------------------------------------ */
 
-struct ev_loop *mb_runtime_loop(const mb_runtime *rt) { return rt->loop; }
+struct ev_loop *mb_runtime_loop(const mb_runtime *rt) {
+  return rt->loop;
+}
 const mb_endpoint_cfg *mb_runtime_cfg(const mb_runtime *rt) {
   return mb_declaration_cfg(rt->decl);
 }
@@ -250,7 +258,9 @@ mb_transport *mb_runtime_transport(const mb_runtime *rt) { return rt->transport;
 const char *mb_runtime_url(const mb_runtime *rt) { return rt->url; }
 const char *mb_runtime_instance(const mb_runtime *rt) { return rt->instance; }
 const char *mb_runtime_host(const mb_runtime *rt) { return rt->host; }
-struct mb_correlate *mb_runtime_correlate(const mb_runtime *rt) { return rt->correlate; }
+struct mb_correlate *mb_runtime_correlate(const mb_runtime *rt) {
+  return rt->correlate;
+}
 mb_pipeline *mb_runtime_pipeline(const mb_runtime *rt) { return rt->pipeline; }
 mb_pipeline_stats mb_runtime_stats(const mb_runtime *rt) {
   return mb_pipeline_stats_of(rt->pipeline);

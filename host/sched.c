@@ -19,7 +19,7 @@
 #include "watchdog.h"
 
 #define BUDGET_HOOK_EVERY 1000 /* instructions between two looks at the clock */
-#define SPARE_THREADS 64       /* ended coroutines kept for reuse (make bench: fewer allocations) */
+#define SPARE_THREADS 64 /* ended coroutines kept for reuse (make bench: fewer allocations) */
 
 #if LUA_VERSION_RELEASE_NUM >= 50406
 #define close_thread(co, from) lua_closethread(co, from)
@@ -29,12 +29,12 @@
 
 struct mb_thread {
   lua_State *co;
-  int ref;            /* the registry reference that keeps co alive */
-  mb_job *job;        /* the delivery it handles; NULL for a timer tick */
-  char what[160];     /* a timer's description, for its errors */
-  int parked, ready;  /* waiting for mb_sched_wake; woken, to be resumed from the loop */
-  double deadline;    /* monotonic seconds: past it, the budget hook raises */
-  double parked_at;   /* when it parked: waiting does not count against the budget */
+  int ref;           /* the registry reference that keeps co alive */
+  mb_job *job;       /* the delivery it handles; NULL for a timer tick */
+  char what[160];    /* a timer's description, for its errors */
+  int parked, ready; /* waiting for mb_sched_wake; woken, to be resumed from the loop */
+  double deadline;   /* monotonic seconds: past it, the budget hook raises */
+  double parked_at;  /* when it parked: waiting does not count against the budget */
   int over_budget;
   void (*cancel)(void *ud);
   void *cancel_ud;
@@ -178,9 +178,10 @@ static void read_error(mb_sched *s, lua_State *co, int status, outcome *o) {
   const char *msg = s->lua->error_text(co, -1, &o->unrecoverable);
   size_t limit;
   if (s->lua->memory_refused(co, &limit) && status == LUA_ERRMEM)
-    snprintf(o->error, sizeof o->error, "it went past the memory budget of %.1f MiB "
-             "(memory_budget): %s", (double)mb_runtime_cfg(s->rt)->memory_budget / (1 << 20),
-             msg);
+    snprintf(o->error, sizeof o->error,
+             "it went past the memory budget of %.1f MiB "
+             "(memory_budget): %s",
+             (double)mb_runtime_cfg(s->rt)->memory_budget / (1 << 20), msg);
   else snprintf(o->error, sizeof o->error, "%s", msg);
   lua_pop(co, 1);
   luaL_traceback(s->anchor, co, NULL, 0);
@@ -271,7 +272,8 @@ static void resume_ready(struct ev_loop *loop, ev_timer *w, int revents) {
     th->ready = th->parked = 0;
     th->cancel = NULL;
     s->parked--;
-    if (th->deadline) th->deadline += mb_monotonic() - th->parked_at; /* the budget is for running */
+    if (th->deadline)
+      th->deadline += mb_monotonic() - th->parked_at; /* the budget is for running */
     step(s, th, 0);
   }
 }
@@ -292,7 +294,7 @@ static void start_handler(mb_sched *s, mb_job *job, const char *what) {
 }
 
 void mb_sched_handle(mb_sched *s, mb_job *job) {
-  char what[sizeof ((mb_thread *)0)->what];
+  char what[sizeof((mb_thread *)0)->what];
   snprintf(what, sizeof what, "the handler of %s (message %s)", mb_job_delivery(job)->env.type,
            mb_job_delivery(job)->env.id);
   mb_watchdog_enter(endpoint_of(s), what);
@@ -318,9 +320,9 @@ void mb_sched_call(mb_sched *s, int fn_ref, const char *what) {
   mb_watchdog_leave();
 }
 
-#define STOPPED_WHY                                                                       \
-  "its Lua state was closed while the handler was waiting (bus.request): the bus stopped, or " \
-  "the code it ran was reloaded and did not finish in time; the message goes back to its "    \
+#define STOPPED_WHY                                                                              \
+  "its Lua state was closed while the handler was waiting (bus.request): the bus stopped, or "   \
+  "the code it ran was reloaded and did not finish in time; the message goes back to its "       \
   "queue"
 
 /* Takes th out of the queue of woken threads, if it is there. */
@@ -351,7 +353,8 @@ static void cancel_job(void *ud, mb_job *job) {
   mb_sched *s = ud;
   for (mb_thread *th = s->threads; th; th = th->next)
     if (th->job == job && th != s->running) {
-      cancel_thread(s, th, "the bus stopped while its handler was waiting; the message goes "
+      cancel_thread(s, th,
+                    "the bus stopped while its handler was waiting; the message goes "
                     "back to its queue");
       tell_if_idle(s);
       return;

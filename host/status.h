@@ -10,17 +10,17 @@
 
 enum mb_status {
   MB_OK = 0,
-  MB_ENOMEM = -1,       /* out of memory */
-  MB_EINVAL = -2,       /* bad argument or malformed input */
-  MB_EIO = -3,          /* the transport or the OS failed */
-  MB_EUNROUTABLE = -4,  /* no queue by that name: nothing would receive the message */
-  MB_EOWNER = -5,       /* an event type is owned by another endpoint */
-  MB_ELOST = -6,        /* the delivery is no longer ours (lease expired, connection lost) */
-  MB_EBUSY = -7,        /* try again later */
-  MB_ETOOBIG = -8,      /* over a size limit */
-  MB_ENOTFOUND = -9,    /* no such message, queue or owner */
-  MB_ENOTCONN = -10,    /* the broker cannot be reached (down, or the connection is not back) */
-  MB_EREFUSED = -11     /* the broker refused the message (basic.nack) */
+  MB_ENOMEM = -1,      /* out of memory */
+  MB_EINVAL = -2,      /* bad argument or malformed input */
+  MB_EIO = -3,         /* the transport or the OS failed */
+  MB_EUNROUTABLE = -4, /* no queue by that name: nothing would receive the message */
+  MB_EOWNER = -5,      /* an event type is owned by another endpoint */
+  MB_ELOST = -6,       /* the delivery is no longer ours (lease expired, connection lost) */
+  MB_EBUSY = -7,       /* try again later */
+  MB_ETOOBIG = -8,     /* over a size limit */
+  MB_ENOTFOUND = -9,   /* no such message, queue or owner */
+  MB_ENOTCONN = -10,   /* the broker cannot be reached (down, or the connection is not back) */
+  MB_EREFUSED = -11    /* the broker refused the message (basic.nack) */
 };
 
 const char *mb_strerror(int status);

@@ -58,8 +58,7 @@ static void timer_fired(struct ev_loop *loop, ev_timer *w, int revents) {
   if (t->cancelled || w->repeat == 0) timer_free(t);
 }
 
-mb_timer *mb_timers_add(mb_timers *ts, double after, double every, int fn_ref,
-                        const char *what) {
+mb_timer *mb_timers_add(mb_timers *ts, double after, double every, int fn_ref, const char *what) {
   mb_timer *t = calloc(1, sizeof *t);
   if (t == NULL) {
     mb_sched_unref(ts->sched, fn_ref);

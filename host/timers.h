@@ -20,8 +20,7 @@ void mb_timers_free(mb_timers *ts);
 /* A timer that runs the function fn_ref refers to (a registry reference it owns from now
  * on) after `after` seconds, then every `every` seconds (0: once); what names it in
  * errors. It starts now if the set is started. NULL when out of memory (fn_ref released). */
-mb_timer *mb_timers_add(mb_timers *ts, double after, double every, int fn_ref,
-                        const char *what);
+mb_timer *mb_timers_add(mb_timers *ts, double after, double every, int fn_ref, const char *what);
 /* Ends t (from inside its own tick too: it is freed when the tick returns). */
 void mb_timer_cancel(mb_timer *t);
 /* *slot (the Lua handle's pointer to t) is set to NULL when t ends; NULL: nobody watches. */

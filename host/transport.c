@@ -100,11 +100,13 @@ int mb_transport_must_exist(const char *url, mb_err *err) {
   struct stat st;
   if (stat(file, &st) == 0) return MB_OK;
   if (errno == ENOENT)
-    mb_err_set(err, MB_ENOTFOUND, "there is no moonbus database at %s: check the path of the "
+    mb_err_set(err, MB_ENOTFOUND,
+               "there is no moonbus database at %s: check the path of the "
                "sqlite:// URL (--transport or $MOONBUS_TRANSPORT); this command reads an "
-               "existing bus and never creates one", file);
-  else mb_err_set(err, MB_EIO, "cannot read the moonbus database at %s: %s", file,
-                  strerror(errno));
+               "existing bus and never creates one",
+               file);
+  else
+    mb_err_set(err, MB_EIO, "cannot read the moonbus database at %s: %s", file, strerror(errno));
   mb_url_scrub(url, err->msg, sizeof err->msg); /* a "path" may be mistyped credentials */
   return err->status;
 }
@@ -114,9 +116,12 @@ int mb_transport_must_exist(const char *url, mb_err *err) {
 static int unknown_scheme(const char *url, mb_err *err) {
   char scheme[MB_URL_SCHEME_MAX + 1];
   if (mb_url_scheme(url, scheme, sizeof scheme))
-    return mb_err_set(err, MB_EINVAL, "unknown transport scheme '%s': use sqlite://PATH, "
-                      "amqp:// or amqps://", scheme);
-  return mb_err_set(err, MB_EINVAL, "the transport URL does not start with a scheme and "
+    return mb_err_set(err, MB_EINVAL,
+                      "unknown transport scheme '%s': use sqlite://PATH, "
+                      "amqp:// or amqps://",
+                      scheme);
+  return mb_err_set(err, MB_EINVAL,
+                    "the transport URL does not start with a scheme and "
                     "\"://\": use sqlite://PATH, amqp:// or amqps://");
 }
 

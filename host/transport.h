@@ -31,8 +31,8 @@ typedef enum mb_route {
 typedef struct mb_outgoing {
   mb_envelope env;
   mb_route route;
-  char *dest;   /* queue name for MB_ROUTE_QUEUE; NULL for MB_ROUTE_PUBLISH */
-  double delay; /* seconds before it may be delivered; 0 = at once */
+  char *dest;       /* queue name for MB_ROUTE_QUEUE; NULL for MB_ROUTE_PUBLISH */
+  double delay;     /* seconds before it may be delivered; 0 = at once */
   int to_requester; /* a reply to a request's reply address: if that address is gone (its
                        process ended), the reply is dropped with a warning, not an error */
   int archive;      /* an error-queue or audit copy: its time to live does not apply */
@@ -57,15 +57,15 @@ typedef struct mb_delivery {
 void mb_delivery_free(mb_delivery *d);
 
 typedef struct mb_topology {
-  const char *endpoint;               /* the endpoint's input queue */
-  const char *error_queue;            /* declared so that poison can always be parked */
-  const char *audit_queue;            /* declared for audit copies; NULL: audit is off */
-  const char *const *subscriptions;   /* event types the endpoint handles */
+  const char *endpoint;             /* the endpoint's input queue */
+  const char *error_queue;          /* declared so that poison can always be parked */
+  const char *audit_queue;          /* declared for audit copies; NULL: audit is off */
+  const char *const *subscriptions; /* event types the endpoint handles */
   size_t n_subscriptions;
-  const char *const *owned;           /* event types the endpoint publishes */
+  const char *const *owned; /* event types the endpoint publishes */
   size_t n_owned;
-  int classic_queue;                  /* RabbitMQ: a classic endpoint queue, not quorum */
-  size_t max_body;                    /* a delivery whose body is larger comes without it,
+  int classic_queue; /* RabbitMQ: a classic endpoint queue, not quorum */
+  size_t max_body;   /* a delivery whose body is larger comes without it,
                                          its problem set (0: the transport's own cap) */
 } mb_topology;
 
@@ -100,8 +100,8 @@ typedef struct mb_transport_ops {
    * Sends messages now (outside a handler). MB_ROUTE_QUEUE to a queue that does not
    * exist is MB_EUNROUTABLE naming the queue; nothing of the batch is sent then.
    * done is called exactly once, unless dispatch itself returns an error. */
-  int (*dispatch)(mb_transport *t, mb_outgoing *const *msgs, size_t n, mb_done_fn done,
-                  void *ud, mb_err *err);
+  int (*dispatch)(mb_transport *t, mb_outgoing *const *msgs, size_t n, mb_done_fn done, void *ud,
+                  mb_err *err);
   /* Starts delivering messages of queue to fn, at most max_in_flight not yet
    * completed/released at once. */
   int (*consume)(mb_transport *t, const char *queue, unsigned max_in_flight, mb_deliver_fn fn,
@@ -139,8 +139,8 @@ typedef struct mb_transport_ops {
    * delivered twice); the callee owns each and frees it with mb_delivery_free. address
    * gets the value for reply_to. It lives until close: stop_consuming leaves it open, so
    * that handlers draining at shutdown still get their replies. */
-  int (*listen_replies)(mb_transport *t, mb_deliver_fn fn, void *ud, char *address,
-                        size_t len, mb_err *err);
+  int (*listen_replies)(mb_transport *t, mb_deliver_fn fn, void *ud, char *address, size_t len,
+                        mb_err *err);
   /* Closes everything; leased in-flight deliveries become visible again at once. */
   void (*close)(mb_transport *t);
 } mb_transport_ops;

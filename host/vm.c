@@ -84,7 +84,8 @@ static int resolve(mb_vm *vm, const char *target, mb_err *err) {
 static void set_paths(lua_State *L, const char *dir) {
   lua_getglobal(L, "package");
   const char *mods = modules_dir();
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/../?.lua;%s/../?/init.lua;%s/?.lua;%s/?/init.lua;",
+  lua_pushfstring(L,
+                  "%s/?.lua;%s/?/init.lua;%s/../?.lua;%s/../?/init.lua;%s/?.lua;%s/?/init.lua;",
                   dir, dir, dir, dir, mods, mods);
   lua_getfield(L, -2, "path");
   lua_concat(L, 2);
@@ -107,8 +108,7 @@ static void load_hook(lua_State *L, lua_Debug *ar) {
     lua_sethook(L, NULL, 0, 0); /* a coroutine made while loading and run later */
     return;
   }
-  if (mb_monotonic() > load_deadline)
-    mb_lbus_over_budget(L, "loading the script", load_budget_s);
+  if (mb_monotonic() > load_deadline) mb_lbus_over_budget(L, "loading the script", load_budget_s);
 }
 
 static int load_script(mb_vm *vm, double budget, mb_err *err) {
@@ -293,11 +293,15 @@ void mb_vm_set_generation(mb_vm *vm, unsigned generation) { vm->generation = gen
 static void close_bounded(mb_vm *vm) {
   char what[4200];
   if (vm->generation)
-    snprintf(what, sizeof what, "closing the Lua state of generation %u (%s; it runs its "
-             "__gc finalizers)", vm->generation, vm->script);
+    snprintf(what, sizeof what,
+             "closing the Lua state of generation %u (%s; it runs its "
+             "__gc finalizers)",
+             vm->generation, vm->script);
   else
-    snprintf(what, sizeof what, "closing the Lua state of %s that did not load (it runs its "
-             "__gc finalizers)", vm->script);
+    snprintf(what, sizeof what,
+             "closing the Lua state of %s that did not load (it runs its "
+             "__gc finalizers)",
+             vm->script);
   double budget = mb_runtime_cfg(vm->rt)->time_budget;
   if (!(budget > 0)) budget = MB_DEFAULT_TIME_BUDGET;
   int bounded = mb_watchdog_bound(2 * budget, mb_runtime_endpoint(vm->rt), what) == 0;

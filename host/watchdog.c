@@ -53,7 +53,8 @@ static void fire(long long limit) {
          "watchdog: %s has run for %.0f s without returning to the loop: it is stuck inside "
          "a C function (os.execute, a blocking read) or a __gc finalizer, which the time "
          "budget cannot interrupt: ending the process; its message comes back and is parked "
-         "after max_deliveries such ends", what, (double)limit / 1000);
+         "after max_deliveries such ends",
+         what, (double)limit / 1000);
   abort();
 }
 
@@ -112,7 +113,8 @@ static void *guard(void *arg) {
   if (!expired) return NULL;
   mb_log(MB_ERROR, bound.endpoint[0] ? bound.endpoint : NULL, NULL, NULL,
          "%s has run for %.0f s: a __gc finalizer of the script runs outside the time budget "
-         "and does not end: ending the process", bound.what, bound.seconds);
+         "and does not end: ending the process",
+         bound.what, bound.seconds);
   _exit(BOUND_EXIT);
 }
 

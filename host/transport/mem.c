@@ -168,10 +168,8 @@ static void msg_unlink(mem_queue *q, mem_msg *gone) {
   mem_msg *prev = NULL;
   for (mem_msg *m = q->head; m; prev = m, m = m->next) {
     if (m != gone) continue;
-    if (prev)
-      prev->next = m->next;
-    else
-      q->head = m->next;
+    if (prev) prev->next = m->next;
+    else q->head = m->next;
     if (q->tail == m) q->tail = prev;
     return;
   }
@@ -190,10 +188,8 @@ static void wake_receivers(mem_bus *b, const char *queue) {
 static void msg_append(mem_bus *b, mem_queue *q, mem_msg *m) {
   m->seq = ++b->seq;
   m->next = NULL;
-  if (q->tail)
-    q->tail->next = m;
-  else
-    q->head = m;
+  if (q->tail) q->tail->next = m;
+  else q->head = m;
   q->tail = m;
   wake_receivers(b, q->name);
 }
@@ -210,10 +206,8 @@ static mb_delivery *make_delivery(const mem_msg *m, const char *queue) {
   if ((d->queue = strdup(queue)) == NULL || mb_envelope_copy(&d->env, &m->env) != MB_OK ||
       mb_envelope_take_id(&d->env, m->env.id, strlen(m->env.id)) != MB_OK)
     goto fail;
-  if (m->problem)
-    d->problem = strdup(m->problem);
-  else if (mb_headers_check(&d->env.headers, 1, &err) != MB_OK)
-    d->problem = strdup(err.msg);
+  if (m->problem) d->problem = strdup(m->problem);
+  else if (mb_headers_check(&d->env.headers, 1, &err) != MB_OK) d->problem = strdup(err.msg);
   if ((m->problem || d->problem) && d->problem == NULL) goto fail;
   d->delivery_count = m->deliveries < 1 ? 1 : m->deliveries;
   d->tag = m->seq;
@@ -273,8 +267,7 @@ static void poll_queue(mem_transport *t) {
   t->stats.in_flight += (unsigned)n;
   t->stats.delivered += n;
   if (n == MEM_BATCH) schedule_poll(t);
-  for (size_t i = 0; i < n; i++)
-    t->deliver(t->deliver_ud, batch[i]);
+  for (size_t i = 0; i < n; i++) t->deliver(t->deliver_ud, batch[i]);
 }
 
 /* Replies are taken: removed from the reply queue as they are handed out. */
@@ -293,8 +286,7 @@ static void poll_replies(mem_transport *t) {
     msg_free(m);
   }
   if (n == MEM_BATCH) schedule_poll(t);
-  for (size_t i = 0; i < n; i++)
-    t->reply_fn(t->reply_ud, got[i]);
+  for (size_t i = 0; i < n; i++) t->reply_fn(t->reply_ud, got[i]);
 }
 
 static void on_poll(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -322,7 +314,8 @@ static void staged_free(staged *s, size_t n) {
   free(s);
 }
 
-static int stage_one(staged **s, size_t *n, size_t *cap, const mb_outgoing *o, const char *queue) {
+static int stage_one(staged **s, size_t *n, size_t *cap, const mb_outgoing *o,
+                     const char *queue) {
   if (*n == *cap) {
     size_t grown = *cap ? *cap * 2 : 8;
     staged *more = realloc(*s, grown * sizeof **s);
@@ -434,10 +427,8 @@ static void op_apply(mem_transport *t, mem_op *op) {
   if (status == MB_OK) {
     for (size_t i = 0; i < op->n; i++) {
       mem_queue *q = queue_find(t->bus, op->msgs[i].queue);
-      if (q)
-        msg_append(t->bus, q, op->msgs[i].msg);
-      else
-        msg_free(op->msgs[i].msg);
+      if (q) msg_append(t->bus, q, op->msgs[i].msg);
+      else msg_free(op->msgs[i].msg);
       op->msgs[i].msg = NULL;
     }
     if (aq) unhold(t, aq, msg_find(aq, op->ack_seq), 1, 0);
@@ -459,23 +450,22 @@ static void op_submit(mem_transport *t, mem_op *op, const char *id) {
   if (t->fail_count > 0) {
     t->fail_count--;
     op->status = t->fail_status;
-    snprintf(op->error, sizeof op->error, "mem://%s: injected failure (%s) of the %s of message %s",
-             t->bus->name, mb_strerror(op->status), op->ack_queue ? "complete" : "dispatch", id);
+    snprintf(op->error, sizeof op->error,
+             "mem://%s: injected failure (%s) of the %s of message %s", t->bus->name,
+             mb_strerror(op->status), op->ack_queue ? "complete" : "dispatch", id);
   }
   if (!t->manual) {
     op_apply(t, op);
     return;
   }
-  if (t->ops_tail)
-    t->ops_tail->next = op;
-  else
-    t->ops_head = op;
+  if (t->ops_tail) t->ops_tail->next = op;
+  else t->ops_head = op;
   t->ops_tail = op;
   t->stats.unconfirmed++;
 }
 
-static int op_start(mem_transport *t, mb_outgoing *const *msgs, size_t n, mb_done_fn done, void *ud,
-                    mem_op **out, mb_err *err) {
+static int op_start(mem_transport *t, mb_outgoing *const *msgs, size_t n, mb_done_fn done,
+                    void *ud, mem_op **out, mb_err *err) {
   mem_op *op = calloc(1, sizeof *op);
   if (op == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");
   op->done = done;
@@ -647,23 +637,23 @@ static int mem_declare(mb_transport *base, const mb_topology *topo, mb_err *err)
   return rc;
 }
 
-static int mem_owner_of(mb_transport *base, const char *type, char *out, size_t len, mb_err *err) {
+static int mem_owner_of(mb_transport *base, const char *type, char *out, size_t len,
+                        mb_err *err) {
   const mem_pair *p = pair_find(((mem_transport *)base)->bus->owners, type);
   if (p == NULL) return mb_err_set(err, MB_ENOTFOUND, "no endpoint publishes %.200s yet", type);
   snprintf(out, len, "%s", p->name);
   return MB_OK;
 }
 
-static int mem_depth(mb_transport *base, const char *queue, long *ready, long *later, mb_err *err) {
+static int mem_depth(mb_transport *base, const char *queue, long *ready, long *later,
+                     mb_err *err) {
   (void)err;
   mem_queue *q = queue_find(((mem_transport *)base)->bus, queue);
   double now = mb_monotonic();
   *ready = *later = 0;
   for (mem_msg *m = q ? q->head : NULL; m; m = m->next) {
-    if (m->holder == NULL && m->visible_at <= now)
-      (*ready)++;
-    else
-      (*later)++;
+    if (m->holder == NULL && m->visible_at <= now) (*ready)++;
+    else (*later)++;
   }
   return MB_OK;
 }
@@ -755,8 +745,8 @@ static void bus_put(mem_bus *b) {
   free(b);
 }
 
-static int mem_open(mb_transport **out, struct ev_loop *loop, const char *url, const char *instance,
-                    mb_err *err) {
+static int mem_open(mb_transport **out, struct ev_loop *loop, const char *url,
+                    const char *instance, mb_err *err) {
   const char *name = url + strlen("mem://");
   if (name[0] == '\0' || strlen(name) > 200 || strpbrk(name, "?/ "))
     return mb_err_set(err, MB_EINVAL,
@@ -842,8 +832,8 @@ const mb_transport_ops mb_mem_transport = {
 
 int mb_mem_is(const mb_transport *t) { return t && t->ops == &mb_mem_transport; }
 
-int mb_mem_put(mb_transport *base, const char *queue, const mb_envelope *env, const mb_mem_raw *raw,
-               mb_err *err) {
+int mb_mem_put(mb_transport *base, const char *queue, const mb_envelope *env,
+               const mb_mem_raw *raw, mb_err *err) {
   if (!mb_mem_is(base)) return mb_err_set(err, MB_EINVAL, "mb_mem_put: not a mem:// transport");
   mem_transport *t = (mem_transport *)base;
   mem_queue *q = queue_find(t->bus, queue);
@@ -865,8 +855,7 @@ long mb_mem_count(mb_transport *base, const char *queue) {
   if (!mb_mem_is(base)) return 0;
   mem_queue *q = queue_find(((mem_transport *)base)->bus, queue);
   long n = 0;
-  for (mem_msg *m = q ? q->head : NULL; m; m = m->next)
-    n++;
+  for (mem_msg *m = q ? q->head : NULL; m; m = m->next) n++;
   return n;
 }
 

@@ -56,8 +56,8 @@ void rmq_after_rpc(rmq *t, amqp_link *l, mb_amqp_rpc *r, const char *what) {
 }
 
 static int not_connected(rmq *t, mb_err *err) {
-  return mb_err_set(err, MB_ENOTCONN, "not connected to RabbitMQ at %s (reconnecting%s%s)", t->shown,
-                    t->lost_reason[0] ? " after: " : "", t->lost_reason);
+  return mb_err_set(err, MB_ENOTCONN, "not connected to RabbitMQ at %s (reconnecting%s%s)",
+                    t->shown, t->lost_reason[0] ? " after: " : "", t->lost_reason);
 }
 
 static int save_topology(rmq *t, const mb_topology *topo) {
@@ -152,8 +152,10 @@ static int rmq_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *
                         mb_done_fn done, void *ud, mb_err *err) {
   rmq *t = (rmq *)base;
   if (stale(t, d))
-    return mb_err_set(err, MB_ELOST, "the connection to RabbitMQ was lost while message %s was "
-                      "handled; the broker delivers it again", d->env.id);
+    return mb_err_set(err, MB_ELOST,
+                      "the connection to RabbitMQ was lost while message %s was "
+                      "handled; the broker delivers it again",
+                      d->env.id);
   batch *b = rmq_batch_new(done, ud, ev_now(t->loop));
   if (b == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");
   b->acks = 1;
@@ -383,7 +385,8 @@ static int walk_queue(rmq *t, const char *queue, mb_browse_fn fn, void *ud, mb_e
     what = fn(ud, d);
     rc = walk_goes_on(t, session, queue, err);
     if (rc != MB_OK) return rc; /* the session is gone, and this walk's channel with it */
-    if ((what & MB_BROWSE_TAKE) && amqp_basic_ack(t->pub.conn, CH_BROWSE, tag, 0) != AMQP_STATUS_OK)
+    if ((what & MB_BROWSE_TAKE) &&
+        amqp_basic_ack(t->pub.conn, CH_BROWSE, tag, 0) != AMQP_STATUS_OK)
       rc = mb_err_set(err, MB_EIO, "cannot remove a message from queue '%s'", queue);
   }
   if (opened) amqp_channel_close(t->pub.conn, CH_BROWSE, AMQP_REPLY_SUCCESS);
@@ -475,7 +478,6 @@ static void rmq_close(mb_transport *base) {
   mb_amqp_url_free(&t->url);
   free(t);
 }
-
 
 const mb_transport_ops mb_rabbitmq_transport = {
     .open = rmq_open,

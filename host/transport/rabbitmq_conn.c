@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/time.h>
 
-
 /* --- URLs -------------------------------------------------------------------------- */
 
 static int hexval(char c) {
@@ -107,7 +106,8 @@ static const char *parse_option(mb_amqp_url *u, char *opt) {
   } else if (strcmp(name, "key") == 0) {
     if (set_string(&u->key, value)) return "out of memory";
   } else if (strcmp(name, "replies") == 0) {
-    if (strcmp(value, "direct") && strcmp(value, "queue")) return "replies must be direct or queue";
+    if (strcmp(value, "direct") && strcmp(value, "queue"))
+      return "replies must be direct or queue";
     u->reply_queue = strcmp(value, "queue") == 0;
   } else {
     return "unknown option (use heartbeat, connect_timeout, cacert, cert, key, verify, replies)";
@@ -209,10 +209,8 @@ int mb_amqp_reply_error(amqp_rpc_reply_t r, const char *what, int *code, mb_err 
   if (code == NULL) code = &ignored;
   *code = 0;
   switch (r.reply_type) {
-  case AMQP_RESPONSE_NORMAL:
-    return MB_OK;
-  case AMQP_RESPONSE_NONE:
-    return mb_err_set(err, MB_EIO, "%s: the broker did not answer", what);
+  case AMQP_RESPONSE_NORMAL: return MB_OK;
+  case AMQP_RESPONSE_NONE: return mb_err_set(err, MB_EIO, "%s: the broker did not answer", what);
   case AMQP_RESPONSE_LIBRARY_EXCEPTION:
     return mb_err_set(err, MB_EIO, "%s: %s", what, amqp_error_string2(r.library_error));
   case AMQP_RESPONSE_SERVER_EXCEPTION: {
@@ -249,7 +247,8 @@ static amqp_socket_t *new_socket(amqp_connection_state_t conn, const mb_amqp_url
   if (rc == AMQP_STATUS_OK && u->cacert) rc = amqp_ssl_socket_set_cacert(s, u->cacert);
   if (rc == AMQP_STATUS_OK && u->cert) rc = amqp_ssl_socket_set_key(s, u->cert, u->key);
   if (rc != AMQP_STATUS_OK) {
-    mb_err_set(err, MB_EINVAL, "TLS set-up failed (cacert, cert, key): %s", amqp_error_string2(rc));
+    mb_err_set(err, MB_EINVAL, "TLS set-up failed (cacert, cert, key): %s",
+               amqp_error_string2(rc));
     return NULL;
   }
   return s;
@@ -266,8 +265,8 @@ static amqp_table_entry_t bool_entry(const char *key) {
 static amqp_rpc_reply_t login(amqp_connection_state_t conn, const mb_amqp_url *u,
                               const char *name) {
   amqp_table_entry_t caps[] = {bool_entry("consumer_cancel_notify"),
-                               bool_entry("connection.blocked"),
-                               bool_entry("publisher_confirms"), bool_entry("basic.nack")};
+                               bool_entry("connection.blocked"), bool_entry("publisher_confirms"),
+                               bool_entry("basic.nack")};
   amqp_table_entry_t props[2];
   props[0].key = amqp_cstring_bytes("capabilities");
   props[0].value.kind = AMQP_FIELD_KIND_TABLE;
@@ -291,8 +290,8 @@ int mb_amqp_connect(const mb_amqp_url *u, size_t i, const char *name,
   amqp_socket_t *sock = new_socket(conn, u, err);
   int rc = sock ? amqp_socket_open_noblock(sock, node->host, node->port, &tv) : AMQP_STATUS_OK;
   if (sock && rc != AMQP_STATUS_OK)
-    mb_err_set(err, MB_ENOTCONN, "cannot connect to RabbitMQ at %s:%d: %s", node->host, node->port,
-               amqp_error_string2(rc));
+    mb_err_set(err, MB_ENOTCONN, "cannot connect to RabbitMQ at %s:%d: %s", node->host,
+               node->port, amqp_error_string2(rc));
   if (sock == NULL || rc != AMQP_STATUS_OK) {
     amqp_destroy_connection(conn);
     return err->status;
@@ -303,8 +302,8 @@ int mb_amqp_connect(const mb_amqp_url *u, size_t i, const char *name,
     return mb_err_set(err, MB_EIO, "cannot set AMQP timeouts");
   }
   char what[300];
-  snprintf(what, sizeof what, "cannot log in to RabbitMQ at %s:%d vhost '%s' as '%s'",
-           node->host, node->port, u->vhost, u->user);
+  snprintf(what, sizeof what, "cannot log in to RabbitMQ at %s:%d vhost '%s' as '%s'", node->host,
+           node->port, u->vhost, u->user);
   if (mb_amqp_reply_error(login(conn, u, name), what, NULL, err) != MB_OK) {
     amqp_destroy_connection(conn);
     return err->status;

@@ -22,15 +22,15 @@ typedef struct mb_amqp_node {
 } mb_amqp_node;
 
 typedef struct mb_amqp_url {
-  int tls;                                /* amqps:// */
-  char *user, *password, *vhost;          /* percent-decoded; vhost default "/" */
-  mb_amqp_node nodes[MB_AMQP_MAX_NODES];  /* tried in turn */
+  int tls;                               /* amqps:// */
+  char *user, *password, *vhost;         /* percent-decoded; vhost default "/" */
+  mb_amqp_node nodes[MB_AMQP_MAX_NODES]; /* tried in turn */
   size_t n_nodes;
-  int heartbeat;                          /* seconds, ?heartbeat= (default 30; 0 = off) */
-  double connect_timeout;                 /* seconds, ?connect_timeout= (default 5) */
-  char *cacert, *cert, *key;              /* ?cacert= ?cert= ?key= (PEM files) */
-  int verify;                             /* ?verify=peer (default) | none */
-  int reply_queue;                        /* ?replies=queue (an exclusive queue per process)
+  int heartbeat;             /* seconds, ?heartbeat= (default 30; 0 = off) */
+  double connect_timeout;    /* seconds, ?connect_timeout= (default 5) */
+  char *cacert, *cert, *key; /* ?cacert= ?cert= ?key= (PEM files) */
+  int verify;                /* ?verify=peer (default) | none */
+  int reply_queue;           /* ?replies=queue (an exclusive queue per process)
                                              | direct (RabbitMQ's direct reply-to, default) */
 } mb_amqp_url;
 

@@ -30,10 +30,10 @@
 typedef struct batch {
   mb_done_fn done;
   void *ud;
-  size_t left;     /* messages not yet confirmed */
+  size_t left; /* messages not yet confirmed */
   int status;
   char error[MB_ERRLEN];
-  int acks;        /* complete(): ack tag on session after the last confirm */
+  int acks; /* complete(): ack tag on session after the last confirm */
   uint64_t tag;
   unsigned session;
   ev_tstamp deadline;
@@ -72,8 +72,8 @@ typedef struct amqp_link {
   ev_tstamp last_read;
   int draining, again;
   /* the content (header + body frames) that follows a basic.deliver or basic.return */
-  int content;             /* 0, AMQP_BASIC_DELIVER_METHOD or AMQP_BASIC_RETURN_METHOD */
-  int reply;               /* the delivery is a reply (direct reply-to or CH_REPLY) */
+  int content; /* 0, AMQP_BASIC_DELIVER_METHOD or AMQP_BASIC_RETURN_METHOD */
+  int reply;   /* the delivery is a reply (direct reply-to or CH_REPLY) */
   uint64_t tag;
   int redelivered;
   char returned_key[300], returned_text[300];
@@ -103,16 +103,16 @@ typedef struct rmq {
   struct ev_loop *loop;
   mb_amqp_url url;
   char instance[128];
-  char shown[256];           /* the URL without its password */
-  size_t node;               /* the node of the current session */
+  char shown[256]; /* the URL without its password */
+  size_t node;     /* the node of the current session */
   amqp_link pub, con;
   int connected, lost, blocked;
   unsigned session;
   char lost_reason[MB_ERRLEN];
   ev_timer heartbeat, teardown, reconnect;
   double backoff;
-  ev_tstamp up_since;        /* when the current session was installed */
-  dial dial;                 /* a reconnect in progress on the dialer thread */
+  ev_tstamp up_since; /* when the current session was installed */
+  dial dial;          /* a reconnect in progress on the dialer thread */
   pthread_t dialer;
   int dialing;
   ev_async dialed;
@@ -120,7 +120,7 @@ typedef struct rmq {
   char *endpoint, *error_queue, *audit_queue;
   string_set subscriptions, owned, bound;
   int classic, declared;
-  size_t max_body;           /* bodies over it are not read (topology; else MB_AMQP_BODY_MAX) */
+  size_t max_body; /* bodies over it are not read (topology; else MB_AMQP_BODY_MAX) */
   char *queue;
   unsigned max_in_flight;
   mb_deliver_fn deliver;
@@ -128,8 +128,8 @@ typedef struct rmq {
   int consuming;
   char consumer_tag[256];
   /* replies to this process's requests (listen_replies) */
-  int reply_queue_mode;      /* ?replies=queue: an exclusive queue, not direct reply-to */
-  mb_deliver_fn reply_fn;    /* NULL until listening */
+  int reply_queue_mode;   /* ?replies=queue: an exclusive queue, not direct reply-to */
+  mb_deliver_fn reply_fn; /* NULL until listening */
   void *reply_ud;
   char reply_address[300];
   /* publishing */

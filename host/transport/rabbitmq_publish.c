@@ -56,14 +56,14 @@ static void remove_batch_msgs(msg_list *l, batch *b) {
 
 void rmq_batch_finish(rmq *t, batch *b) {
   if (b->status == MB_OK && b->acks) {
-    if (b->session != t->session || !t->connected)
-      b->status = MB_ELOST;
+    if (b->session != t->session || !t->connected) b->status = MB_ELOST;
     else if (amqp_basic_ack(t->con.conn, CH_WORK, b->tag, 0) != AMQP_STATUS_OK) {
       b->status = MB_ELOST;
       rmq_mark_lost(t, "acknowledging a delivery failed");
     }
     if (b->status == MB_ELOST)
-      snprintf(b->error, sizeof b->error, "the connection to RabbitMQ was lost before the "
+      snprintf(b->error, sizeof b->error,
+               "the connection to RabbitMQ was lost before the "
                "message was acknowledged; the broker delivers it again");
   }
   b->done(b->ud, b->status, b->status == MB_OK ? NULL : b->error);
@@ -143,8 +143,8 @@ void rmq_confirmed(rmq *t, uint64_t tag, int multiple, int ok) {
       *pp = m->next;
       t->unconfirmed.n--;
       char why[MB_ERRLEN];
-      snprintf(why, sizeof why, "RabbitMQ refused message %s of type %s (basic.nack)",
-               m->env.id, m->env.type ? m->env.type : "(none)");
+      snprintf(why, sizeof why, "RabbitMQ refused message %s of type %s (basic.nack)", m->env.id,
+               m->env.type ? m->env.type : "(none)");
       msg_settled(t, m, ok ? MB_OK : MB_EREFUSED, why);
       if (!multiple) break;
     } else {
@@ -157,9 +157,10 @@ void rmq_confirmed(rmq *t, uint64_t tag, int multiple, int ok) {
 }
 
 static void unroutable_text(char *out, size_t len, const char *queue, const mb_envelope *env) {
-  snprintf(out, len, "no queue named '%.120s' (message %s of type %.80s): start the %.120s "
-           "endpoint once so that its queue exists, or fix the route", queue, env->id,
-           env->type ? env->type : "(none)", queue);
+  snprintf(out, len,
+           "no queue named '%.120s' (message %s of type %.80s): start the %.120s "
+           "endpoint once so that its queue exists, or fix the route",
+           queue, env->id, env->type ? env->type : "(none)", queue);
 }
 
 /* A mandatory message no queue took: its batch fails when the broker confirms it. */
@@ -167,8 +168,10 @@ void rmq_returned(rmq *t, const char *id) {
   for (wire_msg *m = t->unconfirmed.head; m; m = m->next) {
     if (strcmp(m->env.id, id) != 0 || m->b->status != MB_OK) continue;
     if (m->to_requester) {
-      mb_log(MB_WARN, t->endpoint, m->env.id, m->env.type, "reply dropped: its requester's "
-             "reply address '%.120s' is gone (the requesting process ended)", t->pub.returned_key);
+      mb_log(MB_WARN, t->endpoint, m->env.id, m->env.type,
+             "reply dropped: its requester's "
+             "reply address '%.120s' is gone (the requesting process ended)",
+             t->pub.returned_key);
       return;
     }
     m->b->status = MB_EUNROUTABLE;
@@ -246,7 +249,7 @@ static wire_msg *wire_new(mb_outgoing *o, batch *b, mb_err *err) {
     /* RabbitMQ returns every mandatory message to a direct reply-to address, delivered or
      * not (3.10): such a reply goes without, and is dropped unseen if its requester left */
     m->mandatory = !event && !(o->to_requester && strncmp(target, MB_AMQP_DIRECT_REPLY_TO,
-                                                           MB_AMQP_DIRECT_REPLY_TO_LEN) == 0);
+                                                          MB_AMQP_DIRECT_REPLY_TO_LEN) == 0);
     m->expires_ms = o->archive ? -1 : expires_in_ms(o);
   }
   if (rc == MB_OK) {
@@ -322,7 +325,8 @@ void rmq_requeue_or_fail(rmq *t) {
   for (;;) {
     for (m = t->waiting.head; m && !m->b->acks; m = m->next) {}
     if (m == NULL) return;
-    batch_fail(t, m->b, MB_ELOST, "the connection to RabbitMQ was lost while the handler's "
+    batch_fail(t, m->b, MB_ELOST,
+               "the connection to RabbitMQ was lost while the handler's "
                "messages were being sent; the broker delivers the message again");
   }
 }
@@ -349,4 +353,3 @@ void rmq_free_pending(rmq *t) {
     free(b);
   }
 }
-

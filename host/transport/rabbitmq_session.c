@@ -79,9 +79,10 @@ static int new_delivery(rmq *t, amqp_link *l, const amqp_basic_properties_t *p) 
 static int refuse_body(amqp_link *l, uint64_t limit) {
   mb_delivery *d = l->d;
   char why[200];
-  snprintf(why, sizeof why, "body is %llu bytes, over the limit of %llu bytes (max_body): it "
-           "was not read, and the parked copy has no body", (unsigned long long)l->body_size,
-           (unsigned long long)limit);
+  snprintf(why, sizeof why,
+           "body is %llu bytes, over the limit of %llu bytes (max_body): it "
+           "was not read, and the parked copy has no body",
+           (unsigned long long)l->body_size, (unsigned long long)limit);
   if (d == NULL || d->problem) return MB_OK; /* the first problem is the one told */
   return (d->problem = strdup(why)) ? MB_OK : MB_ENOMEM;
 }
@@ -140,7 +141,7 @@ static void on_connection_method(rmq *t, amqp_link *l, const amqp_method_t *m) {
   } else if (m->id == AMQP_CONNECTION_CLOSE_METHOD) {
     const amqp_connection_close_t *c = m->decoded;
     rmq_mark_lost(t, "the broker closed the %s connection: %u %.*s", l->role, c->reply_code,
-              (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+                  (int)c->reply_text.len, (const char *)c->reply_text.bytes);
   }
 }
 
@@ -177,17 +178,19 @@ static void on_method(rmq *t, amqp_link *l, const amqp_frame_t *f) {
     break;
   }
   case AMQP_BASIC_CANCEL_METHOD:
-    rmq_mark_lost(t, "the broker cancelled the consumer of queue '%s' (deleted, or its leader "
-              "moved)", t->queue ? t->queue : "?");
+    rmq_mark_lost(t,
+                  "the broker cancelled the consumer of queue '%s' (deleted, or its leader "
+                  "moved)",
+                  t->queue ? t->queue : "?");
     break;
   case AMQP_CHANNEL_CLOSE_METHOD: {
     const amqp_channel_close_t *c = m->decoded;
     rmq_mark_lost(t, "the broker closed channel %u of the %s connection: %u %.*s", f->channel,
-              l->role, c->reply_code, (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+                  l->role, c->reply_code, (int)c->reply_text.len,
+                  (const char *)c->reply_text.bytes);
     break;
   }
-  default:
-    on_connection_method(t, l, m);
+  default: on_connection_method(t, l, m);
   }
 }
 
@@ -240,7 +243,7 @@ void rmq_on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents) {
   for (int i = 0; i < 2 && t->connected && !t->lost; i++) {
     if (ev_now(loop) - links[i]->last_read > 2.0 * t->url.heartbeat + 1)
       rmq_mark_lost(t, "no heartbeat from the broker for %d s on the %s connection",
-                2 * t->url.heartbeat, links[i]->role);
+                    2 * t->url.heartbeat, links[i]->role);
     else drain(links[i]);
   }
 }
@@ -478,4 +481,3 @@ void rmq_on_dialed(struct ev_loop *loop, ev_async *w, int revents) {
          t->url.nodes[t->node].host, t->url.nodes[t->node].port);
   rmq_pump(t);
 }
-

@@ -33,7 +33,8 @@ static amqp_table_entry_t long_entry(const char *key, int64_t value) {
 /* After a channel error the broker has closed the channel: confirm and reopen it. */
 static void reopen_channel(mb_amqp_rpc *r) {
   amqp_channel_close_ok_t ok = {0};
-  if (amqp_send_method(r->conn, r->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != AMQP_STATUS_OK ||
+  if (amqp_send_method(r->conn, r->channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) !=
+          AMQP_STATUS_OK ||
       amqp_channel_open(r->conn, r->channel) == NULL)
     r->dead = 1;
 }
@@ -74,7 +75,8 @@ int mb_amqp_declare_queue(mb_amqp_rpc *r, const char *name, int classic, mb_err 
     snprintf(why, sizeof why, "%s", err->msg); /* err is both the source and the target */
     return mb_err_set(err, MB_EINVAL,
                       "%.300s: it exists with other settings (set queue_type in bus.endpoint{} "
-                      "to what the queue is, or delete the queue)", why);
+                      "to what the queue is, or delete the queue)",
+                      why);
   }
   return rc;
 }
@@ -88,8 +90,10 @@ int mb_amqp_queue_depth(mb_amqp_rpc *r, const char *name, long *ready, mb_err *e
   if (code == AMQP_NOT_FOUND)
     return mb_err_set(err, MB_ENOTFOUND, "there is no queue named '%s'", name);
   if (code == AMQP_RESOURCE_LOCKED) /* it exists, exclusive to another connection */
-    return mb_err_set(err, MB_EBUSY, "queue '%s' is exclusive to another connection (a "
-                      "client's reply queue): it cannot be counted from here", name);
+    return mb_err_set(err, MB_EBUSY,
+                      "queue '%s' is exclusive to another connection (a "
+                      "client's reply queue): it cannot be counted from here",
+                      name);
   if (rc == MB_OK) *ready = ok ? (long)ok->message_count : 0;
   return rc;
 }
@@ -124,8 +128,8 @@ int mb_amqp_subscribe(mb_amqp_rpc *r, const char *queue, const char *type, int b
   amqp_bytes_t q = amqp_cstring_bytes(queue), x = amqp_cstring_bytes(name);
   if (bind) amqp_queue_bind(r->conn, r->channel, q, x, amqp_empty_bytes, amqp_empty_table);
   else amqp_queue_unbind(r->conn, r->channel, q, x, amqp_empty_bytes, amqp_empty_table);
-  snprintf(what, sizeof what, "cannot %s queue '%s' %s event %s", bind ? "subscribe" : "unsubscribe",
-           queue, bind ? "to" : "from", type);
+  snprintf(what, sizeof what, "cannot %s queue '%s' %s event %s",
+           bind ? "subscribe" : "unsubscribe", queue, bind ? "to" : "from", type);
   return checked(r, what, NULL, err);
 }
 
@@ -136,7 +140,8 @@ static int owner_from_refusal(const char *text, char *out, size_t len) {
   if (p == NULL) return 0;
   p += strlen("current is ");
   if (strncmp(p, "the value ", 10) == 0) p += 10;
-  if (strncmp(p, "'" MB_AMQP_PUBLISHER_PREFIX, strlen(MB_AMQP_PUBLISHER_PREFIX) + 1) != 0) return 0;
+  if (strncmp(p, "'" MB_AMQP_PUBLISHER_PREFIX, strlen(MB_AMQP_PUBLISHER_PREFIX) + 1) != 0)
+    return 0;
   p += strlen(MB_AMQP_PUBLISHER_PREFIX) + 1;
   const char *end = strchr(p, '\'');
   if (end == NULL) return 0;
@@ -240,8 +245,10 @@ int mb_amqp_bind_delayed(mb_amqp_rpc *r, const char *dest, int event, mb_err *er
   if (rc != MB_OK) return rc;
   amqp_bytes_t to = amqp_cstring_bytes(target), from = amqp_cstring_bytes(MB_AMQP_DELAY_DELIVER);
   if (event)
-    amqp_exchange_bind(r->conn, r->channel, to, from, amqp_cstring_bytes(pattern), amqp_empty_table);
-  else amqp_queue_bind(r->conn, r->channel, to, from, amqp_cstring_bytes(pattern), amqp_empty_table);
+    amqp_exchange_bind(r->conn, r->channel, to, from, amqp_cstring_bytes(pattern),
+                       amqp_empty_table);
+  else
+    amqp_queue_bind(r->conn, r->channel, to, from, amqp_cstring_bytes(pattern), amqp_empty_table);
   snprintf(what, sizeof what, "cannot bind '%s' for delayed delivery", target);
   return checked(r, what, NULL, err);
 }

@@ -34,8 +34,7 @@ int mb_amqp_declare_exchange(mb_amqp_rpc *r, const char *name, const char *type,
 /* The fanout exchange of event type (moonbus.event.<type>). */
 int mb_amqp_declare_event(mb_amqp_rpc *r, const char *type, mb_err *err);
 /* Binds (bind = 1) or unbinds queue to event type's exchange. */
-int mb_amqp_subscribe(mb_amqp_rpc *r, const char *queue, const char *type, int bind,
-                      mb_err *err);
+int mb_amqp_subscribe(mb_amqp_rpc *r, const char *queue, const char *type, int bind, mb_err *err);
 /* Claims event type for endpoint through its owner marker. MB_EOWNER naming the owner. */
 int mb_amqp_claim_event(mb_amqp_rpc *r, const char *type, const char *endpoint, mb_err *err);
 /* The endpoint that owns event type (into out), or MB_ENOTFOUND. */

@@ -41,7 +41,8 @@ size_t mb_amqp_header_frame_size(const amqp_basic_properties_t *p) {
   if (f & AMQP_BASIC_HEADERS_FLAG) { /* only what table_build writes: string values */
     n += 4;
     for (int i = 0; i < p->headers.num_entries; i++)
-      n += 1 + p->headers.entries[i].key.len + 1 + 4 + p->headers.entries[i].value.value.bytes.len;
+      n +=
+          1 + p->headers.entries[i].key.len + 1 + 4 + p->headers.entries[i].value.value.bytes.len;
   }
   return n;
 }
@@ -69,7 +70,8 @@ static int table_build(mb_amqp_props *out, const mb_headers *h, mb_err *err) {
 static int check_fits(const mb_amqp_props *out, const mb_envelope *env, mb_err *err) {
   size_t n = mb_amqp_header_frame_size(&out->p);
   if (n <= MB_AMQP_FRAME_MAX) return MB_OK;
-  return mb_err_set(err, MB_ETOOBIG, "message %s of type %.80s: its properties and headers "
+  return mb_err_set(err, MB_ETOOBIG,
+                    "message %s of type %.80s: its properties and headers "
                     "take %zu bytes, over the %d bytes of one RabbitMQ frame (frame_max)",
                     env->id, env->type ? env->type : "(none)", n, MB_AMQP_FRAME_MAX);
 }
@@ -191,8 +193,7 @@ static int take_header(mb_delivery *d, const amqp_table_entry_t *e) {
       (v.len && memchr(v.bytes, '\0', v.len)))
     return set_problem(d, "header '%.*s' has a bad key or a NUL byte in its value", &e->key);
   const char *key = e->key.len ? e->key.bytes : "", *value = v.len ? v.bytes : "";
-  if (mb_headers_append_n(h, key, e->key.len, value, v.len) != MB_OK)
-    return MB_ENOMEM;
+  if (mb_headers_append_n(h, key, e->key.len, value, v.len) != MB_OK) return MB_ENOMEM;
   if (mb_header_key_problem(h->items[h->len - 1].key, 1) == NULL) return MB_OK;
   mb_headers_remove(h, h->items[h->len - 1].key);
   return set_problem(d, "header '%.*s' has a bad key or a NUL byte in its value", &e->key);
@@ -213,8 +214,8 @@ static int take_ids(mb_delivery *d, const amqp_basic_properties_t *p) {
   if (mb_envelope_take_id(&d->env, has_id ? id : NULL, has_id ? p->message_id.len : 0) != MB_OK)
     return MB_ENOMEM;
   if (take_string(&d->env.type, f, AMQP_BASIC_TYPE_FLAG, p->type) != MB_OK ||
-      take_string(&d->env.correlation_id, f, AMQP_BASIC_CORRELATION_ID_FLAG,
-                  p->correlation_id) != MB_OK ||
+      take_string(&d->env.correlation_id, f, AMQP_BASIC_CORRELATION_ID_FLAG, p->correlation_id) !=
+          MB_OK ||
       take_string(&d->env.reply_to, f, AMQP_BASIC_REPLY_TO_FLAG, p->reply_to) != MB_OK)
     return set_problem(d, "type, correlation id or reply-to holds a NUL byte%.*s", NULL);
   return MB_OK;
@@ -262,7 +263,8 @@ void mb_amqp_delay_level_name(int level, char *out, size_t len) {
 /* Word i of the routing key (0 = leftmost) holds bit (LEVELS - 1 - i). */
 void mb_amqp_delay_level_pattern(int level, int bit, char *out, size_t len) {
   size_t n = 0;
-  for (int w = MB_AMQP_DELAY_LEVELS - 1; w > level && n + 2 < len; w--) n += (size_t)snprintf(out + n, len - n, "*.");
+  for (int w = MB_AMQP_DELAY_LEVELS - 1; w > level && n + 2 < len; w--)
+    n += (size_t)snprintf(out + n, len - n, "*.");
   snprintf(out + n, len - n, "%d.#", bit);
 }
 
@@ -275,8 +277,8 @@ int mb_amqp_delay_deliver_pattern(const char *dest, char *out, size_t len) {
   return MB_OK;
 }
 
-int mb_amqp_delay_route(long delay_s, const char *dest, char *exchange, size_t exlen,
-                        char *key, size_t keylen, mb_err *err) {
+int mb_amqp_delay_route(long delay_s, const char *dest, char *exchange, size_t exlen, char *key,
+                        size_t keylen, mb_err *err) {
   if (delay_s < 1 || delay_s > MB_AMQP_DELAY_MAX)
     return mb_err_set(err, MB_EINVAL, "a delay must be 1 to %ld seconds, got %ld",
                       MB_AMQP_DELAY_MAX, delay_s);

@@ -16,8 +16,8 @@
 
 #include "transport.h"
 
-#define MB_AMQP_HEADER_DEPTH 8   /* nesting the broker's own x-death needs is 3 */
-#define MB_AMQP_DELAY_LEVELS 28  /* 2^28 - 1 s: about 8.5 years */
+#define MB_AMQP_HEADER_DEPTH 8  /* nesting the broker's own x-death needs is 3 */
+#define MB_AMQP_DELAY_LEVELS 28 /* 2^28 - 1 s: about 8.5 years */
 #define MB_AMQP_DELAY_MAX ((1L << MB_AMQP_DELAY_LEVELS) - 1)
 #define MB_AMQP_DELAY_PREFIX "moonbus.delay."
 #define MB_AMQP_DELAY_DELIVER "moonbus.delay.deliver"
@@ -57,8 +57,8 @@ int mb_amqp_delivery_from_props(mb_delivery *d, const amqp_basic_properties_t *p
 /* The delay infrastructure's names and routing for delay_s seconds (1..MB_AMQP_DELAY_MAX)
  * to dest: the exchange of the highest level the delay needs, and the routing key
  * "b27.b26.....b0.dest" the levels route on. MB_EINVAL if it does not fit. */
-int mb_amqp_delay_route(long delay_s, const char *dest, char *exchange, size_t exlen,
-                        char *key, size_t keylen, mb_err *err);
+int mb_amqp_delay_route(long delay_s, const char *dest, char *exchange, size_t exlen, char *key,
+                        size_t keylen, mb_err *err);
 /* Names of level L's exchange and queue ("moonbus.delay.07"). */
 void mb_amqp_delay_level_name(int level, char *out, size_t len);
 /* The topic pattern that matches level L's bit set to one (1) or zero (0). */

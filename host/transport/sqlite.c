@@ -115,8 +115,10 @@ static void random_u32(unsigned *out) {
 void sq_ring(sqlite_transport *t) {
   if (t->bell_fd < 0 || pwrite(t->bell_fd, "!", 1, 0) == 1 || t->bell_broken) return;
   t->bell_broken = 1;
-  mb_log(MB_WARN, NULL, NULL, NULL, "cannot write %s-bell (%s): other processes will see new "
-         "messages within %.0f s instead of at once", t->path, strerror(errno), SAFETY_POLL);
+  mb_log(MB_WARN, NULL, NULL, NULL,
+         "cannot write %s-bell (%s): other processes will see new "
+         "messages within %.0f s instead of at once",
+         t->path, strerror(errno), SAFETY_POLL);
 }
 
 /* --- statements ------------------------------------------------------------------------ */
@@ -186,8 +188,10 @@ static int insert_one(sqlite_transport *t, const mb_outgoing *m, mb_err *err) {
   if (m->route == MB_ROUTE_QUEUE && (rc = queue_exists(t, m->dest, err, &exists)) != MB_OK)
     return rc;
   if (!exists && m->to_requester) {
-    mb_log(MB_WARN, NULL, m->env.id, m->env.type, "reply dropped: its requester's reply "
-           "queue '%s' is gone (the requesting process ended)", m->dest);
+    mb_log(MB_WARN, NULL, m->env.id, m->env.type,
+           "reply dropped: its requester's reply "
+           "queue '%s' is gone (the requesting process ended)",
+           m->dest);
     return MB_OK;
   }
   if (!exists) return unroutable(m, err);
@@ -334,8 +338,8 @@ static int sqlite_depth(mb_transport *base, const char *queue, long *ready, long
 /* The highest seq of queue now (0 when it is empty): where a browse stops. */
 static int browse_bound(sqlite_transport *t, const char *queue, int64_t *last, mb_err *err) {
   sqlite3_stmt *s;
-  if (sqlite3_prepare_v2(t->db, "SELECT coalesce(max(seq), 0) FROM messages WHERE queue = ?1",
-                         -1, &s, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(t->db, "SELECT coalesce(max(seq), 0) FROM messages WHERE queue = ?1", -1,
+                         &s, NULL) != SQLITE_OK)
     return sq_db_fail(t, err, "reading messages");
   sq_bind_text(s, 1, queue);
   int step = sqlite3_step(s);
@@ -377,8 +381,10 @@ static int take_row(sqlite_transport *t, const char *queue, const char *id, int6
   sqlite3_bind_int64(s, 3, seq);
   int rc = sq_exec(t, s, err, "removing a message");
   if (rc == MB_OK && sqlite3_changes(t->db) == 0)
-    return mb_err_set(err, MB_ENOTFOUND, "message %s of queue '%s' is being handled: not "
-                      "removed", id, queue);
+    return mb_err_set(err, MB_ENOTFOUND,
+                      "message %s of queue '%s' is being handled: not "
+                      "removed",
+                      id, queue);
   return rc;
 }
 
@@ -464,7 +470,8 @@ static int parse_url(sqlite_transport *t, const char *url, int *sync_full, mb_er
                  : strdup(".");
   t->file = strdup(slash ? slash + 1 : t->path);
   if (t->dir == NULL || t->file == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");
-  if (t->file[0] == '\0') return mb_err_set(err, MB_EINVAL, "the sqlite URL '%s' names a folder", url);
+  if (t->file[0] == '\0')
+    return mb_err_set(err, MB_EINVAL, "the sqlite URL '%s' names a folder", url);
   char opts[256];
   snprintf(opts, sizeof opts, "%s", p[plen] == '?' ? p + plen + 1 : "");
   char *save = NULL;
@@ -506,12 +513,13 @@ static int switch_to_wal(sqlite_transport *t, mb_err *err) {
     if (sqlite3_prepare_v2(t->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK)
       return sq_db_fail(t, err, "switching to WAL");
     int rc = sqlite3_step(s);
-    int wal = rc == SQLITE_ROW && sqlite3_stricmp((const char *)sqlite3_column_text(s, 0), "wal") == 0;
+    int wal = rc == SQLITE_ROW &&
+              sqlite3_stricmp((const char *)sqlite3_column_text(s, 0), "wal") == 0;
     sqlite3_finalize(s);
     if (wal) return MB_OK;
     if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED && rc != SQLITE_ROW) || tries >= 1000)
-      return mb_err_set(err, MB_EIO, "sqlite %s: cannot switch to WAL journal mode (%s)",
-                        t->path, sqlite3_errmsg(t->db));
+      return mb_err_set(err, MB_EIO, "sqlite %s: cannot switch to WAL journal mode (%s)", t->path,
+                        sqlite3_errmsg(t->db));
     sqlite3_sleep(10);
   }
 }

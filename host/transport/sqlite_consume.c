@@ -19,7 +19,6 @@
 
 /* --- leases -------------------------------------------------------------------------------- */
 
-
 static void lease_add(sqlite_transport *t, lease *l) {
   l->prev = NULL;
   l->next = t->leases;
@@ -71,8 +70,8 @@ static int ack_row(sqlite_transport *t, mb_delivery *d, mb_err *err) {
   return MB_OK;
 }
 
-int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outbox,
-                           size_t n, mb_done_fn done, void *ud, mb_err *err) {
+int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outbox, size_t n,
+                    mb_done_fn done, void *ud, mb_err *err) {
   sqlite_transport *t = (sqlite_transport *)base;
   int rc = sq_begin(t, err);
   if (rc == MB_OK) rc = ack_row(t, d, err);
@@ -108,8 +107,10 @@ int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_err *err
   } else if (l) {
     char why[MB_ERRLEN];
     snprintf(why, sizeof why, "%s", err->msg);
-    mb_err_set(err, rc, "%s; the message stays leased to this host, which gives it back as "
-               "soon as the database can be written again", why);
+    mb_err_set(err, rc,
+               "%s; the message stays leased to this host, which gives it back as "
+               "soon as the database can be written again",
+               why);
     l->give_back_at = at > 0 ? at : 1;
     t->unreleased++;
     d->transport_data = NULL;
@@ -153,8 +154,7 @@ static int column_text(sqlite3_stmt *s, int i, char **out, int *nul) {
 static int take_headers(mb_delivery *d, sqlite3_stmt *s, int i) {
   const char *json = (const char *)sqlite3_column_text(s, i);
   mb_err err;
-  if (json == NULL)
-    return sqlite3_column_type(s, i) == SQLITE_NULL ? MB_OK : MB_ENOMEM;
+  if (json == NULL) return sqlite3_column_type(s, i) == SQLITE_NULL ? MB_OK : MB_ENOMEM;
   int rc = mb_headers_from_json(json, (size_t)sqlite3_column_bytes(s, i), &d->env.headers, &err);
   if (rc == MB_OK) rc = mb_headers_check(&d->env.headers, 1, &err);
   if (rc == MB_ENOMEM) return rc;
@@ -264,7 +264,7 @@ static int next_visible(sqlite_transport *t, int64_t *at, mb_err *err) {
   sq_bind_text(s, 1, t->queue);
   int rc = sqlite3_step(s);
   *at = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL ? sqlite3_column_int64(s, 0)
-                                                                       : -1;
+                                                                     : -1;
   sqlite3_reset(s);
   return rc == SQLITE_ROW ? MB_OK : sq_db_fail(t, err, "looking for ready messages");
 }
@@ -318,7 +318,6 @@ static void poll_queue(sqlite_transport *t) {
   arm_wake(t, sq_now_ms() + 100);
 }
 
-
 void sq_on_poll_soon(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
@@ -360,9 +359,9 @@ static void on_changes(struct ev_loop *loop, ev_io *w, int revents) {
 
 int sq_watch_changes(sqlite_transport *t, mb_err *err) {
   t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (t->inotify_fd < 0 ||
-      inotify_add_watch(t->inotify_fd, t->dir,
-                        IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE) < 0) {
+  if (t->inotify_fd < 0 || inotify_add_watch(t->inotify_fd, t->dir,
+                                             IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO |
+                                                 IN_MOVED_FROM | IN_DELETE) < 0) {
     int e = errno;
     if (t->inotify_fd >= 0) close(t->inotify_fd);
     t->inotify_fd = -1;
@@ -376,7 +375,7 @@ int sq_watch_changes(sqlite_transport *t, mb_err *err) {
 }
 
 int sqlite_consume(mb_transport *base, const char *queue, unsigned max_in_flight,
-                          mb_deliver_fn fn, void *ud, mb_err *err) {
+                   mb_deliver_fn fn, void *ud, mb_err *err) {
   sqlite_transport *t = (sqlite_transport *)base;
   if (t->consuming) return mb_err_set(err, MB_EINVAL, "already consuming queue '%s'", t->queue);
   char *copy = strdup(queue);

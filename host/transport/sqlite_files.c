@@ -112,7 +112,8 @@ int sq_open_bell(sqlite_transport *t, mb_err *err) {
   const char *why = bell_problem(fd, created ? t->mode : 0);
   if (why) {
     close(fd);
-    return mb_err_set(err, MB_EIO, "refusing %s: %s (remove it; the bus makes its own)", bell, why);
+    return mb_err_set(err, MB_EIO, "refusing %s: %s (remove it; the bus makes its own)", bell,
+                      why);
   }
   t->bell_fd = fd;
   return MB_OK;

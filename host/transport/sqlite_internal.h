@@ -23,10 +23,34 @@
 #define SAFETY_POLL 5.0 /* seconds: a slow read in case a file change went unseen */
 
 enum stmt_id {
-  S_BEGIN, S_COMMIT, S_ROLLBACK, S_QUEUE_EXISTS, S_INSERT, S_INSERT_SUBS, S_ACK, S_RELEASE,
-  S_NEXT, S_LEASE, S_RENEW, S_RELEASE_ALL, S_DEPTH, S_OWNER, S_CLAIM, S_ADD_QUEUE, S_UNSUB,
-  S_SUB, S_BROWSE, S_TAKE_REPLIES, S_ADD_REPLY_QUEUE, S_REPLY_QUEUES, S_DROP_QUEUE_ROWS,
-  S_DROP_QUEUE, S_DROP_REPLY_QUEUE, S_REMOVE, S_PROBE, S_COUNT
+  S_BEGIN,
+  S_COMMIT,
+  S_ROLLBACK,
+  S_QUEUE_EXISTS,
+  S_INSERT,
+  S_INSERT_SUBS,
+  S_ACK,
+  S_RELEASE,
+  S_NEXT,
+  S_LEASE,
+  S_RENEW,
+  S_RELEASE_ALL,
+  S_DEPTH,
+  S_OWNER,
+  S_CLAIM,
+  S_ADD_QUEUE,
+  S_UNSUB,
+  S_SUB,
+  S_BROWSE,
+  S_TAKE_REPLIES,
+  S_ADD_REPLY_QUEUE,
+  S_REPLY_QUEUES,
+  S_DROP_QUEUE_ROWS,
+  S_DROP_QUEUE,
+  S_DROP_REPLY_QUEUE,
+  S_REMOVE,
+  S_PROBE,
+  S_COUNT
 };
 
 typedef struct lease {
@@ -41,7 +65,7 @@ typedef struct sqlite_transport {
   struct ev_loop *loop;
   sqlite3 *db;
   sqlite3_stmt *stmt[S_COUNT];
-  char *path, *dir, *file; /* database path, its folder, its file name */
+  char *path, *dir, *file;   /* database path, its folder, its file name */
   char token[MB_ID_LEN + 1]; /* lease_owner of this open */
   int lease_ms;
   /* consuming */
@@ -50,8 +74,8 @@ typedef struct sqlite_transport {
   mb_deliver_fn deliver;
   void *deliver_ud;
   int consuming;
-  lease *leases;          /* in flight, and those waiting to be given back */
-  unsigned unreleased;    /* how many of leases wait to be given back */
+  lease *leases;       /* in flight, and those waiting to be given back */
+  unsigned unreleased; /* how many of leases wait to be given back */
   ev_timer poll_soon, wake, renew;
   ev_io changes;
   int inotify_fd;

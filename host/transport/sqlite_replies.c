@@ -106,7 +106,7 @@ static int add_reply_queue(sqlite_transport *t, const char *queue, mb_err *err) 
 }
 
 int sqlite_listen_replies(mb_transport *base, mb_deliver_fn fn, void *ud, char *address,
-                                 size_t len, mb_err *err) {
+                          size_t len, mb_err *err) {
   sqlite_transport *t = (sqlite_transport *)base;
   if (t->reply_queue == NULL) {
     char queue[MB_QUEUE_NAME_MAX + 1];

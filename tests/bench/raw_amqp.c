@@ -55,9 +55,11 @@ static void *publish(void *arg) {
   char body[256];
   long unconfirmed = 0;
   for (long i = 0; i < n_messages; i++) {
-    int len = snprintf(body, sizeof body, "{\"order_id\":\"o-%08ld\",\"customer\":\"ada lovelace\","
+    int len = snprintf(body, sizeof body,
+                       "{\"order_id\":\"o-%08ld\",\"customer\":\"ada lovelace\","
                        "\"lines\":[{\"sku\":\"moon-bus-001\",\"qty\":2,\"price\":12.5},"
-                       "{\"sku\":\"moon-bus-002\",\"qty\":1,\"price\":99.9}],\"total\":124.9}", i);
+                       "{\"sku\":\"moon-bus-002\",\"qty\":1,\"price\":99.9}],\"total\":124.9}",
+                       i);
     char id[64];
     snprintf(id, sizeof id, "01a21140-0000-7000-8000-%012ld", i);
     amqp_basic_properties_t p = {0};
@@ -101,7 +103,8 @@ int main(int argc, char **argv) {
   bench_check("queue.declare", amqp_get_rpc_reply(c));
   amqp_basic_qos(c, 1, 0, (uint16_t)prefetch, 0);
   bench_check("basic.qos", amqp_get_rpc_reply(c));
-  amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+  amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0,
+                     amqp_empty_table);
   bench_check("basic.consume", amqp_get_rpc_reply(c));
   double t0 = bench_now();
   pthread_t publisher;

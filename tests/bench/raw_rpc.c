@@ -49,7 +49,8 @@ static void *respond(void *arg) {
   bench_check("confirm.select", amqp_get_rpc_reply(c));
   amqp_basic_qos(c, 1, 0, 32, 0);
   bench_check("basic.qos", amqp_get_rpc_reply(c));
-  amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+  amqp_basic_consume(c, 1, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0,
+                     amqp_empty_table);
   bench_check("basic.consume", amqp_get_rpc_reply(c));
   for (;;) {
     amqp_envelope_t env;
@@ -74,7 +75,8 @@ static void *respond(void *arg) {
     amqp_frame_t f; /* the reply's confirm, then the ack of the request */
     do {
       if (amqp_simple_wait_frame(c, &f) != AMQP_STATUS_OK) exit(1);
-    } while (!(f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD));
+    } while (
+        !(f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD));
     if (amqp_basic_ack(c, 1, env.delivery_tag, 0) != AMQP_STATUS_OK) break;
     amqp_destroy_envelope(&env);
   }
@@ -102,8 +104,8 @@ int main(int argc, char **argv) {
   amqp_table_t args = {1, &qt};
   amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, args);
   bench_check("queue.declare", amqp_get_rpc_reply(c));
-  amqp_basic_consume(c, 1, amqp_cstring_bytes("amq.rabbitmq.reply-to"), amqp_empty_bytes, 0, 1,
-                     0, amqp_empty_table);
+  amqp_basic_consume(c, 1, amqp_cstring_bytes("amq.rabbitmq.reply-to"), amqp_empty_bytes, 0, 1, 0,
+                     amqp_empty_table);
   bench_check("basic.consume reply-to", amqp_get_rpc_reply(c));
   pthread_t responder;
   if (pthread_create(&responder, NULL, respond, NULL) != 0) return 1;

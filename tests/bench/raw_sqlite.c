@@ -65,19 +65,27 @@ static void *produce(void *arg) {
   sqlite3_stmt *begin, *insert, *commit;
   check(db, sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL), "prepare");
   check(db, sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL), "prepare");
-  check(db, sqlite3_prepare_v2(db, "INSERT INTO messages(queue, id, type, headers, body,"
-                               " visible_at) VALUES('bench', ?1, 'bench.Order', ?2, ?3, ?4)",
-                               -1, &insert, NULL), "prepare");
+  check(db,
+        sqlite3_prepare_v2(db,
+                           "INSERT INTO messages(queue, id, type, headers, body,"
+                           " visible_at) VALUES('bench', ?1, 'bench.Order', ?2, ?3, ?4)",
+                           -1, &insert, NULL),
+        "prepare");
   for (long i = 1; i <= n_messages; i++) {
     char id[48], headers[400], body[256];
     snprintf(id, sizeof id, "01a21140-0000-7000-8000-%012ld", i);
-    snprintf(headers, sizeof headers, "{\"moonbus.kind\":\"command\",\"moonbus.conversation_id\":"
-             "\"%s\",\"moonbus.origin\":\"bench_feeder\",\"moonbus.time_sent\":"
-             "\"2026-11-25T06:00:00.000000Z\",\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-"
-             "b7ad6b7169203331-01\"}", id);
-    int len = snprintf(body, sizeof body, "{\"order_id\":\"o-%08ld\",\"customer\":\"ada lovelace\","
+    snprintf(
+        headers, sizeof headers,
+        "{\"moonbus.kind\":\"command\",\"moonbus.conversation_id\":"
+        "\"%s\",\"moonbus.origin\":\"bench_feeder\",\"moonbus.time_sent\":"
+        "\"2026-11-25T06:00:00.000000Z\",\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-"
+        "b7ad6b7169203331-01\"}",
+        id);
+    int len = snprintf(body, sizeof body,
+                       "{\"order_id\":\"o-%08ld\",\"customer\":\"ada lovelace\","
                        "\"lines\":[{\"sku\":\"moon-bus-001\",\"qty\":2,\"price\":12.5},{\"sku\":"
-                       "\"moon-bus-002\",\"qty\":1,\"price\":99.9}],\"total\":124.9}", i);
+                       "\"moon-bus-002\",\"qty\":1,\"price\":99.9}],\"total\":124.9}",
+                       i);
     exec(db, begin, "begin");
     sqlite3_bind_text(insert, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(insert, 2, headers, -1, SQLITE_STATIC);
@@ -98,9 +106,13 @@ static void consume(void) {
   sqlite3_stmt *begin, *take, *del, *commit;
   check(db, sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL), "prepare");
   check(db, sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL), "prepare");
-  check(db, sqlite3_prepare_v2(db, "SELECT seq, id, type, headers, body FROM messages WHERE"
-                               " queue = 'bench' AND visible_at <= ?1 ORDER BY visible_at, seq"
-                               " LIMIT 1", -1, &take, NULL), "prepare");
+  check(db,
+        sqlite3_prepare_v2(db,
+                           "SELECT seq, id, type, headers, body FROM messages WHERE"
+                           " queue = 'bench' AND visible_at <= ?1 ORDER BY visible_at, seq"
+                           " LIMIT 1",
+                           -1, &take, NULL),
+        "prepare");
   check(db, sqlite3_prepare_v2(db, "DELETE FROM messages WHERE seq = ?1", -1, &del, NULL),
         "prepare");
   for (long got = 0; got < n_messages;) {

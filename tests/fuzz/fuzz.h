@@ -17,7 +17,8 @@ typedef struct fuzz_token {
   size_t n; /* explicit, so a token may hold a NUL byte */
 } fuzz_token;
 
-#define FUZZ_TOKEN(s) {s, sizeof s - 1}
+#define FUZZ_TOKEN(s)                                                                            \
+  { s, sizeof s - 1 }
 
 static uint64_t fuzz_rng = 0x9e3779b97f4a7c15ULL;
 

@@ -115,7 +115,8 @@ static void check_same(const mb_delivery *a, const mb_delivery *b) {
   if (a->env.headers.len != b->env.headers.len) fail("headers were lost or added in a copy");
   for (size_t i = 0; i < a->env.headers.len; i++) {
     const char *v = mb_headers_get(&b->env.headers, a->env.headers.items[i].key);
-    if (v == NULL || strcmp(v, a->env.headers.items[i].value) != 0) fail("a header changed in a copy");
+    if (v == NULL || strcmp(v, a->env.headers.items[i].value) != 0)
+      fail("a header changed in a copy");
   }
 }
 
@@ -191,12 +192,18 @@ static int seed_props(int s, amqp_basic_properties_t *p) {
   p->type = amqp_cstring_bytes("h.Do");
   entries[n++] = string_entry("moonbus.kind", "command");
   switch (s) {
-  case 0: p->_flags = 0; break;                                       /* bare */
-  case 1: p->_flags = AMQP_BASIC_TYPE_FLAG; break;                    /* a type, nothing else */
-  case 2: p->_flags &= ~AMQP_BASIC_TYPE_FLAG; break;                  /* an id, no type */
-  case 3: p->message_id = amqp_cstring_bytes(""); p->type = amqp_cstring_bytes(""); break;
+  case 0: p->_flags = 0; break;                      /* bare */
+  case 1: p->_flags = AMQP_BASIC_TYPE_FLAG; break;   /* a type, nothing else */
+  case 2: p->_flags &= ~AMQP_BASIC_TYPE_FLAG; break; /* an id, no type */
+  case 3:
+    p->message_id = amqp_cstring_bytes("");
+    p->type = amqp_cstring_bytes("");
+    break;
   case 4: p->message_id = amqp_cstring_bytes("not-a-uuid"); break;
-  case 5: entries[n++] = string_entry("tenant", "a"); entries[n++] = string_entry("tenant", "b"); break;
+  case 5:
+    entries[n++] = string_entry("tenant", "a");
+    entries[n++] = string_entry("tenant", "b");
+    break;
   case 6:
     entries[n].key = amqp_cstring_bytes("count");
     entries[n].value.kind = AMQP_FIELD_KIND_I32;
@@ -230,9 +237,13 @@ static int seed_props(int s, amqp_basic_properties_t *p) {
     p->content_type = amqp_cstring_bytes("application/json");
     p->delivery_mode = 2;
     p->expiration = amqp_cstring_bytes("60000");
-    entries[n++] = string_entry("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    entries[n++] =
+        string_entry("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     break;
-  case 10: entries[n++] = string_entry("bad key", "v"); entries[n++] = string_entry("", "v"); break;
+  case 10:
+    entries[n++] = string_entry("bad key", "v");
+    entries[n++] = string_entry("", "v");
+    break;
   case 11: p->type = amqp_cstring_bytes("h.Do\n2020-01-01T00:00:00Z error forged"); break;
   default: return 0;
   }
@@ -247,14 +258,20 @@ static size_t mutate(uint8_t *buf, size_t len, size_t cap) {
   uint32_t r = fuzz_random();
   size_t at = len > 1 ? 1 + fuzz_random() % (len - 1) : 1;
   switch (r % 5) {
-  case 0: if (len > 1) buf[at] ^= (uint8_t)(1u << (fuzz_random() % 8)); return len;
-  case 1: if (len > 1) memmove(buf + at, buf + at + 1, len - at - 1); return len > 1 ? len - 1 : len;
+  case 0:
+    if (len > 1) buf[at] ^= (uint8_t)(1u << (fuzz_random() % 8));
+    return len;
+  case 1:
+    if (len > 1) memmove(buf + at, buf + at + 1, len - at - 1);
+    return len > 1 ? len - 1 : len;
   case 2:
     if (len + 1 >= cap) return len;
     memmove(buf + at + 1, buf + at, len - at);
     buf[at] = (uint8_t)fuzz_random();
     return len + 1;
-  case 3: if (len > 1) buf[at] = tags[fuzz_random() % sizeof tags]; return len;
+  case 3:
+    if (len > 1) buf[at] = tags[fuzz_random() % sizeof tags];
+    return len;
   default: buf[0] = (uint8_t)(fuzz_random() % 4); return len;
   }
 }
@@ -282,7 +299,8 @@ int main(int argc, char **argv) {
   }
   if (n_failed) return 1;
   printf("ok - fuzz_amqp_table: %d seeds in 4 modes and %ld mutated property lists decode, "
-         "build and encode again cleanly\n", seeds, runs);
+         "build and encode again cleanly\n",
+         seeds, runs);
   return 0;
 }
 #endif

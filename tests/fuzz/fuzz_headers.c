@@ -48,15 +48,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #ifdef MB_FUZZ_STANDALONE
 #include "fuzz.h"
 
-static const char *const seeds[] = {
-    "{}", "{\"moonbus.kind\":\"command\",\"x\":\"y\"}", "{\"a\":\"\\u00e9\\ud83d\\ude00\"}",
-    "{\"a\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"}", " {\"a\" : \"b\" } ", "{\"a\":{\"b\":\"c\"}}",
-    "{\"a\":\"1\",\"a\":\"2\"}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\\u0000\"}", "[]", "{\"a\":1}",
-    "{\"caf\xc3\xa9\":\"\xff\xfe\"}", "{\"a\":\"b\"", "{\"a\":\"b\",}", "\"just a string\""};
+static const char *const seeds[] = {"{}",
+                                    "{\"moonbus.kind\":\"command\",\"x\":\"y\"}",
+                                    "{\"a\":\"\\u00e9\\ud83d\\ude00\"}",
+                                    "{\"a\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"}",
+                                    " {\"a\" : \"b\" } ",
+                                    "{\"a\":{\"b\":\"c\"}}",
+                                    "{\"a\":\"1\",\"a\":\"2\"}",
+                                    "{\"a\":\"\\ud800\"}",
+                                    "{\"a\":\"\\u0000\"}",
+                                    "[]",
+                                    "{\"a\":1}",
+                                    "{\"caf\xc3\xa9\":\"\xff\xfe\"}",
+                                    "{\"a\":\"b\"",
+                                    "{\"a\":\"b\",}",
+                                    "\"just a string\""};
 
 static const fuzz_token tokens[] = {
-    FUZZ_TOKEN("\""), FUZZ_TOKEN("\\"), FUZZ_TOKEN("\\u"), FUZZ_TOKEN("{"), FUZZ_TOKEN("}"),
-    FUZZ_TOKEN(":"), FUZZ_TOKEN(","), FUZZ_TOKEN("\\ud83d"), FUZZ_TOKEN("\"a\":\"b\"")};
+    FUZZ_TOKEN("\""), FUZZ_TOKEN("\\"),      FUZZ_TOKEN("\\u"),
+    FUZZ_TOKEN("{"),  FUZZ_TOKEN("}"),       FUZZ_TOKEN(":"),
+    FUZZ_TOKEN(","),  FUZZ_TOKEN("\\ud83d"), FUZZ_TOKEN("\"a\":\"b\"")};
 
 int main(int argc, char **argv) {
   if (fuzz_replay_args(argc, argv)) return 0;

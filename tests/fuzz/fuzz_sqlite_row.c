@@ -46,8 +46,7 @@ static void bind_field(int i, const uint8_t *p, size_t n) {
     sqlite3_bind_null(row, i);
   } else if (n > 0 && p[0] == 0x01) {
     long long v = 0;
-    for (size_t k = 1; k < n && k < 18; k++)
-      v = v * 10 + (p[k] % 10);
+    for (size_t k = 1; k < n && k < 18; k++) v = v * 10 + (p[k] % 10);
     sqlite3_bind_int64(row, i, (p[n - 1] & 1) ? -v : v);
   } else if (n > 0 && p[0] == 0x02) {
     sqlite3_bind_blob(row, i, p + 1, (int)(n - 1), SQLITE_TRANSIENT);
@@ -102,10 +101,8 @@ static void check(const mb_delivery *d) {
   if (!own && mb_headers_get(&d->env.headers, MB_H_FOREIGN_ID) == NULL) abort();
   if (d->env.body == NULL || d->env.body_len != (size_t)sqlite3_column_bytes(row, 6)) abort();
   if (d->env.body[d->env.body_len] != '\0') abort();
-  if (d->problem == NULL)
-    check_headers(d);
-  else if (d->problem[0] == '\0')
-    abort(); /* a problem names its reason */
+  if (d->problem == NULL) check_headers(d);
+  else if (d->problem[0] == '\0') abort(); /* a problem names its reason */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -159,11 +156,18 @@ static const fuzz_token seeds[] = {
 };
 #undef S
 
-static const fuzz_token tokens[] = {
-    FUZZ_TOKEN("\x1f"), {"\x00", 1},          FUZZ_TOKEN("\x01"), FUZZ_TOKEN("\x02"),
-    FUZZ_TOKEN("\""),   FUZZ_TOKEN("\\u"),    FUZZ_TOKEN("{"),    FUZZ_TOKEN("}"),
-    FUZZ_TOKEN(":"),    FUZZ_TOKEN(","),      FUZZ_TOKEN("\"k\":\"v\","),
-    FUZZ_TOKEN("0192b7c1-5f3a-7c2e-8a1b-")};
+static const fuzz_token tokens[] = {FUZZ_TOKEN("\x1f"),
+                                    {"\x00", 1},
+                                    FUZZ_TOKEN("\x01"),
+                                    FUZZ_TOKEN("\x02"),
+                                    FUZZ_TOKEN("\""),
+                                    FUZZ_TOKEN("\\u"),
+                                    FUZZ_TOKEN("{"),
+                                    FUZZ_TOKEN("}"),
+                                    FUZZ_TOKEN(":"),
+                                    FUZZ_TOKEN(","),
+                                    FUZZ_TOKEN("\"k\":\"v\","),
+                                    FUZZ_TOKEN("0192b7c1-5f3a-7c2e-8a1b-")};
 
 int main(int argc, char **argv) {
   fuzz_rng = 0x2545f4914f6cdd1dULL;

@@ -158,8 +158,10 @@ static int confirmed(amqp_connection_state_t c) {
     if (f.payload.method.id == AMQP_BASIC_RETURN_METHOD) return fail("no such queue");
     if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) return 0;
     if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) return fail("the broker refused it");
-    if (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD) return fail("the broker closed the channel");
-    if (f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) return fail("the broker closed the connection");
+    if (f.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD)
+      return fail("the broker closed the channel");
+    if (f.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD)
+      return fail("the broker closed the connection");
   }
 }
 
@@ -170,7 +172,8 @@ static int publish(amqp_connection_state_t c, char **argv) {
   amqp_confirm_select(c, 1);
   if (amqp_get_rpc_reply(c).reply_type != AMQP_RESPONSE_NORMAL) return fail("confirm.select");
   for (long i = 0; i < count; i++) {
-    int rc = amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(argv[2]), 1, 0, &p, body);
+    int rc =
+        amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(argv[2]), 1, 0, &p, body);
     if (rc != AMQP_STATUS_OK) {
       fprintf(stderr, "amqp_inject: %s\n", amqp_error_string2(rc));
       return fail("publish failed");
@@ -197,18 +200,21 @@ static int take_and_return(amqp_connection_state_t c, const char *queue) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 6) return fail("usage: amqp_inject URL QUEUE ID TYPE BODY [key=value | --nest key "
-                            "| --dup key=value | --deep N | --big BYTES | --body-mb N | --count N | "
-                            "--reply-to Q | --correlation-id C]...");
+  if (argc < 6)
+    return fail("usage: amqp_inject URL QUEUE ID TYPE BODY [key=value | --nest key "
+                "| --dup key=value | --deep N | --big BYTES | --body-mb N | --count N | "
+                "--reply-to Q | --correlation-id C]...");
   parse_headers(argc, argv);
   mb_amqp_url url;
   mb_err err;
   amqp_connection_state_t c;
-  if (mb_amqp_url_parse(argv[1], &url, &err) != MB_OK || mb_amqp_connect(&url, 0, "amqp_inject", &c, &err) != MB_OK)
+  if (mb_amqp_url_parse(argv[1], &url, &err) != MB_OK ||
+      mb_amqp_connect(&url, 0, "amqp_inject", &c, &err) != MB_OK)
     return fail(err.msg);
   mb_amqp_url_free(&url);
   amqp_channel_open(c, 1);
-  int rc = amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL ? publish(c, argv) : fail("channel.open");
+  int rc = amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL ? publish(c, argv)
+                                                                    : fail("channel.open");
   if (rc == 0 && requeue_one) rc = take_and_return(c, argv[2]);
   mb_amqp_disconnect(c);
   return rc;

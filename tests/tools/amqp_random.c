@@ -211,9 +211,9 @@ static const struct {
   const char *name;
   void (*build)(message *m, long n);
 } cases[] = {
-    {"bare", case_bare},         {"typed", case_typed},         {"oversize", case_oversize},
-    {"frame", case_frame},       {"dup", case_dup},             {"wrongtyped", case_wrongtyped},
-    {"nonutf8", case_nonutf8},   {"nonjson", case_nonjson},     {"array", case_array},
+    {"bare", case_bare},       {"typed", case_typed},     {"oversize", case_oversize},
+    {"frame", case_frame},     {"dup", case_dup},         {"wrongtyped", case_wrongtyped},
+    {"nonutf8", case_nonutf8}, {"nonjson", case_nonjson}, {"array", case_array},
     {"newline", case_newline},
 };
 
@@ -265,13 +265,31 @@ static void random_strings(message *m) {
 /* A value that is not a string: 0 for the kinds moonbus must refuse. */
 static void odd_value(amqp_field_value_t *v, int depth) {
   switch (rnd(depth < 3 ? 9 : 7)) {
-  case 0: v->kind = AMQP_FIELD_KIND_I64; v->value.i64 = (int64_t)rnd(1u << 31) - (1 << 30); break;
-  case 1: v->kind = AMQP_FIELD_KIND_U8; v->value.u8 = (uint8_t)rnd(256); break;
-  case 2: v->kind = AMQP_FIELD_KIND_F64; v->value.f64 = 1.5; break;
-  case 3: v->kind = AMQP_FIELD_KIND_BOOLEAN; v->value.boolean = 0; break;
+  case 0:
+    v->kind = AMQP_FIELD_KIND_I64;
+    v->value.i64 = (int64_t)rnd(1u << 31) - (1 << 30);
+    break;
+  case 1:
+    v->kind = AMQP_FIELD_KIND_U8;
+    v->value.u8 = (uint8_t)rnd(256);
+    break;
+  case 2:
+    v->kind = AMQP_FIELD_KIND_F64;
+    v->value.f64 = 1.5;
+    break;
+  case 3:
+    v->kind = AMQP_FIELD_KIND_BOOLEAN;
+    v->value.boolean = 0;
+    break;
   case 4: v->kind = AMQP_FIELD_KIND_VOID; break;
-  case 5: v->kind = AMQP_FIELD_KIND_TIMESTAMP; v->value.u64 = 1; break;
-  case 6: v->kind = AMQP_FIELD_KIND_DECIMAL; v->value.decimal = (amqp_decimal_t){2, 314}; break;
+  case 5:
+    v->kind = AMQP_FIELD_KIND_TIMESTAMP;
+    v->value.u64 = 1;
+    break;
+  case 6:
+    v->kind = AMQP_FIELD_KIND_DECIMAL;
+    v->value.decimal = (amqp_decimal_t){2, 314};
+    break;
   case 7: {
     amqp_table_entry_t *e = take(sizeof *e);
     e->key = bytes("inner");
@@ -293,18 +311,35 @@ static void odd_value(amqp_field_value_t *v, int depth) {
 
 /* One random header: a key from a small set (so that keys repeat), a value of any kind. */
 static void random_header(message *m) {
-  static const char *const keys[] = {"tenant", "k1", "k2", "traceparent", "moonbus.kind",
-                                     "bad key", "", "caf\xc3\xa9", "x-delivery-count",
-                                     "x-custom", "moonbus.foreign_id"};
+  static const char *const keys[] = {"tenant",
+                                     "k1",
+                                     "k2",
+                                     "traceparent",
+                                     "moonbus.kind",
+                                     "bad key",
+                                     "",
+                                     "caf\xc3\xa9",
+                                     "x-delivery-count",
+                                     "x-custom",
+                                     "moonbus.foreign_id"};
   int k = (int)rnd(sizeof keys / sizeof *keys);
   amqp_bytes_t key = rnd(40) ? bytes(keys[k]) : filled('k', 255);
   amqp_table_entry_t *e = add_entry(m, key);
   if (e == NULL) return;
   switch (rnd(8)) {
   case 0: odd_value(&e->value, 0); return;
-  case 1: e->value.kind = AMQP_FIELD_KIND_BYTES; e->value.value.bytes = bytes_n("v\0v", 3); return;
-  case 2: e->value.kind = AMQP_FIELD_KIND_UTF8; e->value.value.bytes = filled('v', rnd(rnd(20) ? 300 : 9000)); return;
-  default: e->value.kind = AMQP_FIELD_KIND_UTF8; e->value.value.bytes = bytes("value"); break;
+  case 1:
+    e->value.kind = AMQP_FIELD_KIND_BYTES;
+    e->value.value.bytes = bytes_n("v\0v", 3);
+    return;
+  case 2:
+    e->value.kind = AMQP_FIELD_KIND_UTF8;
+    e->value.value.bytes = filled('v', rnd(rnd(20) ? 300 : 9000));
+    return;
+  default:
+    e->value.kind = AMQP_FIELD_KIND_UTF8;
+    e->value.value.bytes = bytes("value");
+    break;
   }
   if (k == 4) e->value.value.bytes = bytes(rnd(4) ? "command" : "event");
 }
@@ -314,7 +349,10 @@ static void random_headers(message *m) {
   switch (rnd(10)) {
   case 0: return;
   case 1: m->p._flags |= AMQP_BASIC_HEADERS_FLAG; return;
-  case 2: case 3: case 4: case 5: add_kind(m); return;
+  case 2:
+  case 3:
+  case 4:
+  case 5: add_kind(m); return;
   default: break;
   }
   if (rnd(4)) add_kind(m);
@@ -334,14 +372,17 @@ static int table_acceptable(const message *m) {
   const amqp_table_t *t = &m->p.headers;
   for (int i = 0; i < t->num_entries; i++) {
     const amqp_table_entry_t *e = &t->entries[i];
-    if (e->value.kind != AMQP_FIELD_KIND_UTF8 || memchr(e->value.value.bytes.bytes, 0, e->value.value.bytes.len))
+    if (e->value.kind != AMQP_FIELD_KIND_UTF8 ||
+        memchr(e->value.value.bytes.bytes, 0, e->value.value.bytes.len))
       return 0;
     for (int j = 0; j < i; j++)
-      if (e->key.len == t->entries[j].key.len && memcmp(e->key.bytes, t->entries[j].key.bytes, e->key.len) == 0)
+      if (e->key.len == t->entries[j].key.len &&
+          memcmp(e->key.bytes, t->entries[j].key.bytes, e->key.len) == 0)
         return 0;
     total += e->key.len + e->value.value.bytes.len;
     if (is_key(e->key, "moonbus.kind") && is_key(e->value.value.bytes, "command")) kinds++;
-    else if (!is_key(e->key, "tenant") && !is_key(e->key, "k1") && !is_key(e->key, "k2")) return 0;
+    else if (!is_key(e->key, "tenant") && !is_key(e->key, "k1") && !is_key(e->key, "k2"))
+      return 0;
   }
   return kinds == 1 && total <= 16384;
 }

@@ -64,8 +64,8 @@ static int wait_reply(amqp_connection_state_t c, const char *expect, double time
     if (r.reply_type != AMQP_RESPONSE_NORMAL) return fail("no reply in time");
     amqp_basic_properties_t *p = &e.message.properties;
     int has = p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG;
-    printf("reply correlation_id=%.*s type=%.*s body=%.*s\n", has ? (int)p->correlation_id.len : 0,
-           has ? (char *)p->correlation_id.bytes : "",
+    printf("reply correlation_id=%.*s type=%.*s body=%.*s\n",
+           has ? (int)p->correlation_id.len : 0, has ? (char *)p->correlation_id.bytes : "",
            (p->_flags & AMQP_BASIC_TYPE_FLAG) ? (int)p->type.len : 0,
            (p->_flags & AMQP_BASIC_TYPE_FLAG) ? (char *)p->type.bytes : "",
            (int)e.message.body.len, (char *)e.message.body.bytes);
@@ -77,8 +77,9 @@ static int wait_reply(amqp_connection_state_t c, const char *expect, double time
 }
 
 int main(int argc, char **argv) {
-  if (argc < 5) return fail("usage: foreign_rpc URL QUEUE TYPE BODY [--timeout S] "
-                            "[--message-id ID] [--no-correlation-id]");
+  if (argc < 5)
+    return fail("usage: foreign_rpc URL QUEUE TYPE BODY [--timeout S] "
+                "[--message-id ID] [--no-correlation-id]");
   double timeout = 10;
   const char *message_id = NULL;
   int correlate = 1;
@@ -99,8 +100,10 @@ int main(int argc, char **argv) {
   p.reply_to = queue;
   p.type = amqp_cstring_bytes(argv[3]);
   p.content_type = amqp_cstring_bytes("application/json");
-  if (correlate) p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG, p.correlation_id = amqp_cstring_bytes(corr);
-  if (message_id) p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG, p.message_id = amqp_cstring_bytes(message_id);
+  if (correlate)
+    p._flags |= AMQP_BASIC_CORRELATION_ID_FLAG, p.correlation_id = amqp_cstring_bytes(corr);
+  if (message_id)
+    p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG, p.message_id = amqp_cstring_bytes(message_id);
   if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(argv[2]), 0, 0, &p,
                          amqp_cstring_bytes(argv[4])) != AMQP_STATUS_OK)
     return fail("publish failed");

@@ -114,7 +114,8 @@ static void thousands_in_flight_get_their_own(void) {
     mb_uuidv7(ids[i]);
     CHECK(mb_correlate_expect(c, ids[i], 60, on_reply, &w[i]) == MB_OK);
   }
-  for (int i = MANY - 1; i >= 0; i--) CHECK(mb_correlate_deliver(c, reply_to(ids[i]), NULL) == MB_OK);
+  for (int i = MANY - 1; i >= 0; i--)
+    CHECK(mb_correlate_deliver(c, reply_to(ids[i]), NULL) == MB_OK);
   int wrong = 0;
   for (int i = 0; i < MANY; i++)
     wrong += w[i].calls != 1 || w[i].timed_out || strcmp(w[i].corr, ids[i]) != 0;

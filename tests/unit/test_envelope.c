@@ -61,7 +61,8 @@ static void test_foreign_ids_are_replaced_and_recorded(void) {
   CHECK(mb_envelope_take_id(&e, NULL, 0) == MB_OK);
   CHECK(mb_id_valid(e.id) && strcmp(mb_headers_get(&e.headers, MB_H_FOREIGN_ID), "") == 0);
   CHECK(mb_envelope_take_id(&e, "order-17", 8) == MB_OK);
-  CHECK(mb_id_valid(e.id) && strcmp(mb_headers_get(&e.headers, MB_H_FOREIGN_ID), "order-17") == 0);
+  CHECK(mb_id_valid(e.id) &&
+        strcmp(mb_headers_get(&e.headers, MB_H_FOREIGN_ID), "order-17") == 0);
   char nul_inside[MB_ID_LEN];
   memcpy(nul_inside, uuid, MB_ID_LEN);
   nul_inside[3] = '\0';

@@ -20,7 +20,9 @@ static void on_change(void *ud, const char *path) {
   if (n_seen < 8) snprintf(seen[n_seen++], sizeof seen[0], "%s", path ? path : "(overflow)");
 }
 
-static void path_of(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", dir, name); }
+static void path_of(char *out, size_t len, const char *name) {
+  snprintf(out, len, "%s/%s", dir, name);
+}
 
 static void write_file(const char *name, const char *text) {
   char path[256];

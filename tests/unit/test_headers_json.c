@@ -19,8 +19,12 @@ static int decodes_to(const char *json, size_t len, const char *const *kv, size_
 }
 
 static void test_json_round_trips_every_byte_that_matters(void) {
-  const char *kv[] = {"a", "1", "b", "quote\" back\\ nl\n tab\t ctl\x01 utf8 caf\xc3\xa9 \xf0\x9f\x98\x80",
-                      "moonbus.kind", "event"};
+  const char *kv[] = {"a",
+                      "1",
+                      "b",
+                      "quote\" back\\ nl\n tab\t ctl\x01 utf8 caf\xc3\xa9 \xf0\x9f\x98\x80",
+                      "moonbus.kind",
+                      "event"};
   mb_headers h = MB_HEADERS_INIT;
   for (int i = 0; i < 3; i++) mb_headers_set(&h, kv[2 * i], kv[2 * i + 1]);
   size_t len;
@@ -46,11 +50,25 @@ static void test_json_decodes_escapes_to_utf8(void) {
 }
 
 static void test_json_refuses_whatever_is_not_a_flat_object_of_strings(void) {
-  const char *bad[] = {
-      "{\"a\":\"1\",\"a\":\"2\"}", "{\"a\":{\"b\":\"c\"}}", "{\"a\":1}", "{\"a\":null}",
-      "[\"a\"]", "{}x", "{\"a\":\"b\"", "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud800\"}",
-      "{\"a\":\"\\udc00\"}", "{\"a\":\"\\q\"}", "{\"a\":\"raw\ncontrol\"}", "", "{\"a\" \"b\"}",
-      "{\"a\":\"b\",}", "{,}", "{\"a\":\"\\u12\"}", "{\"a\":[\"b\"]}", "{\"a\":true}"};
+  const char *bad[] = {"{\"a\":\"1\",\"a\":\"2\"}",
+                       "{\"a\":{\"b\":\"c\"}}",
+                       "{\"a\":1}",
+                       "{\"a\":null}",
+                       "[\"a\"]",
+                       "{}x",
+                       "{\"a\":\"b\"",
+                       "{\"a\":\"\\u0000\"}",
+                       "{\"a\":\"\\ud800\"}",
+                       "{\"a\":\"\\udc00\"}",
+                       "{\"a\":\"\\q\"}",
+                       "{\"a\":\"raw\ncontrol\"}",
+                       "",
+                       "{\"a\" \"b\"}",
+                       "{\"a\":\"b\",}",
+                       "{,}",
+                       "{\"a\":\"\\u12\"}",
+                       "{\"a\":[\"b\"]}",
+                       "{\"a\":true}"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     mb_headers h = MB_HEADERS_INIT;
     mb_err err = {0, ""};
@@ -114,7 +132,8 @@ static void test_json_decodes_many_keys_in_linear_time(void) {
     free(json);
   }
   /* keys that differ only after a shared prefix, or by length, are not duplicates */
-  const char *near = "{\"a\":\"1\",\"ab\":\"2\",\"abc\":\"3\",\"b\":\"4\",\"ba\":\"5\",\"\":\"6\"}";
+  const char *near =
+      "{\"a\":\"1\",\"ab\":\"2\",\"abc\":\"3\",\"b\":\"4\",\"ba\":\"5\",\"\":\"6\"}";
   CHECK(mb_headers_from_json(near, strlen(near), &h, &err) == MB_OK && h.len == 6);
   mb_headers_free(&h);
   const char *escaped = "{\"a\\u0062\":\"1\",\"ab\":\"2\"}"; /* the same key, spelt twice */

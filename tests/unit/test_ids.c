@@ -11,8 +11,8 @@ static void test_uuidv7_has_the_rfc_9562_layout(void) {
   mb_uuidv7(id);
   CHECK(strlen(id) == MB_ID_LEN);
   CHECK(id[8] == '-' && id[13] == '-' && id[18] == '-' && id[23] == '-');
-  CHECK(id[14] == '7');                    /* version */
-  CHECK(strchr("89ab", id[19]) != NULL);   /* variant 10xx */
+  CHECK(id[14] == '7');                  /* version */
+  CHECK(strchr("89ab", id[19]) != NULL); /* variant 10xx */
   for (int i = 0; i < MB_ID_LEN; i++) CHECK(id[i] == '-' || strchr("0123456789abcdef", id[i]));
   CHECK(mb_id_valid(id));
 }

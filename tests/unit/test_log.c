@@ -28,8 +28,7 @@ static const char *logged(const char *id, const char *type, const char *text) {
 
 static size_t count_char(const char *s, char c) {
   size_t n = 0;
-  for (; *s; s++)
-    n += *s == c;
+  for (; *s; s++) n += *s == c;
   return n;
 }
 
@@ -91,7 +90,8 @@ static void every_part_is_escaped(void) {
   CHECK(count_char(line, '\n') == 1);
   CHECK(strstr(line, "handler failed: exception\\nstack traceback:\\n\\t[C]: in ?") != NULL);
   CHECK(strstr(line, " id=id\\r\\x1b[2K type=t\\x7f\n") != NULL);
-  CHECK(strchr(line, '\r') == NULL && strchr(line, '\x1b') == NULL && strchr(line, '\x7f') == NULL);
+  CHECK(strchr(line, '\r') == NULL && strchr(line, '\x1b') == NULL &&
+        strchr(line, '\x7f') == NULL);
 }
 
 static void a_long_text_keeps_id_and_type(void) {

@@ -11,8 +11,8 @@
 
 #include "transport.h"
 #include "transport/mem.h"
-#include "unit.h"
 #include "transport_helpers.h"
+#include "unit.h"
 
 static struct ev_loop *loop;
 
@@ -23,18 +23,14 @@ typedef struct inbox {
 
 static void on_delivery(void *ud, mb_delivery *d) {
   inbox *in = ud;
-  if (in->n < 64)
-    in->got[in->n++] = d;
-  else
-    mb_delivery_free(d);
+  if (in->n < 64) in->got[in->n++] = d;
+  else mb_delivery_free(d);
 }
 
 static void inbox_free(inbox *in) {
-  for (int i = 0; i < in->n; i++)
-    mb_delivery_free(in->got[i]);
+  for (int i = 0; i < in->n; i++) mb_delivery_free(in->got[i]);
   in->n = 0;
 }
-
 
 static mb_transport *open_bus(const char *name) {
   char url[128];
@@ -144,7 +140,8 @@ static void test_complete_stores_the_outbox_and_acks(void) {
     CHECK(done_calls == 1 && done_status == MB_OK);
     mb_outgoing_free(out[0]);
     mb_outgoing_free(out[1]);
-    CHECK(mb_mem_count(t, "a") == 0 && mb_mem_count(t, "b") == 1 && mb_mem_count(t, "audit") == 1);
+    CHECK(mb_mem_count(t, "a") == 0 && mb_mem_count(t, "b") == 1 &&
+          mb_mem_count(t, "audit") == 1);
     CHECK(stats(t).acks == 1 && stats(t).in_flight == 0);
     /* a second complete of the same delivery: it is no longer ours */
     CHECK(t->ops->complete(t, d, NULL, 0, on_done, NULL, &err) == MB_ELOST);
@@ -210,8 +207,7 @@ static void test_max_in_flight_bounds_deliveries(void) {
   mb_transport *t = open_bus("in-flight");
   mb_err err;
   CHECK(declare(t, "a", NULL, NULL, &err) == MB_OK);
-  for (int i = 0; i < 5; i++)
-    CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  for (int i = 0; i < 5; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
   inbox in = {0};
   CHECK(t->ops->consume(t, "a", 2, on_delivery, &in, &err) == MB_OK);
   run_for(50);
@@ -357,8 +353,7 @@ static void test_browse_remove_and_depth(void) {
   mb_delivery *copies[4];
   size_t n = 0;
   CHECK(mb_transport_browse_first(t, "a", 4, copies, &n, &err) == MB_OK && n == 2);
-  for (size_t i = 0; i < n; i++)
-    mb_delivery_free(copies[i]);
+  for (size_t i = 0; i < n; i++) mb_delivery_free(copies[i]);
   /* a message in flight is neither removed nor taken */
   inbox in = {0};
   CHECK(t->ops->consume(t, "a", 1, on_delivery, &in, &err) == MB_OK);
@@ -486,8 +481,7 @@ static void test_close_with_deliveries_in_flight_frees_everything(void) {
   mb_transport *t = open_bus("close"), *other = open_bus("close");
   mb_err err;
   CHECK(declare(t, "a", NULL, NULL, &err) == MB_OK && declare(t, "b", NULL, NULL, &err) == MB_OK);
-  for (int i = 0; i < 3; i++)
-    CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
   mb_outgoing *later = message("a.Later", "a", "{}");
   later->delay = 60;
   CHECK(send_one(t, later, &err) == MB_OK);
@@ -510,8 +504,7 @@ static void test_close_with_deliveries_in_flight_frees_everything(void) {
   run_until(&again, 3, 500);
   CHECK(again.n == 3);
   int twice = 0;
-  for (int i = 0; i < again.n; i++)
-    twice += again.got[i]->delivery_count == 2;
+  for (int i = 0; i < again.n; i++) twice += again.got[i]->delivery_count == 2;
   CHECK(twice == 2);
   other->ops->close(other); /* with three in flight and one delayed */
   inbox_free(&again);

@@ -264,7 +264,7 @@ static void test_a_failed_round_becomes_a_delayed_retry(void) {
   setup(&f, "p-delayed", ACT_FAIL, ACT_FAIL);
   put(&f, NULL, NULL, NULL);
   spin(0.05);
-  CHECK(f.r.runs == 3); /* immediate_retries = 2 */
+  CHECK(f.r.runs == 3);          /* immediate_retries = 2 */
   CHECK(stats_of(&f).acks == 1); /* the original, acknowledged with its copy */
   long ready = -1, later = -1;
   mb_err err;
@@ -302,7 +302,7 @@ static void test_a_transport_failure_releases_with_back_off(void) {
   CHECK(s.last_release_delay > 0.09 && s.last_release_delay < 0.11); /* 0.1 s on delivery 1 */
   CHECK(mb_pipeline_backoff(1) == 0.1 && mb_pipeline_backoff(3) == 0.4);
   CHECK(mb_pipeline_backoff(30) == 30); /* capped */
-  spin(0.2); /* delivered again after the back-off, and handled */
+  spin(0.2);                            /* delivered again after the back-off, and handled */
   CHECK(f.r.runs == 2 && stats_of(&f).acks == 1);
   CHECK(mb_mem_count(f.t, "orders") == 0);
   teardown(&f);

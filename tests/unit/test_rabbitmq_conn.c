@@ -24,8 +24,8 @@ static void test_url_defaults(void) {
 static void test_url_cluster_credentials_vhost_options(void) {
   mb_amqp_url u;
   mb_err err;
-  CHECK(mb_amqp_url_parse("amqp://us%40er:p%3Ass@h1:5673,h2,h3:5675/my%2fvhost?heartbeat=10",
-                          &u, &err) == MB_OK);
+  CHECK(mb_amqp_url_parse("amqp://us%40er:p%3Ass@h1:5673,h2,h3:5675/my%2fvhost?heartbeat=10", &u,
+                          &err) == MB_OK);
   CHECK(strcmp(u.user, "us@er") == 0 && strcmp(u.password, "p:ss") == 0);
   CHECK(u.n_nodes == 3 && u.nodes[0].port == 5673 && u.nodes[1].port == 5672);
   CHECK(strcmp(u.nodes[2].host, "h3") == 0 && u.nodes[2].port == 5675);
@@ -38,10 +38,16 @@ static void test_url_cluster_credentials_vhost_options(void) {
 }
 
 static void test_bad_urls_say_why_and_hide_the_password(void) {
-  const char *bad[] = {"http://h", "amqp://", "amqp://u:secret@h:99999", "amqp://u:secret@h:",
-                       "amqp://u:secret@h1,", "amqp://u:secret@h?bogus=1",
-                       "amqp://u:secret@h?heartbeat=-1", "amqp://u:sec%zzret@h",
-                       "amqp://u:secret@h?cacert=/x", "amqps://u:secret@h?cert=/c.pem",
+  const char *bad[] = {"http://h",
+                       "amqp://",
+                       "amqp://u:secret@h:99999",
+                       "amqp://u:secret@h:",
+                       "amqp://u:secret@h1,",
+                       "amqp://u:secret@h?bogus=1",
+                       "amqp://u:secret@h?heartbeat=-1",
+                       "amqp://u:sec%zzret@h",
+                       "amqp://u:secret@h?cacert=/x",
+                       "amqps://u:secret@h?cert=/c.pem",
                        "amqp://u:secret@h/%00"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     mb_amqp_url u;
@@ -55,7 +61,8 @@ static void test_bad_urls_say_why_and_hide_the_password(void) {
 
 static const char *broker(void) {
   const char *url = getenv("MOONBUS_TEST_AMQP");
-  if (url == NULL || *url == '\0') printf("#   MOONBUS_TEST_AMQP is not set: run via scripts/test.sh\n");
+  if (url == NULL || *url == '\0')
+    printf("#   MOONBUS_TEST_AMQP is not set: run via scripts/test.sh\n");
   return url;
 }
 

@@ -32,7 +32,8 @@ static void test_properties_carry_the_envelope(void) {
   CHECK(p.p.type.len == 4 && memcmp(p.p.type.bytes, "t.Do", 4) == 0);
   CHECK(p.p.correlation_id.len == 4 && p.p.reply_to.len == 4);
   CHECK(strcmp(p.expiration, "1500") == 0 && (p.p._flags & AMQP_BASIC_EXPIRATION_FLAG));
-  CHECK(p.p.headers.num_entries == 1 && p.p.headers.entries[0].value.kind == AMQP_FIELD_KIND_UTF8);
+  CHECK(p.p.headers.num_entries == 1 &&
+        p.p.headers.entries[0].value.kind == AMQP_FIELD_KIND_UTF8);
   mb_amqp_props_free(&p);
   CHECK(mb_amqp_props_build(&p, &e, -1, &err) == MB_OK);
   CHECK(!(p.p._flags & AMQP_BASIC_EXPIRATION_FLAG));
@@ -161,7 +162,8 @@ static void test_delay_routing_uses_one_level_per_bit(void) {
   CHECK(mb_amqp_delay_route(5, "sales", ex, sizeof ex, key, sizeof key, &err) == MB_OK);
   CHECK(strcmp(ex, "moonbus.delay.02") == 0);
   CHECK(strcmp(key + 2 * 25, "1.0.1.sales") == 0);
-  CHECK(mb_amqp_delay_route(MB_AMQP_DELAY_MAX, "s", ex, sizeof ex, key, sizeof key, &err) == MB_OK);
+  CHECK(mb_amqp_delay_route(MB_AMQP_DELAY_MAX, "s", ex, sizeof ex, key, sizeof key, &err) ==
+        MB_OK);
   CHECK(strcmp(ex, "moonbus.delay.27") == 0);
   CHECK(mb_amqp_delay_route(MB_AMQP_DELAY_MAX + 1, "s", ex, sizeof ex, key, sizeof key, &err) ==
         MB_EINVAL);

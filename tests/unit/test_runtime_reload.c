@@ -57,12 +57,15 @@ static void test_a_staged_declaration_stays_apart_until_adopted(void) {
   CHECK(declare_endpoint(rt, "a", 4) == MB_OK);
   CHECK(declare_endpoint(rt, "a", 4) == MB_EINVAL); /* one bus.endpoint{} per script */
   CHECK(mb_runtime_subscribe(rt, "e.Two") == MB_OK);
-  CHECK(mb_runtime_n_subscriptions(rt) == 1 && strcmp(mb_runtime_subscription(rt, 0), "e.One") == 0);
+  CHECK(mb_runtime_n_subscriptions(rt) == 1 &&
+        strcmp(mb_runtime_subscription(rt, 0), "e.One") == 0);
   CHECK(mb_runtime_cfg(rt)->concurrency == 8);
   CHECK(mb_runtime_adopt(rt, &err) == MB_OK);
   CHECK(!mb_runtime_staging(rt));
-  CHECK(mb_runtime_n_subscriptions(rt) == 1 && strcmp(mb_runtime_subscription(rt, 0), "e.Two") == 0);
-  CHECK(mb_runtime_cfg(rt)->concurrency == 8); /* the consumer's prefetch cannot change in place */
+  CHECK(mb_runtime_n_subscriptions(rt) == 1 &&
+        strcmp(mb_runtime_subscription(rt, 0), "e.Two") == 0);
+  CHECK(mb_runtime_cfg(rt)->concurrency ==
+        8); /* the consumer's prefetch cannot change in place */
   CHECK(publish_and_count(rt, "e.Two") == 2);
   CHECK(publish_and_count(rt, "e.One") == 2); /* unsubscribed */
   mb_runtime_free(rt);
@@ -77,7 +80,8 @@ static void test_another_endpoint_is_refused_and_changes_nothing(void) {
   CHECK(mb_runtime_adopt(rt, &err) == MB_EINVAL);
   CHECK(strstr(err.msg, "declares endpoint b, but this host runs a") != NULL);
   CHECK(!mb_runtime_staging(rt) && strcmp(mb_runtime_cfg(rt)->name, "a") == 0);
-  CHECK(mb_runtime_n_subscriptions(rt) == 1 && strcmp(mb_runtime_subscription(rt, 0), "e.One") == 0);
+  CHECK(mb_runtime_n_subscriptions(rt) == 1 &&
+        strcmp(mb_runtime_subscription(rt, 0), "e.One") == 0);
   CHECK(mb_runtime_stage(rt) == MB_OK); /* a script that declares nothing */
   CHECK(mb_runtime_adopt(rt, &err) == MB_EINVAL);
   CHECK(strstr(err.msg, "declares no endpoint") != NULL);

@@ -15,8 +15,8 @@
 #include "log.h"
 #include "transport.h"
 #include "transport/sqlite_internal.h"
-#include "unit.h"
 #include "transport_helpers.h"
+#include "unit.h"
 
 static char dir[] = "/tmp/moonbus-unit-XXXXXX";
 static char url[256];
@@ -232,10 +232,8 @@ static void test_expired_lease_is_lost_to_another_consumer(void) {
     CHECK(rc == MB_ELOST && strstr(err.msg, in1.got[0]->env.id) && strstr(err.msg, "'a'"));
     CHECK(t2->ops->complete(t2, in2.got[0], NULL, 0, on_done, NULL, &err) == MB_OK);
   }
-  for (int i = 0; i < in1.n; i++)
-    mb_delivery_free(in1.got[i]);
-  for (int i = 0; i < in2.n; i++)
-    mb_delivery_free(in2.got[i]);
+  for (int i = 0; i < in1.n; i++) mb_delivery_free(in1.got[i]);
+  for (int i = 0; i < in2.n; i++) mb_delivery_free(in2.got[i]);
   t2->ops->close(t2);
   ev_loop_destroy(loop2);
   loop = main_loop;
@@ -246,14 +244,12 @@ static void test_close_gives_leased_messages_back(void) {
   mb_transport *t = open_fresh("close", "?synchronous=normal");
   mb_err err;
   CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
-  for (int i = 0; i < 3; i++)
-    CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
   inbox in = {0};
   CHECK(t->ops->consume(t, "a", 2, on_delivery, &in, &err) == MB_OK);
   run_until(&in, 2);
   CHECK(in.n == 2); /* max_in_flight holds back the third */
-  for (int i = 0; i < in.n; i++)
-    mb_delivery_free(in.got[i]);
+  for (int i = 0; i < in.n; i++) mb_delivery_free(in.got[i]);
   t->ops->close(t);
   t = reopen();
   CHECK(t && depth_ready(t, "a") == 3);
@@ -340,8 +336,7 @@ static void test_foreign_rows_are_delivered_whole(void) {
   CHECK(in.n == 6);
   if (in.n != 6) return;
   mb_delivery **d = in.got;
-  for (int i = 0; i < 6; i++)
-    CHECK(mb_id_valid(d[i]->env.id));
+  for (int i = 0; i < 6; i++) CHECK(mb_id_valid(d[i]->env.id));
   CHECK(strcmp(foreign_id(d[0]), "") == 0);
   CHECK(d[0]->env.type == NULL && d[0]->problem == NULL);
   CHECK(strcmp(foreign_id(d[1]), "order-17") == 0);
@@ -510,7 +505,8 @@ static void test_files_are_private_whatever_the_umask(void) {
   const char *bad[] = {"?mode=0777", "?mode=0400", "?mode=660x", "?mode=", "?mode=06600"};
   for (int i = 0; i < 5; i++) {
     snprintf(url, sizeof url, "sqlite://%s/badmode/bus.db%s", dir, bad[i]);
-    CHECK(mb_transport_open(&t, loop, url, "unit", &err) == MB_EINVAL && strstr(err.msg, "mode="));
+    CHECK(mb_transport_open(&t, loop, url, "unit", &err) == MB_EINVAL &&
+          strstr(err.msg, "mode="));
   }
 }
 
@@ -645,10 +641,8 @@ static int s_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int 
   if ((sf->real = sqlite3_malloc(real_vfs->szOsFile)) == NULL) return SQLITE_NOMEM;
   memset(sf->real, 0, (size_t)real_vfs->szOsFile);
   int rc = real_vfs->xOpen(real_vfs, name, sf->real, flags, out);
-  if (sf->real->pMethods)
-    sf->base.pMethods = &shim_methods;
-  else
-    sqlite3_free(sf->real);
+  if (sf->real->pMethods) sf->base.pMethods = &shim_methods;
+  else sqlite3_free(sf->real);
   return rc;
 }
 
@@ -675,8 +669,7 @@ static const char *captured(void) {
 
 static int count_of(const char *haystack, const char *needle) {
   int n = 0;
-  for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-    n++;
+  for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
   return n;
 }
 
@@ -707,8 +700,7 @@ static void test_a_full_disk_pauses_once_and_resumes_by_itself(void) {
   snprintf(db, sizeof db, "%s/full.db", dir);
   CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK &&
         declare(t, "b", NULL, NULL, &err) == MB_OK);
-  for (int i = 0; i < 3; i++)
-    CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
   inbox in = {0};
   CHECK(t && t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
   run_until(&in, 3);
@@ -732,8 +724,7 @@ static void test_a_full_disk_pauses_once_and_resumes_by_itself(void) {
   const char *log = captured();
   CHECK(count_of(log, "disk full: paused") == 1 && strstr(log, db) && !strstr(log, "resumed"));
   fail_writes = 0;
-  for (int i = 0; i < 60 && !strstr(captured(), "resumed"); i++)
-    cpu_while_running(0.1);
+  for (int i = 0; i < 60 && !strstr(captured(), "resumed"); i++) cpu_while_running(0.1);
   run_until(&in, 3);
   log = captured();
   if (count_of(log, "paused") != 1) printf("#   log: %s\n", log);
@@ -789,7 +780,8 @@ static void test_bad_urls_are_refused_with_the_reason(void) {
   CHECK(mb_transport_open(&t, loop, "sqlite:///tmp/x.db?lease=0", "u", &err) == MB_EINVAL);
   CHECK(strstr(err.msg, "lease=0") != NULL);
   CHECK(mb_transport_open(&t, loop, "sqlite:///tmp/x.db?bogus=1", "u", &err) == MB_EINVAL);
-  CHECK(mb_transport_open(&t, loop, "amqp://guest:secret@127.0.0.1:1/", "u", &err) == MB_ENOTCONN);
+  CHECK(mb_transport_open(&t, loop, "amqp://guest:secret@127.0.0.1:1/", "u", &err) ==
+        MB_ENOTCONN);
   CHECK(strstr(err.msg, "127.0.0.1:1") != NULL && strstr(err.msg, "secret") == NULL);
   CHECK(mb_transport_open(&t, loop, "amqp://guest:secret@h/?bogus=1", "u", &err) == MB_EINVAL);
   CHECK(strstr(err.msg, "guest:***@h") != NULL && strstr(err.msg, "secret") == NULL);

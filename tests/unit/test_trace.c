@@ -32,13 +32,13 @@ static void child_keeps_trace_and_flags(void) {
   mb_traceparent_child(good, a);
   mb_traceparent_child(good, b);
   CHECK(mb_traceparent_valid(a) && mb_traceparent_valid(b));
-  CHECK(strncmp(a, good, 36) == 0);                   /* version and trace id */
-  CHECK(strcmp(a + 52, "-01") == 0);                  /* flags */
-  CHECK(strncmp(a + 36, good + 36, 16) != 0);         /* a span id of its own */
+  CHECK(strncmp(a, good, 36) == 0);           /* version and trace id */
+  CHECK(strcmp(a + 52, "-01") == 0);          /* flags */
+  CHECK(strncmp(a + 36, good + 36, 16) != 0); /* a span id of its own */
   CHECK(strncmp(a + 36, b + 36, 16) != 0);
   mb_traceparent_child("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x", a);
   CHECK(strncmp(a, "00-4bf92f3577b34da6a3ce929d0e0e4736-", 36) == 0);
-  CHECK(strcmp(a + 52, "-00") == 0);                  /* not sampled stays not sampled */
+  CHECK(strcmp(a + 52, "-00") == 0); /* not sampled stays not sampled */
 }
 
 static void invalid_parent_starts_a_new_trace(void) {

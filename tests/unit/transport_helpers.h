@@ -21,8 +21,8 @@ static void on_done(void *ud, int status, const char *error) {
 
 /* Declares endpoint with queue "error" (and audit, when not NULL), subscribed to sub and
  * owning owned (either may be NULL). */
-static int declare_with(mb_transport *t, const char *endpoint, const char *audit,
-                        const char *sub, const char *owned, mb_err *err) {
+static int declare_with(mb_transport *t, const char *endpoint, const char *audit, const char *sub,
+                        const char *owned, mb_err *err) {
   const char *subs[] = {sub}, *own[] = {owned};
   mb_topology topo = {.endpoint = endpoint,
                       .error_queue = "error",

@@ -8,26 +8,26 @@
 
 static int unit_passed, unit_failed, unit_current_failed;
 
-#define CHECK(cond)                                                                   \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      fprintf(stdout, "#   %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
-      unit_current_failed = 1;                                                        \
-    }                                                                                 \
+#define CHECK(cond)                                                                              \
+  do {                                                                                           \
+    if (!(cond)) {                                                                               \
+      fprintf(stdout, "#   %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+      unit_current_failed = 1;                                                                   \
+    }                                                                                            \
   } while (0)
 
-#define RUN(test_fn)                                                                  \
-  do {                                                                                \
-    unit_current_failed = 0;                                                          \
-    test_fn();                                                                        \
-    if (unit_current_failed) {                                                        \
-      unit_failed++;                                                                  \
-      printf("not ok - %s\n", #test_fn);                                              \
-    } else {                                                                          \
-      unit_passed++;                                                                  \
-      printf("ok - %s\n", #test_fn);                                                  \
-    }                                                                                 \
-    fflush(stdout);                                                                   \
+#define RUN(test_fn)                                                                             \
+  do {                                                                                           \
+    unit_current_failed = 0;                                                                     \
+    test_fn();                                                                                   \
+    if (unit_current_failed) {                                                                   \
+      unit_failed++;                                                                             \
+      printf("not ok - %s\n", #test_fn);                                                         \
+    } else {                                                                                     \
+      unit_passed++;                                                                             \
+      printf("ok - %s\n", #test_fn);                                                             \
+    }                                                                                            \
+    fflush(stdout);                                                                              \
   } while (0)
 
 static inline int unit_done(void) {
