@@ -264,7 +264,12 @@ int mb_lsend_reply(lua_State *L, mb_job *job) {
                       type, mb_kind_name(kind));
   const mb_envelope *in = &mb_job_delivery(job)->env;
   if (in->reply_to == NULL)
-    return luaL_error(L, "ctx:reply: message %s (%s) has no reply address", in->id, in->type);
+    return mb_lbus_unrecoverable(L,
+                                 "ctx:reply: message %s (%s) has no reply address, so no "
+                                 "reply can ever reach its sender: it was sent without reply_to "
+                                 "(`moonbus send` sets none: use `moonbus request`, or "
+                                 "bus.request, to ask for a reply)",
+                                 in->id, in->type);
   send_opts o;
   read_opts(L, 4, "ctx:reply", &o, 0);
   const char *dest = o.to ? o.to : in->reply_to;

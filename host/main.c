@@ -10,7 +10,8 @@
 static void usage(FILE *out) {
   fprintf(out,
           "usage:\n"
-          "  moonbus run DIR|FILE [--transport URL] [--instance ID] [--no-reload]\n"
+          "  moonbus run DIR|FILE [--transport URL] [--instance ID] [--no-reload] [--drain S]\n"
+          "      --drain: seconds handlers in flight get to finish at SIGTERM (default 10)\n"
           "  moonbus send ENDPOINT TYPE JSON [--transport URL]\n"
           "  moonbus publish ENDPOINT|- TYPE JSON [--transport URL]\n"
           "  moonbus request ENDPOINT TYPE JSON [--timeout S] [--transport URL]\n"
@@ -55,6 +56,8 @@ static int parse_options(int *argc, char **argv, mb_cli_opts *opts) {
         return -1;
     } else if (strcmp(a, "--no-reload") == 0) {
       opts->no_reload = 1;
+    } else if (strcmp(a, "--help") == 0 || strcmp(a, "--version") == 0) {
+      argv[kept++] = argv[i]; /* commands spelled as options */
     } else if (strncmp(a, "--", 2) == 0 && strcmp(a, "--") != 0) {
       fprintf(stderr, "moonbus: unknown or incomplete option %s\n", a);
       return -1;

@@ -332,8 +332,10 @@ static void failed(mb_job *job, const char *error, const char *trace) {
     retry_later(job, &d, error);
   } else {
     char why[MB_ERRLEN + 96];
-    snprintf(why, sizeof why, "%s (failed %d attempts in each of %d rounds)", error,
-             cfg->immediate_retries + 1, cfg->delayed_retries + 1);
+    int attempts = cfg->immediate_retries + 1, rounds = cfg->delayed_retries + 1;
+    snprintf(why, sizeof why, "%s (failed %d attempt%s %s%d round%s)", error, attempts,
+             attempts == 1 ? "" : "s", rounds == 1 ? "in " : "in each of ", rounds,
+             rounds == 1 ? "" : "s");
     park(job, why, trace);
   }
 }
