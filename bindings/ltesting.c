@@ -124,9 +124,10 @@ static int l_run(lua_State *L) {
   ev_timer_init(&deadline, deadline_reached, seconds, 0.);
   deadline.data = &expired;
   ev_timer_start(loop, &deadline);
-  ev_timer tick; /* wakes the loop while waiting for the bus to settle */
+  ev_timer tick; /* wakes the loop while waiting for the bus to settle, and polls a predicate
+                   on state outside the bus (a file, a clock) while the bus is idle */
   ev_timer_init(&tick, wake, SETTLE / 2, SETTLE / 2);
-  if (until_idle) ev_timer_start(loop, &tick);
+  if (until_idle || !lua_isnil(L, pred)) ev_timer_start(loop, &tick);
   ev_tstamp idle_since = 0;
   while (!expired && done == 0) done = step(L, rt, pred, until_idle, &idle_since);
   ev_timer_stop(loop, &tick);

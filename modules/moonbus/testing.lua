@@ -1,7 +1,7 @@
 -- moonbus.testing — helpers for specs and tools that drive a real moonbus from plain Lua
--- (stock lua5.4 or busted loading build/moonbus.so): a fresh bus on a fresh database,
--- running the loop until idle, and a child host process. Nothing here is a mock: the
--- messages go through the real C core and transport.
+-- (stock lua5.4 or busted loading build/moonbus.so): a fresh bus on a fresh database, and
+-- running the loop until idle, until a predicate holds, or for a time. Nothing here is a
+-- mock: the messages go through the real C core and transport.
 -- A test driver: a host's Lua states (moonbus run) refuse to load it, and its driving
 -- functions (host.reset, run, start, stop) refuse to run from a handler or timer.
 local host = require "moonbus.host"
@@ -64,7 +64,9 @@ function testing.run_until_idle(seconds)
   return host.run { until_idle = true, seconds = seconds or 5 }
 end
 
--- Runs the loop until predicate() is true (or `seconds` pass). Returns true if it was.
+-- Runs the loop until predicate() is true (or `seconds` pass). Returns true if it was. The
+-- predicate is asked after every event and every 50 ms, so it may watch state outside the
+-- bus (a file, a clock) while the bus is idle.
 function testing.run_until(predicate, seconds)
   return host.run { ["until"] = predicate, seconds = seconds or 5 }
 end

@@ -32,6 +32,27 @@ describe("timers", function()
     assert.matches("info  [t] captured at info", got, 1, true)
   end)
 
+  it("run_until polls a predicate on state outside the bus while the bus is idle", function()
+    local start = testing.host.clock()
+    local function between() -- true from 0.2 s to 1.5 s: only a poll sees it
+      local t = testing.host.clock() - start
+      return t > 0.2 and t < 1.5
+    end
+    assert.is_true(testing.run_until(between, 3)) -- not the 3 s deadline
+  end)
+
+  it("bus.log with one argument logs it as written; a bad format names bus.log", function()
+    local host = testing.host
+    host.capture_log("debug")
+    bus.log.info("discount 100% sure")
+    local ok, err = pcall(function() bus.log.warn("%d items", "many") end)
+    local got = host.captured_log()
+    host.capture_log(false)
+    assert.matches("info  [t] discount 100% sure", got, 1, true)
+    assert.is_false(ok)
+    assert.matches("timers_log_spec.lua:%d+: bus.log.warn: .*number expected", tostring(err))
+  end)
+
   it("bus.every repeats until cancelled", function()
     local n = 0
     local timer
