@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "correlate.h"
+#include "errorq.h"
 #include "ids.h"
 #include "lbus.h"
 
@@ -163,12 +164,28 @@ static int push_reply(lua_State *L, mb_delivery *reply) {
   return 2;
 }
 
+/* The request was parked by the endpoint that got it (errorq.h's notice): raises an error
+ * of kind request_failed with its reason, at once rather than at the timeout. [-0, +0, v] */
+static int raise_parked(lua_State *L, lwait *w, mb_delivery *notice) {
+  const mb_headers *h = &notice->env.headers;
+  const char *why = mb_headers_get(h, MB_H_EXCEPTION_MESSAGE);
+  const char *by = mb_headers_get(h, MB_H_ORIGIN_ENDPOINT);
+  mb_lerror_push(L, "request_failed",
+                 "bus.request: %s (request %s) was parked by endpoint %s: %s", w->what, w->id,
+                 by ? by : "?", why ? why : "(no reason given)");
+  mb_delivery_free(notice);
+  wait_free(w);
+  return lua_error(L);
+}
+
 static int request_k(lua_State *L, int status, lua_KContext k) {
   (void)status;
   lwait *w = (lwait *)k;
   if (w->reply) {
     mb_delivery *reply = w->reply;
     w->reply = NULL;
+    if (reply->env.type && strcmp(reply->env.type, MB_TYPE_REQUEST_FAILED) == 0)
+      return raise_parked(L, w, reply);
     wait_free(w);
     return push_reply(L, reply);
   }

@@ -13,6 +13,7 @@
 
 #include "compose.h"
 #include "correlate.h"
+#include "errorq.h"
 #include "ids.h"
 #include "log.h"
 #include "reload.h"
@@ -296,6 +297,16 @@ static int request_one(mb_runtime *rt, const char *endpoint, const char *type, c
   return rc;
 }
 
+/* The endpoint parked the request (errorq.h's notice): say so and why, at once. */
+static void report_parked(const char *type, const char *endpoint, const char *id,
+                          const mb_delivery *notice) {
+  const char *why = mb_headers_get(&notice->env.headers, MB_H_EXCEPTION_MESSAGE);
+  char line[2 * MB_ERRLEN];
+  snprintf(line, sizeof line, "request %s (%s to %s) was parked in the error queue: %s", id, type,
+           endpoint, why ? why : "(no reason given)");
+  mb_cli_fail(line);
+}
+
 int mb_cli_request(const char *endpoint, const char *type, const char *json,
                    const mb_cli_opts *opts) {
   mb_err err;
@@ -307,6 +318,10 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
   char id[MB_ID_LEN + 1] = "";
   if (request_one(rt, endpoint, type, json, timeout, &r, id, &err) != MB_OK) {
     mb_cli_fail(err.msg);
+    code = 1;
+  } else if (r.reply && r.reply->env.type &&
+             strcmp(r.reply->env.type, MB_TYPE_REQUEST_FAILED) == 0) {
+    report_parked(type, endpoint, id, r.reply);
     code = 1;
   } else if (r.reply == NULL) {
     fprintf(stderr, "moonbus: no reply to %s from %s within %g s (request %s)\n", type, endpoint,

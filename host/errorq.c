@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "ids.h"
 #include "msgcopy.h"
 
 /* key = at most MB_EXCEPTION_MAX bytes of text (cut on a byte, marked). */
@@ -43,4 +44,46 @@ mb_outgoing *mb_errorq_copy(const mb_delivery *d, const mb_failure *f) {
     return NULL;
   }
   return copy;
+}
+
+int mb_errorq_is_request(const mb_delivery *d) {
+  return d->env.reply_to && mb_is_reply_address(d->env.reply_to);
+}
+
+/* Fills the notice's envelope: a message correlated like a reply to d. */
+static int notice_envelope(mb_envelope *e, const mb_delivery *d, const char *reason,
+                           const char *endpoint, const char *host) {
+  const char *corr = d->env.correlation_id ? d->env.correlation_id : d->env.id;
+  const char *conversation = mb_headers_get(&d->env.headers, MB_H_CONVERSATION);
+  char when[MB_TIME_LEN + 1];
+  mb_time_iso(mb_now_usec(), when);
+  mb_uuidv7(e->id);
+  int rc = mb_envelope_set_type(e, MB_TYPE_REQUEST_FAILED);
+  if (rc == MB_OK) rc = mb_envelope_set_correlation_id(e, corr);
+  if (rc == MB_OK) rc = mb_envelope_set_body(e, "{}", 2);
+  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_KIND, "message");
+  if (rc == MB_OK && conversation)
+    rc = mb_headers_set(&e->headers, MB_H_CONVERSATION, conversation);
+  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_RELATED_TO, d->env.id);
+  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_ORIGIN_ENDPOINT, endpoint);
+  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_ORIGIN_HOST, host);
+  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_TIME_SENT, when);
+  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_FAILED_QUEUE, d->queue);
+  if (rc == MB_OK) rc = set_bounded(&e->headers, MB_H_EXCEPTION_MESSAGE, reason);
+  return rc;
+}
+
+mb_outgoing *mb_errorq_notice(const mb_delivery *d, const char *reason, const char *endpoint,
+                              const char *host) {
+  mb_outgoing *m = malloc(sizeof *m);
+  if (m == NULL) return NULL;
+  mb_outgoing_init(m);
+  m->route = MB_ROUTE_QUEUE;
+  m->to_requester = 1;
+  if ((m->dest = strdup(d->env.reply_to)) == NULL ||
+      notice_envelope(&m->env, d, reason, endpoint, host) != MB_OK) {
+    mb_outgoing_free(m);
+    return NULL;
+  }
+  return m;
 }

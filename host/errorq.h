@@ -22,4 +22,17 @@ typedef struct mb_failure {
 /* A new error-queue copy of d, or NULL when out of memory. */
 mb_outgoing *mb_errorq_copy(const mb_delivery *d, const mb_failure *f);
 
+/* The type of the notice a requester gets when its request is parked: a message to its
+ * reply address, correlated like a reply, empty body, the reason in
+ * moonbus.exception.message and the endpoint that parked it in moonbus.origin.endpoint.
+ * bus.request raises it as an error of kind "request_failed"; `moonbus request` prints it. */
+#define MB_TYPE_REQUEST_FAILED "moonbus.RequestFailed"
+
+/* 1 if d waits for a reply at a requester's reply address (bus.request, moonbus request). */
+int mb_errorq_is_request(const mb_delivery *d);
+/* The notice to d's requester that d was parked for reason by endpoint (on host), or NULL
+ * when out of memory. It goes to the requester only: dropped if its address is gone. */
+mb_outgoing *mb_errorq_notice(const mb_delivery *d, const char *reason, const char *endpoint,
+                              const char *host);
+
 #endif

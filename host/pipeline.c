@@ -274,13 +274,19 @@ static void park(mb_job *job, const char *reason, const char *trace) {
   LOG_MSG(MB_ERROR, job, "cannot be handled: %s", reason);
   mb_failure f = {job->p->cfg->error_queue, reason, trace, job->attempt - 1,
                   mb_retry_round(&job->d->env.headers)};
-  mb_outgoing *copy = mb_errorq_copy(job->d, &f);
-  if (copy == NULL) {
+  mb_outgoing *out[2] = {mb_errorq_copy(job->d, &f), NULL};
+  size_t n = 1;
+  if (out[0] && mb_errorq_is_request(job->d) && /* its requester learns at once */
+      (out[n++] = mb_errorq_notice(job->d, reason, job->p->cfg->name, job->p->host)) == NULL) {
+    mb_outgoing_free(out[0]);
+    out[0] = NULL;
+  }
+  if (out[0] == NULL) {
     release(job, "out of memory while parking it");
     return;
   }
-  complete_with(job, &copy, 1, parked);
-  mb_outgoing_free(copy);
+  complete_with(job, out, n, parked);
+  for (size_t i = 0; i < n; i++) mb_outgoing_free(out[i]);
 }
 
 static void deferred(void *ud, int status, const char *error) {

@@ -297,6 +297,26 @@ describe("bus.request", function()
       assert.equal(3, c.handled) -- Work, Silent and Note
     end)
 
+    it("do not apply to a request its endpoint parked: the requester learns why at once", function()
+      serve()
+      bus.command("rq.Refuse")
+      bus.handle("rq.Refuse", function() error(bus.unrecoverable("no such book")) end)
+      local caught
+      bus.after(0, function()
+        local ok, err = pcall(bus.request, "rq.Refuse", {}, { timeout = 30, to = "rq" })
+        caught = { ok = ok, kind = bus.error_kind(err), timeout = bus.is_timeout(err),
+          text = tostring(err) }
+      end)
+      assert.is_true(testing.run_until(function() return caught ~= nil end, 10)) -- not 30 s
+      assert.is_false(caught.ok)
+      assert.equal("request_failed", caught.kind)
+      assert.is_false(caught.timeout)
+      assert.matches("rq%.Refuse to rq %(request .*%) was parked by endpoint rq: .*no such book",
+        caught.text)
+      settle()
+      assert.equal(1, testing.counters().parked)
+    end)
+
     it("fail the handler like any error when not caught, and it emits nothing", function()
       serve({ retries = { immediate = 0, delayed = 0 } })
       local notes = 0

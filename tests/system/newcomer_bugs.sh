@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# What bit a newcomer in the first hour (issue 23, bugs 1, 3 and 5): a log line with a % in
-# it, a reply to a message that has no reply address (moonbus send sets none: parked at once
-# with a hint, not retried 24 times), the retry counts of a parked copy in plain words, and
+# What bit a newcomer in the first hour (issue 23, bugs 1, 3, 4 and 5): a log line with a %
+# in it, a reply to a message that has no reply address (moonbus send sets none: parked at once
+# with a hint, not retried 24 times), a request its endpoint parks (the requester learns at
+# once, not at its timeout), the retry counts of a parked copy in plain words, and
 # `moonbus --help`.
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$WORK/lib"
@@ -10,12 +11,14 @@ local bus = require "moonbus"
 bus.command("lib.Lend", { who = "string" })
 bus.command("lib.Shelve", {})
 bus.message("lib.Lent")
+bus.command("lib.Ask", {})
 bus.endpoint { name = "lib", retries = { immediate = 2, delayed = 3, delay = 30 } }
 bus.handle("lib.Lend", function(b, ctx)
   bus.log.info("discount 100% sure for " .. b.who)
   bus.log.info("lent to %s", b.who)
   ctx:reply("lib.Lent", {})
 end)
+bus.handle("lib.Ask", function() error(bus.unrecoverable("no such book")) end)
 LUA
 mkdir -p "$WORK/shelf"
 cat >"$WORK/shelf/endpoint.lua" <<'LUA'
@@ -48,6 +51,10 @@ wait_until 10 '"$MOONBUS" errors list | grep -q "$sid"'
 check "a message parked after its only attempt says 1 attempt in 1 round" \
   grep -q "^moonbus.exception.message: .*the shelf is full (failed 1 attempt in 1 round)$" \
   <<<"$("$MOONBUS" errors show "$sid")"
+
+"$MOONBUS" request lib lib.Ask '{}' --timeout 8 >"$WORK/ask.out" 2>"$WORK/ask.err"; rc=$?
+check "moonbus request learns at once that its request was parked (exit $rc, not 3)" test $rc -eq 1
+check "and why" grep -q "moonbus: request .* (lib.Ask to lib) was parked in the error queue: .*no such book" "$WORK/ask.err"
 
 "$MOONBUS" --help >"$WORK/help.out" 2>"$WORK/help.err"; rc=$?
 check "moonbus --help exits 0 (exit $rc)" test $rc -eq 0

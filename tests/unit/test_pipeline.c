@@ -3,14 +3,16 @@
  * bus, holding confirmations when asked. Checked: the acknowledgement comes only after
  * every outgoing message is confirmed; the audit copy; parking with the failure headers;
  * immediate retries in place (a failed attempt's messages never leave) and the delayed
- * round; the back-off of a release; TTL expiry; crash-loop parking; refused outgoing
- * messages as the handler's failure; the job-end hook; cancelling at close. */
+ * round; the notice to a requester whose request is parked; the back-off of a release; TTL
+ * expiry; crash-loop parking; refused outgoing messages as the handler's failure; the
+ * job-end hook; cancelling at close. */
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "errorq.h"
 #include "pipeline.h"
 #include "transport.h"
 #include "transport/mem.h"
@@ -242,6 +244,40 @@ static void test_poison_is_parked_at_once_with_its_failure_headers(void) {
   teardown(&f);
 }
 
+static void test_a_parked_request_tells_its_requester_at_once(void) {
+  fixture f;
+  setup(&f, "p-notice", ACT_POISON, ACT_POISON);
+  CHECK(declare(f.t, "moonbus.reply.unit-1") == MB_OK); /* the requester's reply address */
+  mb_envelope env;
+  mb_envelope_init(&env);
+  mb_uuidv7(env.id);
+  mb_envelope_set_type(&env, "orders.Place");
+  mb_envelope_set_correlation_id(&env, "req-7");
+  mb_envelope_set_reply_to(&env, "moonbus.reply.unit-1");
+  mb_envelope_set_body(&env, "{}", 2);
+  mb_err err;
+  CHECK(mb_mem_put(f.t, "orders", &env, NULL, &err) == MB_OK);
+  mb_envelope_free(&env);
+  spin(0.05);
+  CHECK(mb_mem_count(f.t, "error") == 1);
+  mb_delivery *notice = first_of(&f, "moonbus.reply.unit-1");
+  CHECK(notice && strcmp(notice->env.type, MB_TYPE_REQUEST_FAILED) == 0);
+  CHECK(notice && notice->env.correlation_id && strcmp(notice->env.correlation_id, "req-7") == 0);
+  CHECK(header_is(notice, MB_H_EXCEPTION_MESSAGE, "it is poison"));
+  CHECK(header_is(notice, MB_H_ORIGIN_ENDPOINT, "orders"));
+  mb_delivery_free(notice);
+  teardown(&f);
+}
+
+static void test_a_parked_plain_message_tells_nobody(void) {
+  fixture f;
+  setup(&f, "p-nonotice", ACT_POISON, ACT_POISON);
+  put(&f, NULL, NULL, NULL); /* no reply address */
+  spin(0.05);
+  CHECK(mb_mem_count(f.t, "error") == 1 && mb_mem_count(f.t, "billing") == 0);
+  teardown(&f);
+}
+
 static void test_immediate_retries_run_in_place_and_emit_only_the_last_attempt(void) {
   fixture f;
   setup(&f, "p-immediate", ACT_FAIL, ACT_OK);
@@ -411,6 +447,8 @@ int main(void) {
   RUN(test_a_handled_message_gets_its_audit_copy);
   RUN(test_no_audit_copy_when_audit_is_off);
   RUN(test_poison_is_parked_at_once_with_its_failure_headers);
+  RUN(test_a_parked_request_tells_its_requester_at_once);
+  RUN(test_a_parked_plain_message_tells_nobody);
   RUN(test_immediate_retries_run_in_place_and_emit_only_the_last_attempt);
   RUN(test_a_failed_round_becomes_a_delayed_retry);
   RUN(test_the_last_round_parks_with_the_reason);
