@@ -1,0 +1,156 @@
+---@meta moonbus
+-- LuaLS definitions of the moonbus Lua API (README "The Lua API"): point your editor at this
+-- folder ("workspace.library": ["<moonbus>/types"] in .luarc.json) for completion, hover
+-- documentation and type checks. Not loaded at run time. tests/spec/definitions_spec.lua
+-- fails when the C module exports a function these definitions lack.
+
+---@alias moonbus.Schema table<string, "string"|"number"|"boolean"|"table"|"string?"|"number?"|"boolean?"|"table?">
+
+---@class moonbus.Opts
+---@field to? string       the destination queue instead of the route
+---@field delay? number    seconds before it may be delivered
+---@field ttl? number      seconds: discarded if not received in time
+---@field headers? table<string, string> your own headers (not moonbus.*, not x-*)
+
+---@class moonbus.RequestOpts: moonbus.Opts
+---@field timeout? number  seconds to wait for the reply (default 30)
+
+---@class moonbus.Retries
+---@field immediate? integer retries in place after the first attempt of a round (default 5)
+---@field delayed? integer   rounds after the first (default 3)
+---@field delay? number      seconds; round n waits delay * n (default 10)
+
+---@class moonbus.EndpointConfig
+---@field name string                        the endpoint's input queue
+---@field routes? table<string, string>      command or message type -> destination queue
+---@field publishes? string[]                events this endpoint owns
+---@field concurrency? integer               handlers in flight (default 32)
+---@field retries? moonbus.Retries
+---@field errors? string                     the error queue (default "error")
+---@field audit? string|false                the audit queue (default "audit"); false: none
+---@field transport? string                  sqlite://PATH or amqp://user:pass@host/vhost
+---@field max_body? integer                  bytes a body may have (default 4 MiB)
+---@field max_deliveries? integer            deliveries without an outcome before parking (10)
+---@field time_budget? number                seconds an attempt may run (default 30)
+---@field memory_budget? integer             bytes the Lua state may hold (default 256 MiB)
+---@field queue_type? "quorum"|"classic"     RabbitMQ queue type (default quorum)
+
+---@class moonbus.Context
+---@field id string               the message id (UUIDv7)
+---@field type string             its type
+---@field kind "command"|"event"|"message"
+---@field correlation_id? string
+---@field conversation_id? string shared by every message one first message caused
+---@field related_to? string      the message being handled when this one was sent
+---@field reply_to? string        where ctx:reply goes
+---@field headers table<string, string>
+---@field attempt integer         1-based attempt of this round of immediate retries
+---@field delayed_attempt integer the delayed round (0 for the first)
+---@field time_sent? string       ISO 8601 UTC
+---@field endpoint string         the endpoint handling it
+---@field queue string            the queue it came from
+local Context = {}
+
+--- Replies to this message's sender (a message type, declared with bus.message).
+---@param type string
+---@param body? table
+---@param opts? moonbus.Opts
+function Context:reply(type, body, opts) end
+
+---@class moonbus.Timer
+local Timer = {}
+--- Stops the timer (from inside its own tick too).
+function Timer:cancel() end
+
+---@class moonbus.Error
+---@field kind "timeout"|"request_failed"|"unroutable"|"not_connected"|"refused"|"too_large"|"not_owner"|"bad_reply"|"invalid"|"not_found"|"busy"|"io_error"|"out_of_memory"
+---@field message string
+---@field request_id? string  timeout: the request's id
+---@field timeout? number     timeout: the seconds waited
+
+---@class moonbus.Log
+local Log = {}
+--- One argument is logged as it is; several go through string.format. Inside a handler the
+--- line carries the message id and type.
+---@param fmt any
+---@param ... any
+function Log.debug(fmt, ...) end
+---@param fmt any
+---@param ... any
+function Log.info(fmt, ...) end
+---@param fmt any
+---@param ... any
+function Log.warn(fmt, ...) end
+---@param fmt any
+---@param ... any
+function Log.error(fmt, ...) end
+
+---@class moonbus
+---@field version string
+---@field log moonbus.Log
+local bus = {}
+
+--- Declares a command: sent to one endpoint with bus.send.
+---@param type string
+---@param schema? moonbus.Schema
+function bus.command(type, schema) end
+--- Declares an event: published by its one owning endpoint with bus.publish.
+---@param type string
+---@param schema? moonbus.Schema
+function bus.event(type, schema) end
+--- Declares a message: replies and plain messages.
+---@param type string
+---@param schema? moonbus.Schema
+function bus.message(type, schema) end
+--- Declares this process's endpoint (once per script).
+---@param config moonbus.EndpointConfig
+function bus.endpoint(config) end
+--- Handles a declared type; events are subscribed to automatically.
+---@param type string
+---@param fn fun(body: table, ctx: moonbus.Context)
+function bus.handle(type, fn) end
+--- Sends a command (inside a handler: after the handler succeeds).
+---@param type string
+---@param body? table
+---@param opts? moonbus.Opts
+function bus.send(type, body, opts) end
+--- Publishes an event this endpoint owns.
+---@param type string
+---@param body? table
+---@param opts? moonbus.Opts
+function bus.publish(type, body, opts) end
+--- Sends a request and waits (in a handler or timer) for its reply.
+---@param type string
+---@param body? table
+---@param opts? moonbus.RequestOpts
+---@return table body
+---@return moonbus.Context ctx
+function bus.request(type, body, opts) end
+--- Runs fn once after seconds, as a coroutine.
+---@param seconds number
+---@param fn fun()
+---@return moonbus.Timer
+function bus.after(seconds, fn) end
+--- Runs fn every seconds, as a coroutine.
+---@param seconds number
+---@param fn fun()
+---@return moonbus.Timer
+function bus.every(seconds, fn) end
+--- An error value that skips retries: error(bus.unrecoverable("why")).
+---@param message string
+---@return table
+function bus.unrecoverable(message) end
+--- True for a value made by bus.unrecoverable.
+---@param err any
+---@return boolean
+function bus.is_unrecoverable(err) end
+--- True for the error bus.request raises when no reply came in time.
+---@param err any
+---@return boolean
+function bus.is_timeout(err) end
+--- The kind of an error the world raised (see moonbus.Error), or nil.
+---@param err any
+---@return string|nil
+function bus.error_kind(err) end
+
+return bus
