@@ -98,6 +98,25 @@ static int keep_the_one(void *ud, mb_delivery *d) {
   return MB_BROWSE_STOP;
 }
 
+/* The retry headers of a parked copy in plain words: "tried: 3 attempts in each of 3 rounds
+ * (9 in all)". moonbus.retries.immediate counts the retries of the last round, and
+ * moonbus.retries.delayed is that round's index: the totals a reader wants are derived. */
+static void print_tried(const mb_headers *h) {
+  const char *imm = mb_headers_get(h, MB_H_RETRIES_IMMEDIATE);
+  const char *del = mb_headers_get(h, MB_H_RETRIES_DELAYED);
+  const char *deliveries = mb_headers_get(h, MB_H_FAILED_DELIVERIES);
+  if (imm == NULL) return;
+  long attempts = strtol(imm, NULL, 10) + 1, rounds = del ? strtol(del, NULL, 10) + 1 : 1;
+  long delivered = deliveries ? strtol(deliveries, NULL, 10) : 1;
+  if (attempts < 1 || rounds < 1) return;
+  if (rounds == 1) printf("tried: %ld attempt%s in 1 round", attempts, attempts == 1 ? "" : "s");
+  else
+    printf("tried: %ld attempt%s in each of %ld rounds (%ld in all)", attempts,
+           attempts == 1 ? "" : "s", rounds, attempts * rounds);
+  if (delivered > 1) printf("; this copy was delivered %ld times", delivered);
+  printf("\n");
+}
+
 static int show(mb_runtime *rt, const char *queue, const char *id, mb_err *err) {
   walk w = {.rt = rt, .queue = queue, .id = id, .err = err};
   int rc = walk_queue(&w, keep_the_one);
@@ -110,6 +129,7 @@ static int show(mb_runtime *rt, const char *queue, const char *id, mb_err *err) 
   if (d->env.correlation_id) printf("correlation_id: %s\n", d->env.correlation_id);
   if (d->env.reply_to) printf("reply_to: %s\n", d->env.reply_to);
   if (d->problem) printf("problem: %s\n", d->problem);
+  print_tried(&d->env.headers);
   for (size_t i = 0; i < d->env.headers.len; i++)
     printf("%s: %s\n", d->env.headers.items[i].key, d->env.headers.items[i].value);
   printf("\n%.*s\n", (int)d->env.body_len, d->env.body ? d->env.body : "");
