@@ -115,18 +115,28 @@ static void teardown(fixture *f) {
   mb_endpoint_cfg_free(&f->cfg);
 }
 
-/* Puts a message of the endpoint's on its queue; extra: one more header (or NULL). */
+/* A new orders.Place command (free it with mb_envelope_free). */
+static void order(mb_envelope *env) {
+  mb_envelope_init(env);
+  mb_uuidv7(env->id);
+  mb_envelope_set_type(env, "orders.Place");
+  mb_headers_set(&env->headers, MB_H_KIND, "command");
+  mb_envelope_set_body(env, "{\"n\":1}", 7);
+}
+
+/* Puts env on the endpoint's queue, and frees it. */
+static void put_env(fixture *f, mb_envelope *env, const mb_mem_raw *raw) {
+  mb_err err;
+  CHECK(mb_mem_put(f->t, "orders", env, raw, &err) == MB_OK);
+  mb_envelope_free(env);
+}
+
+/* Puts an order on the endpoint's queue; extra: one more header (or NULL). */
 static void put(fixture *f, const char *key, const char *value, const mb_mem_raw *raw) {
   mb_envelope env;
-  mb_envelope_init(&env);
-  mb_uuidv7(env.id);
-  mb_envelope_set_type(&env, "orders.Place");
-  mb_headers_set(&env.headers, MB_H_KIND, "command");
+  order(&env);
   if (key) mb_headers_set(&env.headers, key, value);
-  mb_envelope_set_body(&env, "{\"n\":1}", 7);
-  mb_err err;
-  CHECK(mb_mem_put(f->t, "orders", &env, raw, &err) == MB_OK);
-  mb_envelope_free(&env);
+  put_env(f, &env, raw);
 }
 
 static void stop_loop(struct ev_loop *l, ev_timer *w, int revents) {
@@ -249,15 +259,10 @@ static void test_a_parked_request_tells_its_requester_at_once(void) {
   setup(&f, "p-notice", ACT_POISON, ACT_POISON);
   CHECK(declare(f.t, "moonbus.reply.unit-1") == MB_OK); /* the requester's reply address */
   mb_envelope env;
-  mb_envelope_init(&env);
-  mb_uuidv7(env.id);
-  mb_envelope_set_type(&env, "orders.Place");
+  order(&env);
   mb_envelope_set_correlation_id(&env, "req-7");
   mb_envelope_set_reply_to(&env, "moonbus.reply.unit-1");
-  mb_envelope_set_body(&env, "{}", 2);
-  mb_err err;
-  CHECK(mb_mem_put(f.t, "orders", &env, NULL, &err) == MB_OK);
-  mb_envelope_free(&env);
+  put_env(&f, &env, NULL);
   spin(0.05);
   CHECK(mb_mem_count(f.t, "error") == 1);
   mb_delivery *notice = first_of(&f, "moonbus.reply.unit-1");

@@ -22,16 +22,6 @@ static char dir[] = "/tmp/moonbus-unit-XXXXXX";
 static char url[256];
 static struct ev_loop *loop;
 
-typedef struct inbox {
-  mb_delivery *got[64];
-  int n;
-} inbox;
-
-static void on_delivery(void *ud, mb_delivery *d) {
-  inbox *in = ud;
-  if (in->n < 64) in->got[in->n++] = d;
-}
-
 static mb_transport *open_fresh(const char *name, const char *options) {
   snprintf(url, sizeof url, "sqlite://%s/%s.db%s", dir, name, options);
   mb_transport *t = NULL;

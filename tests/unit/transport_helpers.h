@@ -1,6 +1,6 @@
 /* transport_helpers.h — what the transport unit tests (test_sqlite.c, test_mem_transport.c)
- * share: declaring an endpoint, composing a bare message, sending one and counting the
- * answer. Include after unit.h; the including file defines nothing of these names. */
+ * share: an inbox of deliveries, declaring an endpoint, composing a bare message, sending
+ * one and counting the answer. The including file defines nothing of these names. */
 #ifndef MOONBUS_TRANSPORT_HELPERS_H
 #define MOONBUS_TRANSPORT_HELPERS_H
 
@@ -9,6 +9,23 @@
 
 #include "ids.h"
 #include "transport.h"
+
+/* The deliveries a consumer got (past 64, freed unseen). */
+typedef struct inbox {
+  mb_delivery *got[64];
+  int n;
+} inbox;
+
+static void on_delivery(void *ud, mb_delivery *d) {
+  inbox *in = ud;
+  if (in->n < 64) in->got[in->n++] = d;
+  else mb_delivery_free(d);
+}
+
+static inline void inbox_free(inbox *in) {
+  for (int i = 0; i < in->n; i++) mb_delivery_free(in->got[i]);
+  in->n = 0;
+}
 
 static int done_status, done_calls;
 static char done_error[MB_ERRLEN];
