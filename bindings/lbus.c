@@ -66,14 +66,18 @@ static int l_unrecoverable(lua_State *L) {
   return 1;
 }
 
-static int is_unrecoverable(lua_State *L, int idx) {
+int mb_lbus_has_metatable(lua_State *L, int idx, const char *name) {
   int yes = 0;
   if (lua_istable(L, idx) && lua_getmetatable(L, idx)) {
-    luaL_getmetatable(L, MB_UNRECOVERABLE_MT);
+    luaL_getmetatable(L, name);
     yes = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
   }
   return yes;
+}
+
+static int is_unrecoverable(lua_State *L, int idx) {
+  return mb_lbus_has_metatable(L, idx, MB_UNRECOVERABLE_MT);
 }
 
 /* bus.is_unrecoverable(err) -> true for a value made by bus.unrecoverable */

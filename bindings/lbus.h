@@ -38,6 +38,9 @@ mb_vm *mb_lbus_vm(lua_State *L);
 /* Its runtime and its scheduler. [-0, +0, e] */
 mb_runtime *mb_lbus_runtime(lua_State *L);
 mb_sched *mb_lbus_sched(lua_State *L);
+/* 1 if the value at idx is a table whose metatable is the one registered under name
+ * (luaL_newmetatable). [-0, +0] */
+int mb_lbus_has_metatable(lua_State *L, int idx, const char *name);
 /* A zeroed userdata of size bytes whose __gc is gc: C memory that an error unwinding the
  * stack cannot leak. [-0, +1, m] */
 void *mb_lbus_new_guarded(lua_State *L, size_t size, lua_CFunction gc);

@@ -95,21 +95,10 @@ int mb_lerror_raise_status(lua_State *L, int status, const char *fmt, ...) {
   return lua_error(L);
 }
 
-/* 1 if the value at idx is a table whose metatable is the one registered under name. */
-static int has_metatable(lua_State *L, int idx, const char *name) {
-  int yes = 0;
-  if (lua_istable(L, idx) && lua_getmetatable(L, idx)) {
-    luaL_getmetatable(L, name);
-    yes = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-  }
-  return yes;
-}
-
 const char *mb_lerror_kind(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  if (has_metatable(L, idx, MB_UNRECOVERABLE_MT)) return "unrecoverable";
-  if (!has_metatable(L, idx, MB_ERROR_MT)) return NULL;
+  if (mb_lbus_has_metatable(L, idx, MB_UNRECOVERABLE_MT)) return "unrecoverable";
+  if (!mb_lbus_has_metatable(L, idx, MB_ERROR_MT)) return NULL;
   lua_pushliteral(L, "kind");
   lua_rawget(L, idx);
   const char *kind = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;

@@ -41,30 +41,45 @@ static int check_request(const mb_runtime *rt, const mb_compose_req *req, mb_err
   return MB_OK;
 }
 
+/* What a message says of its cause and sender: conversation, related_to, origin, time. */
+static int lineage_headers(mb_headers *h, const mb_delivery *cause, const char *own_id,
+                           const char *origin, const char *host, int64_t now) {
+  int rc = mb_headers_set(h, MB_H_CONVERSATION, conversation_of(cause, own_id));
+  if (rc == MB_OK && cause) rc = mb_headers_set(h, MB_H_RELATED_TO, cause->env.id);
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_ENDPOINT, origin);
+  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_HOST, host);
+  if (rc == MB_OK) rc = set_time_header(h, MB_H_TIME_SENT, now);
+  return rc;
+}
+
+/* A child span of the cause's trace (or a new trace), unless h has a traceparent. */
+static int trace_header(mb_headers *h, const mb_delivery *cause) {
+  if (mb_headers_get(h, MB_H_TRACEPARENT) != NULL) return MB_OK; /* the script's wins */
+  char tp[MB_TRACEPARENT_LEN + 1];
+  mb_traceparent_child(cause ? mb_headers_get(&cause->env.headers, MB_H_TRACEPARENT) : NULL, tp);
+  return mb_headers_set(h, MB_H_TRACEPARENT, tp);
+}
+
+int mb_compose_lineage(mb_envelope *e, const mb_delivery *cause, const char *origin,
+                       const char *host) {
+  int rc = lineage_headers(&e->headers, cause, e->id, origin, host, mb_now_usec());
+  return rc == MB_OK ? trace_header(&e->headers, cause) : rc;
+}
+
 static int fill_headers(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_req *req,
                         mb_envelope *e) {
   mb_headers *h = &e->headers;
   int64_t now = mb_now_usec();
+  const char *origin = req->origin ? req->origin : mb_runtime_origin(rt);
   int rc = mb_headers_set(h, MB_H_KIND, mb_kind_name(req->kind));
-  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_CONVERSATION, conversation_of(cause, e->id));
-  if (rc == MB_OK && cause) rc = mb_headers_set(h, MB_H_RELATED_TO, cause->env.id);
-  if (rc == MB_OK)
-    rc = mb_headers_set(h, MB_H_ORIGIN_ENDPOINT,
-                        req->origin ? req->origin : mb_runtime_origin(rt));
-  if (rc == MB_OK) rc = mb_headers_set(h, MB_H_ORIGIN_HOST, mb_runtime_host(rt));
-  if (rc == MB_OK) rc = set_time_header(h, MB_H_TIME_SENT, now);
+  if (rc == MB_OK) rc = lineage_headers(h, cause, e->id, origin, mb_runtime_host(rt), now);
   if (rc == MB_OK && req->delay > 0)
     rc = set_time_header(h, MB_H_DELIVER_AT, now + (int64_t)(req->delay * 1e6));
   if (rc == MB_OK && req->ttl > 0)
     rc = set_time_header(h, MB_H_EXPIRES_AT, now + (int64_t)((req->delay + req->ttl) * 1e6));
   for (size_t i = 0; rc == MB_OK && req->headers && i < req->headers->len; i++)
     rc = mb_headers_set(h, req->headers->items[i].key, req->headers->items[i].value);
-  if (rc == MB_OK && mb_headers_get(h, MB_H_TRACEPARENT) == NULL) { /* the script's wins */
-    char tp[MB_TRACEPARENT_LEN + 1];
-    mb_traceparent_child(cause ? mb_headers_get(&cause->env.headers, MB_H_TRACEPARENT) : NULL,
-                         tp);
-    rc = mb_headers_set(h, MB_H_TRACEPARENT, tp);
-  }
+  if (rc == MB_OK) rc = trace_header(h, cause);
   return rc;
 }
 

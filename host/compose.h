@@ -34,6 +34,13 @@ typedef struct mb_compose_req {
  * clients match replies this way. */
 const char *mb_compose_reply_correlation(const mb_envelope *in);
 
+/* The headers a message the bus makes itself (without mb_compose: errorq.c's notice to a
+ * requester) carries about its cause and sender, as every composed message does:
+ * conversation, related_to, origin endpoint and host, time sent, traceparent. e->id must be
+ * set. MB_OK or MB_ENOMEM. */
+int mb_compose_lineage(mb_envelope *e, const mb_delivery *cause, const char *origin,
+                       const char *host);
+
 /* A new outgoing message for req; cause is the delivery being handled (NULL outside a
  * handler): its conversation is inherited and its id becomes related_to. */
 int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_req *req,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "compose.h"
 #include "ids.h"
 #include "msgcopy.h"
 
@@ -50,24 +51,15 @@ int mb_errorq_is_request(const mb_delivery *d) {
   return d->env.reply_to && mb_is_reply_address(d->env.reply_to);
 }
 
-/* Fills the notice's envelope: a message correlated like a reply to d. */
+/* Fills the notice's envelope: a message correlated like a reply to d, caused by it. */
 static int notice_envelope(mb_envelope *e, const mb_delivery *d, const char *reason,
                            const char *endpoint, const char *host) {
-  const char *corr = d->env.correlation_id ? d->env.correlation_id : d->env.id;
-  const char *conversation = mb_headers_get(&d->env.headers, MB_H_CONVERSATION);
-  char when[MB_TIME_LEN + 1];
-  mb_time_iso(mb_now_usec(), when);
   mb_uuidv7(e->id);
   int rc = mb_envelope_set_type(e, MB_TYPE_REQUEST_FAILED);
-  if (rc == MB_OK) rc = mb_envelope_set_correlation_id(e, corr);
+  if (rc == MB_OK) rc = mb_envelope_set_correlation_id(e, mb_compose_reply_correlation(&d->env));
   if (rc == MB_OK) rc = mb_envelope_set_body(e, "{}", 2);
   if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_KIND, "message");
-  if (rc == MB_OK && conversation)
-    rc = mb_headers_set(&e->headers, MB_H_CONVERSATION, conversation);
-  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_RELATED_TO, d->env.id);
-  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_ORIGIN_ENDPOINT, endpoint);
-  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_ORIGIN_HOST, host);
-  if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_TIME_SENT, when);
+  if (rc == MB_OK) rc = mb_compose_lineage(e, d, endpoint, host);
   if (rc == MB_OK) rc = mb_headers_set(&e->headers, MB_H_FAILED_QUEUE, d->queue);
   if (rc == MB_OK) rc = set_bounded(&e->headers, MB_H_EXCEPTION_MESSAGE, reason);
   return rc;

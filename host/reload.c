@@ -36,8 +36,7 @@ struct mb_reload {
 
 static void on_change(void *ud, const char *path);
 static void on_debounced(struct ev_loop *loop, ev_timer *w, int revents);
-static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents);
-static void on_drained(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_drain_over(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents);
 
 static const char *endpoint_of(const mb_reload *r) { return mb_runtime_endpoint(r->rt); }
@@ -70,8 +69,8 @@ mb_reload *mb_reload_open(mb_runtime *rt, const char *target, mb_err *err) {
   r->rt = rt;
   snprintf(r->target, sizeof r->target, "%s", target);
   ev_init(&r->debounce, on_debounced);
-  ev_init(&r->drain, on_drain_deadline);
-  ev_init(&r->drained, on_drained);
+  ev_init(&r->drain, on_drain_over);
+  ev_init(&r->drained, on_drain_over);
   ev_signal_init(&r->sighup, on_sighup, SIGHUP);
   r->debounce.data = r->drain.data = r->drained.data = r->sighup.data = r;
   if ((r->current = load(r, err)) == NULL) {
@@ -240,12 +239,8 @@ static void drain_done(mb_reload *r) {
   run_pending(r);
 }
 
-static void on_drained(struct ev_loop *loop, ev_timer *w, int revents) {
-  (void)loop, (void)revents;
-  drain_done(w->data);
-}
-
-static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
+/* r->drained (its last coroutine ended) or r->drain (its deadline) fired. */
+static void on_drain_over(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
   drain_done(w->data);
 }

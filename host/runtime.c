@@ -184,21 +184,26 @@ void mb_runtime_set_runner(mb_runtime *rt, const mb_runner *runner, void *ud) {
 
 /* --- sends outside handlers, replies ---------------------------------------------------- */
 
-int mb_runtime_send(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_done_fn fn, void *ud,
-                    mb_send **ticket, mb_err *err) {
-  *ticket = NULL;
+/* Connects for a send; on failure the messages (ours now) are freed. */
+static int connect_to_send(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_err *err) {
   int rc = mb_runtime_connect(rt, err);
-  if (rc == MB_OK)
-    return mb_outbound_send(rt->outbound, rt->transport, msgs, n, fn, ud, ticket, err);
-  for (size_t i = 0; i < n; i++) mb_outgoing_free(msgs[i]);
+  if (rc != MB_OK)
+    for (size_t i = 0; i < n; i++) mb_outgoing_free(msgs[i]);
   return rc;
 }
 
+int mb_runtime_send(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_done_fn fn, void *ud,
+                    mb_send **ticket, mb_err *err) {
+  *ticket = NULL;
+  int rc = connect_to_send(rt, msgs, n, err);
+  if (rc != MB_OK) return rc;
+  return mb_outbound_send(rt->outbound, rt->transport, msgs, n, fn, ud, ticket, err);
+}
+
 int mb_runtime_dispatch(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_err *err) {
-  int rc = mb_runtime_connect(rt, err);
-  if (rc == MB_OK) return mb_outbound_dispatch(rt->outbound, rt->transport, msgs, n, err);
-  for (size_t i = 0; i < n; i++) mb_outgoing_free(msgs[i]);
-  return rc;
+  int rc = connect_to_send(rt, msgs, n, err);
+  if (rc != MB_OK) return rc;
+  return mb_outbound_dispatch(rt->outbound, rt->transport, msgs, n, err);
 }
 
 static void reply_arrived(void *ud, mb_delivery *d) {
