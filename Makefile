@@ -10,12 +10,12 @@ CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) -iquote host -iquote bindings -fP
 RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_CFLAGS := $(CFLAGS_COMMON) -O1 $(SAN) -DMOONBUS_TEST_BUILD
-LIBS    := -lev -lsqlite3 -lrabbitmq -lm -pthread
+LIBS    := -lev -lsqlite3 -lrabbitmq -lmicrohttpd -lm -pthread
 LUA_LIB := -llua5.4
 
-CORE_SRC := $(wildcard host/*.c host/transport/*.c bindings/*.c)
+CORE_SRC := $(wildcard host/*.c host/transport/*.c host/ops/*.c bindings/*.c)
 CORE_SRC := $(filter-out host/main.c,$(CORE_SRC))
-HEADERS  := $(wildcard host/*.h host/transport/*.h bindings/*.h)
+HEADERS  := $(wildcard host/*.h host/transport/*.h host/ops/*.h bindings/*.h)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
 REL_OBJ  := $(CORE_SRC:%.c=build/rel/%.o)

@@ -13,6 +13,8 @@ PACKAGES=(
   lua-busted
   valgrind
   cppcheck clang-format
+  libmicrohttpd-dev
+  nodejs chromium
 )
 
 missing=()

@@ -2,7 +2,8 @@
 # layers.sh — checks that the include graph and struct ownership say what STYLE.md says
 # (run by make test; prints TAP lines):
 #   lua.h / lauxlib.h / lualib.h only in host/vm.c, host/sched.c, host/reload.c, bindings/
-#   rabbitmq-c only in host/transport/rabbitmq*; sqlite3.h only in host/transport/sqlite*
+#   rabbitmq-c only in host/transport/rabbitmq*; sqlite3.h only in host/transport/sqlite* and
+#   host/ops/store_sqlite*; microhttpd.h only in host/http.c
 #   every struct a header declares opaque (typedef struct mb_x mb_x;) has its fields in
 #   exactly one .c file, and no header spells them out (mb_transport excepted: the
 #   vtable's base, which each transport extends).
@@ -13,7 +14,7 @@ report() { # report OK|FAIL description [details]
   n=$((n + 1))
   if [ "$1" = OK ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; echo "$3" | sed 's/^/#   /'; fi
 }
-sources() { ls host/*.[ch] host/transport/*.[ch] bindings/*.[ch]; }
+sources() { ls host/*.[ch] host/transport/*.[ch] host/ops/*.[ch] bindings/*.[ch]; }
 only_in() { # only_in REGEX-OF-INCLUDE ALLOWED-PATH-REGEX what
   local bad
   bad=$(sources | xargs grep -lE "#include <($1)" | grep -vE "$2" || true)
@@ -22,8 +23,10 @@ only_in() { # only_in REGEX-OF-INCLUDE ALLOWED-PATH-REGEX what
 only_in 'lua\.h|lauxlib\.h|lualib\.h' '^(host/(vm|sched|reload)\.c|bindings/)' \
   "lua.h only in vm.c, sched.c, reload.c and bindings/"
 only_in 'rabbitmq-c/|amqp\.h' '^host/transport/rabbitmq' "rabbitmq-c only in transport/rabbitmq*"
-only_in 'sqlite3\.h' '^host/transport/sqlite' "sqlite3.h only in transport/sqlite*"
-opaque=$(grep -hoE '^typedef struct (mb_[a-z_]+) \1;' host/*.h host/transport/*.h bindings/*.h |
+only_in 'sqlite3\.h' '^host/(transport/sqlite|ops/store_sqlite)' \
+  "sqlite3.h only in transport/sqlite* and ops/store_sqlite*"
+only_in 'microhttpd\.h' '^host/http\.c' "microhttpd.h only in http.c"
+opaque=$(grep -hoE '^typedef struct (mb_[a-z_]+) \1;' host/*.h host/transport/*.h host/ops/*.h bindings/*.h |
   awk '{ print $3 }' | grep -vx mb_transport | sort -u)
 problems=""
 for s in $opaque; do
