@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "errorq.h"
 #include "json.h"
 #include "log.h"
@@ -28,9 +29,10 @@ struct operation {
   size_t n, next, done, failed;
   char *who;
   char error[MB_ERRLEN];
-  mb_outgoing *edited;        /* edit-and-retry: the new message; ids[0] is the original */
-  char new_id[MB_ID_LEN + 1]; /* ... and its id (dispatch may move the envelope out) */
-  char **confirmed;           /* the slice's ids whose copy the transport confirmed */
+  mb_outgoing *edited;           /* edit-and-retry: the new message; ids[0] is the original */
+  char new_id[MB_ID_LEN + 1];    /* ... and its id (dispatch may move the envelope out) */
+  char **confirmed;              /* the slice's ids whose copy the transport confirmed */
+  char sent_at[MB_TIME_LEN + 1]; /* when the slice's copies were sent */
   size_t n_confirmed, in_flight;
   operation *next_op;
 };
@@ -67,7 +69,8 @@ static void settle(operation *op, const char *const *ids, size_t n) {
   mb_ops_store *s = op->w->store;
   if (n == 0) return;
   int rc = op->edited ? s->ops->edited(s, op->ids[0], op->new_id, op->who, &err)
-                      : s->ops->mark(s, op->action, ids, n, op->who, &err);
+                      : s->ops->mark(s, op->action, ids, n, op->who,
+                                     op->action == MB_OPS_RETRY ? op->sent_at : NULL, &err);
   if (rc == MB_OK) op->done += n;
   else fail(op, n, err.msg);
 }
@@ -131,6 +134,7 @@ static void slice(operation *op) {
     settle(op, ids, k);
     return;
   }
+  mb_time_iso(mb_now_usec(), op->sent_at);
   op->in_flight++; /* holds the slice open until every dispatch was tried */
   for (size_t i = 0; i < k; i++) send_one(op, ids[i]);
   op->in_flight--;
@@ -179,8 +183,8 @@ static int add(mb_ops_work *w, operation *op, const char *who, char id[MB_OPS_OP
   w->ops = op;
   prune(w);
   resume(w);
-  mb_log(MB_INFO, "moonbus.ops", NULL, NULL, "operation %s: %s of %zu messages by %s", op->id,
-         mb_ops_action_name(op->action), op->n, op->who);
+  mb_log(MB_INFO, "moonbus.ops", NULL, NULL, "operation %s: %s of %zu message%s by %s", op->id,
+         mb_ops_action_name(op->action), op->n, op->n == 1 ? "" : "s", op->who);
   return MB_OK;
 }
 

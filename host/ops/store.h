@@ -75,10 +75,12 @@ typedef struct mb_ops_store_ops {
                 size_t *n, mb_err *err);
   /* The stored copy of failed message id (env must be initialised; it is replaced). */
   int (*envelope)(mb_ops_store *s, const char *id, mb_envelope *env, mb_err *err);
-  /* Applies action to ids in one transaction, with a history entry by who; ids no longer
-   * in a state the action acts on are left as they are. */
+  /* Applies action to ids in one transaction, with a history entry by who at time at
+   * (ISO 8601; for a retry the time the copies were sent, taken before sending: a message
+   * whose failure after that time was already ingested stays unresolved); ids no longer in
+   * a state the action acts on are left as they are. */
   int (*mark)(mb_ops_store *s, mb_ops_action action, const char *const *ids, size_t n,
-              const char *who, mb_err *err);
+              const char *who, const char *at, mb_err *err);
   /* Failed message id was edited and sent again as new_id: it is resolved, linked. */
   int (*edited)(mb_ops_store *s, const char *id, const char *new_id, const char *who,
                 mb_err *err);

@@ -346,7 +346,7 @@ static const char *acts_on(mb_ops_action a) {
 
 static const char *const mark_sql[] = {
     [MB_OPS_RETRY] = "UPDATE messages SET status = 'retrying', changed = ?2 WHERE source ="
-                     " 'error' AND id = ?1 AND status IN ('unresolved', 'retrying')",
+                     " 'error' AND id = ?1 AND status IN ('unresolved', 'retrying') AND at < ?3",
     [MB_OPS_ARCHIVE] = "UPDATE messages SET status = 'archived', changed = ?2 WHERE source ="
                        " 'error' AND id = ?1 AND status = 'unresolved'",
     [MB_OPS_RESTORE] = "UPDATE messages SET status = 'unresolved', changed = ?2 WHERE source ="
@@ -358,6 +358,7 @@ static int mark_one(ops_sqlite *s, sqlite3_stmt *st, sqlite3_stmt *h, mb_ops_act
                     const char *id, const char *who, const char *now_iso, mb_err *err) {
   ops_sqlite_bind(st, 1, id);
   sqlite3_bind_int64(st, 2, mb_now_usec() / 1000000);
+  if (a == MB_OPS_RETRY) ops_sqlite_bind(st, 3, now_iso);
   int rc = step_done(s, st, "changing a failed message", err);
   if (rc != MB_OK || sqlite3_changes(s->db) == 0) return rc;
   if (a == MB_OPS_DELETE) {
@@ -378,11 +379,12 @@ static int mark_one(ops_sqlite *s, sqlite3_stmt *st, sqlite3_stmt *h, mb_ops_act
 }
 
 static int store_mark(mb_ops_store *base, mb_ops_action a, const char *const *ids, size_t n,
-                      const char *who, mb_err *err) {
+                      const char *who, const char *at, mb_err *err) {
   ops_sqlite *s = (ops_sqlite *)base;
   sqlite3_stmt *st = NULL, *h = NULL;
   char now_iso[MB_TIME_LEN + 1];
-  mb_time_iso(mb_now_usec(), now_iso);
+  if (at) snprintf(now_iso, sizeof now_iso, "%s", at);
+  else mb_time_iso(mb_now_usec(), now_iso);
   int rc = ops_sqlite_prepare(s, mark_sql[a], &st, "preparing an operation", err);
   if (rc == MB_OK) rc = ops_sqlite_prepare(s, history_sql, &h, "preparing an operation", err);
   if (rc == MB_OK) rc = begin(s, err);

@@ -122,7 +122,7 @@ static void failure_after_retry_counts_and_audit_resolves(void) {
   mb_err err;
   ingest(s, MB_OPS_ERROR, failed(A, "shop", "2026-12-01T10:00:00Z", "x.lua:3: no 1"));
   const char *ids[] = {A};
-  CHECK(s->ops->mark(s, MB_OPS_RETRY, ids, 1, "test", &err) == MB_OK);
+  CHECK(s->ops->mark(s, MB_OPS_RETRY, ids, 1, "test", "2026-12-01T10:01:00Z", &err) == MB_OK);
   ingest(s, MB_OPS_ERROR, failed(A, "shop", "2026-12-01T10:05:00Z", "x.lua:3: no 2"));
   mb_json *m = message(s, A);
   CHECK(mb_jv_number(mb_jv_get(mb_json_root(m), "attempts")) == 2);
@@ -167,7 +167,8 @@ static void groups_select_and_search(void) {
   char **ids = NULL;
   size_t n = 0;
   CHECK(s->ops->select(s, MB_OPS_ARCHIVE, &sel, &ids, &n, &err) == MB_OK && n == 2);
-  CHECK(s->ops->mark(s, MB_OPS_ARCHIVE, (const char *const *)ids, n, "test", &err) == MB_OK);
+  CHECK(s->ops->mark(s, MB_OPS_ARCHIVE, (const char *const *)ids, n, "test", NULL, &err) ==
+        MB_OK);
   free(ids);
   mb_json_free(g);
   CHECK(errors_total(s, NULL, NULL) == 0);
