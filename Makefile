@@ -18,8 +18,12 @@ CORE_SRC := $(filter-out host/main.c,$(CORE_SRC))
 HEADERS  := $(wildcard host/*.h host/transport/*.h host/ops/*.h bindings/*.h)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 
-REL_OBJ  := $(CORE_SRC:%.c=build/rel/%.o)
-ASAN_OBJ := $(CORE_SRC:%.c=build/asan/%.o)
+# The web UI (host/ops/web/*), turned into a C table by scripts/embed-web.sh (host/ops/web.h).
+WEB_FILES := $(wildcard host/ops/web/*)
+WEB_GEN   := build/gen/ops_web.c
+
+REL_OBJ  := $(CORE_SRC:%.c=build/rel/%.o) build/rel/gen/ops_web.o
+ASAN_OBJ := $(CORE_SRC:%.c=build/asan/%.o) build/asan/gen/ops_web.o
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%) \
             $(FUZZ_SRC:tests/fuzz/%.c=build/asan/tests/%)
@@ -29,7 +33,7 @@ BENCH_BIN := $(patsubst tests/bench/%.c,build/bench/%,$(wildcard tests/bench/*.c
 FMT_SRC  := $(CORE_SRC) host/main.c $(HEADERS) \
             $(wildcard tests/unit/*.[ch] tests/fuzz/*.[ch] tests/tools/*.[ch] tests/bench/*.[ch])
 
-.PHONY: all deps run test unit spec system clean bench fmt fmt-check lint
+.PHONY: all deps run test unit spec system browser clean bench fmt fmt-check lint
 
 all: deps build/moonbus build/moonbus.so build/asan/moonbus
 
@@ -42,6 +46,22 @@ build/rel/%.o: %.c $(HEADERS)
 	@$(CC) $(RELEASE_CFLAGS) -c $< -o $@
 
 build/asan/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@echo "  CC asan $<"
+	@$(CC) $(ASAN_CFLAGS) -c $< -o $@
+
+# (the folder too: a file removed from it changes its time, not that of any file left)
+$(WEB_GEN): scripts/embed-web.sh host/ops/web $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	@sh scripts/embed-web.sh host/ops/web $@
+
+build/rel/gen/ops_web.o: $(WEB_GEN) host/ops/web.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(RELEASE_CFLAGS) -c $< -o $@
+
+build/asan/gen/ops_web.o: $(WEB_GEN) host/ops/web.h
 	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
 	@$(CC) $(ASAN_CFLAGS) -c $< -o $@
@@ -106,6 +126,10 @@ spec: all $(TOOL_BIN)
 
 system: all $(TOOL_BIN)
 	@bash scripts/test.sh system
+
+# The ops web UI in headless Chromium against a real `moonbus ops` (tests/browser/run.sh).
+browser: all
+	@bash tests/browser/run.sh
 
 clean:
 	rm -rf build .moonbus

@@ -1,0 +1,754 @@
+/* app.js — the moonbus ops web UI: one page, hash routes, every view drawn from the JSON API
+ * (/work/ops-api.md, DESIGN §10). Plain JS, no framework, no build step.
+ *
+ * Never: puts data into innerHTML. Every text that came from the server (a type, a header, a
+ * body, an exception) goes through textContent or an attribute; the conversation diagram is
+ * the server's SVG, parsed with DOMParser and imported node by node (scripts and on*
+ * attributes dropped).
+ *
+ * Routes: #/groups?by=exception|type|endpoint|queue (default)   #/groups/ID?by=...&page=N
+ *         #/messages/ID   #/archived?page=N   #/search?q=...&page=N   #/conversations/ID
+ *         #/endpoints
+ *
+ * What the browser tests rely on (keep these stable):
+ *   #view[data-page=groups|group|message|archived|search|conversation|endpoints]
+ *        [data-ready="1"] once the view's data is drawn (set to "0" while loading)
+ *   #nav a[data-route=groups|archived|endpoints] (.active on the current one)
+ *   #search-form, #search-input (submit → #/search?q=)
+ *   #flash[data-kind=info|error] — the last notice
+ *   #progress[data-state=running|done][data-operation][data-total][data-done][data-failed]
+ *        with its <progress>; button[name=progress-close]
+ *   groups:       #group-by (select), button[name=retry-all], button[name=archive-all],
+ *                 tr.group-row[data-group=ID] > td.title a, td.count, td.first, td.last,
+ *                 button[name=retry-group], button[name=archive-group]; #groups-empty
+ *   message list: table#messages tr.msg-row[data-id=ID][data-status=S] > input.select-row,
+ *                 td.type, td.exception; #select-all; button[name=retry-selected|
+ *                 archive-selected|restore-selected|delete-selected]; #pager
+ *                 button[name=prev|next], .page-info; #messages-total[data-total];
+ *                 group page: #group-title, button[name=retry-group|archive-group];
+ *                 archived page: button[name=restore-all]
+ *   message:      #message[data-id][data-status], .badge.status-S, #summary, table#headers
+ *                 tr[data-header=NAME] > td.value, pre#body, pre#exception, pre#trace,
+ *                 ul#history li[data-what], a#conversation-link, a#edited-to-link,
+ *                 a#edited-from-link, #problem, button[name=retry|archive|restore|delete],
+ *                 textarea#edit-body, textarea#edit-headers, button[name=edit-retry],
+ *                 a#edit-result-link (after an edit and retry)
+ *   search:       table#results tr.result-row[data-id] a.message-link; #results-empty
+ *   conversation: #diagram svg (the server's: g.lifeline[data-endpoint], g.msg[data-id]),
+ *                 table#conversation tr.msg-row[data-id][data-status]
+ *   endpoints:    table#endpoints tr.endpoint-row[data-endpoint=NAME] > td.processed,
+ *                 td.failed, ul.instances li[data-instance][data-alive]
+ *   dialogs:      #confirm-dialog .confirm-text, button[name=confirm-ok|confirm-cancel];
+ *                 #token-dialog form#token-form input#token-input,
+ *                 button[name=token-save|token-cancel]
+ *   times:        <time datetime=ISO title=ISO> showing local time
+ */
+'use strict';
+
+const TOKEN_KEY = 'moonbus.ops.token';
+const POLL_MS = 250;
+const REFRESH_MS = 4000;
+const PER_PAGE = 50;
+const GROUP_BYS = ['exception', 'type', 'endpoint', 'queue'];
+const STATUSES = ['unresolved', 'retrying', 'resolved', 'archived', 'processed', 'failed'];
+
+/* --- DOM helpers: the only way this file makes elements ------------------------------- */
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'text') e.textContent = String(v);
+    else if (k === 'data') for (const [dk, dv] of Object.entries(v)) e.dataset[dk] = String(dv);
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  append(e, children);
+  return e;
+}
+
+function append(parent, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    parent.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return parent;
+}
+
+const $ = (sel, root) => (root || document).querySelector(sel);
+const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const enc = encodeURIComponent;
+
+function timeEl(iso) {
+  if (!iso) return el('span', { class: 'muted', text: '—' });
+  const d = new Date(iso);
+  const shown = isNaN(d.getTime()) ? iso : d.toLocaleString();
+  return el('time', { datetime: iso, title: iso, text: shown });
+}
+
+function badge(status) {
+  const s = STATUSES.includes(status) ? status : 'other';
+  return el('span', { class: 'badge status-' + s, text: status || '?' });
+}
+
+function msgLink(id, text) {
+  return el('a', { href: '#/messages/' + enc(id), class: 'message-link', text: text || id });
+}
+
+function shortId(id) {
+  return id && id.length > 13 ? id.slice(0, 8) + '…' + id.slice(-4) : id || '';
+}
+
+function button(name, text, onclick, cls) {
+  return el('button', { type: 'button', name, class: cls || null, onclick }, text);
+}
+
+/* --- notices, dialogs --------------------------------------------------------------------- */
+
+function flash(text, kind, link) {
+  const f = $('#flash');
+  f.replaceChildren();
+  append(f, [el('span', { text }, link), button('flash-close', '×', () => { f.hidden = true; }, 'link')]);
+  f.dataset.kind = kind || 'info';
+  f.hidden = false;
+}
+
+function modal(id, build) {
+  const old = document.getElementById(id);
+  if (old) old.remove();
+  const box = el('div', { class: 'modal', role: 'dialog', 'aria-modal': 'true' });
+  const back = el('div', { id, class: 'modal-backdrop' }, box);
+  build(box, () => back.remove());
+  document.body.append(back);
+  return back;
+}
+
+function confirmBox(text, okText) {
+  return new Promise((resolve) => {
+    modal('confirm-dialog', (box, close) => {
+      const done = (v) => { close(); resolve(v); };
+      append(box, [el('p', { class: 'confirm-text', text }),
+        el('div', { class: 'actions' },
+          button('confirm-cancel', 'Cancel', () => done(false)),
+          button('confirm-ok', okText || 'OK', () => done(true), 'primary'))]);
+      setTimeout(() => $('button[name=confirm-ok]', box).focus(), 0);
+    });
+  });
+}
+
+function askToken(why) {
+  return new Promise((resolve, reject) => {
+    modal('token-dialog', (box, close) => {
+      const input = el('input', { id: 'token-input', type: 'password', autocomplete: 'off',
+        placeholder: 'token' });
+      const form = el('form', { id: 'token-form' },
+        el('h3', { text: 'Token required' }),
+        el('p', { text: why }),
+        el('label', { for: 'token-input', text: 'Bearer token of this ops service' }), input,
+        el('div', { class: 'actions' },
+          button('token-cancel', 'Cancel', () => { close(); reject(new Error('cancelled')); }),
+          el('button', { type: 'submit', name: 'token-save', class: 'primary' }, 'Use token')));
+      form.addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        if (!input.value.trim()) return;
+        sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+        close();
+        resolve();
+      });
+      box.append(form);
+      setTimeout(() => input.focus(), 0);
+    });
+  });
+}
+
+/* --- the API --------------------------------------------------------------------------- */
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function request(method, path, body, asText) {
+  for (;;) {
+    const headers = { Accept: asText ? '*/*' : 'application/json' };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = 'Bearer ' + token;
+    const init = { method, headers, cache: 'no-store' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
+    const text = await res.text();
+    let data = null;
+    if (!asText) try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+    if (res.status === 401) {
+      if (token) sessionStorage.removeItem(TOKEN_KEY);
+      await askToken(token ? 'The token was refused; enter it again.'
+        : 'Changing anything on this ops service needs its token.');
+      continue;
+    }
+    if (!res.ok) {
+      let msg = (data && data.error) || '';
+      if (!msg) try { msg = JSON.parse(text).error; } catch (e) { msg = ''; }
+      throw new ApiError(res.status, msg || res.status + ' ' + res.statusText);
+    }
+    return asText ? text : data;
+  }
+}
+
+const apiGet = (path) => request('GET', path);
+const apiPost = (path, body) => request('POST', path, body || {});
+
+/* --- bulk operations and their progress --------------------------------------------------- */
+
+let operationsRunning = 0;
+
+function showProgress(op, label) {
+  const p = $('#progress');
+  p.hidden = false;
+  p.dataset.state = op.state || 'running';
+  p.dataset.operation = op.id || '';
+  p.dataset.total = op.total || 0;
+  p.dataset.done = op.done || 0;
+  p.dataset.failed = op.failed || 0;
+  const bar = $('progress', p);
+  bar.max = Math.max(1, op.total || 0);
+  bar.value = Math.min(bar.max, op.done || 0);
+  $('.progress-label', p).textContent = label;
+  let count = (op.done || 0) + ' / ' + (op.total || 0);
+  if (op.failed) count += ', ' + op.failed + ' failed';
+  if (op.state === 'done') count += op.error ? ' — ' + op.error : ' — done';
+  $('.progress-count', p).textContent = count;
+}
+
+/* POSTs action with body, then polls the operation every POLL_MS until it is done (the page
+ * stays live: each poll is a fetch awaited between timers), then redraws the view. */
+async function runOperation(action, body, label) {
+  operationsRunning++;
+  try {
+    const started = await apiPost('/api/errors/' + action, body);
+    let op = { id: started.operation, total: started.total, done: 0, state: 'running' };
+    showProgress(op, label);
+    while (op.state !== 'done') {
+      await sleep(POLL_MS);
+      op = await apiGet('/api/operations/' + enc(started.operation));
+      showProgress(op, label);
+    }
+    if (op.error) flash(label + ': ' + op.error, 'error');
+    else flash(label + ': ' + op.done + ' of ' + op.total + ' done'
+      + (op.failed ? ', ' + op.failed + ' failed' : ''), 'info');
+    return op;
+  } catch (e) {
+    if (e.message !== 'cancelled') flash(label + ': ' + e.message, 'error');
+    return null;
+  } finally {
+    operationsRunning--;
+    selected.clear();
+    currentKey = null; /* redraw even if the list looks the same: the boxes are unticked */
+    await render(true);
+  }
+}
+
+/* --- routing ---------------------------------------------------------------------------- */
+
+function parseHash() {
+  const h = location.hash.replace(/^#\/?/, '');
+  const q = h.indexOf('?');
+  const path = q < 0 ? h : h.slice(0, q);
+  const params = new URLSearchParams(q < 0 ? '' : h.slice(q + 1));
+  const parts = path.split('/').filter(Boolean).map((p) => {
+    try { return decodeURIComponent(p); } catch (e) { return p; }
+  });
+  return { parts, params, key: h };
+}
+
+function hashWith(params) {
+  const { parts, params: cur } = parseHash();
+  const next = new URLSearchParams(cur);
+  for (const [k, v] of Object.entries(params)) {
+    if (v === null || v === undefined || v === '') next.delete(k); else next.set(k, String(v));
+  }
+  const qs = next.toString();
+  return '#/' + parts.map(enc).join('/') + (qs ? '?' + qs : '');
+}
+
+const pages = {
+  groups: (r) => (r.parts.length > 1 ? pageGroup(r) : pageGroups(r)),
+  messages: (r) => pageMessage(r),
+  archived: (r) => pageArchived(r),
+  search: (r) => pageSearch(r),
+  conversations: (r) => pageConversation(r),
+  endpoints: (r) => pageEndpoints(r),
+};
+const noAutoRefresh = new Set(['message', 'search']);
+
+let renderGen = 0;
+let currentRoute = null;
+let currentKey = null;
+const selected = new Set();
+
+/* Draws the current route. A refresh (again = true) keeps the old content until the new data
+ * is in, and leaves the DOM alone when the data did not change. */
+async function render(again) {
+  const gen = ++renderGen;
+  const route = parseHash();
+  const view = $('#view');
+  const name = route.parts[0] || 'groups';
+  if (!again || route.key !== currentRoute) {
+    selected.clear();
+    currentKey = null;
+    view.dataset.ready = '0';
+    view.replaceChildren(el('p', { class: 'muted', text: 'Loading…' }));
+  }
+  for (const a of $$('#nav a')) a.classList.toggle('active', a.dataset.route === name);
+  const q = $('#search-input');
+  if (document.activeElement !== q) q.value = name === 'search' ? route.params.get('q') || '' : '';
+  let out;
+  try {
+    out = await (pages[name] || pageNotFound)(route);
+  } catch (e) {
+    if (e.message === 'cancelled') return;
+    out = { page: name, key: 'error:' + e.message,
+      node: el('div', { class: 'error-box', text: 'Could not load this page: ' + e.message }) };
+  }
+  if (gen !== renderGen) return;
+  currentRoute = route.key;
+  view.dataset.page = out.page;
+  if (out.key !== currentKey || !again) {
+    currentKey = out.key;
+    view.replaceChildren(out.node);
+  }
+  view.dataset.ready = '1';
+}
+
+function pageNotFound() {
+  return { page: 'notfound', key: 'nf', node: el('p', { text: 'No such page.' }) };
+}
+
+/* --- groups ------------------------------------------------------------------------------- */
+
+async function pageGroups(r) {
+  const by = GROUP_BYS.includes(r.params.get('by')) ? r.params.get('by') : 'exception';
+  const groups = await apiGet('/api/errors/groups?by=' + by);
+  const select = el('select', { id: 'group-by', name: 'by',
+    onchange: (ev) => { location.hash = '#/groups?by=' + ev.target.value; } },
+  GROUP_BYS.map((b) => el('option', { value: b, selected: b === by }, b)));
+  const total = groups.reduce((n, g) => n + (g.count || 0), 0);
+  const rows = groups.map((g) => el('tr', { class: 'group-row', data: { group: g.id } },
+    el('td', { class: 'title' }, el('a', { href: '#/groups/' + enc(g.id) + '?by=' + by,
+      text: g.title || '(no title)' })),
+    el('td', { class: 'count num', text: g.count }),
+    el('td', { class: 'first' }, timeEl(g.first_at)),
+    el('td', { class: 'last' }, timeEl(g.last_at)),
+    el('td', { class: 'actions' },
+      button('retry-group', 'Retry group', () => groupAction('retry', g, by)),
+      button('archive-group', 'Archive group', () => groupAction('archive', g, by)))));
+  const node = el('section', null,
+    el('div', { class: 'toolbar' },
+      el('h2', { text: 'Failed messages' }),
+      el('span', { id: 'failed-total', class: 'pill', data: { total }, text: total + ' unresolved' }),
+      el('label', { class: 'grow' }, 'Group by ', select),
+      button('retry-all', 'Retry all', () => allAction('retry', total), 'primary'),
+      button('archive-all', 'Archive all', () => allAction('archive', total))),
+    groups.length === 0
+      ? el('p', { id: 'groups-empty', class: 'empty', text: 'No failed messages. All is well.' })
+      : el('table', { id: 'groups', class: 'grid' },
+        el('thead', null, el('tr', null, el('th', { text: 'Group' }),
+          el('th', { class: 'num', text: 'Count' }), el('th', { text: 'First seen' }),
+          el('th', { text: 'Last seen' }), el('th', { text: '' }))),
+        el('tbody', null, rows)));
+  return { page: 'groups', key: JSON.stringify(groups) + by, node };
+}
+
+async function groupAction(action, g, by) {
+  const verb = action === 'retry' ? 'Retry' : 'Archive';
+  if (!(await confirmBox(verb + ' the ' + g.count + ' messages of "' + g.title + '"?', verb))) return;
+  await runOperation(action, { group: g.id, by }, verb + ' group');
+}
+
+async function allAction(action, n) {
+  const verb = action === 'retry' ? 'Retry' : 'Archive';
+  if (!(await confirmBox(verb + ' all ' + n + ' unresolved messages?', verb + ' all'))) return;
+  await runOperation(action, { all: true }, verb + ' all');
+}
+
+/* --- lists of failed messages (a group, the archive) --------------------------------------- */
+
+function pageOf(r) {
+  const p = parseInt(r.params.get('page') || '1', 10);
+  return p > 0 ? p : 1;
+}
+
+function pager(data) {
+  const pages = Math.max(1, Math.ceil((data.total || 0) / (data.per_page || PER_PAGE)));
+  const page = data.page || 1;
+  const prev = button('prev', '‹ Previous', () => { location.hash = hashWith({ page: page - 1 }); });
+  const next = button('next', 'Next ›', () => { location.hash = hashWith({ page: page + 1 }); });
+  prev.disabled = page <= 1;
+  next.disabled = page >= pages;
+  return el('div', { id: 'pager' }, prev,
+    el('span', { class: 'page-info', text: 'page ' + page + ' of ' + pages }), next);
+}
+
+function messagesTable(items, cols) {
+  const all = el('input', { type: 'checkbox', id: 'select-all', title: 'Select all on this page',
+    checked: items.length > 0 && items.every((m) => selected.has(m.id)) });
+  all.addEventListener('change', () => {
+    for (const m of items) if (all.checked) selected.add(m.id); else selected.delete(m.id);
+    for (const box of $$('input.select-row', all.closest('table'))) box.checked = all.checked;
+  });
+  const rows = items.map((m) => {
+    const box = el('input', { type: 'checkbox', class: 'select-row', checked: selected.has(m.id),
+      'aria-label': 'select ' + m.id });
+    box.addEventListener('change', () => {
+      if (box.checked) selected.add(m.id); else selected.delete(m.id);
+      all.checked = items.every((x) => selected.has(x.id));
+    });
+    return el('tr', { class: 'msg-row', data: { id: m.id, status: m.status } },
+      el('td', { class: 'check' }, box),
+      el('td', { class: 'id mono' }, msgLink(m.id, shortId(m.id))),
+      el('td', { class: 'type', text: m.type || '' }),
+      cols.includes('endpoint') && el('td', { class: 'endpoint', text: m.endpoint || '' }),
+      el('td', { class: 'at' }, timeEl(m.failed_at)),
+      el('td', { class: 'exception', title: m.exception || '', text: m.exception || '' }),
+      el('td', { class: 'attempts num', text: m.attempts === undefined ? '' : m.attempts }),
+      el('td', { class: 'status' }, badge(m.status)));
+  });
+  return el('table', { id: 'messages', class: 'grid' },
+    el('thead', null, el('tr', null, el('th', { class: 'check' }, all), el('th', { text: 'Id' }),
+      el('th', { text: 'Type' }), cols.includes('endpoint') && el('th', { text: 'Endpoint' }),
+      el('th', { text: 'Failed at' }), el('th', { text: 'Exception' }),
+      el('th', { class: 'num', text: 'Tries' }), el('th', { text: 'Status' }))),
+    el('tbody', null, rows));
+}
+
+function selectedAction(action, label) {
+  return async () => {
+    const ids = Array.from(selected);
+    if (ids.length === 0) { flash('Select messages first.', 'error'); return; }
+    if (action === 'delete' && !(await confirmBox('Delete ' + ids.length
+      + ' messages for good? This cannot be undone.', 'Delete'))) return;
+    await runOperation(action, { ids }, label + ' ' + ids.length);
+  };
+}
+
+function listBody(data, empty) {
+  return [
+    el('p', { id: 'messages-total', class: 'muted', data: { total: data.total },
+      text: data.total + ' message' + (data.total === 1 ? '' : 's') }),
+    data.items.length === 0 ? el('p', { class: 'empty', text: empty })
+      : messagesTable(data.items, ['endpoint']),
+    pager(data)];
+}
+
+async function pageGroup(r) {
+  const id = r.parts[1];
+  const by = GROUP_BYS.includes(r.params.get('by')) ? r.params.get('by') : 'exception';
+  const page = pageOf(r);
+  const [groups, data] = await Promise.all([apiGet('/api/errors/groups?by=' + by),
+    apiGet('/api/errors?by=' + by + '&group=' + enc(id) + '&page=' + page + '&per_page=' + PER_PAGE)]);
+  const g = groups.find((x) => x.id === id) || { id, title: id, count: data.total };
+  const node = el('section', null,
+    el('p', { class: 'crumbs' }, el('a', { href: '#/groups?by=' + by, text: 'Failed messages' }),
+      ' › grouped by ' + by),
+    el('h2', { id: 'group-title', class: 'wrap', text: g.title || id }),
+    el('div', { class: 'toolbar' },
+      button('retry-selected', 'Retry selected', selectedAction('retry', 'Retry'), 'primary'),
+      button('archive-selected', 'Archive selected', selectedAction('archive', 'Archive')),
+      button('delete-selected', 'Delete selected', selectedAction('delete', 'Delete'), 'danger'),
+      el('span', { class: 'grow' }),
+      button('retry-group', 'Retry group', () => groupAction('retry', g, by)),
+      button('archive-group', 'Archive group', () => groupAction('archive', g, by))),
+    listBody(data, 'No unresolved messages left in this group.'));
+  return { page: 'group', key: JSON.stringify(data) + JSON.stringify(g), node };
+}
+
+async function pageArchived(r) {
+  const page = pageOf(r);
+  const data = await apiGet('/api/errors?status=archived&page=' + page + '&per_page=' + PER_PAGE);
+  const node = el('section', null,
+    el('div', { class: 'toolbar' },
+      el('h2', { class: 'grow', text: 'Archived messages' }),
+      button('restore-selected', 'Restore selected', selectedAction('restore', 'Restore'), 'primary'),
+      button('delete-selected', 'Delete selected', selectedAction('delete', 'Delete'), 'danger'),
+      button('restore-all', 'Restore all', async () => {
+        if (!(await confirmBox('Restore all ' + data.total + ' archived messages?', 'Restore all'))) return;
+        await runOperation('restore', { all: true }, 'Restore all');
+      })),
+    listBody(data, 'Nothing archived.'));
+  return { page: 'archived', key: JSON.stringify(data), node };
+}
+
+/* --- one message ------------------------------------------------------------------------ */
+
+function prettyBody(body) {
+  if (body === null || body === undefined) return '';
+  try { return JSON.stringify(JSON.parse(body), null, 2); } catch (e) { return String(body); }
+}
+
+function summaryRow(label, value) {
+  if (value === null || value === undefined || value === '') return null;
+  return [el('dt', { text: label }), el('dd', null, value)];
+}
+
+async function pageMessage(r) {
+  const id = r.parts[1];
+  let m;
+  try {
+    m = await apiGet('/api/messages/' + enc(id));
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    return { page: 'message', key: '404',
+      node: el('p', { class: 'error-box', text: 'No message ' + id + ' in the store (yet).' }) };
+  }
+  const node = el('section', { id: 'message', data: { id: m.id, status: m.status } },
+    el('div', { class: 'toolbar' },
+      el('h2', { class: 'wrap', text: m.type || '(no type)' }), badge(m.status),
+      el('span', { class: 'grow' }), messageButtons(m)),
+    m.problem ? el('div', { id: 'problem', class: 'error-box',
+      text: 'Ingestion could not parse this message: ' + m.problem }) : null,
+    el('dl', { id: 'summary' }, summary(m)),
+    m.exception ? [el('h3', { text: 'Exception' }), el('pre', { id: 'exception', text: m.exception })] : null,
+    m.trace ? [el('h3', { text: 'Lua traceback' }), el('pre', { id: 'trace', text: m.trace })] : null,
+    el('h3', { text: 'Body' }), el('pre', { id: 'body', text: prettyBody(m.body) }),
+    el('h3', { text: 'Headers' }), headersTable(m.headers || {}),
+    m.status === 'unresolved' ? editor(m) : null,
+    el('h3', { text: 'History' }), historyList(m.history || []));
+  return { page: 'message', key: JSON.stringify(m), node };
+}
+
+function summary(m) {
+  const link = (href, id, text) => el('a', { href, id, class: 'mono', text });
+  return [
+    summaryRow('Id', el('span', { class: 'mono', text: m.id })),
+    summaryRow('Kind', m.kind),
+    summaryRow('Source', m.source === 'audit' ? 'audit copy (processed)' : m.source),
+    summaryRow('Endpoint', m.endpoint),
+    summaryRow('Queue', m.queue),
+    summaryRow('Failed at', m.failed_at ? timeEl(m.failed_at) : null),
+    summaryRow('Attempts', m.attempts),
+    summaryRow('Group', m.group ? el('a', { href: '#/groups/' + enc(m.group) + '?by=exception',
+      text: m.group_title || m.group }) : null),
+    summaryRow('Conversation', m.conversation_id
+      ? link('#/conversations/' + enc(m.conversation_id), 'conversation-link', m.conversation_id) : null),
+    summaryRow('Related to', m.related_to ? msgLink(m.related_to) : null),
+    summaryRow('Correlation id', m.correlation_id),
+    summaryRow('Reply to', m.reply_to),
+    summaryRow('Edited from', m.edited_from
+      ? link('#/messages/' + enc(m.edited_from), 'edited-from-link', m.edited_from) : null),
+    summaryRow('Edited and retried as', m.edited_to
+      ? link('#/messages/' + enc(m.edited_to), 'edited-to-link', m.edited_to) : null),
+  ];
+}
+
+function messageButtons(m) {
+  const one = (action, label) => () => runOperation(action, { ids: [m.id] }, label);
+  const st = m.status;
+  return el('span', { class: 'buttons' },
+    (st === 'unresolved' || st === 'retrying') && m.source !== 'audit'
+      && button('retry', 'Retry', one('retry', 'Retry'), 'primary'),
+    st === 'unresolved' && button('archive', 'Archive', one('archive', 'Archive')),
+    st === 'archived' && button('restore', 'Restore', one('restore', 'Restore'), 'primary'),
+    (st === 'unresolved' || st === 'archived') && button('delete', 'Delete', async () => {
+      if (!(await confirmBox('Delete message ' + m.id + ' for good?', 'Delete'))) return;
+      await runOperation('delete', { ids: [m.id] }, 'Delete');
+    }, 'danger'));
+}
+
+function headersTable(headers) {
+  const names = Object.keys(headers).sort();
+  return el('table', { id: 'headers', class: 'grid kv' },
+    el('tbody', null, names.map((k) => el('tr', { data: { header: k } },
+      el('th', { class: 'name mono', text: k }),
+      el('td', { class: 'value mono', text: headers[k] === null ? '' : String(headers[k]) })))));
+}
+
+function historyList(items) {
+  if (items.length === 0) return el('p', { class: 'muted', text: 'No history.' });
+  return el('ul', { id: 'history' }, items.map((h) => el('li', { data: { what: h.what } },
+    timeEl(h.at), ' ', el('strong', { text: h.what }),
+    h.who ? el('span', { class: 'muted', text: ' by ' + h.who }) : null,
+    h.detail ? el('span', { class: 'detail', text: ' — ' + h.detail }) : null)));
+}
+
+function editor(m) {
+  const body = el('textarea', { id: 'edit-body', rows: 12, spellcheck: 'false' });
+  body.value = prettyBody(m.body);
+  const headersText = JSON.stringify(m.headers || {}, null, 2);
+  const hdrs = el('textarea', { id: 'edit-headers', rows: 6, spellcheck: 'false' });
+  hdrs.value = headersText;
+  const result = el('p', { id: 'edit-result' });
+  const go = async () => {
+    const req = { body: body.value };
+    if (hdrs.value !== headersText) {
+      try { req.headers = JSON.parse(hdrs.value); } catch (e) {
+        flash('The headers are not a JSON object: ' + e.message, 'error'); return;
+      }
+    }
+    try { JSON.parse(body.value); } catch (e) {
+      flash('The body is not JSON: ' + e.message, 'error'); return;
+    }
+    if (!(await confirmBox('Send the edited message as a new message (a new id) to '
+      + (m.queue || m.endpoint || 'its queue') + '? The original is marked resolved.', 'Send'))) return;
+    try {
+      const res = await apiPost('/api/errors/' + enc(m.id) + '/edit-retry', req);
+      const link = el('a', { id: 'edit-result-link', href: '#/messages/' + enc(res.id), text: res.id });
+      flash('Sent as a new message: ', 'info', link);
+      await render(true);
+    } catch (e) {
+      if (e.message !== 'cancelled') flash('Edit and retry: ' + e.message, 'error');
+    }
+  };
+  return el('section', { id: 'edit', class: 'card' },
+    el('h3', { text: 'Edit and retry' }),
+    el('p', { class: 'muted', text: 'Sends a corrected copy with a new id; the original stays, linked.' }),
+    el('label', { for: 'edit-body', text: 'Body (JSON)' }), body,
+    el('label', { for: 'edit-headers', text: 'Headers (JSON object; sent only when changed)' }), hdrs,
+    el('div', { class: 'actions' }, button('edit-retry', 'Edit and retry…', go, 'primary')), result);
+}
+
+/* --- search --------------------------------------------------------------------------- */
+
+async function pageSearch(r) {
+  const q = (r.params.get('q') || '').trim();
+  if (!q) return { page: 'search', key: '', node: el('p', { class: 'muted', text: 'Type in the search box.' }) };
+  const page = pageOf(r);
+  const data = await apiGet('/api/search?q=' + enc(q) + '&page=' + page + '&per_page=' + PER_PAGE);
+  const rows = data.items.map((m) => el('tr', { class: 'result-row', data: { id: m.id } },
+    el('td', { class: 'id mono' }, msgLink(m.id, shortId(m.id))),
+    el('td', { class: 'type', text: m.type || '' }),
+    el('td', { class: 'source', text: m.source || '' }),
+    el('td', { class: 'endpoint', text: m.endpoint || '' }),
+    el('td', { class: 'at' }, timeEl(m.at)),
+    el('td', { class: 'status' }, badge(m.status)),
+    el('td', { class: 'conversation' }, m.conversation_id ? el('a', {
+      href: '#/conversations/' + enc(m.conversation_id), text: 'conversation' }) : null)));
+  const node = el('section', null,
+    el('h2', null, 'Search: ', el('span', { class: 'mono', text: q })),
+    el('p', { class: 'muted', text: data.total + ' match' + (data.total === 1 ? '' : 'es') }),
+    data.items.length === 0 ? el('p', { id: 'results-empty', class: 'empty', text: 'Nothing found.' })
+      : el('table', { id: 'results', class: 'grid' },
+        el('thead', null, el('tr', null, ['Id', 'Type', 'Source', 'Endpoint', 'At', 'Status', '']
+          .map((t) => el('th', { text: t })))),
+        el('tbody', null, rows)),
+    pager(data));
+  return { page: 'search', key: JSON.stringify(data), node };
+}
+
+/* --- conversation ------------------------------------------------------------------------ */
+
+/* The server's SVG, parsed as XML and imported; nothing executable survives the copy. */
+function importSvg(text) {
+  const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+  const root = doc.documentElement;
+  if (!root || root.localName !== 'svg' || doc.getElementsByTagName('parsererror').length) {
+    return el('p', { class: 'error-box', text: 'The diagram could not be read.' });
+  }
+  for (const n of Array.from(root.querySelectorAll('script, foreignObject, iframe'))) n.remove();
+  for (const n of [root, ...root.querySelectorAll('*')]) {
+    for (const a of Array.from(n.attributes)) {
+      const v = a.value.trim().toLowerCase();
+      if (a.name.toLowerCase().startsWith('on') || v.startsWith('javascript:')) n.removeAttribute(a.name);
+    }
+  }
+  return document.importNode(root, true);
+}
+
+async function pageConversation(r) {
+  const id = r.parts[1];
+  const [conv, svg] = await Promise.all([apiGet('/api/conversations/' + enc(id)),
+    request('GET', '/api/conversations/' + enc(id) + '/diagram.svg', undefined, true)]);
+  const diagram = el('div', { id: 'diagram', class: 'card' }, importSvg(svg));
+  diagram.addEventListener('click', (ev) => {
+    const g = ev.target.closest && ev.target.closest('g.msg[data-id]');
+    if (g) location.hash = '#/messages/' + enc(g.getAttribute('data-id'));
+  });
+  const rows = conv.items.map((m, i) => el('tr', { class: 'msg-row', data: { id: m.id, status: m.status } },
+    el('td', { class: 'num', text: i + 1 }),
+    el('td', { class: 'id mono' }, msgLink(m.id, shortId(m.id))),
+    el('td', { class: 'type', text: m.type || '' }),
+    el('td', { class: 'kind', text: m.kind || '' }),
+    el('td', { class: 'from', text: m.from || '(outside)' }),
+    el('td', { class: 'to', text: m.to || '' }),
+    el('td', { class: 'at' }, timeEl(m.at)),
+    el('td', { class: 'status' }, badge(m.status))));
+  const node = el('section', null,
+    el('h2', null, 'Conversation ', el('span', { class: 'mono small', text: id })),
+    el('p', { class: 'muted', text: conv.total + ' message' + (conv.total === 1 ? '' : 's')
+      + (conv.total > conv.items.length ? ' (' + conv.items.length + ' shown)' : '') }),
+    diagram,
+    el('table', { id: 'conversation', class: 'grid' },
+      el('thead', null, el('tr', null, ['#', 'Id', 'Type', 'Kind', 'From', 'To', 'At', 'Status']
+        .map((t) => el('th', { text: t })))),
+      el('tbody', null, rows)));
+  return { page: 'conversation', key: JSON.stringify(conv) + svg.length, node };
+}
+
+/* --- endpoints ------------------------------------------------------------------------- */
+
+async function pageEndpoints() {
+  const eps = await apiGet('/api/endpoints');
+  const rows = eps.map((e) => el('tr', { class: 'endpoint-row', data: { endpoint: e.name } },
+    el('td', { class: 'name', text: e.name }),
+    el('td', { class: 'last' }, timeEl(e.last_seen)),
+    el('td', { class: 'processed num', text: e.processed === undefined ? '' : e.processed }),
+    el('td', { class: 'failed num', text: e.failed === undefined ? '' : e.failed }),
+    el('td', null, el('ul', { class: 'instances' }, (e.instances || []).map((i) =>
+      el('li', { data: { instance: i.instance, alive: i.alive ? '1' : '0' } },
+        el('span', { class: 'badge ' + (i.alive ? 'alive' : 'dead'), text: i.alive ? 'alive' : 'silent' }),
+        ' ', el('span', { class: 'mono', text: i.instance }),
+        i.host ? el('span', { class: 'muted', text: ' on ' + i.host }) : null,
+        ' · ', timeEl(i.last_seen)))))));
+  const node = el('section', null,
+    el('h2', { text: 'Endpoints' }),
+    eps.length === 0 ? el('p', { class: 'empty', text: 'No endpoint has reported yet.' })
+      : el('table', { id: 'endpoints', class: 'grid' },
+        el('thead', null, el('tr', null, el('th', { text: 'Endpoint' }), el('th', { text: 'Last seen' }),
+          el('th', { class: 'num', text: 'Processed' }), el('th', { class: 'num', text: 'Failed' }),
+          el('th', { text: 'Instances' }))),
+        el('tbody', null, rows)));
+  return { page: 'endpoints', key: JSON.stringify(eps), node };
+}
+
+/* --- start ------------------------------------------------------------------------------ */
+
+function autoRefresh() {
+  setTimeout(async () => {
+    const view = $('#view');
+    const busy = operationsRunning > 0 || $('.modal-backdrop') || document.hidden
+      || noAutoRefresh.has(view.dataset.page) || view.dataset.ready !== '1';
+    if (!busy) { try { await render(true); } catch (e) { /* the next round tries again */ } }
+    autoRefresh();
+  }, REFRESH_MS);
+}
+
+async function showInfo() {
+  try {
+    const info = await apiGet('/api/info');
+    $('#info').textContent = 'v' + info.version + (info.transport ? ' · ' + info.transport : '');
+    $('#info').title = 'store: ' + (info.store || '?');
+  } catch (e) { $('#info').textContent = ''; }
+}
+
+function start() {
+  $('#search-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const q = $('#search-input').value.trim();
+    if (q) location.hash = '#/search?q=' + enc(q);
+  });
+  $('#progress button[name=progress-close]').addEventListener('click', () => { $('#progress').hidden = true; });
+  window.addEventListener('hashchange', () => {
+    /* a finished operation's bar and the last notice belong to the page they were made on */
+    if ($('#progress').dataset.state === 'done') $('#progress').hidden = true;
+    $('#flash').hidden = true;
+    render(false);
+  });
+  if (!location.hash) history.replaceState(null, '', '#/groups');
+  render(false);
+  showInfo();
+  autoRefresh();
+}
+
+document.addEventListener('DOMContentLoaded', start);
