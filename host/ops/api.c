@@ -156,10 +156,13 @@ static void get_conversation(mb_ops_api *api, mb_http_req *r, const char *id, in
     reply_result(r, rc, json, &err);
     return;
   }
+  long page = number_arg(r, "page", 1);
   mb_json *doc = NULL;
   mb_jbuf out = MB_JBUF_INIT;
-  if (mb_json_parse(json, strlen(json), &doc, &err) == MB_OK)
-    mb_diagram_svg(mb_jv_get(mb_json_root(doc), "items"), DIAGRAM_ARROWS, &out);
+  if (page < 0) out.failed = 1;
+  else if (mb_json_parse(json, strlen(json), &doc, &err) == MB_OK)
+    mb_diagram_svg(mb_jv_get(mb_json_root(doc), "items"), (size_t)(page - 1) * DIAGRAM_ARROWS,
+                   DIAGRAM_ARROWS, &out);
   else out.failed = 1;
   if (out.failed) reply_error(r, 500, "the diagram could not be drawn");
   else mb_http_respond(r, 200, "image/svg+xml; charset=utf-8", out.data, out.len, NULL);

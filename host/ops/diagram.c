@@ -208,11 +208,11 @@ static void add_lane(diagram *d, const char *name) {
   if (lane_of(d, name) == NONE) d->lanes[d->n_lanes++] = name;
 }
 
-/* The lifelines of the first `drawn` messages in causal order. */
-static int find_lanes(diagram *d, size_t drawn) {
+/* The lifelines of the messages first .. first + drawn - 1 in causal order. */
+static int find_lanes(diagram *d, size_t first, size_t drawn) {
   d->lanes = malloc((drawn ? 2 * drawn : 1) * sizeof *d->lanes);
   if (d->lanes == NULL) return -1;
-  for (size_t k = 0; k < drawn; k++) {
+  for (size_t k = first; k < first + drawn; k++) {
     add_lane(d, d->m[d->order[k]].from);
     add_lane(d, d->m[d->order[k]].to);
   }
@@ -341,15 +341,15 @@ static void draw_empty(mb_jbuf *out) {
                         "fill=\"#666\">no messages</text>\n</svg>\n");
 }
 
-static void draw(mb_jbuf *out, const diagram *d, size_t drawn) {
-  size_t more = d->n - drawn;
+static void draw(mb_jbuf *out, const diagram *d, size_t first, size_t drawn) {
+  size_t more = d->n - first - drawn;
   int arrows_end = FIRST_Y + (int)drawn * STEP, bottom = arrows_end - STEP / 2 + 12;
   int width = 2 * LEFT + (int)(d->n_lanes ? d->n_lanes - 1 : 0) * COL + BOX_W + 60;
   int height = bottom + (more ? 40 : 16);
   svg_open(out, width, height);
   for (size_t l = 0; l < d->n_lanes; l++) draw_lane(out, d->lanes[l], l, bottom);
   for (size_t k = 0; k < drawn; k++)
-    draw_msg(out, d, &d->m[d->order[k]], FIRST_Y + (int)k * STEP);
+    draw_msg(out, d, &d->m[d->order[first + k]], FIRST_Y + (int)k * STEP);
   if (more)
     mb_jbuf_printf(out,
                    "<text class=\"more\" x=\"%d\" y=\"%d\" fill=\"#666\">%zu more "
@@ -358,13 +358,15 @@ static void draw(mb_jbuf *out, const diagram *d, size_t drawn) {
   mb_jbuf_cstr_raw(out, "</svg>\n");
 }
 
-void mb_diagram_svg(const mb_jv *items, size_t max_arrows, mb_jbuf *out) {
+void mb_diagram_svg(const mb_jv *items, size_t first, size_t max_arrows, mb_jbuf *out) {
   diagram d = {0};
   int ok = read_items(&d, items) == 0;
-  size_t drawn = d.n < max_arrows ? d.n : max_arrows;
-  if (ok && d.n == 0) draw_empty(out);
-  else if (ok && link_parents(&d) == 0 && causal_order(&d) == 0 && find_lanes(&d, drawn) == 0)
-    draw(out, &d, drawn);
+  if (first > d.n) first = d.n;
+  size_t drawn = d.n - first < max_arrows ? d.n - first : max_arrows;
+  if (ok && drawn == 0) draw_empty(out);
+  else if (ok && link_parents(&d) == 0 && causal_order(&d) == 0 &&
+           find_lanes(&d, first, drawn) == 0)
+    draw(out, &d, first, drawn);
   else out->failed = 1; /* as for a failed append: the caller checks failed once */
   free(d.m);
   free(d.order);

@@ -9,7 +9,7 @@
 #include "unit.h"
 
 /* The SVG of a JSON item list (malloc'd), or NULL. */
-static char *svg_of(const char *items_json, size_t max_arrows) {
+static char *svg_page(const char *items_json, size_t first, size_t max_arrows) {
   mb_json *doc = NULL;
   mb_err err;
   if (mb_json_parse(items_json, strlen(items_json), &doc, &err) != MB_OK) {
@@ -17,9 +17,13 @@ static char *svg_of(const char *items_json, size_t max_arrows) {
     return NULL;
   }
   mb_jbuf b = MB_JBUF_INIT;
-  mb_diagram_svg(mb_json_root(doc), max_arrows, &b);
+  mb_diagram_svg(mb_json_root(doc), first, max_arrows, &b);
   mb_json_free(doc);
   return mb_jbuf_take(&b, NULL);
+}
+
+static char *svg_of(const char *items_json, size_t max_arrows) {
+  return svg_page(items_json, 0, max_arrows);
 }
 
 static size_t count(const char *s, const char *what) {
@@ -154,7 +158,7 @@ static void test_an_empty_list_says_so(void) {
     free(svg);
   }
   mb_jbuf b = MB_JBUF_INIT;
-  mb_diagram_svg(NULL, 10, &b);
+  mb_diagram_svg(NULL, 0, 10, &b);
   CHECK(!b.failed && strstr(b.data, "no messages"));
   mb_jbuf_free(&b);
 }
@@ -181,6 +185,13 @@ static void test_large_conversations_page(void) {
   free(svg);
   svg = svg_of(items.data, 50);
   CHECK(svg && count(svg, "class=\"msg ") == 50 && strstr(svg, "class=\"more\"") == NULL);
+  free(svg);
+  svg = svg_page(items.data, 45, 3); /* page 16 of 3: the causal order goes on */
+  const char *page[] = {"m45", "m46", "m47"};
+  CHECK(svg && arrows_are(svg, page, 3) && strstr(svg, ">2 more messages</text>"));
+  free(svg);
+  svg = svg_page(items.data, 60, 3); /* past the end */
+  CHECK(svg && strstr(svg, "no messages") && count(svg, "class=\"msg ") == 0);
   free(svg);
   mb_jbuf_free(&items);
 }
