@@ -306,22 +306,26 @@ static void post_action(mb_ops_api *api, mb_http_req *r, mb_ops_action action) {
   mb_json_free(doc);
 }
 
-/* Applies the headers member of an edit ({name: string}; null removes) to m. */
-static const char *edit_headers(const mb_jv *headers, mb_outgoing *m) {
+/* Applies the headers member of an edit ({name: string}; null removes) to m. A header sent
+ * back as the stored copy had it is no change (the UI sends them all); the bus's own
+ * (moonbus.*, traceparent) cannot be changed. */
+static const char *edit_headers(const mb_jv *headers, const mb_headers *stored, mb_outgoing *m) {
   if (headers == NULL) return NULL;
   if (mb_jv_type(headers) != MB_JSON_OBJECT) return "headers must be an object of strings";
   for (size_t i = 0; i < mb_jv_len(headers); i++) {
     const char *key = mb_jv_key_at(headers, i), *v = mb_jv_string(mb_jv_at(headers, i), NULL);
+    const char *now = mb_headers_get(stored, key);
+    if (v && now && strcmp(v, now) == 0) continue; /* sent back as it was */
     if (strncmp(key, MB_RESERVED_PREFIX, strlen(MB_RESERVED_PREFIX)) == 0)
       return "headers named moonbus.* belong to the bus and cannot be edited";
     if (v == NULL && mb_jv_type(mb_jv_at(headers, i)) == MB_JSON_NULL)
       mb_headers_remove(&m->env.headers, key);
     else if (v == NULL) return "every header value must be a string (or null to remove it)";
-    else if (mb_header_key_problem(key, 0) || mb_headers_set(&m->env.headers, key, v) != MB_OK)
-      return "a header name is not valid";
+    else if (mb_header_key_problem(key, 0)) return mb_header_key_problem(key, 0);
+    else if (mb_headers_set(&m->env.headers, key, v) != MB_OK) return "out of memory";
   }
   mb_err err;
-  return mb_headers_check(&m->env.headers, 0, &err) == MB_OK ? NULL
+  return mb_headers_check(&m->env.headers, 1, &err) == MB_OK ? NULL
                                                              : "the headers break the limits";
 }
 
@@ -340,13 +344,14 @@ static const char *edited_message(mb_ops_api *api, const char *id, const mb_jv *
   mb_envelope_init(&env);
   int rc = api->cfg.store->ops->envelope(api->cfg.store, id, &env, &err);
   if (rc == MB_OK) rc = mb_errorq_unpark(&env, out, &err);
-  mb_envelope_free(&env);
   if (rc != MB_OK) {
+    mb_envelope_free(&env);
     *status = http_status_of(rc);
     return rc == MB_ENOTFOUND ? "no failed message with that id"
                               : "the message cannot be sent again (it has no failed queue)";
   }
-  const char *bad = edit_headers(mb_jv_get(req, "headers"), *out);
+  const char *bad = edit_headers(mb_jv_get(req, "headers"), &env.headers, *out);
+  mb_envelope_free(&env);
   if (bad == NULL && (mb_envelope_set_body(&(*out)->env, body, len) != MB_OK ||
                       mb_headers_set(&(*out)->env.headers, MB_H_EDITED_FROM, id) != MB_OK))
     bad = "out of memory", *status = 500;

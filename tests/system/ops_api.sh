@@ -30,7 +30,7 @@ wait_for 20 host_ready shop || not_ok "the shop endpoint starts"
 "$MOONBUS" ops --listen 127.0.0.1:0 --store "$WORK/ops.db" >"$WORK/ops.out" 2>"$WORK/ops.log" &
 PIDS+=($!)
 OPS=$!
-wait_until 20 "grep -q 'serving http' '$WORK/ops.log'"
+wait_until 20 "grep -qs 'serving http' '$WORK/ops.log'"
 BASE=$(grep -o 'serving http://[^/]*' "$WORK/ops.log" | head -1 | sed 's/serving //')
 check "ops logs the address it serves" test -n "$BASE"
 
@@ -117,7 +117,11 @@ op=$(post /api/errors/restore '{"all":true}' | jq -r .operation)
 wait_op "$op"
 check "restore all brings them back" test "$(get /api/errors | jq .total)" = 4
 
-edit=$(post "/api/errors/$ID/edit-retry" '{"body":"{\"order\":41,\"ok\":true}"}')
+headers=$(get "/api/messages/$ID" | jq -c '.headers + {"fixed-by": "ops test"}')
+check "edit-and-retry refuses a changed moonbus.* header" \
+  test "$(status_of -H 'Content-Type: application/json' \
+    -d '{"body":"{}","headers":{"moonbus.kind":"event"}}' "$BASE/api/errors/$ID/edit-retry")" = 400
+edit=$(post "/api/errors/$ID/edit-retry" "{\"body\":\"{\\\"order\\\":41,\\\"ok\\\":true}\",\"headers\":$headers}")
 NEW=$(jq -r .id <<<"$edit")
 wait_op "$(jq -r .operation <<<"$edit")"
 check "edit-and-retry sends a new message, linked, and the original is resolved" \
@@ -125,6 +129,9 @@ check "edit-and-retry sends a new message, linked, and the original is resolved"
   <<<"$(get "/api/messages/$ID")"
 check "the edited message is handled (its audit copy arrives)" \
   wait_until 15 "[ \"\$(get /api/messages/$NEW | jq -r .source)\" = audit ]"
+check "... with the header the operator added, and its link to the original" \
+  holds --arg id "$ID" '.headers["fixed-by"] == "ops test" and .edited_from == $id' \
+  <<<"$(get "/api/messages/$NEW")"
 check "edit-and-retry with a body that is not JSON is 400" \
   test "$(status_of -H 'Content-Type: application/json' -d '{"body":"{nope"}' "$BASE/api/errors/$LAST/edit-retry")" = 400
 
@@ -142,7 +149,7 @@ echo "s3cret-token-for-the-test" >"$WORK/token"
 "$MOONBUS" ops --listen 0.0.0.0:0 --store "$WORK/ops2.db" --token-file "$WORK/token" \
   >"$WORK/ops2.out" 2>"$WORK/ops2.log" &
 PIDS+=($!)
-wait_until 20 "grep -q 'serving http' '$WORK/ops2.log'"
+wait_until 20 "grep -qs 'serving http' '$WORK/ops2.log'"
 PORT2=$(grep -o 'serving http://[^/]*' "$WORK/ops2.log" | head -1 | sed 's/.*://')
 check "off loopback, a change without the token is 401" \
   test "$(status_of -H 'Content-Type: application/json' -d '{"all":true}' "http://$IP:$PORT2/api/errors/archive")" = 401
