@@ -143,6 +143,19 @@ check "endpoints list the shop with what it processed" \
 check "/metrics counts what was ingested" \
   bash -c "curl -s '$BASE/metrics' | grep -q 'moonbus_ops_ingested_total{queue=\"error\"} [1-9]'"
 
+# Foreign input: what a plain client puts in the error or audit queue is stored, never a stop.
+inject error "foreign-1" "who.Knows" 'not json at all' broken
+inject audit "foreign-2" "who.Else" '{"fine":true}'
+inject error "foreign-3" "after.Them" '{}'
+check "a message whose headers do not decode is stored raw with its problem" \
+  wait_until 15 "get '/api/errors?status=all&per_page=500' | holds '[.items[] | select(.type == \"who.Knows\")] | length == 1'"
+FOREIGN=$(get '/api/errors?type=who.Knows' | jq -r '.items[0].id')
+check "... and shown with its problem" holds '.problem != null' <<<"$(get "/api/messages/$FOREIGN")"
+check "ingestion goes on after it" \
+  wait_until 15 "get '/api/errors?type=after.Them' | holds '.total == 1'"
+check "a foreign audit copy is stored" \
+  wait_until 15 "get '/api/search?q=who.Else' | holds '.total == 1'"
+
 # Off loopback: reading and changing need the token.
 IP=$(hostname -I 2>/dev/null | awk '{print $1}')
 echo "s3cret-token-for-the-test" >"$WORK/token"
