@@ -121,20 +121,22 @@ static void host_of(const char *listen, char *out, size_t len) {
   snprintf(out, len, "%.*s", (int)(colon ? colon - listen : (long)strlen(listen)), listen);
 }
 
-/* 1 if the listen address is a loopback one: only this machine can connect. */
-static int loopback_address(const char *listen) {
-  char host[256];
-  host_of(listen, host, sizeof host);
-  return strncmp(host, "127.", 4) == 0 || strcmp(host, "[::1]") == 0 ||
-         strcmp(host, "localhost") == 0;
-}
-
 static const char *listen_address(const ops_service *s) {
   return s->opts->listen ? s->opts->listen : DEFAULT_LISTEN;
 }
 
+/* The HTTP handler until the API exists (it is made once the listener says whether it is
+ * on loopback): nothing is served before. */
+static void handle(void *ud, mb_http_req *req) {
+  ops_service *s = ud;
+  if (s->api) mb_ops_api_handle(s->api, req);
+  else mb_http_respond(req, 503, "text/plain", "starting", 8, NULL);
+}
+
 static int start_http(ops_service *s, char *shown, size_t len, mb_err *err) {
-  int loopback = loopback_address(listen_address(s)), rc = MB_OK;
+  int rc = mb_http_start(&s->http, s->loop, listen_address(s), MAX_REQUEST_BODY, handle, s, err);
+  if (rc != MB_OK) return rc;
+  int loopback = mb_http_listens_on_loopback(s->http);
   if (!loopback && s->token[0] == '\0') rc = make_token(s->token, sizeof s->token, err);
   mb_url_redact(s->url, shown, len);
   mb_ops_api_cfg cfg = {s->store,
@@ -149,9 +151,6 @@ static int start_http(ops_service *s, char *shown, size_t len, mb_err *err) {
                         N_QUEUES};
   if (rc == MB_OK && (s->api = mb_ops_api_new(&cfg)) == NULL)
     rc = mb_err_set(err, MB_ENOMEM, "out of memory");
-  if (rc == MB_OK)
-    rc = mb_http_start(&s->http, s->loop, listen_address(s), MAX_REQUEST_BODY, mb_ops_api_handle,
-                       s->api, err);
   return rc;
 }
 
