@@ -17,6 +17,8 @@ static void usage(FILE *out) {
           "  moonbus request ENDPOINT TYPE JSON [--timeout S] [--transport URL]\n"
           "      prints the reply's body; exit 3 when no reply came within S s (default 30)\n"
           "  moonbus errors list | show ID | retry ID | retry --all | delete ID [--queue NAME]\n"
+          "      [--ops URL [--token-file F]]: through moonbus ops (else $MOONBUS_OPS, when no\n"
+          "      --transport is given; its token else $MOONBUS_OPS_TOKEN)\n"
           "  moonbus version\n"
           "The transport is --transport, else $MOONBUS_TRANSPORT, else the endpoint's own,\n"
           "else sqlite://./.moonbus/bus.db. Logs go to stderr "
@@ -45,6 +47,9 @@ static int parse_options(int *argc, char **argv, mb_cli_opts *opts) {
       opts->queue = argv[++i];
     } else if (strcmp(a, "--all") == 0) {
       argv[kept++] = argv[i]; /* `errors retry --all`: an argument, not an option */
+    } else if ((strcmp(a, "--ops") == 0 || strcmp(a, "--token-file") == 0) && i + 1 < *argc) {
+      if (strcmp(a, "--ops") == 0) opts->ops = argv[++i];
+      else opts->token_file = argv[++i];
     } else if ((strcmp(a, "--transport") == 0 || strcmp(a, "--instance") == 0 ||
                 strcmp(a, "--drain") == 0 || strcmp(a, "--timeout") == 0) &&
                i + 1 < *argc) {
