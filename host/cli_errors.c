@@ -248,7 +248,8 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
     return 2;
   }
   const char *ops = opts->ops ? opts->ops : opts->transport ? NULL : getenv("MOONBUS_OPS");
-  if (ops != NULL && ops[0] != '\0') return mb_cli_errors_ops(argc, argv, ops, opts);
+  if (opts->ops != NULL || (ops != NULL && ops[0] != '\0')) /* --ops "" is a mistake */
+    return mb_cli_errors_ops(argc, argv, ops, opts);
   mb_err err;
   mb_runtime *rt = mb_runtime_new(NULL, opts->transport, opts->instance);
   if (rt == NULL) return 1;

@@ -5,8 +5,8 @@
  * pages) with the queue version's line and progress on stderr; show prints the message with
  * its 'tried' line, 404 says "no message ID"; retry ID follows the operation to its end and
  * prints "ID\t-> queue"; a failed retry, delete, retry --all; a missing token (the hint), a
- * refused one (never printed); $MOONBUS_OPS; --transport wins over $MOONBUS_OPS; an https
- * or unreachable service. */
+ * refused one (never printed); $MOONBUS_OPS; --transport wins over $MOONBUS_OPS; an empty,
+ * https or unreachable service. */
 #include <ev.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -320,6 +320,8 @@ static void where_the_service_is(void) {
   CHECK(errors_cmd(&opts, "show", "m-0003") == 1 && strstr(out, "id: m-0003") == NULL);
   unsetenv("MOONBUS_OPS");
   opts.transport = NULL;
+  opts.ops = ""; /* an empty --ops is a mistake, not the queue */
+  CHECK(errors_cmd(&opts, "list", NULL) == 1 && strstr(err_text, "only http://") != NULL);
   opts.ops = "https://127.0.0.1:7070";
   CHECK(errors_cmd(&opts, "list", NULL) == 1 && strstr(err_text, "only http://") != NULL);
   opts.ops = "http://127.0.0.1:1";
