@@ -7,7 +7,6 @@
  * prints "ID\t-> queue"; a failed retry, delete, retry --all; a missing token (the hint), a
  * refused one (never printed); $MOONBUS_OPS; --transport wins over $MOONBUS_OPS; an empty,
  * https or unreachable service. */
-#include <ev.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 
 #include "cli.h"
 #include "http.h"
+#include "http_helpers.h"
 #include "json.h"
 #include "log.h"
 #include "unit.h"
@@ -152,29 +152,6 @@ static void handle(void *ud, mb_http_req *req) {
   else fail(req, 404, "no route");
 }
 
-static void on_term(struct ev_loop *loop, ev_signal *w, int revents) {
-  (void)w;
-  (void)revents;
-  ev_break(loop, EVBREAK_ALL);
-}
-
-static void serve(int port_pipe) {
-  struct ev_loop *loop = ev_default_loop(0);
-  mb_http *h = NULL;
-  if (mb_http_start(&h, loop, "127.0.0.1:0", 1 << 16, handle, NULL, NULL) != MB_OK) _exit(2);
-  int port = mb_http_port(h);
-  if (write(port_pipe, &port, sizeof port) != sizeof port) _exit(2);
-  close(port_pipe);
-  ev_signal term;
-  ev_signal_init(&term, on_term, SIGTERM);
-  ev_signal_start(loop, &term);
-  ev_run(loop, 0);
-  ev_signal_stop(loop, &term);
-  mb_http_stop(h);
-  ev_loop_destroy(loop);
-  exit(0);
-}
-
 /* --- the parent: the CLI ------------------------------------------------------------- */
 
 static pid_t server_pid;
@@ -182,18 +159,8 @@ static char base[64];
 static char out[1 << 20], err_text[1 << 16];
 
 static void start_server(void) {
-  int fds[2], port = 0;
-  if (pipe(fds) != 0) abort();
-  fflush(stdout);
-  server_pid = fork();
-  if (server_pid == 0) {
-    close(fds[0]);
-    serve(fds[1]);
-  }
-  close(fds[1]);
-  if (read(fds[0], &port, sizeof port) != sizeof port) abort();
-  close(fds[0]);
-  snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
+  snprintf(base, sizeof base, "http://127.0.0.1:%d",
+           http_child_start(handle, 1 << 16, &server_pid));
 }
 
 static void slurp(int fd, char *buf, size_t cap) {
@@ -338,12 +305,6 @@ int main(void) {
   RUN(changing_needs_the_token);
   RUN(retry_and_delete_follow_their_operation);
   RUN(where_the_service_is);
-  int status = 0;
-  kill(server_pid, SIGTERM);
-  waitpid(server_pid, &status, 0);
-  unit_passed += WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  unit_failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  printf("%s - the fake service stops without leaks\n",
-         WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "ok" : "not ok");
+  http_child_check_stop(server_pid);
   return unit_done();
 }
