@@ -10,10 +10,12 @@ typedef struct mb_cli_opts {
   double drain_seconds;  /* how long shutdown waits for handlers in flight */
   double timeout;        /* --timeout S: how long `request` waits for its reply */
   const char *queue;     /* --queue NAME: the error queue `errors` and `ops` work on */
+  const char *ops;       /* --ops URL: `errors` asks the ops service instead of the queue */
   /* moonbus ops */
   const char *listen;      /* --listen HOST:PORT */
   const char *store;       /* --store PATH|sqlite://PATH */
-  const char *token_file;  /* --token-file F */
+  const char *token_file;  /* --token-file F: the ops service's token (`errors --ops`: else
+                              $MOONBUS_OPS_TOKEN) */
   const char *audit_queue; /* --audit-queue NAME */
   double audit_retention;  /* --audit-retention DAYS */
   double error_retention;  /* --error-retention DAYS */
@@ -31,8 +33,16 @@ int mb_cli_send(const char *endpoint, const char *type, const char *json, const 
 int mb_cli_request(const char *endpoint, const char *type, const char *json,
                    const mb_cli_opts *opts);
 /* errors list | show ID | retry ID | retry --all | delete ID (cli_errors.c); argv[0] is
- * the subcommand. */
+ * the subcommand. With --ops URL (or $MOONBUS_OPS when no --transport is given) it is
+ * mb_cli_errors_ops. */
 int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts);
+/* The same commands and output through the JSON API of `moonbus ops` at base
+ * (cli_errors_ops.c); argc and argv already checked by mb_cli_errors. */
+int mb_cli_errors_ops(int argc, char **argv, const char *base, const mb_cli_opts *opts);
+/* The line "tried: 2 attempts in each of 3 rounds (6 in all)" from the values of a parked
+ * copy's retry headers (immediate, delayed, failed.deliveries; each may be NULL): nothing
+ * without immediate. */
+void mb_cli_print_tried(const char *immediate, const char *delayed, const char *deliveries);
 int mb_cli_version(void);
 /* ops: the operations service (host/ops/ops.c) until SIGINT or SIGTERM. */
 int mb_cli_ops(const mb_cli_opts *opts);

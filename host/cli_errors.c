@@ -8,7 +8,8 @@
  * message (waiting for the transport's confirm) before it takes the parked copy: at worst
  * a message is both retried and still parked, never lost. Every command refuses a
  * sqlite:// database that does not exist rather than create an empty one (a typo must
- * not look like an empty error queue).
+ * not look like an empty error queue). With --ops URL (or $MOONBUS_OPS) the same commands
+ * go to the ops service instead (cli_errors_ops.c).
  * Never: handles a message, or changes one it does not retry. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,10 +103,7 @@ static int keep_the_one(void *ud, mb_delivery *d) {
 /* The retry headers of a parked copy in plain words: "tried: 3 attempts in each of 3 rounds
  * (9 in all)". moonbus.retries.immediate counts the retries of the last round, and
  * moonbus.retries.delayed is that round's index: the totals a reader wants are derived. */
-static void print_tried(const mb_headers *h) {
-  const char *imm = mb_headers_get(h, MB_H_RETRIES_IMMEDIATE);
-  const char *del = mb_headers_get(h, MB_H_RETRIES_DELAYED);
-  const char *deliveries = mb_headers_get(h, MB_H_FAILED_DELIVERIES);
+void mb_cli_print_tried(const char *imm, const char *del, const char *deliveries) {
   if (imm == NULL) return;
   long attempts = strtol(imm, NULL, 10) + 1, rounds = del ? strtol(del, NULL, 10) + 1 : 1;
   long delivered = deliveries ? strtol(deliveries, NULL, 10) : 1;
@@ -116,6 +114,12 @@ static void print_tried(const mb_headers *h) {
            attempts == 1 ? "" : "s", rounds, attempts * rounds);
   if (delivered > 1) printf("; this copy was delivered %ld times", delivered);
   printf("\n");
+}
+
+static void print_tried(const mb_headers *h) {
+  mb_cli_print_tried(mb_headers_get(h, MB_H_RETRIES_IMMEDIATE),
+                     mb_headers_get(h, MB_H_RETRIES_DELAYED),
+                     mb_headers_get(h, MB_H_FAILED_DELIVERIES));
 }
 
 static int show(mb_runtime *rt, const char *queue, const char *id, mb_err *err) {
@@ -205,9 +209,12 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
        argc == 2));
   if (usage) {
     fprintf(stderr, "usage: moonbus errors list | show ID | retry ID | retry --all | delete ID "
-                    "[--queue NAME] [--transport URL]\n");
+                    "[--queue NAME] [--transport URL] | [--ops URL] [--token-file F]\n");
     return 2;
   }
+  const char *ops = opts->ops ? opts->ops : opts->transport ? NULL : getenv("MOONBUS_OPS");
+  if (opts->ops != NULL || (ops != NULL && ops[0] != '\0')) /* --ops "" is a mistake */
+    return mb_cli_errors_ops(argc, argv, ops, opts);
   mb_err err;
   mb_runtime *rt = mb_runtime_new(NULL, opts->transport, opts->instance);
   if (rt == NULL) return 1;

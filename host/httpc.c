@@ -382,9 +382,8 @@ static int exchange(conn *c, const target *t, const char *base, const char *meth
                       sent != MB_OK            ? "cannot send the request"
                       : now_s() >= c->deadline ? "no answer in time"
                                                : "no valid answer");
-  int rc;
   rbody b = {NULL, 0, 0};
-  rc = read_body(c, &h, method, &b);
+  int rc = read_body(c, &h, method, &b);
   if (rc != MB_OK) {
     free(b.p);
     return mb_err_set(err, rc, "%s %s at %s: %s", method, path, base,

@@ -17,6 +17,8 @@ static void usage(FILE *out) {
           "  moonbus request ENDPOINT TYPE JSON [--timeout S] [--transport URL]\n"
           "      prints the reply's body; exit 3 when no reply came within S s (default 30)\n"
           "  moonbus errors list | show ID | retry ID | retry --all | delete ID [--queue NAME]\n"
+          "      [--ops URL [--token-file F]]: through moonbus ops (else $MOONBUS_OPS, when no\n"
+          "      --transport is given; its token else $MOONBUS_OPS_TOKEN)\n"
           "  moonbus ops [--listen HOST:PORT] [--store PATH] [--token-file F] [--transport URL]\n"
           "      [--audit-retention DAYS] [--error-retention DAYS] [--queue NAME] [--audit-queue "
           "NAME]\n"
@@ -46,6 +48,7 @@ static const char **string_option(const char *a, mb_cli_opts *opts) {
   return strcmp(a, "--listen") == 0        ? &opts->listen
          : strcmp(a, "--store") == 0       ? &opts->store
          : strcmp(a, "--token-file") == 0  ? &opts->token_file
+         : strcmp(a, "--ops") == 0         ? &opts->ops
          : strcmp(a, "--audit-queue") == 0 ? &opts->audit_queue
                                            : NULL;
 }

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "http_helpers.h"
 #include "httpc.h"
 #include "log.h"
 #include "unit.h"
@@ -83,54 +84,9 @@ static void handle(void *ud, mb_http_req *req) {
     mb_http_respond(req, 404, "application/json", "{\"error\":\"no route\"}", 20, NULL);
 }
 
-static void on_term(struct ev_loop *loop, ev_signal *w, int revents) {
-  (void)w;
-  (void)revents;
-  ev_break(loop, EVBREAK_ALL);
-}
-
-static void serve(int port_pipe) {
-  struct ev_loop *loop = ev_default_loop(0);
-  mb_http *h = NULL;
-  mb_err err = {0};
-  mb_log_set_level(MB_ERROR);
-  if (mb_http_start(&h, loop, "127.0.0.1:0", MAX_BODY, handle, NULL, &err) != MB_OK) {
-    fprintf(stderr, "server: %s\n", err.msg);
-    _exit(2);
-  }
-  int port = mb_http_port(h);
-  if (write(port_pipe, &port, sizeof port) != sizeof port) _exit(2);
-  close(port_pipe);
-  ev_signal term;
-  ev_signal_init(&term, on_term, SIGTERM);
-  ev_signal_start(loop, &term);
-  ev_run(loop, 0);
-  ev_signal_stop(loop, &term);
-  mb_http_stop(h);
-  ev_loop_destroy(loop);
-  exit(0);
-}
-
 static void start_server(void) {
-  int fds[2];
-  if (pipe(fds) != 0) abort();
-  fflush(stdout);
-  server_pid = fork();
-  if (server_pid == 0) {
-    close(fds[0]);
-    serve(fds[1]);
-  }
-  close(fds[1]);
-  if (read(fds[0], &server_port, sizeof server_port) != sizeof server_port) abort();
-  close(fds[0]);
+  server_port = http_child_start(handle, MAX_BODY, &server_pid);
   snprintf(base, sizeof base, "http://127.0.0.1:%d", server_port);
-}
-
-static int stop_server(void) {
-  int status = 0;
-  kill(server_pid, SIGTERM);
-  waitpid(server_pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* --- raw sockets ----------------------------------------------------------------------- */
@@ -650,11 +606,6 @@ int main(void) {
   RUN(many_requests_on_one_kept_alive_connection);
   RUN(client_errors);
   RUN(base_with_a_prefix_and_a_trailing_slash);
-  int status = stop_server();
-  printf("# server exit status %d\n", status);
-  CHECK(status == 0);
-  unit_passed += status == 0;
-  unit_failed += status != 0;
-  printf("%s - the server stops cleanly, without leaks\n", status == 0 ? "ok" : "not ok");
+  http_child_check_stop(server_pid);
   return unit_done();
 }
