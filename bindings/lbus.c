@@ -220,6 +220,20 @@ static void name_option(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
                mb_lbus_head(cfg->name, 40), (int)len, MB_ENDPOINT_NAME_MAX);
 }
 
+/* state = "sqlite:///path/state.db": where order_by marks live on a transport without a
+ * database (RabbitMQ). [-0, +0, e] */
+static void state_option(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
+  const char *url = lua_tostring(L, idx);
+  if (lua_type(L, idx) != LUA_TSTRING || strncmp(url, "sqlite://", 9) != 0 || url[9] == '\0' ||
+      strchr(url, '?'))
+    luaL_error(L,
+               "bus.endpoint: state must be a sqlite://PATH URL (where order_by marks are kept "
+               "on a transport without a database), got %s",
+               lua_type(L, idx) == LUA_TSTRING ? url : luaL_typename(L, idx));
+  free(cfg->state);
+  cfg->state = dup_or_raise(L, url);
+}
+
 static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *cfg) {
   if (strcmp(key, "name") == 0) name_option(L, v, cfg);
   else if (strcmp(key, "routes") == 0) parse_routes(L, v, cfg);
@@ -234,6 +248,7 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
   } else if (strcmp(key, "audit") == 0) queue_option(L, v, "audit", &cfg->audit_queue);
   else if (strcmp(key, "transport") == 0)
     cfg->transport = dup_or_raise(L, luaL_checkstring(L, v));
+  else if (strcmp(key, "state") == 0) state_option(L, v, cfg);
   else if (strcmp(key, "time_budget") == 0) {
     if (!lua_isnumber(L, v) || !(lua_tonumber(L, v) > 0) || lua_tonumber(L, v) > 86400)
       luaL_error(L, "bus.endpoint: time_budget must be a number of seconds (0-86400]");
@@ -252,8 +267,8 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
   } else
     luaL_error(L,
                "bus.endpoint: unknown option '%s' (known: name, routes, publishes, "
-               "concurrency, retries, errors, audit, transport, max_body, max_deliveries, "
-               "time_budget, memory_budget, queue_type)",
+               "concurrency, retries, errors, audit, transport, state, max_body, "
+               "max_deliveries, time_budget, memory_budget, queue_type)",
                key);
 }
 
@@ -289,13 +304,122 @@ static int l_endpoint(lua_State *L) {
 
 /* --- bus.handle ---------------------------------------------------------------------- */
 
-/* bus.handle(type, function(body, ctx) ... end) */
+/* Raises "bad argument #3 to 'moonbus.handle' (...)" with a formatted reason. [-0, +0, v] */
+static int opts_error(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const char *why = lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return luaL_argerror(L, 3, why);
+}
+
+/* A field name for order_by or key: "field" or a dotted path "a.b". [-0, +0, e] */
+static const char *field_option(lua_State *L, int idx, const char *key) {
+  if (lua_type(L, idx) != LUA_TSTRING)
+    opts_error(L, "%s must be the name of a body field, got %s", key, luaL_typename(L, idx));
+  size_t len;
+  const char *name = lua_tolstring(L, idx, &len);
+  if (len == 0 || len > 255 || strlen(name) != len || name[0] == '.' || name[len - 1] == '.' ||
+      strstr(name, ".."))
+    opts_error(L,
+               "%s '%s' is not a field name: a top-level body field, or a dotted path such "
+               "as \"a.b\"",
+               key, mb_lbus_head(name, len));
+  return name;
+}
+
+/* The order spec { order_by =, key = } of opts at idx (a table or nil), pushed, or nil.
+ * [-0, +1, e] */
+static void push_order_spec(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) {
+    lua_pushnil(L);
+    return;
+  }
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+    if (strcmp(k, "order_by") != 0 && strcmp(k, "key") != 0)
+      opts_error(L, "unknown option '%s'; known: order_by, key",
+                 lua_type(L, -2) == LUA_TSTRING ? k : luaL_typename(L, -2));
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, idx, "order_by");
+  lua_getfield(L, idx, "key");
+  if (lua_isnil(L, -1) != lua_isnil(L, -2))
+    opts_error(L, "order_by and key go together: the order is kept per key");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 2);
+    lua_pushnil(L);
+    return;
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, field_option(L, -3, "order_by"));
+  lua_setfield(L, -2, "order_by");
+  lua_pushstring(L, field_option(L, -2, "key"));
+  lua_setfield(L, -2, "key");
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+static const char *spec_text(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_isnil(L, idx)) return lua_pushliteral(L, "no order_by");
+  lua_getfield(L, idx, "order_by");
+  lua_getfield(L, idx, "key");
+  lua_pushfstring(L, "order_by = \"%s\", key = \"%s\"", lua_tostring(L, -2), lua_tostring(L, -1));
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return lua_tostring(L, -1);
+}
+
+static int same_spec(lua_State *L, int a, int b) {
+  a = lua_absindex(L, a);
+  b = lua_absindex(L, b);
+  if (lua_isnil(L, a) || lua_isnil(L, b)) return lua_isnil(L, a) && lua_isnil(L, b);
+  lua_getfield(L, a, "order_by");
+  lua_getfield(L, b, "order_by");
+  lua_getfield(L, a, "key");
+  lua_getfield(L, b, "key");
+  int same = lua_rawequal(L, -4, -3) && lua_rawequal(L, -2, -1);
+  lua_pop(L, 4);
+  return same;
+}
+
+/* Records type's order spec (the value on top, popped), which must agree with the one of
+ * the type's earlier handlers. first: no handler of type yet. [-1, +0, e] */
+static void set_order(lua_State *L, const char *type, int first) {
+  int spec = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_ORDER);
+  lua_getfield(L, -1, type);
+  int earlier = lua_gettop(L);
+  if (!first && !same_spec(L, spec, earlier)) {
+    const char *had = spec_text(L, earlier), *has = spec_text(L, spec);
+    luaL_error(L,
+               "bus.handle: the handlers of %s must agree on its order: an earlier one has "
+               "%s, this one %s (one order_by per type per endpoint)",
+               type, had, has);
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, spec);
+  lua_setfield(L, -2, type);
+  lua_pop(L, 2);
+}
+
+/* bus.handle(type, function(body, ctx) ... end [, { order_by = "field", key = "field" }]) */
 static int l_handle(lua_State *L) {
   const char *type = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   mb_runtime *rt = mb_lbus_runtime(L);
+  push_order_spec(L, 3);
+  int spec = lua_gettop(L);
   mb_lcontract_push(L, type, "bus.handle");
   mb_kind kind = mb_lcontract_kind(L, -1);
+  lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HANDLERS);
+  int first = lua_getfield(L, -1, type) == LUA_TNIL;
+  lua_pop(L, 2);
+  lua_pushvalue(L, spec);
+  set_order(L, type, first);
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_HANDLERS);
   if (lua_getfield(L, -1, type) == LUA_TNIL) {
     lua_pop(L, 1);
@@ -354,6 +478,8 @@ static void open_tables(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
   lua_newtable(L);
   lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_HANDLERS);
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, MB_REG_ORDER);
 }
 
 /* Module mode: a generation around the caller's state, closed by the guard's __gc (made

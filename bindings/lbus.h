@@ -18,6 +18,7 @@
 #define MB_REG_STATE "moonbus.state"       /* module mode: the guard that closes the vm */
 #define MB_REG_TYPES "moonbus.types"       /* name -> { kind = ..., schema = ... } */
 #define MB_REG_HANDLERS "moonbus.handlers" /* name -> { fn, fn, ... } */
+#define MB_REG_ORDER "moonbus.order"       /* name -> { order_by =, key = } (bus.handle) */
 #define MB_REG_JSON "moonbus.json"         /* a private lua-cjson instance */
 #define MB_UNRECOVERABLE_MT "moonbus.Unrecoverable"
 #define MB_CTX_MT "moonbus.Context"

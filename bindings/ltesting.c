@@ -155,12 +155,12 @@ static void set_count(lua_State *L, const char *key, lua_Integer n) {
 }
 
 /* host.counters() -> { coroutines, waiting, requests, in_flight, handled, failed, parked,
- * timers } */
+ * discarded, timers } */
 static int l_counters(lua_State *L) {
   mb_vm *vm = mb_lbus_vm(L);
   mb_runtime *rt = mb_vm_runtime(vm);
   mb_pipeline_stats stats = mb_runtime_stats(rt);
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9);
   set_count(L, "waiting", mb_sched_parked(mb_vm_sched(vm)));
   set_count(L, "requests", (lua_Integer)mb_correlate_pending(mb_runtime_correlate(rt)));
   set_count(L, "coroutines", mb_sched_live(mb_vm_sched(vm)));
@@ -168,6 +168,7 @@ static int l_counters(lua_State *L) {
   set_count(L, "handled", (lua_Integer)stats.handled);
   set_count(L, "failed", (lua_Integer)stats.failed);
   set_count(L, "parked", (lua_Integer)stats.parked);
+  set_count(L, "discarded", (lua_Integer)stats.discarded);
   set_count(L, "timers", mb_timers_count(mb_vm_timers(vm)));
   return 1;
 }
@@ -196,7 +197,7 @@ static int l_depth(lua_State *L) {
 /* Pushes d as { id, type, correlation_id, reply_to, body, headers, delivery_count,
  * problem }. [-0, +1, m] */
 static void push_message(lua_State *L, const mb_delivery *d) {
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9);
   lua_pushstring(L, d->env.id);
   lua_setfield(L, -2, "id");
   lua_pushstring(L, d->env.type);

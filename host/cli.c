@@ -119,9 +119,8 @@ static void log_started(const mb_runtime *rt, const mb_vm *vm, int reload) {
 static void log_stopped(const mb_runtime *rt) {
   mb_pipeline_stats st = mb_runtime_stats(rt);
   mb_log(MB_INFO, mb_runtime_endpoint(rt), NULL, NULL,
-         "stopped: %lu handled, %lu failed, "
-         "%lu parked",
-         st.handled, st.failed, st.parked);
+         "stopped: %lu handled, %lu failed, %lu parked, %lu discarded", st.handled, st.failed,
+         st.parked, st.discarded);
 }
 
 int mb_cli_run(const char *target, const mb_cli_opts *opts) {

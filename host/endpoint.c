@@ -37,6 +37,7 @@ void mb_endpoint_cfg_free(mb_endpoint_cfg *cfg) {
   free(cfg->error_queue);
   free(cfg->audit_queue);
   free(cfg->transport);
+  free(cfg->state);
   memset(cfg, 0, sizeof *cfg);
 }
 

@@ -36,6 +36,8 @@ typedef struct mb_endpoint_cfg {
   size_t memory_budget; /* bytes the endpoint's Lua state may hold */
   double retry_delay;
   char *transport; /* URL from the script, or NULL */
+  char *state;     /* where order_by marks live when the transport has no database
+                      (sqlite://PATH), or NULL: MB_DEFAULT_STATE (mark.h) */
   size_t max_body;
   int classic_queue; /* queue_type = "classic" (RabbitMQ); quorum queues by default */
 } mb_endpoint_cfg;

@@ -46,6 +46,7 @@
 #define MB_H_PROCESSING_ENDED "moonbus.processing.ended"
 #define MB_H_PROCESSING_ENDPOINT "moonbus.processing.endpoint"
 #define MB_H_PROCESSING_HOST "moonbus.processing.host"
+#define MB_H_DISCARDED "moonbus.discarded" /* on the audit copy of a message not handled: why */
 #define MB_H_TRACEPARENT "traceparent"
 /* Set by the receiving host on a message that came without a moonbus id (a foreign
  * sender): the message id it carried ("" when it had none); env.id is then a new UUIDv7. */

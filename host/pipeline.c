@@ -2,8 +2,10 @@
  * handlers (through the runner), then dispatch the outbox and acknowledge; on a failure
  * carry out retry.c's decision: run the handlers again in place, send the message back to
  * its queue for a delayed round (with the acknowledgement, atomically where the transport
- * can), or park it in the error queue (errorq.c). The only place that decides a message's
- * fate, and the owner of the jobs in flight and their counters.
+ * can), or park it in the error queue (errorq.c); discard a message that is stale (an
+ * order_by value not newer than one handled for its key: mark.h) or past its time to
+ * live. The only place that decides a message's fate, and the owner of the jobs in flight
+ * and their counters.
  * Never includes lua.h; never talks to a transport other than through its vtable. */
 #include "pipeline.h"
 
@@ -14,6 +16,7 @@
 #include "audit.h"
 #include "clock.h"
 #include "errorq.h"
+#include "headers.h"
 #include "log.h"
 #include "msgcopy.h"
 #include "retry.h"
@@ -33,6 +36,8 @@ struct mb_job {
   void *runner_ud;
   void (*on_end)(void *ud);
   void *on_end_ud;
+  mb_mark *mark; /* order_by: becomes its key's highest with the ack (mb_job_order) */
+  char *stale;   /* order_by: why the handlers did not run and it is discarded */
   mb_job *prev, *next;
 };
 
@@ -53,6 +58,7 @@ struct mb_pipeline {
   void (*on_idle)(void *ud);
   void *idle_ud;
   mb_job *jobs;
+  mb_marks *marks; /* the local store, on a transport without marks (opened at first use) */
   mb_pipeline_stats stats;
   memo_slot memo[MEMO_SLOTS];
   unsigned memo_next;
@@ -133,6 +139,8 @@ static void job_end(mb_job *job) {
   attempt_over(job);
   clear_outbox(job);
   free(job->outbox);
+  free(job->mark);
+  free(job->stale);
   mb_delivery_free(job->d);
   free(job);
   if (p->stats.in_flight == 0 && p->on_idle) p->on_idle(p->idle_ud);
@@ -182,6 +190,51 @@ static const char *recalled(const mb_pipeline *p, const char *id) {
   return NULL;
 }
 
+/* --- out-of-order protection (mark.h) ----------------------------------------------------- */
+
+/* The local store of marks (a transport without marks of its own), opened at first use,
+ * and again when a reload changed the endpoint's state option. */
+static int local_marks(mb_pipeline *p, mb_marks **out, mb_err *err) {
+  const char *url = p->cfg->state ? p->cfg->state : MB_DEFAULT_STATE;
+  if (p->marks && strcmp(mb_marks_url(p->marks), url) != 0) {
+    mb_marks_close(p->marks);
+    p->marks = NULL;
+  }
+  if (p->marks == NULL) {
+    int rc = mb_marks_open(&p->marks, url, err);
+    if (rc != MB_OK) return rc;
+    mb_log(MB_INFO, p->cfg->name, NULL, NULL, "order_by marks are kept in %s", url);
+  }
+  *out = p->marks;
+  return MB_OK;
+}
+
+static int check_mark(mb_job *job, const mb_mark *m, int *stale, char *highest, size_t len,
+                      mb_err *err) {
+  mb_transport *t = job->p->transport;
+  if (t->ops->mark_check) return t->ops->mark_check(t, m, stale, highest, len, err);
+  mb_marks *s;
+  int rc = local_marks(job->p, &s, err);
+  return rc == MB_OK ? mb_marks_check(s, m, stale, highest, len, err) : rc;
+}
+
+int mb_job_order(mb_job *job, const mb_mark *m, mb_err *err) {
+  char highest[96], why[MB_ERRLEN];
+  int stale = 0, rc = check_mark(job, m, &stale, highest, sizeof highest, err);
+  if (rc != MB_OK) return rc;
+  free(job->mark);
+  free(job->stale);
+  job->mark = NULL;
+  job->stale = NULL;
+  if (stale) {
+    mb_mark_stale_reason(m, highest, why, sizeof why);
+    if ((job->stale = strdup(why)) == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");
+    return mb_err_set(err, MB_ESTALE, "%s", why);
+  }
+  if ((job->mark = mb_mark_copy(m)) == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");
+  return MB_OK;
+}
+
 /* --- outcomes ------------------------------------------------------------------------- */
 
 static void release(mb_job *job, const char *why) {
@@ -206,6 +259,8 @@ static int message_level(int status) {
          status == MB_EOWNER;
 }
 
+static void discard(mb_job *job, const char *why, int audit);
+
 static void completed(void *ud, int status, const char *error) {
   mb_job *job = ud;
   double ms = (double)(mb_now_usec() - job->started_usec) / 1000.0;
@@ -220,6 +275,9 @@ static void completed(void *ud, int status, const char *error) {
     char why[MB_ERRLEN + 32];
     snprintf(why, sizeof why, "its outcome was lost: %s", error);
     remember(job->p, job->d->env.id, why);
+  } else if (status == MB_ESTALE) { /* overtaken while it was handled: nothing was sent */
+    discard(job, error, 1);
+    return;
   } else {
     char why[MB_ERRLEN + 64];
     snprintf(why, sizeof why, "handled, but its messages could not be sent: %s", error);
@@ -251,6 +309,64 @@ static int add_audit_copy(mb_job *job) {
   int rc = mb_job_add_outgoing(job, copy);
   job->audited = rc == MB_OK;
   return rc;
+}
+
+static void discarded(void *ud, int status, const char *error) {
+  mb_job *job = ud;
+  if (status == MB_OK) {
+    job->p->stats.discarded++;
+  } else if (status == MB_ELOST) {
+    LOG_MSG(MB_WARN, job, "could not discard, the message is no longer ours: %s", error);
+  } else {
+    char why[MB_ERRLEN + 64];
+    snprintf(why, sizeof why, "could not acknowledge it unhandled: %s", error);
+    release(job, why);
+    return;
+  }
+  job_end(job);
+}
+
+/* Acknowledges the message unhandled (what an attempt sent is dropped); its audit copy, if
+ * audit says so and the endpoint audits, carries why in moonbus.discarded. */
+static void discard(mb_job *job, const char *why, int audit) {
+  LOG_MSG(MB_INFO, job, "discarded: %s", why);
+  clear_outbox(job);
+  if (audit && job->p->cfg->audit_queue &&
+      (add_audit_copy(job) != MB_OK ||
+       mb_headers_set(&job->outbox[job->n_out - 1]->env.headers, MB_H_DISCARDED, why) != MB_OK)) {
+    release(job, "out of memory while making its audit copy");
+    return;
+  }
+  complete_with(job, job->outbox, job->n_out, discarded);
+}
+
+/* The handlers succeeded: the outbox and the ack, with the job's mark if it has one (in the
+ * transport's transaction, or in the local store just before the ack). */
+static void complete_handled(mb_job *job) {
+  mb_transport *t = job->p->transport;
+  mb_err err;
+  if (job->mark && t->ops->complete_marked) {
+    int rc = t->ops->complete_marked(t, job->d, job->mark, (mb_outgoing *const *)job->outbox,
+                                     job->n_out, completed, job, &err);
+    if (rc != MB_OK) completed(job, rc, err.msg);
+    return;
+  }
+  mb_marks *s;
+  int advanced = 1, rc = job->mark ? local_marks(job->p, &s, &err) : MB_OK;
+  if (job->mark && rc == MB_OK) rc = mb_marks_advance(s, job->mark, &advanced, &err);
+  if (rc != MB_OK) {
+    char why[MB_ERRLEN + 64];
+    snprintf(why, sizeof why, "handled, but its order_by value could not be stored: %s", err.msg);
+    job->p->stats.failed++;
+    release(job, why);
+    return;
+  }
+  if (!advanced)
+    LOG_MSG(MB_WARN, job,
+            "handled, but %s %s was overtaken meanwhile: another consumer handled a value as "
+            "high or higher for it",
+            job->mark->key_field, job->mark->key);
+  complete_with(job, job->outbox, job->n_out, completed);
 }
 
 static void parked(void *ud, int status, const char *error) {
@@ -401,8 +517,7 @@ void mb_pipeline_deliver(void *ud, mb_delivery *d) {
   if (screen(job, why, sizeof why)) {
     park(job, why, NULL);
   } else if (expired(d)) {
-    LOG_MSG(MB_WARN, job, "discarded: its time to live ran out before it was received");
-    complete_with(job, NULL, 0, completed);
+    discard(job, "its time to live ran out before it was received", 0);
   } else {
     run_attempt(job);
   }
@@ -412,11 +527,15 @@ void mb_pipeline_finished(mb_job *job, mb_outcome outcome, const char *error, co
   attempt_over(job);
   switch (outcome) {
   case MB_OUTCOME_OK:
+    if (job->stale) {
+      discard(job, job->stale, 1);
+      return;
+    }
     if (job->p->cfg->audit_queue && add_audit_copy(job) != MB_OK) {
       release(job, "out of memory while making its audit copy");
       return;
     }
-    complete_with(job, job->outbox, job->n_out, completed);
+    complete_handled(job);
     return;
   case MB_OUTCOME_POISON: park(job, error ? error : "unrecoverable", trace); return;
   case MB_OUTCOME_FAILED: failed(job, error ? error : "(no message)", trace); return;
@@ -438,5 +557,6 @@ void mb_pipeline_free(mb_pipeline *p) {
     if (p->transport) release(job, "the bus stopped");
     else job_end(job);
   }
+  mb_marks_close(p->marks);
   free(p);
 }

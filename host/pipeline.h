@@ -37,11 +37,13 @@ typedef struct mb_runner {
 } mb_runner;
 
 typedef struct mb_pipeline_stats {
-  unsigned in_flight;     /* jobs received and not yet acknowledged or released */
-  unsigned long received; /* deliveries */
-  unsigned long handled;  /* acknowledged after their handlers succeeded */
-  unsigned long failed;   /* attempts that failed (retried, delayed or parked after) */
-  unsigned long parked;   /* moved to the error queue */
+  unsigned in_flight;      /* jobs received and not yet acknowledged or released */
+  unsigned long received;  /* deliveries */
+  unsigned long handled;   /* acknowledged after their handlers succeeded */
+  unsigned long failed;    /* attempts that failed (retried, delayed or parked after) */
+  unsigned long parked;    /* moved to the error queue */
+  unsigned long discarded; /* acknowledged without running the handlers: stale (order_by)
+                              or past their time to live */
 } mb_pipeline_stats;
 
 /* cfg is read at each step (a reload changes it in place); host names this machine on
@@ -70,6 +72,13 @@ int mb_job_attempt(const mb_job *job);
 const char *mb_job_endpoint(const mb_job *job);
 /* Adds m to the job's outbox (takes ownership). MB_OK or MB_ENOMEM (m is freed). */
 int mb_job_add_outgoing(mb_job *job, mb_outgoing *m);
+/* Out-of-order protection (DESIGN §14): m is the message's place in its key's order, the
+ * handlers not run yet. MB_OK: it is newer than every value handled for its key: the
+ * handlers run, and m becomes the key's highest with the acknowledgement. MB_ESTALE: it is
+ * not: the handlers must not run; the runner ends the attempt with MB_OUTCOME_OK and the
+ * pipeline discards the message (logged, counted, audited with the reason, acknowledged).
+ * Other: the marks could not be read (err says why): fail the attempt. */
+int mb_job_order(mb_job *job, const mb_mark *m, mb_err *err);
 /* fn(ud) runs once when the current attempt ends (its handlers are done with the job: a
  * retry in place or the job's end), so that what a runner bound to the job (a Lua ctx)
  * lets go of it. One hook per job; fn NULL removes it. */

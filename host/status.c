@@ -18,6 +18,7 @@ const char *mb_strerror(int status) {
   case MB_ENOTFOUND: return "not found";
   case MB_ENOTCONN: return "not connected";
   case MB_EREFUSED: return "refused";
+  case MB_ESTALE: return "stale";
   default: return "unknown status";
   }
 }

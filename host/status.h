@@ -20,7 +20,8 @@ enum mb_status {
   MB_ETOOBIG = -8,     /* over a size limit */
   MB_ENOTFOUND = -9,   /* no such message, queue or owner */
   MB_ENOTCONN = -10,   /* the broker cannot be reached (down, or the connection is not back) */
-  MB_EREFUSED = -11    /* the broker refused the message (basic.nack) */
+  MB_EREFUSED = -11,   /* the broker refused the message (basic.nack) */
+  MB_ESTALE = -12      /* a message older than one already handled for its key (order_by) */
 };
 
 const char *mb_strerror(int status);

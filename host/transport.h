@@ -1,7 +1,8 @@
 /* transport.h — the one interface every transport implements (DESIGN §5).
  *
  * Provides: the vtable (open, declare, dispatch, consume, complete, release, close) and
- * the structs that cross it: outgoing messages, deliveries, the topology of an endpoint.
+ * the structs that cross it: outgoing messages, deliveries, the topology of an endpoint,
+ * marks (mark.h: out-of-order protection, two optional ops, why they are here: mark.h).
  * The pipeline never knows which transport it runs on; a transport never knows Lua.
  * Every call happens on the loop thread. A completion callback may run before the call
  * that takes it returns (SQLite commits at once) or later from the loop (RabbitMQ waits
@@ -16,6 +17,7 @@
 #include <stdint.h>
 
 #include "envelope.h"
+#include "mark.h"
 #include "status.h"
 
 struct ev_loop;
@@ -141,6 +143,20 @@ typedef struct mb_transport_ops {
    * that handlers draining at shutdown still get their replies. */
   int (*listen_replies)(mb_transport *t, mb_deliver_fn fn, void *ud, char *address, size_t len,
                         mb_err *err);
+  /* Out-of-order protection (DESIGN §14, mark.h). Optional: both NULL on a transport with
+   * no database of its own (the pipeline then keeps marks in a local store).
+   * mark_check: *stale = 1 if a value higher than or equal to m's was handled for m's key;
+   * highest gets that value as text (mb_mark_format).
+   * complete_marked: complete, and in the same transaction m's value becomes its key's
+   * highest, provided it is still higher than the stored one; if another consumer stored
+   * a higher or equal one since mark_check, nothing is done (no ack, no outbox) and it
+   * ends with MB_ESTALE (returned, or through done as any other failure), so the caller
+   * can still discard the message. */
+  int (*mark_check)(mb_transport *t, const mb_mark *m, int *stale, char *highest, size_t len,
+                    mb_err *err);
+  int (*complete_marked)(mb_transport *t, mb_delivery *d, const mb_mark *m,
+                         mb_outgoing *const *outbox, size_t n, mb_done_fn done, void *ud,
+                         mb_err *err);
   /* Closes everything; leased in-flight deliveries become visible again at once. */
   void (*close)(mb_transport *t);
 } mb_transport_ops;

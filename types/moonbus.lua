@@ -29,6 +29,8 @@
 ---@field errors? string                     the error queue (default "error")
 ---@field audit? string|false                the audit queue (default "audit"); false: none
 ---@field transport? string                  sqlite://PATH or amqp://user:pass@host/vhost
+---@field state? string                      sqlite://PATH: where order_by marks live on a transport
+---                                          without a database (default sqlite://./.moonbus/state.db)
 ---@field max_body? integer                  bytes a body may have (default 4 MiB)
 ---@field max_deliveries? integer            deliveries without an outcome before parking (10)
 ---@field time_budget? number                seconds an attempt may run (default 30)
@@ -105,10 +107,18 @@ function bus.message(type, schema) end
 --- Declares this process's endpoint (once per script).
 ---@param config moonbus.EndpointConfig
 function bus.endpoint(config) end
---- Handles a declared type; events are subscribed to automatically.
+---@class moonbus.HandleOpts
+---@field order_by string  body field (or dotted path) whose value orders the messages of a key:
+---                        numbers compare numerically, strings byte-wise (ISO 8601 timestamps)
+---@field key string       body field (or dotted path) naming the key (a string or a number)
+
+--- Handles a declared type; events are subscribed to automatically. With opts, a message
+--- whose order_by value is not higher than one already handled for its key is discarded
+--- without running the handler (logged, counted, audited with moonbus.discarded).
 ---@param type string
 ---@param fn fun(body: table, ctx: moonbus.Context)
-function bus.handle(type, fn) end
+---@param opts? moonbus.HandleOpts
+function bus.handle(type, fn, opts) end
 --- Sends a command (inside a handler: after the handler succeeds).
 ---@param type string
 ---@param body? table

@@ -9,6 +9,7 @@
 ---@field handled integer
 ---@field failed integer
 ---@field parked integer
+---@field discarded integer  acknowledged unhandled: stale (order_by) or past their ttl
 ---@field timers integer
 
 ---@class moonbus.Message

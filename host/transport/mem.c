@@ -43,12 +43,18 @@ typedef struct mem_pair { /* a subscription (type, queue) or an owner (type, end
   struct mem_pair *next;
 } mem_pair;
 
+typedef struct mem_mark { /* the highest value handled for one (endpoint, type, key) */
+  mb_mark *m;
+  struct mem_mark *next;
+} mem_mark;
+
 typedef struct mem_bus {
   char *name;
   unsigned refs;
   uint64_t seq, reply_seq;
   mem_queue *queues;
   mem_pair *subs, *owners;
+  mem_mark *marks;
   mem_transport *members;
   struct mem_bus *next;
 } mem_bus;
@@ -64,7 +70,8 @@ typedef struct mem_op { /* a complete or dispatch waiting to be applied */
   char *ack_queue;
   staged *msgs;
   size_t n;
-  int status; /* an injected failure, or MB_OK */
+  mb_mark *mark; /* complete_marked: becomes its key's highest with the ack */
+  int status;    /* an injected failure, or MB_OK */
   char error[MB_ERRLEN];
   mb_done_fn done;
   void *ud;
@@ -377,6 +384,7 @@ static void op_free(mem_op *op) {
   if (op == NULL) return;
   staged_free(op->msgs, op->n);
   free(op->ack_queue);
+  free(op->mark);
   free(op);
 }
 
@@ -400,10 +408,60 @@ static void unhold(mem_transport *t, mem_queue *q, mem_msg *m, int ack, double d
   wake_receivers(t->bus, q->name);
 }
 
+/* --- marks --------------------------------------------------------------------------------- */
+
+static mem_mark *mark_find(mem_bus *b, const mb_mark *m) {
+  for (mem_mark *k = b->marks; k; k = k->next)
+    if (strcmp(k->m->endpoint, m->endpoint) == 0 && strcmp(k->m->type, m->type) == 0 &&
+        strcmp(k->m->key, m->key) == 0)
+      return k;
+  return NULL;
+}
+
+/* Stores the copy m as its key's highest (taking it). */
+static int mark_store(mem_bus *b, mb_mark *m) {
+  mem_mark *k = mark_find(b, m);
+  if (k == NULL && (k = calloc(1, sizeof *k)) != NULL) {
+    k->next = b->marks;
+    b->marks = k;
+  }
+  if (k == NULL) {
+    free(m);
+    return MB_ENOMEM;
+  }
+  free(k->m);
+  k->m = m;
+  return MB_OK;
+}
+
+static void marks_free(mem_mark *k) {
+  for (mem_mark *next; k; k = next) {
+    next = k->next;
+    free(k->m);
+    free(k);
+  }
+}
+
+static int mem_mark_check(mb_transport *base, const mb_mark *m, int *stale, char *highest,
+                          size_t len, mb_err *err) {
+  (void)err;
+  mem_mark *k = mark_find(((mem_transport *)base)->bus, m);
+  *stale = k && mb_mark_cmp(m, k->m) <= 0;
+  if (k) mb_mark_format(k->m, highest, len);
+  return MB_OK;
+}
+
 /* The status op ends with if applied now; a queue gone since staging (a reply queue whose
  * process closed) drops a reply and fails anything else. */
 static int op_check(mem_transport *t, mem_op *op) {
   if (op->status != MB_OK) return op->status;
+  mem_mark *k = op->mark ? mark_find(t->bus, op->mark) : NULL;
+  if (k && mb_mark_cmp(op->mark, k->m) <= 0) {
+    snprintf(op->error, sizeof op->error,
+             "stale: %s was overtaken while it was handled (mem://%s, %s %.128s)",
+             op->mark->order_by, t->bus->name, op->mark->key_field, op->mark->key);
+    return op->status = MB_ESTALE;
+  }
   if (op->ack_queue && held_by(t, op->ack_queue, op->ack_seq) == NULL) {
     snprintf(op->error, sizeof op->error,
              "mem://%s: the delivery %llu of queue '%.255s' is "
@@ -432,6 +490,9 @@ static void op_apply(mem_transport *t, mem_op *op) {
       op->msgs[i].msg = NULL;
     }
     if (aq) unhold(t, aq, msg_find(aq, op->ack_seq), 1, 0);
+    if (op->mark && mark_store(t->bus, op->mark) != MB_OK)
+      mb_log(MB_ERROR, NULL, NULL, NULL, "mem://%s: out of memory storing a mark", t->bus->name);
+    op->mark = NULL;
   } else if (status == MB_ELOST && aq) {
     mem_msg *m = held_by(t, op->ack_queue, op->ack_seq);
     if (m) unhold(t, aq, m, 0, 0);
@@ -504,6 +565,31 @@ static int mem_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *
     op_free(op);
     return mb_err_set(err, MB_ENOMEM, "out of memory");
   }
+  op_submit(t, op, d->env.id);
+  return MB_OK;
+}
+
+static int mem_complete_marked(mb_transport *base, mb_delivery *d, const mb_mark *m,
+                               mb_outgoing *const *outbox, size_t n, mb_done_fn done, void *ud,
+                               mb_err *err) {
+  mem_transport *t = (mem_transport *)base;
+  mb_mark *copy = mb_mark_copy(m);
+  if (copy == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");
+  mem_op *op = NULL;
+  int rc = held_by(t, d->queue, d->tag) ? op_start(t, outbox, n, done, ud, &op, err)
+                                        : mb_err_set(err, MB_ELOST,
+                                                     "message %s in queue '%.255s' is no "
+                                                     "longer ours",
+                                                     d->env.id, d->queue);
+  if (rc == MB_OK && (op->ack_queue = strdup(d->queue)) == NULL)
+    rc = mb_err_set(err, MB_ENOMEM, "out of memory");
+  if (rc != MB_OK) {
+    free(copy);
+    op_free(op);
+    return rc;
+  }
+  op->ack_seq = d->tag;
+  op->mark = copy;
   op_submit(t, op, d->env.id);
   return MB_OK;
 }
@@ -741,6 +827,7 @@ static void bus_put(mem_bus *b) {
   }
   pairs_free(b->subs);
   pairs_free(b->owners);
+  marks_free(b->marks);
   free(b->name);
   free(b);
 }
@@ -825,6 +912,8 @@ const mb_transport_ops mb_mem_transport = {
     .browse = mem_browse,
     .remove = mem_remove,
     .listen_replies = mem_listen_replies,
+    .mark_check = mem_mark_check,
+    .complete_marked = mem_complete_marked,
     .close = mem_close,
 };
 

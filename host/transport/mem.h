@@ -3,7 +3,8 @@
  * the same NAME share one bus (a sender and a receiver); the bus is freed when the last
  * of them closes. Semantics follow the SQLite transport (transport.h): a durable delivery
  * count (+1 per delivery, kept by release), release with a delay, complete = outbox and
- * ack together, browse, remove, depth, owners, subscriptions, reply addresses.
+ * ack together, browse, remove, depth, owners, subscriptions, reply addresses, and the
+ * marks of out-of-order protection (kept per bus, moved with the ack of complete_marked).
  * Every delivery is made from an ev watcher of the loop given at open, never from inside
  * the call that caused it; delays use ev_timer. Time is CLOCK_MONOTONIC (mb_monotonic).
  *

@@ -17,7 +17,9 @@
  *   subscriptions(event_type, queue)  event_owners(event_type PRIMARY KEY, endpoint, since)
  *   reply_queues(queue PRIMARY KEY, host, pid, since): the per-process reply queues
  *     (moonbus.reply.<instance>), deleted at close; one whose process died is swept by the
- *     next process on the same host that opens its own. */
+ *     next process on the same host that opens its own.
+ *   marks(endpoint, type, key, value, updated_at): out-of-order protection, created at
+ *     first use by sqlite_marks.c. */
 #include "transport/sqlite.h"
 
 #include <errno.h>
@@ -644,6 +646,7 @@ static void sqlite_close(mb_transport *base) {
   ev_timer_stop(t->loop, &t->renew);
   sq_stop_pause(t);
   release_all(t);
+  mb_marks_close(t->marks);
   for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(t->stmt[i]);
   if (t->db && sqlite3_close(t->db) != SQLITE_OK)
     mb_log(MB_WARN, NULL, NULL, NULL, "sqlite %s did not close cleanly: %s", t->path,
@@ -669,5 +672,7 @@ const mb_transport_ops mb_sqlite_transport = {
     .browse = sqlite_browse,
     .remove = sqlite_remove,
     .listen_replies = sqlite_listen_replies,
+    .mark_check = sqlite_mark_check,
+    .complete_marked = sqlite_complete_marked,
     .close = sqlite_close,
 };

@@ -70,11 +70,28 @@ static int ack_row(sqlite_transport *t, mb_delivery *d, mb_err *err) {
   return MB_OK;
 }
 
-int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outbox, size_t n,
-                    mb_done_fn done, void *ud, mb_err *err) {
-  sqlite_transport *t = (sqlite_transport *)base;
+/* m's value becomes its key's highest, or MB_ESTALE naming why not (inside the ack's
+ * transaction: a loser rolls back everything, its outbox included). */
+static int advance_mark(sqlite_transport *t, const mb_mark *m, mb_err *err) {
+  mb_marks *s;
+  int advanced = 0, rc = sq_marks_of(t, &s, err);
+  if (rc == MB_OK) rc = mb_marks_advance(s, m, &advanced, err);
+  if (rc != MB_OK || advanced) return rc;
+  char mine[96];
+  mb_mark_format(m, mine, sizeof mine);
+  return mb_err_set(err, MB_ESTALE,
+                    "stale: %s %s was overtaken while it was handled: another consumer "
+                    "handled a value as high or higher for %s %.128s meanwhile",
+                    m->order_by, mine, m->key_field, m->key);
+}
+
+/* complete, with m (or NULL) moved in the same transaction. */
+static int complete_tx(sqlite_transport *t, mb_delivery *d, const mb_mark *m,
+                       mb_outgoing *const *outbox, size_t n, mb_done_fn done, void *ud,
+                       mb_err *err) {
   int rc = sq_begin(t, err);
   if (rc == MB_OK) rc = ack_row(t, d, err);
+  if (rc == MB_OK && m) rc = advance_mark(t, m, err);
   if (rc == MB_OK) rc = sq_insert_all(t, outbox, n, err);
   if (rc == MB_OK) rc = sq_commit(t, err);
   if (rc != MB_OK) sq_rollback(t);
@@ -84,6 +101,17 @@ int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outb
   lease_drop(t, d);
   done(ud, MB_OK, NULL);
   return MB_OK;
+}
+
+int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outbox, size_t n,
+                    mb_done_fn done, void *ud, mb_err *err) {
+  return complete_tx((sqlite_transport *)base, d, NULL, outbox, n, done, ud, err);
+}
+
+int sqlite_complete_marked(mb_transport *base, mb_delivery *d, const mb_mark *m,
+                           mb_outgoing *const *outbox, size_t n, mb_done_fn done, void *ud,
+                           mb_err *err) {
+  return complete_tx((sqlite_transport *)base, d, m, outbox, n, done, ud, err);
 }
 
 static int release_row(sqlite_transport *t, int64_t seq, int64_t at, mb_err *err) {

@@ -6,6 +6,7 @@
  *   sqlite_replies.c  this process's reply queue
  *   sqlite_files.c    the files on disk: modes, the bell, the database file's identity
  *   sqlite_pause.c    a full or failing disk: pause, look again with a back-off, resume
+ *   sqlite_marks.c    the marks of out-of-order protection (mark.h), here and in a local store
  * Included only by host/transport/sqlite*.c and the tests that reach inside the transport
  * (tests/unit/test_sqlite.c, tests/fuzz/fuzz_sqlite_row.c). */
 #ifndef MOONBUS_TRANSPORT_SQLITE_INTERNAL_H
@@ -17,6 +18,7 @@
 #include <sys/types.h>
 
 #include "ids.h"
+#include "mark.h"
 #include "transport.h"
 
 #define LEASE_BATCH 64  /* rows leased (or replies taken) per statement */
@@ -96,6 +98,7 @@ typedef struct sqlite_transport {
   mb_deliver_fn reply_fn;
   void *reply_ud;
   char instance[128];
+  mb_marks *marks; /* the marks table's statements, prepared at first use */
 } sqlite_transport;
 
 /* sqlite.c */
@@ -128,6 +131,9 @@ int sqlite_consume(mb_transport *base, const char *queue, unsigned max_in_flight
 void sqlite_stop_consuming(mb_transport *base);
 int sqlite_complete(mb_transport *base, mb_delivery *d, mb_outgoing *const *outbox, size_t n,
                     mb_done_fn done, void *ud, mb_err *err);
+int sqlite_complete_marked(mb_transport *base, mb_delivery *d, const mb_mark *m,
+                           mb_outgoing *const *outbox, size_t n, mb_done_fn done, void *ud,
+                           mb_err *err);
 int sqlite_release(mb_transport *base, mb_delivery *d, double delay, mb_err *err);
 /* Gives back the leases whose release failed. MB_OK when none is left. */
 int sq_retry_releases(sqlite_transport *t, mb_err *err);
@@ -154,6 +160,15 @@ void sq_pause(sqlite_transport *t, int code);
 void sq_on_unpause(struct ev_loop *loop, ev_timer *w, int revents);
 /* Ends a pause without looking (stopping, closing). */
 void sq_stop_pause(sqlite_transport *t);
+
+/* sqlite_marks.c */
+/* The marks table on db (created if missing), its statements prepared; path names it in
+ * errors. The store does not own db: close it (mb_marks_close) before db. */
+int sq_marks_attach(sqlite3 *db, const char *path, mb_marks **out, mb_err *err);
+/* t's marks, attached at first use. */
+int sq_marks_of(sqlite_transport *t, mb_marks **out, mb_err *err);
+int sqlite_mark_check(mb_transport *base, const mb_mark *m, int *stale, char *highest, size_t len,
+                      mb_err *err);
 
 /* sqlite_replies.c */
 void sq_poll_replies(sqlite_transport *t);

@@ -5,7 +5,8 @@
  * immediate retries in place (a failed attempt's messages never leave) and the delayed
  * round; the notice to a requester whose request is parked; the back-off of a release; TTL
  * expiry; crash-loop parking; refused outgoing messages as the handler's failure; the
- * job-end hook; cancelling at close. */
+ * job-end hook; cancelling at close; order_by marks (stale messages discarded unhandled,
+ * a mark overtaken while its handler ran, the local store of a transport without marks). */
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 
 #include "clock.h"
 #include "errorq.h"
+#include "headers.h"
+#include "mark.h"
 #include "pipeline.h"
 #include "transport.h"
 #include "transport/mem.h"
@@ -31,6 +34,8 @@ typedef struct fake_runner {
   int runs, cancels, hooks;
   int attempts_seen[16];
   mb_job *held; /* ACT_HOLD: the job whose attempt has not ended */
+  int ordered;  /* order_by: the body {"n":N} is version N of key "k" (mb_job_order) */
+  int stale;    /* attempts that found their message stale (the handler did not run) */
 } fake_runner;
 
 static void hook(void *ud) { ((fake_runner *)ud)->hooks++; }
@@ -47,8 +52,31 @@ static mb_outgoing *command_to(const char *queue) {
   return m;
 }
 
+/* What ldispatch.c does for a type handled with order_by; 1 if the message is stale. */
+static int fake_order(fake_runner *r, mb_job *job) {
+  const mb_envelope *env = &mb_job_delivery(job)->env;
+  int n = 0;
+  if (sscanf(env->body ? env->body : "", "{\"n\":%d}", &n) != 1) return 0;
+  mb_mark m = {.endpoint = mb_job_endpoint(job),
+               .type = env->type,
+               .key = "k",
+               .order_by = "version",
+               .key_field = "job",
+               .kind = MB_MARK_INTEGER,
+               .integer = n};
+  mb_err err;
+  int rc = mb_job_order(job, &m, &err);
+  CHECK(rc == MB_OK || rc == MB_ESTALE);
+  if (rc == MB_ESTALE) r->stale++;
+  return rc == MB_ESTALE;
+}
+
 static void fake_run(void *ud, mb_job *job) {
   fake_runner *r = ud;
+  if (r->ordered && fake_order(r, job)) {
+    mb_pipeline_finished(job, MB_OUTCOME_OK, NULL, NULL);
+    return;
+  }
   int attempt = mb_job_attempt(job);
   if (r->runs < 16) r->attempts_seen[r->runs] = attempt;
   r->runs++;
@@ -359,6 +387,7 @@ static void test_an_expired_message_is_discarded_unhandled(void) {
   CHECK(f.r.runs == 0);
   CHECK(stats_of(&f).acks == 1 && mb_mem_count(f.t, "orders") == 0);
   CHECK(mb_mem_count(f.t, "audit") == 0 && mb_mem_count(f.t, "error") == 0);
+  CHECK(mb_pipeline_stats_of(f.p).discarded == 1 && mb_pipeline_stats_of(f.p).handled == 0);
   teardown(&f);
 }
 
@@ -407,6 +436,134 @@ static void test_refused_outgoing_messages_fail_the_handler(void) {
   mb_delivery_free(copy);
   CHECK(mb_pipeline_stats_of(f.p).handled == 0 && mb_pipeline_stats_of(f.p).parked == 1);
   teardown(&f);
+}
+
+/* Puts version n of key "k" on the endpoint's queue. */
+static void put_version(fixture *f, int n) {
+  mb_envelope env;
+  order(&env);
+  char body[32];
+  snprintf(body, sizeof body, "{\"n\":%d}", n);
+  mb_envelope_set_body(&env, body, strlen(body));
+  put_env(f, &env, NULL);
+}
+
+/* The moonbus.discarded header of each audit copy, in order ("" for a handled one). */
+static int audit_reasons(fixture *f, const char **want, size_t n) {
+  mb_delivery *got[16];
+  size_t have = 0;
+  mb_err err;
+  int ok = mb_transport_browse_first(f->t, "audit", 16, got, &have, &err) == MB_OK && have == n;
+  for (size_t i = 0; i < have; i++) {
+    const char *why = mb_headers_get(&got[i]->env.headers, MB_H_DISCARDED);
+    if (ok && i < n && strcmp(why ? why : "", want[i]) != 0) {
+      printf("#   audit copy %zu: moonbus.discarded is '%s', expected '%s'\n", i, why ? why : "",
+             want[i]);
+      ok = 0;
+    }
+    mb_delivery_free(got[i]);
+  }
+  if (have != n) printf("#   %zu audit copies, expected %zu\n", have, n);
+  return ok;
+}
+
+static void test_a_stale_message_is_discarded_without_running(void) {
+  fixture f;
+  setup(&f, "p-order", ACT_OK, ACT_OK);
+  f.r.ordered = 1;
+  f.r.send_to = "billing"; /* a handler that ran sends one command */
+  put_version(&f, 2);
+  put_version(&f, 1);
+  put_version(&f, 2);
+  put_version(&f, 3);
+  spin(0.05);
+  mb_pipeline_stats ps = mb_pipeline_stats_of(f.p);
+  CHECK(ps.handled == 2 && ps.discarded == 2 && ps.failed == 0 && ps.in_flight == 0);
+  CHECK(f.r.stale == 2);
+  CHECK(mb_mem_count(f.t, "billing") == 2); /* versions 2 and 3 only */
+  CHECK(stats_of(&f).acks == 4 && mb_mem_count(f.t, "orders") == 0);
+  const char *want[] = {"", "stale: version 1 <= 2 already handled for job k",
+                        "stale: version 2 <= 2 already handled for job k", ""};
+  CHECK(audit_reasons(&f, want, 4));
+  teardown(&f);
+}
+
+static void test_a_mark_overtaken_while_its_handler_ran_is_discarded(void) {
+  fixture f;
+  setup(&f, "p-order-race", ACT_OK, ACT_OK);
+  f.r.ordered = 1;
+  f.r.send_to = "billing";
+  mb_mem_manual_confirm(f.t, 1); /* both pass the check before either completes */
+  put_version(&f, 6);
+  put_version(&f, 5);
+  spin(0.05);
+  CHECK(f.r.runs == 2 && f.r.stale == 0 && stats_of(&f).unconfirmed == 2);
+  CHECK(mb_mem_confirm(f.t, 2) == 2); /* 6 stored; 5 overtaken: its discard waits */
+  CHECK(mb_mem_confirm_all(f.t) == 1);
+  mb_pipeline_stats ps = mb_pipeline_stats_of(f.p);
+  CHECK(ps.handled == 1 && ps.discarded == 1 && ps.in_flight == 0);
+  CHECK(mb_mem_count(f.t, "billing") == 1); /* the loser's command never left */
+  mb_delivery *last = NULL, *got[2];
+  size_t n = 0;
+  mb_err err;
+  CHECK(mb_transport_browse_first(f.t, "audit", 2, got, &n, &err) == MB_OK && n == 2);
+  if (n == 2) last = got[1];
+  const char *why = last ? mb_headers_get(&last->env.headers, MB_H_DISCARDED) : NULL;
+  CHECK(why && strstr(why, "stale: version was overtaken while it was handled") != NULL);
+  for (size_t i = 0; i < n; i++) mb_delivery_free(got[i]);
+  teardown(&f);
+}
+
+static void test_a_transport_without_marks_uses_the_local_store(void) {
+  fixture f;
+  setup(&f, "p-order-local", ACT_OK, ACT_OK);
+  char dir[] = "/tmp/moonbus-marks-XXXXXX", url[128];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(url, sizeof url, "sqlite://%s/sub/state.db", dir);
+  f.cfg.state = strdup(url);
+  f.r.ordered = 1;
+  put_version(&f, 3);
+  put_version(&f, 3);
+  put_version(&f, 4);
+  put_version(&f, 1);
+  mb_transport_ops no_marks = mb_mem_transport; /* a transport with no database (the test */
+  no_marks.mark_check = NULL;                   /* controls need the real ops back) */
+  no_marks.complete_marked = NULL;
+  f.t->ops = &no_marks;
+  spin(0.05);
+  f.t->ops = &mb_mem_transport;
+  mb_pipeline_stats ps = mb_pipeline_stats_of(f.p);
+  CHECK(ps.handled == 2 && ps.discarded == 2 && f.r.stale == 2);
+  const char *want[] = {"", "stale: version 3 <= 3 already handled for job k", "",
+                        "stale: version 1 <= 4 already handled for job k"};
+  CHECK(audit_reasons(&f, want, 4));
+  teardown(&f);
+  /* the marks outlive the pipeline: a new one finds version 4 handled */
+  mb_marks *s;
+  mb_err err;
+  int stale = 0;
+  char highest[32] = "";
+  mb_mark m = {.endpoint = "orders",
+               .type = "orders.Place",
+               .key = "k",
+               .kind = MB_MARK_INTEGER,
+               .integer = 4};
+  CHECK(mb_marks_open(&s, url, &err) == MB_OK);
+  CHECK(mb_marks_check(s, &m, &stale, highest, sizeof highest, &err) == MB_OK && stale);
+  CHECK(strcmp(highest, "4") == 0);
+  mb_marks_close(s);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0);
+}
+
+static void test_marks_compare_numbers_before_strings(void) {
+  mb_mark i3 = {.kind = MB_MARK_INTEGER, .integer = 3}, r3 = {.kind = MB_MARK_REAL, .real = 3.0};
+  mb_mark r25 = {.kind = MB_MARK_REAL, .real = 2.5},
+          ta = {.kind = MB_MARK_TEXT, .text = "a", .len = 1};
+  mb_mark tab = {.kind = MB_MARK_TEXT, .text = "ab", .len = 2};
+  CHECK(mb_mark_cmp(&i3, &r3) == 0 && mb_mark_cmp(&r25, &i3) < 0 && mb_mark_cmp(&i3, &ta) < 0);
+  CHECK(mb_mark_cmp(&ta, &tab) < 0 && mb_mark_cmp(&tab, &ta) > 0 && mb_mark_cmp(&ta, &ta) == 0);
 }
 
 static int idle_calls;
@@ -464,6 +621,10 @@ int main(void) {
   RUN(test_refused_outgoing_messages_fail_the_handler);
   RUN(test_close_cancels_running_attempts_and_gives_messages_back);
   RUN(test_idle_is_told_when_the_last_job_ends);
+  RUN(test_a_stale_message_is_discarded_without_running);
+  RUN(test_a_mark_overtaken_while_its_handler_ran_is_discarded);
+  RUN(test_a_transport_without_marks_uses_the_local_store);
+  RUN(test_marks_compare_numbers_before_strings);
   ev_loop_destroy(loop);
   return unit_done();
 }
