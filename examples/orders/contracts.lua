@@ -6,6 +6,8 @@ local bus = require "moonbus"
 bus.command("sales.PlaceOrder", { order_id = "string", customer = "string", total = "number" })
 bus.command("billing.ChargeCard", { order_id = "string", amount = "number", customer = "string?" })
 bus.command("billing.CheckCredit", { customer = "string", amount = "number" })
+-- a carrier's report on a shipment; reports may arrive out of order (see shipping)
+bus.command("shipping.TrackingUpdate", { order_id = "string", status = "string", at = "string" })
 
 -- replies: plain messages back to whoever sent the command
 bus.message("billing.CardCharged", { order_id = "string", receipt = "string" })
