@@ -492,5 +492,7 @@ const mb_transport_ops mb_rabbitmq_transport = {
     .browse = rmq_browse,
     .remove = rmq_remove,
     .listen_replies = rmq_listen_replies,
+    .mark_check = NULL,      /* no database: the pipeline keeps order_by marks in a local */
+    .complete_marked = NULL, /* store (mark.h), written just before the ack */
     .close = rmq_close,
 };

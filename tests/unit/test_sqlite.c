@@ -1,7 +1,8 @@
 /* test_sqlite.c — the SQLite transport through its vtable, on a real database file in a
  * fresh folder: topology and ownership, dispatch and unroutable sends, leases, complete
- * with outbox, release with delay, lost leases, malformed rows, and close giving leased
- * messages back. */
+ * with outbox, release with delay, lost leases, malformed rows, close giving leased
+ * messages back, and order_by marks (checked, moved in the ack's transaction, or refused
+ * as stale with everything rolled back). */
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,53 @@ static long depth_ready(mb_transport *t, const char *queue) {
   mb_err err;
   t->ops->depth(t, queue, &ready, &later, &err);
   return ready;
+}
+
+static mb_mark version_of(const char *key, int64_t v) {
+  mb_mark m = {.endpoint = "a",
+               .type = "a.Do",
+               .key = key,
+               .order_by = "version",
+               .key_field = "job",
+               .kind = MB_MARK_INTEGER,
+               .integer = v};
+  return m;
+}
+
+static void test_marks_move_with_the_ack_or_not_at_all(void) {
+  mb_transport *t = open_fresh("marks", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 8, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 3);
+  CHECK(in.n == 3);
+  if (in.n != 3) return;
+  mb_mark v6 = version_of("k", 6), v5 = version_of("k", 5), t1 = version_of("k", 0);
+  t1.kind = MB_MARK_TEXT; /* every string is above every number */
+  t1.text = "1";
+  t1.len = 1;
+  int stale = -1;
+  char highest[64] = "";
+  CHECK(t->ops->mark_check(t, &v5, &stale, highest, sizeof highest, &err) == MB_OK && !stale);
+  done_calls = 0;
+  mb_outgoing *out = message("a.Next", "a", "{}");
+  CHECK(t->ops->complete_marked(t, in.got[0], &v6, &out, 1, on_done, NULL, &err) == MB_OK);
+  CHECK(done_calls == 1 && done_status == MB_OK);
+  CHECK(t->ops->mark_check(t, &v5, &stale, highest, sizeof highest, &err) == MB_OK && stale);
+  CHECK(strcmp(highest, "6") == 0);
+  /* v5 passed its check before v6 was stored: its ack is refused, its outbox not sent */
+  CHECK(t->ops->complete_marked(t, in.got[1], &v5, &out, 1, on_done, NULL, &err) == MB_ESTALE);
+  CHECK(strstr(err.msg, "stale: version 5 was overtaken") != NULL && done_calls == 1);
+  mb_outgoing_free(out);
+  CHECK(depth_ready(t, "a") == 1); /* a.Next of v6 only; v5 is still leased to us */
+  CHECK(t->ops->complete(t, in.got[1], NULL, 0, on_done, NULL, &err) == MB_OK);
+  CHECK(t->ops->complete_marked(t, in.got[2], &t1, NULL, 0, on_done, NULL, &err) == MB_OK);
+  CHECK(t->ops->mark_check(t, &v6, &stale, highest, sizeof highest, &err) == MB_OK && stale);
+  CHECK(strcmp(highest, "\"1\"") == 0);
+  inbox_free(&in);
+  t->ops->close(t);
 }
 
 static void test_dispatch_and_receive_roundtrip(void) {
@@ -813,6 +861,7 @@ int main(void) {
   RUN(test_a_failed_give_back_at_close_is_reported);
   RUN(test_bad_urls_are_refused_with_the_reason);
   RUN(test_queue_names_are_checked);
+  RUN(test_marks_move_with_the_ack_or_not_at_all);
   ev_loop_destroy(loop);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
