@@ -259,7 +259,7 @@ static int message_level(int status) {
          status == MB_EOWNER;
 }
 
-static void discard(mb_job *job, const char *why, int audit);
+static void discard(mb_job *job, mb_level level, const char *why, int audit);
 
 static void completed(void *ud, int status, const char *error) {
   mb_job *job = ud;
@@ -276,7 +276,7 @@ static void completed(void *ud, int status, const char *error) {
     snprintf(why, sizeof why, "its outcome was lost: %s", error);
     remember(job->p, job->d->env.id, why);
   } else if (status == MB_ESTALE) { /* overtaken while it was handled: nothing was sent */
-    discard(job, error, 1);
+    discard(job, MB_INFO, error ? error : "stale", 1);
     return;
   } else {
     char why[MB_ERRLEN + 64];
@@ -328,8 +328,8 @@ static void discarded(void *ud, int status, const char *error) {
 
 /* Acknowledges the message unhandled (what an attempt sent is dropped); its audit copy, if
  * audit says so and the endpoint audits, carries why in moonbus.discarded. */
-static void discard(mb_job *job, const char *why, int audit) {
-  LOG_MSG(MB_INFO, job, "discarded: %s", why);
+static void discard(mb_job *job, mb_level level, const char *why, int audit) {
+  LOG_MSG(level, job, "discarded: %s", why);
   clear_outbox(job);
   if (audit && job->p->cfg->audit_queue &&
       (add_audit_copy(job) != MB_OK ||
@@ -517,7 +517,7 @@ void mb_pipeline_deliver(void *ud, mb_delivery *d) {
   if (screen(job, why, sizeof why)) {
     park(job, why, NULL);
   } else if (expired(d)) {
-    discard(job, "its time to live ran out before it was received", 0);
+    discard(job, MB_WARN, "its time to live ran out before it was received", 0);
   } else {
     run_attempt(job);
   }
@@ -528,7 +528,7 @@ void mb_pipeline_finished(mb_job *job, mb_outcome outcome, const char *error, co
   switch (outcome) {
   case MB_OUTCOME_OK:
     if (job->stale) {
-      discard(job, job->stale, 1);
+      discard(job, MB_INFO, job->stale, 1);
       return;
     }
     if (job->p->cfg->audit_queue && add_audit_copy(job) != MB_OK) {

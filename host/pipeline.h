@@ -5,7 +5,7 @@
  * transport's delivery callback, the runner interface it drives the handlers through, the
  * outcome entry point a runner reports to, and mb_job (one delivery in flight, with its
  * outbox), opaque.
- * Uses: transport.h, endpoint.h, retry.h, audit.h, errorq.h. Never: includes lua.h, knows
+ * Uses: transport.h, endpoint.h, retry.h, audit.h, errorq.h, mark.h (order_by). Never: includes lua.h, knows
  * which runner or transport it drives: tests/unit/test_pipeline.c drives it with a fake
  * runner and the in-memory transport. */
 #ifndef MOONBUS_PIPELINE_H
