@@ -9,10 +9,12 @@
  * Owns: the table, its statements, the local store's connection. Never: begins or ends a
  * transaction of the bus database (the transport does), or decides a message's fate. */
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "transport/sqlite_internal.h"
@@ -154,9 +156,16 @@ static int make_folders(const char *path, mb_err *err) {
   return MB_OK;
 }
 
+/* The file is created private (0600, as the bus database: keys are business data); SQLite
+ * gives its -wal and -shm the same mode. */
 static int open_file(mb_marks *s, mb_err *err) {
   int rc = make_folders(s->path, err);
   if (rc != MB_OK) return rc;
+  int fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return mb_err_set(err, MB_EIO, "cannot open the state store %s: %s", s->path,
+                      strerror(errno));
+  close(fd);
   if (sqlite3_open_v2(s->path, &s->db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       NULL) != SQLITE_OK)
