@@ -223,19 +223,25 @@ function showProgress(op, label) {
   $('.progress-count', p).textContent = count;
 }
 
-/* POSTs action with body, then polls the operation every POLL_MS until it is done (the page
- * stays live: each poll is a fetch awaited between timers), then redraws the view. */
+/* Polls operation id every POLL_MS until it is done (the page stays live: each poll is a
+ * fetch awaited between timers), showing it in #progress. */
+async function pollOperation(id, total, label) {
+  let op = { id, total, done: 0, state: 'running' };
+  showProgress(op, label);
+  while (op.state !== 'done') {
+    await sleep(POLL_MS);
+    op = await apiGet('/api/operations/' + enc(id));
+    showProgress(op, label);
+  }
+  return op;
+}
+
+/* POSTs action with body, follows the operation to its end, then redraws the view. */
 async function runOperation(action, body, label) {
   operationsRunning++;
   try {
     const started = await apiPost('/api/errors/' + action, body);
-    let op = { id: started.operation, total: started.total, done: 0, state: 'running' };
-    showProgress(op, label);
-    while (op.state !== 'done') {
-      await sleep(POLL_MS);
-      op = await apiGet('/api/operations/' + enc(started.operation));
-      showProgress(op, label);
-    }
+    const op = await pollOperation(started.operation, started.total, label);
     if (op.error) flash(label + ': ' + op.error, 'error');
     else flash(label + ': ' + op.done + ' of ' + op.total + ' done'
       + (op.failed ? ', ' + op.failed + ' failed' : ''), 'info');
@@ -342,7 +348,7 @@ async function pageGroups(r) {
     el('td', { class: 'count num', text: g.count }),
     el('td', { class: 'first' }, timeEl(g.first_at)),
     el('td', { class: 'last' }, timeEl(g.last_at)),
-    el('td', { class: 'actions' },
+    el('td', { class: 'row-actions' },
       button('retry-group', 'Retry group', () => groupAction('retry', g, by)),
       button('archive-group', 'Archive group', () => groupAction('archive', g, by)))));
   const node = el('section', null,
@@ -573,40 +579,62 @@ function historyList(items) {
     h.detail ? el('span', { class: 'detail', text: ' — ' + h.detail }) : null)));
 }
 
+/* The headers an operator may edit: moonbus.* ones belong to the bus. */
+function editableHeaders(headers) {
+  const out = {};
+  for (const [k, v] of Object.entries(headers || {})) if (!k.startsWith('moonbus.')) out[k] = v;
+  return out;
+}
+
+/* What to send for edited headers: changed or new ones with their value, removed ones null. */
+function headerChanges(before, text) {
+  const after = JSON.parse(text);
+  if (!after || typeof after !== 'object' || Array.isArray(after)) throw new Error('not an object');
+  const changes = {};
+  for (const [k, v] of Object.entries(after)) if (before[k] !== v) changes[k] = String(v);
+  for (const k of Object.keys(before)) if (!(k in after)) changes[k] = null;
+  return changes;
+}
+
 function editor(m) {
   const body = el('textarea', { id: 'edit-body', rows: 12, spellcheck: 'false' });
   body.value = prettyBody(m.body);
-  const headersText = JSON.stringify(m.headers || {}, null, 2);
-  const hdrs = el('textarea', { id: 'edit-headers', rows: 6, spellcheck: 'false' });
-  hdrs.value = headersText;
-  const result = el('p', { id: 'edit-result' });
+  const before = editableHeaders(m.headers);
+  const hdrs = el('textarea', { id: 'edit-headers', rows: 4, spellcheck: 'false' });
+  hdrs.value = JSON.stringify(before, null, 2);
   const go = async () => {
     const req = { body: body.value };
-    if (hdrs.value !== headersText) {
-      try { req.headers = JSON.parse(hdrs.value); } catch (e) {
-        flash('The headers are not a JSON object: ' + e.message, 'error'); return;
-      }
-    }
     try { JSON.parse(body.value); } catch (e) {
       flash('The body is not JSON: ' + e.message, 'error'); return;
     }
+    try {
+      const changes = headerChanges(before, hdrs.value);
+      if (Object.keys(changes).length) req.headers = changes;
+    } catch (e) {
+      flash('The headers are not a JSON object: ' + e.message, 'error'); return;
+    }
     if (!(await confirmBox('Send the edited message as a new message (a new id) to '
       + (m.queue || m.endpoint || 'its queue') + '? The original is marked resolved.', 'Send'))) return;
+    operationsRunning++;
     try {
       const res = await apiPost('/api/errors/' + enc(m.id) + '/edit-retry', req);
+      if (res.operation) await pollOperation(res.operation, 1, 'Edit and retry');
       const link = el('a', { id: 'edit-result-link', href: '#/messages/' + enc(res.id), text: res.id });
-      flash('Sent as a new message: ', 'info', link);
+      currentKey = null;
       await render(true);
+      flash('Sent as a new message: ', 'info', link);
     } catch (e) {
       if (e.message !== 'cancelled') flash('Edit and retry: ' + e.message, 'error');
+    } finally {
+      operationsRunning--;
     }
   };
   return el('section', { id: 'edit', class: 'card' },
     el('h3', { text: 'Edit and retry' }),
     el('p', { class: 'muted', text: 'Sends a corrected copy with a new id; the original stays, linked.' }),
     el('label', { for: 'edit-body', text: 'Body (JSON)' }), body,
-    el('label', { for: 'edit-headers', text: 'Headers (JSON object; sent only when changed)' }), hdrs,
-    el('div', { class: 'actions' }, button('edit-retry', 'Edit and retry…', go, 'primary')), result);
+    el('label', { for: 'edit-headers', text: 'Headers (JSON object; moonbus.* headers belong to the bus; remove a key to drop it)' }), hdrs,
+    el('div', { class: 'actions' }, button('edit-retry', 'Edit and retry…', go, 'primary')));
 }
 
 /* --- search --------------------------------------------------------------------------- */
@@ -736,7 +764,10 @@ function start() {
   $('#search-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const q = $('#search-input').value.trim();
-    if (q) location.hash = '#/search?q=' + enc(q);
+    if (!q) return;
+    const hash = '#/search?q=' + enc(q);
+    if (location.hash === hash) render(false); /* the same search again: no hashchange */
+    else location.hash = hash;
   });
   $('#progress button[name=progress-close]').addEventListener('click', () => { $('#progress').hidden = true; });
   window.addEventListener('hashchange', () => {
