@@ -9,7 +9,14 @@ typedef struct mb_cli_opts {
   int no_reload;         /* --no-reload */
   double drain_seconds;  /* how long shutdown waits for handlers in flight */
   double timeout;        /* --timeout S: how long `request` waits for its reply */
-  const char *queue;     /* --queue NAME: the error queue `errors` works on */
+  const char *queue;     /* --queue NAME: the error queue `errors` and `ops` work on */
+  /* moonbus ops */
+  const char *listen;      /* --listen HOST:PORT */
+  const char *store;       /* --store PATH|sqlite://PATH */
+  const char *token_file;  /* --token-file F */
+  const char *audit_queue; /* --audit-queue NAME */
+  double audit_retention;  /* --audit-retention DAYS */
+  double error_retention;  /* --error-retention DAYS */
 } mb_cli_opts;
 
 #define MB_CLI_EXIT_TIMEOUT 3 /* `request` got no reply in time */
@@ -27,6 +34,8 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
  * the subcommand. */
 int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts);
 int mb_cli_version(void);
+/* ops: the operations service (host/ops/ops.c) until SIGINT or SIGTERM. */
+int mb_cli_ops(const mb_cli_opts *opts);
 /* "moonbus: msg" on stderr, on one line (msg may quote what a message carried: escaped as
  * in the log). */
 void mb_cli_fail(const char *msg);

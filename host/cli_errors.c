@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "errorq.h"
 #include "log.h"
 #include "runtime.h"
 
@@ -137,47 +138,11 @@ static int show(mb_runtime *rt, const char *queue, const char *id, mb_err *err) 
   return MB_OK;
 }
 
-/* What a parked copy carries because it failed, and nothing else of moonbus's. */
-static int failure_header(const char *key) {
-  static const char *const prefixes[] = {MB_H_FAILED_PREFIX, MB_H_EXCEPTION_PREFIX,
-                                         MB_H_RETRIES_PREFIX, MB_H_DELIVER_AT, MB_H_EXPIRES_AT};
-  for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
-    if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0) return 1;
-  return 0;
-}
-
-/* The message as it was before it failed, addressed to the queue it failed in. */
-static int unparked(const mb_delivery *d, mb_outgoing **out, mb_err *err) {
-  const char *queue = mb_headers_get(&d->env.headers, MB_H_FAILED_QUEUE);
-  if (queue == NULL)
-    return mb_err_set(err, MB_EINVAL,
-                      "message %s has no %s header: it did not fail in a "
-                      "queue moonbus knows, so there is nowhere to send it back",
-                      d->env.id, MB_H_FAILED_QUEUE);
-  mb_outgoing *m = malloc(sizeof *m);
-  int rc = m ? MB_OK : MB_ENOMEM;
-  if (m) mb_outgoing_init(m);
-  if (rc == MB_OK) rc = mb_envelope_copy(&m->env, &d->env);
-  if (rc == MB_OK && (m->dest = strdup(queue)) == NULL) rc = MB_ENOMEM;
-  for (size_t i = 0; rc == MB_OK && i < m->env.headers.len;) {
-    if (failure_header(m->env.headers.items[i].key))
-      mb_headers_remove(&m->env.headers, m->env.headers.items[i].key);
-    else i++;
-  }
-  if (rc != MB_OK) {
-    mb_outgoing_free(m);
-    return mb_err_set(err, rc, "out of memory");
-  }
-  m->route = MB_ROUTE_QUEUE;
-  *out = m;
-  return MB_OK;
-}
-
 /* Sends d back to the queue it failed in (waiting for the transport's confirm); dest gets
  * that queue's name. The caller then takes the parked copy. */
 static int send_back(mb_runtime *rt, const mb_delivery *d, char *dest, size_t len, mb_err *err) {
   mb_outgoing *m;
-  int rc = unparked(d, &m, err);
+  int rc = mb_errorq_unpark(&d->env, &m, err);
   if (rc == MB_OK) snprintf(dest, len, "%s", m->dest);
   if (rc == MB_OK) rc = mb_runtime_dispatch(rt, &m, 1, err);
   return rc;

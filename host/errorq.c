@@ -79,3 +79,38 @@ mb_outgoing *mb_errorq_notice(const mb_delivery *d, const char *reason, const ch
   }
   return m;
 }
+
+/* What a parked copy carries because it failed, and nothing else of moonbus's. */
+static int failure_header(const char *key) {
+  static const char *const prefixes[] = {MB_H_FAILED_PREFIX, MB_H_EXCEPTION_PREFIX,
+                                         MB_H_RETRIES_PREFIX, MB_H_DELIVER_AT, MB_H_EXPIRES_AT};
+  for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+    if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0) return 1;
+  return 0;
+}
+
+int mb_errorq_unpark(const mb_envelope *env, mb_outgoing **out, mb_err *err) {
+  const char *queue = mb_headers_get(&env->headers, MB_H_FAILED_QUEUE);
+  if (queue == NULL)
+    return mb_err_set(err, MB_EINVAL,
+                      "message %s has no %s header: it did not fail in a "
+                      "queue moonbus knows, so there is nowhere to send it back",
+                      env->id, MB_H_FAILED_QUEUE);
+  mb_outgoing *m = malloc(sizeof *m);
+  int rc = m ? MB_OK : MB_ENOMEM;
+  if (m) mb_outgoing_init(m);
+  if (rc == MB_OK) rc = mb_envelope_copy(&m->env, env);
+  if (rc == MB_OK && (m->dest = strdup(queue)) == NULL) rc = MB_ENOMEM;
+  for (size_t i = 0; rc == MB_OK && i < m->env.headers.len;) {
+    if (failure_header(m->env.headers.items[i].key))
+      mb_headers_remove(&m->env.headers, m->env.headers.items[i].key);
+    else i++;
+  }
+  if (rc != MB_OK) {
+    mb_outgoing_free(m);
+    return mb_err_set(err, rc, "out of memory");
+  }
+  m->route = MB_ROUTE_QUEUE;
+  *out = m;
+  return MB_OK;
+}

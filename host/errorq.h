@@ -2,7 +2,7 @@
  * message byte for byte with the failure headers (where it failed, when, why, the trace,
  * the retries it had, the deliveries counted).
  *
- * Provides: mb_errorq_copy. Uses: transport.h, msgcopy.h. Never: sends it, or decides that
+ * Provides: mb_errorq_copy, the notice to a requester, mb_errorq_unpark. Uses: transport.h, msgcopy.h. Never: sends it, or decides that
  * a message is parked (pipeline.c and retry.c do). */
 #ifndef MOONBUS_ERRORQ_H
 #define MOONBUS_ERRORQ_H
@@ -34,5 +34,11 @@ int mb_errorq_is_request(const mb_delivery *d);
  * when out of memory. It goes to the requester only: dropped if its address is gone. */
 mb_outgoing *mb_errorq_notice(const mb_delivery *d, const char *reason, const char *endpoint,
                               const char *host);
+
+/* The parked copy env as it was before it failed, addressed to the queue it failed in
+ * (moonbus.failed.queue): the failure, exception and retry headers, deliver_at and
+ * expires_at removed, the id kept. For retrying a parked message (`moonbus errors retry`,
+ * `moonbus ops`). MB_EINVAL (naming the id) when it has no failed queue, MB_ENOMEM. */
+int mb_errorq_unpark(const mb_envelope *env, mb_outgoing **out, mb_err *err);
 
 #endif

@@ -53,6 +53,9 @@
 /* On an error or audit copy whose original headers broke the header rules: what was
  * removed from the copy, and why (the body is always kept). */
 #define MB_H_HEADERS_REMOVED "moonbus.headers.removed"
+/* On a message an operator edited and sent again from `moonbus ops`: the id of the failed
+ * message it replaces (the new message has an id of its own). */
+#define MB_H_EDITED_FROM "moonbus.edited_from"
 #define MB_RESERVED_PREFIX "moonbus."
 
 typedef struct mb_header {

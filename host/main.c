@@ -17,6 +17,11 @@ static void usage(FILE *out) {
           "  moonbus request ENDPOINT TYPE JSON [--timeout S] [--transport URL]\n"
           "      prints the reply's body; exit 3 when no reply came within S s (default 30)\n"
           "  moonbus errors list | show ID | retry ID | retry --all | delete ID [--queue NAME]\n"
+          "  moonbus ops [--listen HOST:PORT] [--store PATH] [--token-file F] [--transport URL]\n"
+          "      [--audit-retention DAYS] [--error-retention DAYS] [--queue NAME] [--audit-queue "
+          "NAME]\n"
+          "      the operations service: failed and processed messages, web UI and API\n"
+          "      (default 127.0.0.1:7070, store ./.moonbus/ops.db, retention 7 and 30 days)\n"
           "  moonbus version\n"
           "The transport is --transport, else $MOONBUS_TRANSPORT, else the endpoint's own,\n"
           "else sqlite://./.moonbus/bus.db. Logs go to stderr "
@@ -36,6 +41,29 @@ static int seconds_arg(const char *option, const char *v, double *out) {
   return 0;
 }
 
+/* Where a string-valued option of `moonbus ops` goes, or NULL for another option. */
+static const char **string_option(const char *a, mb_cli_opts *opts) {
+  return strcmp(a, "--listen") == 0        ? &opts->listen
+         : strcmp(a, "--store") == 0       ? &opts->store
+         : strcmp(a, "--token-file") == 0  ? &opts->token_file
+         : strcmp(a, "--audit-queue") == 0 ? &opts->audit_queue
+                                           : NULL;
+}
+
+/* --audit-retention / --error-retention: a number of days above 0. */
+static int days_arg(const char *option, const char *v, mb_cli_opts *opts) {
+  char *end;
+  double d = strtod(v, &end);
+  if (*v == '\0' || *end != '\0' || !(d > 0) || d > 36500 ||
+      (strcmp(option, "--audit-retention") != 0 && strcmp(option, "--error-retention") != 0)) {
+    fprintf(stderr, "moonbus: %s needs a number of days above 0, got '%s'\n", option, v);
+    return -1;
+  }
+  *(strcmp(option, "--audit-retention") == 0 ? &opts->audit_retention : &opts->error_retention) =
+      d;
+  return 0;
+}
+
 /* Moves options out of argv into opts; positional arguments stay, in order. */
 static int parse_options(int *argc, char **argv, mb_cli_opts *opts) {
   int kept = 1;
@@ -43,6 +71,10 @@ static int parse_options(int *argc, char **argv, mb_cli_opts *opts) {
     const char *a = argv[i];
     if (strcmp(a, "--queue") == 0 && i + 1 < *argc) {
       opts->queue = argv[++i];
+    } else if (string_option(a, opts) && i + 1 < *argc) {
+      *string_option(a, opts) = argv[++i];
+    } else if (strstr(a, "-retention") && i + 1 < *argc) {
+      if (days_arg(a, argv[++i], opts) != 0) return -1;
     } else if (strcmp(a, "--all") == 0) {
       argv[kept++] = argv[i]; /* `errors retry --all`: an argument, not an option */
     } else if ((strcmp(a, "--transport") == 0 || strcmp(a, "--instance") == 0 ||
@@ -70,7 +102,7 @@ static int parse_options(int *argc, char **argv, mb_cli_opts *opts) {
 }
 
 int main(int argc, char **argv) {
-  mb_cli_opts opts = {.drain_seconds = 10};
+  mb_cli_opts opts = {.drain_seconds = 10, .audit_retention = 7, .error_retention = 30};
   signal(SIGPIPE, SIG_IGN);
   mb_log_init();
   if (parse_options(&argc, argv, &opts) != 0) return 2;
@@ -83,6 +115,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "request") == 0 && argc == 5)
     return mb_cli_request(argv[2], argv[3], argv[4], &opts);
   if (strcmp(cmd, "errors") == 0) return mb_cli_errors(argc - 2, argv + 2, &opts);
+  if (strcmp(cmd, "ops") == 0 && argc == 2) return mb_cli_ops(&opts);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return mb_cli_version();
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     usage(stdout);

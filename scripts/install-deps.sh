@@ -13,7 +13,7 @@ PACKAGES=(
   lua-busted
   valgrind
   cppcheck clang-format
-  libmicrohttpd-dev
+  libmicrohttpd-dev curl jq
   nodejs chromium
 )
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run-example.sh — `make run`: starts every endpoint of an example system as its own host
-# process on the embedded SQLite default, shows their logs interleaved, and stops them all
-# on Ctrl-C (SIGINT/SIGTERM), letting in-flight handlers finish.
+# process on the embedded SQLite default, and `moonbus ops` (the web UI for failed and
+# processed messages, on $MOONBUS_OPS_LISTEN, default 127.0.0.1:7070), shows their logs
+# interleaved, and stops them all on Ctrl-C (SIGINT/SIGTERM), letting in-flight handlers
+# finish.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 EXAMPLE=${1:-examples/orders}
@@ -23,5 +25,10 @@ for dir in $(ls -d "$EXAMPLE"/*/ | sort); do
   "$MOONBUS" run "$dir" &
   pids+=($!)
 done
-echo "running ${#pids[@]} endpoints of $EXAMPLE; Ctrl-C stops them" >&2
+n=${#pids[@]}
+OPS_LISTEN=${MOONBUS_OPS_LISTEN:-127.0.0.1:7070}
+"$MOONBUS" ops --listen "$OPS_LISTEN" &
+pids+=($!)
+echo "running $n endpoints of $EXAMPLE; Ctrl-C stops them" >&2
+echo "moonbus ops (failed and processed messages): http://$OPS_LISTEN/" >&2
 wait "${pids[@]}"

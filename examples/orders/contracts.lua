@@ -4,7 +4,7 @@ local bus = require "moonbus"
 
 -- commands: sent to the one endpoint that handles them
 bus.command("sales.PlaceOrder", { order_id = "string", customer = "string", total = "number" })
-bus.command("billing.ChargeCard", { order_id = "string", amount = "number" })
+bus.command("billing.ChargeCard", { order_id = "string", amount = "number", customer = "string?" })
 bus.command("billing.CheckCredit", { customer = "string", amount = "number" })
 
 -- replies: plain messages back to whoever sent the command

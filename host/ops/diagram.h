@@ -28,10 +28,11 @@
  *   - each arrow is a <g class="msg KIND STATUS" data-id="ID"> holding a <line>/<path>, an
  *     arrowhead and a <text> label with the type, and a <title> with type, id, status and
  *     time; lifeline boxes are <g class="lifeline" data-endpoint="NAME">;
- *   - at most max_arrows arrows (the rest are left out and a final <text
- *     class="more">N more messages</text> says how many): the caller pages.
- * Items that are not objects are skipped. An empty list draws an SVG with the text
- * "no messages". */
-void mb_diagram_svg(const mb_jv *items, size_t max_arrows, mb_jbuf *out);
+ *   - the arrows first .. first + max_arrows - 1 of that order (a page; the lifelines are
+ *     those of the page's messages), and a final <text class="more">N more
+ *     messages</text> saying how many come after the page: the caller pages.
+ * Items that are not objects are skipped. An empty list (or a page past the end) draws an
+ * SVG with the text "no messages". */
+void mb_diagram_svg(const mb_jv *items, size_t first, size_t max_arrows, mb_jbuf *out);
 
 #endif

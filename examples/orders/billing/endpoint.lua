@@ -1,10 +1,12 @@
 -- billing: answers credit checks (bus.request from sales), charges cards for sales (a
 -- command with a reply) and invoices placed orders (one of two subscribers of
--- sales.OrderPlaced).
+-- sales.OrderPlaced). The bank is flaky: now and then a charge is declined and succeeds on
+-- a retry (a transient failure the retries hide), and mallory's card is always refused (a
+-- poison message that ends in the error queue, for `moonbus ops` to show).
 local bus = require "moonbus"
 require "contracts"
 
-bus.endpoint { name = "billing" }
+bus.endpoint { name = "billing", retries = { immediate = 2, delayed = 1, delay = 5 } }
 
 local receipts = 0
 
@@ -15,6 +17,13 @@ bus.handle("billing.CheckCredit", function(check, ctx)
 end)
 
 bus.handle("billing.ChargeCard", function(charge, ctx)
+  if charge.customer == "mallory" then
+    error(("card of %s refused for order %s: account blocked"):format(charge.customer,
+      charge.order_id))
+  end
+  if ctx.attempt == 1 and math.random() < 0.3 then
+    error(("card declined for order %s: the bank timed out"):format(charge.order_id))
+  end
   receipts = receipts + 1
   bus.log.info("charged %.2f for order %s", charge.amount, charge.order_id)
   ctx:reply("billing.CardCharged", {

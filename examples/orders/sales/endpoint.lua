@@ -29,7 +29,8 @@ bus.handle("sales.PlaceOrder", function(order)
   pending[order.order_id] = order
   bus.log.info("order %s from %s for %.2f: charging the card", order.order_id, order.customer,
     order.total)
-  bus.send("billing.ChargeCard", { order_id = order.order_id, amount = order.total })
+  bus.send("billing.ChargeCard",
+    { order_id = order.order_id, amount = order.total, customer = order.customer })
 end)
 
 bus.handle("billing.CardCharged", function(charged, ctx)
@@ -42,7 +43,7 @@ bus.handle("billing.CardCharged", function(charged, ctx)
   })
 end)
 
-local customers = { "ada", "grace", "linus", "barbara" }
+local customers = { "ada", "grace", "linus", "barbara", "mallory" }
 local n = 0
 bus.every(2, function()
   n = n + 1

@@ -1,0 +1,215 @@
+/* ops.c — `moonbus ops` (DESIGN §10): wires the store, one ingester per queue (error,
+ * audit, moonbus.ops), the background operations, the HTTP API and UI, retention and the
+ * signals together on one libev loop, and takes them down in order (HTTP, ingesters, which
+ * store what they buffered, operations, store).
+ * Never: handles a message, or listens off loopback without a token (one is made and
+ * written to a file readable only by its owner when none is given). */
+#include <errno.h>
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "clock.h"
+#include "endpoint.h"
+#include "ids.h"
+#include "log.h"
+#include "ops/api.h"
+#include "url.h"
+
+#define OPS_QUEUE "moonbus.ops"
+#define DEFAULT_LISTEN "127.0.0.1:7070"
+#define TOKEN_FILE "./.moonbus/ops.token"
+#define SWEEP_EVERY 3600.0 /* seconds between retention sweeps */
+#define MAX_REQUEST_BODY (16u << 20)
+#define N_QUEUES 3
+
+typedef struct ops_service {
+  struct ev_loop *loop;
+  const mb_cli_opts *opts;
+  const char *url;
+  mb_transport *control; /* declares the queues, sends retried messages */
+  mb_ops_store *store;
+  mb_ops_ingest *ingest[N_QUEUES];
+  const char *queues[N_QUEUES];
+  mb_ops_work *work;
+  mb_ops_api *api;
+  mb_http *http;
+  char token[128];
+  ev_timer sweep;
+  ev_signal sigint, sigterm;
+} ops_service;
+
+static const char *transport_url(const mb_cli_opts *opts) {
+  const char *env = getenv("MOONBUS_TRANSPORT");
+  return opts->transport ? opts->transport : env && *env ? env : MB_DEFAULT_TRANSPORT;
+}
+
+/* The token from --token-file (its first line), or "" when none was given. */
+static int read_token(const char *path, char *out, size_t len, mb_err *err) {
+  out[0] = '\0';
+  if (path == NULL) return MB_OK;
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return mb_err_set(err, MB_EIO, "cannot read the token file %s: %s", path, strerror(errno));
+  if (fgets(out, (int)len, f) == NULL) out[0] = '\0';
+  fclose(f);
+  out[strcspn(out, "\r\n")] = '\0';
+  if (strlen(out) < 16)
+    return mb_err_set(err, MB_EINVAL, "the token in %s is shorter than 16 characters", path);
+  return MB_OK;
+}
+
+/* A new random token in TOKEN_FILE (mode 0600), for a service listening off loopback. */
+static int make_token(char *out, size_t len, mb_err *err) {
+  uint8_t raw[24];
+  mb_random_bytes(raw, sizeof raw);
+  for (size_t i = 0; i < sizeof raw && 2 * i + 2 < len; i++)
+    snprintf(out + 2 * i, 3, "%02x", raw[i]);
+  mkdir("./.moonbus", 0700);
+  FILE *f = fopen(TOKEN_FILE, "w");
+  if (f == NULL || chmod(TOKEN_FILE, 0600) != 0 || fprintf(f, "%s\n", out) < 0) {
+    if (f) fclose(f);
+    return mb_err_set(err, MB_EIO, "cannot write the token file %s: %s", TOKEN_FILE,
+                      strerror(errno));
+  }
+  fclose(f);
+  mb_log(MB_WARN, OPS_QUEUE, NULL, NULL,
+         "listening off loopback without --token-file: changes need the token written to %s",
+         TOKEN_FILE);
+  return MB_OK;
+}
+
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)revents;
+  ops_service *s = w->data;
+  mb_err err;
+  if (s->store->ops->sweep(s->store, (double)mb_now_usec() / 1e6, s->opts->audit_retention,
+                           s->opts->error_retention, &err) != MB_OK)
+    mb_log(MB_ERROR, OPS_QUEUE, NULL, NULL, "retention: %s", err.msg);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
+  (void)revents;
+  mb_log(MB_INFO, OPS_QUEUE, NULL, NULL, "signal %d: stopping", w->signum);
+  ev_break(loop, EVBREAK_ALL);
+}
+
+/* The queues it reads exist before it reads them: declared as an endpoint of its own. */
+static int declare(ops_service *s, mb_err *err) {
+  mb_topology topo = {
+      .endpoint = OPS_QUEUE, .error_queue = s->queues[0], .audit_queue = s->queues[1]};
+  int rc = mb_transport_open(&s->control, s->loop, s->url, "moonbus-ops", err);
+  if (rc == MB_OK) rc = s->control->ops->declare(s->control, &topo, err);
+  return rc;
+}
+
+static int start_ingesters(ops_service *s, mb_err *err) {
+  static const mb_ops_source sources[N_QUEUES] = {MB_OPS_ERROR, MB_OPS_AUDIT, MB_OPS_REPORT};
+  int rc = MB_OK;
+  for (int i = 0; rc == MB_OK && i < N_QUEUES; i++)
+    rc = mb_ops_ingest_start(&s->ingest[i], s->loop, s->url, "moonbus-ops", s->queues[i],
+                             sources[i], s->store, err);
+  return rc;
+}
+
+/* The host part of a listen address ("127.0.0.1:7070", "[::1]:7070") into out. */
+static void host_of(const char *listen, char *out, size_t len) {
+  const char *colon = strrchr(listen, ':');
+  snprintf(out, len, "%.*s", (int)(colon ? colon - listen : (long)strlen(listen)), listen);
+}
+
+static const char *listen_address(const ops_service *s) {
+  return s->opts->listen ? s->opts->listen : DEFAULT_LISTEN;
+}
+
+/* The HTTP handler until the API exists (it is made once the listener says whether it is
+ * on loopback): nothing is served before. */
+static void handle(void *ud, mb_http_req *req) {
+  ops_service *s = ud;
+  if (s->api) mb_ops_api_handle(s->api, req);
+  else mb_http_respond(req, 503, "text/plain", "starting", 8, NULL);
+}
+
+static int start_http(ops_service *s, char *shown, size_t len, mb_err *err) {
+  int rc = mb_http_start(&s->http, s->loop, listen_address(s), MAX_REQUEST_BODY, handle, s, err);
+  if (rc != MB_OK) return rc;
+  int loopback = mb_http_listens_on_loopback(s->http);
+  if (!loopback && s->token[0] == '\0') rc = make_token(s->token, sizeof s->token, err);
+  mb_url_redact(s->url, shown, len);
+  mb_ops_api_cfg cfg = {s->store,
+                        s->work,
+                        s->control,
+                        s->token[0] ? s->token : NULL,
+                        loopback,
+                        shown,
+                        s->opts->store ? s->opts->store : "./.moonbus/ops.db",
+                        s->ingest,
+                        s->queues,
+                        N_QUEUES};
+  if (rc == MB_OK && (s->api = mb_ops_api_new(&cfg)) == NULL)
+    rc = mb_err_set(err, MB_ENOMEM, "out of memory");
+  return rc;
+}
+
+static int start(ops_service *s, char *shown, size_t len, mb_err *err) {
+  int rc = read_token(s->opts->token_file, s->token, sizeof s->token, err);
+  if (rc == MB_OK) rc = mb_ops_store_open(&s->store, s->opts->store, err);
+  if (rc == MB_OK) rc = declare(s, err);
+  if (rc == MB_OK && mb_ops_work_new(&s->work, s->loop, s->store, s->control) != MB_OK)
+    rc = mb_err_set(err, MB_ENOMEM, "out of memory");
+  if (rc == MB_OK) rc = start_ingesters(s, err);
+  if (rc == MB_OK) rc = start_http(s, shown, len, err);
+  return rc;
+}
+
+static void stop(ops_service *s) {
+  mb_http_stop(s->http);
+  for (int i = 0; i < N_QUEUES; i++) mb_ops_ingest_stop(s->ingest[i]);
+  if (s->control) s->control->ops->close(s->control);
+  mb_ops_work_free(s->work);
+  mb_ops_api_free(s->api);
+  if (s->store) s->store->ops->close(s->store);
+}
+
+static void watch(ops_service *s) {
+  ev_timer_init(&s->sweep, on_sweep, 0.0, SWEEP_EVERY);
+  s->sweep.data = s;
+  ev_timer_start(s->loop, &s->sweep);
+  ev_signal_init(&s->sigint, on_signal, SIGINT);
+  ev_signal_init(&s->sigterm, on_signal, SIGTERM);
+  ev_signal_start(s->loop, &s->sigint);
+  ev_signal_start(s->loop, &s->sigterm);
+}
+
+static void unwatch(ops_service *s) {
+  ev_timer_stop(s->loop, &s->sweep);
+  ev_signal_stop(s->loop, &s->sigint);
+  ev_signal_stop(s->loop, &s->sigterm);
+}
+
+int mb_cli_ops(const mb_cli_opts *opts) {
+  ops_service s = {.loop = EV_DEFAULT, .opts = opts, .url = transport_url(opts)};
+  s.queues[0] = opts->queue ? opts->queue : MB_DEFAULT_ERROR_QUEUE;
+  s.queues[1] = opts->audit_queue ? opts->audit_queue : MB_DEFAULT_AUDIT_QUEUE;
+  s.queues[2] = OPS_QUEUE;
+  char shown[512];
+  mb_err err;
+  int rc = start(&s, shown, sizeof shown, &err);
+  if (rc == MB_OK) {
+    char host[256];
+    host_of(listen_address(&s), host, sizeof host);
+    mb_log(MB_INFO, OPS_QUEUE, NULL, NULL,
+           "serving http://%s:%d/ (transport %s, store %s; reading queues %s, %s, %s)",
+           strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host, mb_http_port(s.http), shown,
+           opts->store ? opts->store : "./.moonbus/ops.db", s.queues[0], s.queues[1],
+           s.queues[2]);
+    watch(&s);
+    ev_run(s.loop, 0);
+    unwatch(&s);
+  } else mb_cli_fail(err.msg);
+  stop(&s);
+  return rc == MB_OK ? 0 : 1;
+}
