@@ -12,6 +12,8 @@
 //   6. a body holding <script> is shown as text (no script element, no dialog);
 //   7. edit and retry sends a new message, the original resolved, the two linked;
 //   8. `moonbus ops` stops cleanly at SIGTERM;
+//   9. off loopback (with --token-file) the page asks for the token, refuses a wrong one and
+//      keeps the right one for the session;
 //   and saves a screenshot of the groups page (docs/ops.png with OPS_SCREENSHOT=docs/ops.png).
 // With OPS_SHOTS=DIR it also saves full-page screenshots of other pages there, for a look.
 // Never leaves a process behind: every child is killed at exit, whatever happened.
@@ -384,6 +386,42 @@ async function stopOps() {
   equal(bad, [], 'sanitizer lines in its log');
 }
 
+/* An ops service off loopback (0.0.0.0, reached at this machine's first non-loopback
+ * address) with a token: the page asks for it, refuses a wrong one, and works with it. */
+async function tokenOffLoopback(ip) {
+  const tokenFile = path.join(WORK, 'token');
+  fs.writeFileSync(tokenFile, 'browser-test-token\n');
+  const ops2 = start('ops2', ['ops', '--listen', '0.0.0.0:0', '--transport', TRANSPORT,
+    '--store', path.join(WORK, 'ops2.db'), '--token-file', tokenFile]);
+  const port = await waitFor('the second ops says where it serves', 30, () => {
+    if (ops2.exitCode !== null) throw Object.assign(new Error('ops2 exited: ' + log('ops2')), { fatal: true });
+    const m = /serving http:\/\/[^:/]+:(\d+)\//.exec(log('ops2'));
+    return m && m[1];
+  });
+  await page.goto('http://' + ip + ':' + port + '/#/groups');
+  await page.waitForSelector('#token-dialog #token-input', { timeout: 15000 });
+  equal(await page.getAttribute('#view', 'data-ready'), '0', 'the view before the token');
+  await page.fill('#token-input', 'wrong-token');
+  await page.click('button[name=token-save]');
+  await page.waitForSelector('#token-dialog :text("refused")', { timeout: 15000 });
+  await page.fill('#token-input', 'browser-test-token');
+  await page.click('button[name=token-save]');
+  await page.waitForSelector('#view[data-page=groups][data-ready="1"]', { timeout: 15000 });
+  equal(await page.evaluate(() => sessionStorage.getItem('moonbus.ops.token')), 'browser-test-token',
+    'the token kept in sessionStorage');
+  await page.click('#nav a[data-route=archived]');
+  await ready('archived');
+  equal(await page.locator('#token-dialog').count(), 0, 'token dialogs once the token is kept');
+  ops2.kill('SIGTERM');
+}
+
+function firstNonLoopbackIPv4() {
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list || []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return null;
+}
+
 /* --- main ------------------------------------------------------------------------------- */
 
 async function main() {
@@ -412,8 +450,11 @@ async function main() {
   await test('a screenshot of the groups page is saved to ' + path.relative(ROOT, SHOT), screenshot);
   await test('the page logged no error (uncaught, failed load, CSP violation)', async () =>
     equal(pageErrors, [], 'errors'));
-  await browser.close();
   await test('moonbus ops stops cleanly at SIGTERM (exit 0, no sanitizer report)', stopOps);
+  const ip = firstNonLoopbackIPv4();
+  if (ip) await test('off loopback the page asks for the token, refuses a wrong one, keeps the right one', () => tokenOffLoopback(ip));
+  else report(true, 'off loopback the page asks for the token # SKIP no non-loopback IPv4 address');
+  await browser.close();
 }
 
 try {

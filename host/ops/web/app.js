@@ -138,7 +138,16 @@ function confirmBox(text, okText) {
   });
 }
 
+/* One prompt for every request that met a 401 meanwhile: they all wait for the same token. */
+let tokenPrompt = null;
 function askToken(why) {
+  if (!tokenPrompt) {
+    tokenPrompt = promptToken(why).finally(() => { tokenPrompt = null; });
+  }
+  return tokenPrompt;
+}
+
+function promptToken(why) {
   return new Promise((resolve, reject) => {
     modal('token-dialog', (box, close) => {
       const input = el('input', { id: 'token-input', type: 'password', autocomplete: 'off',
@@ -184,9 +193,11 @@ async function request(method, path, body, asText) {
     let data = null;
     if (!asText) try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
     if (res.status === 401) {
-      if (token) sessionStorage.removeItem(TOKEN_KEY);
+      const now = sessionStorage.getItem(TOKEN_KEY);
+      if (now && now !== token) continue; /* a newer token came meanwhile: use it */
+      if (now) sessionStorage.removeItem(TOKEN_KEY);
       await askToken(token ? 'The token was refused; enter it again.'
-        : 'Changing anything on this ops service needs its token.');
+        : 'This ops service needs its token (it listens beyond this machine).');
       continue;
     }
     if (!res.ok) {
