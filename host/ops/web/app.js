@@ -18,7 +18,8 @@
  *   #flash[data-kind=info|error] — the last notice
  *   #progress[data-state=running|done][data-operation][data-total][data-done][data-failed]
  *        with its <progress>; button[name=progress-close]
- *   groups:       #group-by (select), button[name=retry-all], button[name=archive-all],
+ *   groups:       #group-by (select), #failed-total[data-total], button[name=retry-all],
+ *                 button[name=archive-all],
  *                 tr.group-row[data-group=ID] > td.title a, td.count, td.first, td.last,
  *                 button[name=retry-group], button[name=archive-group]; #groups-empty
  *   message list: table#messages tr.msg-row[data-id=ID][data-status=S] > input.select-row,
@@ -32,7 +33,7 @@
  *                 ul#history li[data-what], a#conversation-link, a#edited-to-link,
  *                 a#edited-from-link, #problem, button[name=retry|archive|restore|delete],
  *                 textarea#edit-body, textarea#edit-headers, button[name=edit-retry],
- *                 a#edit-result-link (after an edit and retry)
+ *                 #flash a#edit-result-link (the new id, after an edit and retry)
  *   search:       table#results tr.result-row[data-id] a.message-link; #results-empty
  *   conversation: #diagram svg (the server's: g.lifeline[data-endpoint], g.msg[data-id]),
  *                 table#conversation tr.msg-row[data-id][data-status]
