@@ -27,7 +27,9 @@ import { fileURLToPath } from 'node:url';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MOONBUS = path.resolve(ROOT, process.env.MOONBUS || 'build/asan/moonbus');
 const WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'moonbus-browser.'));
-const TRANSPORT = 'sqlite://' + WORK + '/bus.db';
+/* The bus: MOONBUS_BROWSER_TRANSPORT (run.sh sets it to a vhost of its own when
+ * MOONBUS_TEST_TRANSPORT names a broker), else a new SQLite file. */
+const TRANSPORT = process.env.MOONBUS_BROWSER_TRANSPORT || 'sqlite://' + WORK + '/bus.db';
 /* The README's picture is docs/ops.png: OPS_SCREENSHOT=docs/ops.png refreshes it (by
  * default a run leaves the tree alone). */
 const SHOT = path.resolve(ROOT, process.env.OPS_SCREENSHOT || 'build/test-logs/browser-ops.png');
@@ -195,7 +197,10 @@ let page;
 const dialogs = [];
 const pageErrors = [];
 async function open(hash, kind) {
-  await page.goto(BASE + '/' + hash);
+  const url = BASE + '/' + hash;
+  /* the same address again is no navigation at all (no hashchange): load it afresh */
+  if (page.url() === url) await page.reload();
+  else await page.goto(url);
   await page.waitForSelector(`#view[data-page=${kind}][data-ready="1"]`, { timeout: 15000 });
 }
 /* With OPS_SHOTS=DIR, a full-page screenshot of what the page shows now (for a look). */

@@ -166,6 +166,9 @@ function promptToken(why) {
         sessionStorage.setItem(TOKEN_KEY, input.value.trim());
         close();
         resolve();
+        /* requests of a render that a refresh superseded meanwhile are dropped: draw the
+         * page afresh with the token */
+        setTimeout(() => render(false), 0);
       });
       box.append(form);
       setTimeout(() => input.focus(), 0);
