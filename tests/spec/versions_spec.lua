@@ -214,6 +214,20 @@ describe("message versions", function()
     assert.equal(0, testing.counters().parked)
   end)
 
+  it("fails a step that tries to wait (bus.request): a step cannot yield", function()
+    send_as(nil, { id = "a", amount = 1 })
+    receive_as(2, {}, { retries = { immediate = 0, delayed = 0 } })
+    bus.command("x.Rate")
+    bus.upcast("x.Order", 1, function(o)
+      o.currency = bus.request("x.Rate", {}, { to = "x", timeout = 1 }).currency
+      return o
+    end)
+    assert.is_true(testing.run_until(function() return testing.counters().parked == 1 end))
+    local reason = parked_reason()
+    assert.matches("the upcaster from v1 of x.Order to v2 failed: ", reason, 1, true)
+    assert.matches("cannot wait for a reply here", reason, 1, true)
+  end)
+
   it("checks the upcast body against the declared schema", function()
     send_as(nil, { id = "a", amount = 1 })
     receive_as(2, {})
