@@ -1,8 +1,8 @@
 /* ldispatch.c — the function every handler coroutine starts with: binds ctx, decodes the
- * body, upcasts it to the version this endpoint declares, checks it against the contract,
- * and calls the endpoint's handlers for the type in
- * order (with continuations, so a bus call inside a handler may yield). What can never
- * succeed is raised as unrecoverable, so the pipeline parks it instead of retrying.
+ * body, upcasts it to the version this endpoint declares (lversion.c), checks it against
+ * the contract, and calls the endpoint's handlers for the type in order (with
+ * continuations, so a bus call inside a handler may yield). What can never succeed is
+ * raised as unrecoverable, so the pipeline parks it instead of retrying.
  * Never: acknowledges, sends or retries anything. */
 #include "lbus.h"
 #include "pipeline.h"
