@@ -1,6 +1,6 @@
 /* lbus.c — luaopen_moonbus: the moonbus table, the per-state bus, bus.endpoint,
  * bus.handle and error values (bus.unrecoverable). Sending lives in lsend.c, contracts in
- * lcontract.c, ctx in lctx.c, timers in ltimer.c, logging in llog.c.
+ * lcontract.c (their versions in lversion.c), ctx in lctx.c, timers in ltimer.c, logging in llog.c.
  * Never: runs a handler (sched.c does) or decides a message's fate (pipeline.c). */
 #include "lbus.h"
 
@@ -398,6 +398,7 @@ int luaopen_moonbus(lua_State *L) {
   open_state(L);
   luaL_newlib(L, bus_functions);
   mb_lcontract_open(L);
+  mb_lversion_open(L);
   mb_lsend_open(L);
   mb_ltimer_open(L);
   mb_lerror_open(L);

@@ -125,6 +125,8 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
   }
   if (!mb_lcontract_check(L, -1, spec->body_idx, spec->type))
     luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
+  lua_getfield(L, top + 1, "version"); /* declared with { version = N }: stamped */
+  long long version = (long long)lua_tointeger(L, -1);
   size_t len, max_body = mb_runtime_cfg(rt)->max_body;
   if (!mb_ljson_fits(L, spec->body_idx, max_body)) /* before cjson's unbudgeted buffer */
     mb_lerror_raise(L, "too_large",
@@ -146,6 +148,7 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
       .dest = spec->dest,
       .correlation_id = spec->correlation_id,
       .reply_to = spec->reply_to,
+      .version = version,
   };
   mb_outgoing *m;
   mb_err err;

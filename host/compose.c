@@ -1,6 +1,7 @@
-/* compose.c — builds outgoing envelopes (see compose.h). Owns the rules for the
- * conversation, related-to, origin, time, delay and trace headers, and refuses headers
- * that break mb_headers_check (a receiver would park the message). Never sends anything. */
+/* compose.c — builds outgoing envelopes (see compose.h). Owns the rules for the kind,
+ * version, conversation, related-to, origin, time, delay and trace headers, and refuses
+ * headers that break mb_headers_check (a receiver would park the message). Never sends
+ * anything. */
 #include "compose.h"
 
 #include <stdio.h>
@@ -66,12 +67,19 @@ int mb_compose_lineage(mb_envelope *e, const mb_delivery *cause, const char *ori
   return rc == MB_OK ? trace_header(&e->headers, cause) : rc;
 }
 
+static int version_header(mb_headers *h, long long version) {
+  char text[24];
+  snprintf(text, sizeof text, "%lld", version);
+  return mb_headers_set(h, MB_H_VERSION, text);
+}
+
 static int fill_headers(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_req *req,
                         mb_envelope *e) {
   mb_headers *h = &e->headers;
   int64_t now = mb_now_usec();
   const char *origin = req->origin ? req->origin : mb_runtime_origin(rt);
   int rc = mb_headers_set(h, MB_H_KIND, mb_kind_name(req->kind));
+  if (rc == MB_OK && req->version > 0) rc = version_header(h, req->version);
   if (rc == MB_OK) rc = lineage_headers(h, cause, e->id, origin, mb_runtime_host(rt), now);
   if (rc == MB_OK && req->delay > 0)
     rc = set_time_header(h, MB_H_DELIVER_AT, now + (int64_t)(req->delay * 1e6));
