@@ -15,6 +15,7 @@ static void decode_body(lua_State *L, mb_job *job) {
   lua_remove(L, -2);
   const mb_envelope *env = &mb_job_delivery(job)->env;
   lua_pushlstring(L, env->body, env->body_len);
+  mb_job_body_taken(job); /* a claimed body: Lua has its copy, the fetched one goes */
   if (lua_pcall(L, 1, 1, 0) != LUA_OK)
     mb_lbus_unrecoverable(L, "the body is not valid JSON: %s", lua_tostring(L, -1));
   if (!lua_istable(L, -1))

@@ -125,7 +125,7 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
   }
   if (!mb_lcontract_check(L, -1, spec->body_idx, spec->type))
     luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
-  size_t len, max_body = mb_runtime_cfg(rt)->max_body;
+  size_t len, max_body = mb_runtime_max_body(rt);
   if (!mb_ljson_fits(L, spec->body_idx, max_body)) /* before cjson's unbudgeted buffer */
     mb_lerror_raise(L, "too_large",
                     "%s: the body of %s would encode to more than %d bytes of "
