@@ -7,6 +7,7 @@
  * Never: writes an envelope header itself (compose.c does). */
 #include <string.h>
 
+#include "claim.h"
 #include "compose.h"
 #include "lbus.h"
 #include "pipeline.h"
@@ -152,6 +153,7 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
   int rc = mb_compose(rt, job ? mb_job_delivery(job) : NULL, &req, &m, &err);
   if (rc != MB_OK) mb_lerror_raise_status(L, rc, "%s: %s", spec->fn, err.msg);
   lua_settop(L, top);
+  if (mb_headers_get(&m->env.headers, MB_H_CLAIM)) lua_gc(L, LUA_GCCOLLECT); /* its JSON text */
   return m;
 }
 
