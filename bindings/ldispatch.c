@@ -4,6 +4,7 @@
  * continuations, so a bus call inside a handler may yield). What can never succeed is
  * raised as unrecoverable, so the pipeline parks it instead of retrying.
  * Never: acknowledges, sends or retries anything. */
+#include "claim.h"
 #include "lbus.h"
 #include "pipeline.h"
 
@@ -15,9 +16,12 @@ static void decode_body(lua_State *L, mb_job *job) {
   lua_getfield(L, -1, "decode");
   lua_remove(L, -2);
   const mb_envelope *env = &mb_job_delivery(job)->env;
+  int claimed = mb_headers_get(&env->headers, MB_H_CLAIM) != NULL;
   lua_pushlstring(L, env->body, env->body_len);
+  mb_job_body_taken(job); /* a claimed body: Lua has its copy, the fetched one goes */
   if (lua_pcall(L, 1, 1, 0) != LUA_OK)
     mb_lbus_unrecoverable(L, "the body is not valid JSON: %s", lua_tostring(L, -1));
+  if (claimed) lua_gc(L, LUA_GCCOLLECT); /* the JSON text of a large body: gone now */
   if (!lua_istable(L, -1))
     mb_lbus_unrecoverable(L, "the body must be a JSON object, got %s", luaL_typename(L, -1));
 }

@@ -7,6 +7,7 @@
  * Never: writes an envelope header itself (compose.c does). */
 #include <string.h>
 
+#include "claim.h"
 #include "compose.h"
 #include "lbus.h"
 #include "pipeline.h"
@@ -127,7 +128,7 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
     luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
   lua_getfield(L, top + 1, "version"); /* declared with { version = N }: stamped */
   long long version = (long long)lua_tointeger(L, -1);
-  size_t len, max_body = mb_runtime_cfg(rt)->max_body;
+  size_t len, max_body = mb_runtime_max_body(rt);
   if (!mb_ljson_fits(L, spec->body_idx, max_body)) /* before cjson's unbudgeted buffer */
     mb_lerror_raise(L, "too_large",
                     "%s: the body of %s would encode to more than %d bytes of "
@@ -155,6 +156,7 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
   int rc = mb_compose(rt, job ? mb_job_delivery(job) : NULL, &req, &m, &err);
   if (rc != MB_OK) mb_lerror_raise_status(L, rc, "%s: %s", spec->fn, err.msg);
   lua_settop(L, top);
+  if (mb_headers_get(&m->env.headers, MB_H_CLAIM)) lua_gc(L, LUA_GCCOLLECT); /* its JSON text */
   return m;
 }
 

@@ -33,7 +33,10 @@
 ---@field errors? string                     the error queue (default "error")
 ---@field audit? string|false                the audit queue (default "audit"); false: none
 ---@field transport? string                  sqlite://PATH or amqp://user:pass@host/vhost
----@field max_body? integer                  bytes a body may have (default 4 MiB)
+---@field max_body? integer                  bytes a body may have (default 4 MiB; 64 MiB with a claim store)
+---@field claim_check? integer|false         bodies over it go to the claim store (default 256 KiB); false: off
+---@field databus? string                    claim store "file:///dir" (default: the SQLite bus itself; none on RabbitMQ)
+---@field claim_retention? number            days a claim is kept after its message became deliverable (default 7)
 ---@field max_deliveries? integer            deliveries without an outcome before parking (10)
 ---@field time_budget? number                seconds an attempt may run (default 30)
 ---@field memory_budget? integer             bytes the Lua state may hold (default 256 MiB)
