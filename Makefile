@@ -10,7 +10,7 @@ CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) -iquote host -iquote bindings -fP
 RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_CFLAGS := $(CFLAGS_COMMON) -O1 $(SAN) -DMOONBUS_TEST_BUILD
-LIBS    := -lev -lsqlite3 -lrabbitmq -lmicrohttpd -lm -pthread
+LIBS    := -lev -lsqlite3 -lrabbitmq -lmicrohttpd -lcrypto -lm -pthread
 LUA_LIB := -llua5.4
 
 CORE_SRC := $(wildcard host/*.c host/transport/*.c host/ops/*.c bindings/*.c)

@@ -1,6 +1,6 @@
 /* lbus.c — luaopen_moonbus: the moonbus table, the per-state bus, bus.endpoint,
  * bus.handle and error values (bus.unrecoverable). Sending lives in lsend.c, contracts in
- * lcontract.c, ctx in lctx.c, timers in ltimer.c, logging in llog.c.
+ * lcontract.c (their versions in lversion.c), ctx in lctx.c, timers in ltimer.c, logging in llog.c.
  * Never: runs a handler (sched.c does) or decides a message's fate (pipeline.c). */
 #include "lbus.h"
 
@@ -234,6 +234,26 @@ static void state_option(lua_State *L, int idx, mb_endpoint_cfg *cfg) {
   cfg->state = dup_or_raise(L, url);
 }
 
+/* claim_check = BYTES | false, databus = "file:///dir", claim_retention = DAYS. */
+static int claim_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *cfg) {
+  if (strcmp(key, "claim_check") == 0 && lua_isboolean(L, v) && !lua_toboolean(L, v))
+    cfg->claim_check = 0;
+  else if (strcmp(key, "claim_check") == 0)
+    cfg->claim_check = (size_t)int_option(L, v, "claim_check (bytes, or false)", 1, 1 << 30);
+  else if (strcmp(key, "databus") == 0) {
+    const char *url = lua_tostring(L, v);
+    if (lua_type(L, v) != LUA_TSTRING || strncmp(url, "file://", 7) != 0 || url[7] == '\0')
+      luaL_error(L, "bus.endpoint: databus must be a \"file:///dir\" URL");
+    free(cfg->databus);
+    cfg->databus = dup_or_raise(L, url);
+  } else if (strcmp(key, "claim_retention") == 0) {
+    if (!lua_isnumber(L, v) || !(lua_tonumber(L, v) > 0) || lua_tonumber(L, v) > 36500)
+      luaL_error(L, "bus.endpoint: claim_retention must be a number of days (0-36500]");
+    cfg->claim_retention = lua_tonumber(L, v);
+  } else return 0;
+  return 1;
+}
+
 static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *cfg) {
   if (strcmp(key, "name") == 0) name_option(L, v, cfg);
   else if (strcmp(key, "routes") == 0) parse_routes(L, v, cfg);
@@ -257,9 +277,12 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
     cfg->memory_budget = (size_t)int_option(L, v, "memory_budget", 1 << 20, (lua_Integer)1 << 40);
   else if (strcmp(key, "max_deliveries") == 0)
     cfg->max_deliveries = (int)int_option(L, v, "max_deliveries", 1, 1000);
-  else if (strcmp(key, "max_body") == 0)
+  else if (strcmp(key, "max_body") == 0) {
     cfg->max_body = (size_t)int_option(L, v, "max_body", 1, (lua_Integer)1 << 30);
-  else if (strcmp(key, "queue_type") == 0) {
+    cfg->max_body_set = 1;
+  } else if (claim_option(L, key, v, cfg)) {
+    /* done */
+  } else if (strcmp(key, "queue_type") == 0) {
     const char *qt = lua_tostring(L, v);
     if (qt == NULL || (strcmp(qt, "quorum") != 0 && strcmp(qt, "classic") != 0))
       luaL_error(L, "bus.endpoint: queue_type must be \"quorum\" or \"classic\"");
@@ -268,7 +291,8 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
     luaL_error(L,
                "bus.endpoint: unknown option '%s' (known: name, routes, publishes, "
                "concurrency, retries, errors, audit, transport, state, max_body, "
-               "max_deliveries, time_budget, memory_budget, queue_type)",
+               "max_deliveries, time_budget, memory_budget, queue_type, claim_check, databus, "
+               "claim_retention)",
                key);
 }
 
@@ -524,6 +548,7 @@ int luaopen_moonbus(lua_State *L) {
   open_state(L);
   luaL_newlib(L, bus_functions);
   mb_lcontract_open(L);
+  mb_lversion_open(L);
   mb_lsend_open(L);
   mb_ltimer_open(L);
   mb_lerror_open(L);

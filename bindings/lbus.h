@@ -77,6 +77,29 @@ mb_kind mb_lcontract_kind(lua_State *L, int idx);
  * violation pushes a message naming the field and returns 0. [-0, +(0|1)] */
 int mb_lcontract_check(lua_State *L, int contract_idx, int value_idx, const char *type);
 
+/* --- lversion.c ------------------------------------------------------------------ */
+void mb_lversion_open(lua_State *L); /* [-0, +0] adds upcast to the table on top */
+/* The version the contract at contract_idx declares (1 if it names none). [-0, +0] */
+lua_Integer mb_lversion_declared(lua_State *L, int contract_idx);
+/* The version a moonbus.version header's text names: 1 with *v set (NULL text: 1), or 0 if
+ * it is not a whole number >= 1 (digits, no leading zero). */
+int mb_lversion_parse(const char *text, lua_Integer *v);
+/* What mb_lversion_upcast says. */
+enum {
+  MB_UPCAST_OK,
+  MB_UPCAST_BAD_VERSION,   /* the header is not a version */
+  MB_UPCAST_NEWER,         /* newer than the contract: deploy the newer contracts */
+  MB_UPCAST_MISSING,       /* a step of the chain is not registered */
+  MB_UPCAST_FAILED,        /* a step raised or returned no table: may succeed another time */
+  MB_UPCAST_UNRECOVERABLE, /* a step raised bus.unrecoverable(...) */
+};
+/* Brings the body at body_idx from the version header names (NULL: 1) to the version the
+ * contract at contract_idx declares, step by step (bus.upcast), replacing it with what each
+ * step returns. MB_UPCAST_OK, or a failure with a message naming the type, the versions and
+ * the step pushed. Steps run under lua_pcall: they cannot yield. [-0, +(0|1), e] */
+int mb_lversion_upcast(lua_State *L, int contract_idx, int body_idx, const char *type,
+                       const char *header);
+
 /* --- lsend.c --------------------------------------------------------------------- */
 void mb_lsend_open(lua_State *L); /* send, publish */
 /* ctx:reply's body: replies to job's message. [-?, +0, e] */

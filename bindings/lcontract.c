@@ -1,5 +1,6 @@
 /* lcontract.c — bus.command, bus.event, bus.message: every type is declared once with its
- * kind and an optional schema (DESIGN §3), and checked on send and on receive.
+ * kind, an optional schema and an optional version (DESIGN §3, §14), and checked on send
+ * and on receive. The steps between versions are lversion.c's.
  * Owns the registry table of types. Never sends or receives anything. */
 #include <string.h>
 
@@ -54,6 +55,47 @@ static void check_schema(lua_State *L, const char *fn, const char *type, int idx
   }
 }
 
+/* The version the options table at idx declares (opts.version), or 0 if it names none.
+ * [-0, +0, e] */
+static lua_Integer declared_version(lua_State *L, int idx, const char *fn, const char *type) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  if (!lua_istable(L, idx))
+    luaL_error(L, "%s: options of %s must be a table { version = N }, got %s", fn, type,
+               luaL_typename(L, idx));
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "version") != 0)
+      luaL_error(L, "%s: options of %s: unknown option '%s' (known: version)", fn, type,
+                 luaL_tolstring(L, -2, NULL));
+    lua_pop(L, 1);
+  }
+  if (lua_getfield(L, idx, "version") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  int whole;
+  lua_Integer v = lua_tointegerx(L, -1, &whole);
+  if (!whole || lua_type(L, -1) != LUA_TNUMBER || v < 1)
+    luaL_error(L, "%s: version of %s must be a whole number >= 1, got %s", fn, type,
+               luaL_tolstring(L, -1, NULL));
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Records version (> 0) in the contract on top, raising if it declared another. */
+static void set_version(lua_State *L, const char *fn, const char *type, lua_Integer version) {
+  if (version == 0) return;
+  lua_getfield(L, -1, "version");
+  lua_Integer had = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (had != 0 && had != version)
+    luaL_error(L, "%s: %s is already declared as v%I; a type has one version per endpoint", fn,
+               type, had);
+  lua_pushinteger(L, version);
+  lua_setfield(L, -2, "version");
+}
+
+/* bus.command/event/message(type [, schema [, { version = N }]]) */
 static int declare(lua_State *L, mb_kind kind, const char *fn) {
   const char *type = luaL_checkstring(L, 1);
   check_type_name(L, fn, type, kind);
@@ -62,6 +104,7 @@ static int declare(lua_State *L, mb_kind kind, const char *fn) {
     luaL_checktype(L, 2, LUA_TTABLE);
     check_schema(L, fn, type, 2);
   }
+  lua_Integer version = declared_version(L, 3, fn, type);
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
   if (lua_getfield(L, -1, type) == LUA_TTABLE) {
     mb_kind had = mb_lcontract_kind(L, -1);
@@ -76,6 +119,7 @@ static int declare(lua_State *L, mb_kind kind, const char *fn) {
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, type);
   }
+  set_version(L, fn, type, version);
   if (has_schema) {
     lua_pushvalue(L, 2);
     lua_setfield(L, -2, "schema");

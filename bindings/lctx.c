@@ -56,6 +56,13 @@ static void push_delayed_attempt(lua_State *L, const mb_headers *h) {
   lua_pushinteger(L, n);
 }
 
+/* The version the message arrived with (before any upcast): 1 without a header. */
+static void push_version(lua_State *L, const mb_headers *h) {
+  lua_Integer v;
+  if (mb_lversion_parse(mb_headers_get(h, MB_H_VERSION), &v)) lua_pushinteger(L, v);
+  else lua_pushnil(L);
+}
+
 /* Pushes field key of the message; returns 0 for an unknown key. */
 static int push_field(lua_State *L, const lctx *c, const mb_delivery *d, const char *key) {
   const mb_envelope *e = &d->env;
@@ -76,6 +83,7 @@ static int push_field(lua_State *L, const lctx *c, const mb_delivery *d, const c
   else if (strcmp(key, "endpoint") == 0)
     lua_pushstring(L, c->job ? mb_job_endpoint(c->job) : c->endpoint);
   else if (strcmp(key, "queue") == 0) lua_pushstring(L, d->queue);
+  else if (strcmp(key, "version") == 0) push_version(L, &e->headers);
   else return 0;
   return 1;
 }
@@ -92,7 +100,7 @@ static int ctx_index(lua_State *L) {
     return luaL_error(L,
                       "ctx has no field '%s' (fields: id, type, kind, correlation_id, "
                       "conversation_id, related_to, reply_to, headers, attempt, "
-                      "delayed_attempt, time_sent, endpoint, queue; method: reply)",
+                      "delayed_attempt, time_sent, endpoint, queue, version; method: reply)",
                       key);
   return 1;
 }

@@ -1,17 +1,19 @@
 /* ldispatch.c — the function every handler coroutine starts with: binds ctx, decodes the
- * body, checks it against the contract, and calls the endpoint's handlers for the type in
- * order (with continuations, so a bus call inside a handler may yield); for a type handled
- * with order_by, first reads the order and key fields and asks the pipeline whether the
- * message is stale (mb_job_order), in which case no handler runs. What can never succeed is
- * raised as unrecoverable, so the pipeline parks it instead of retrying.
+ * body, upcasts it to the version this endpoint declares (lversion.c), checks it against
+ * the contract, and calls the endpoint's handlers for the type in order (with
+ * continuations, so a bus call inside a handler may yield); for a type handled with
+ * order_by, first reads the order and key fields and asks the pipeline whether the message
+ * is stale (mb_job_order), in which case no handler runs. What can never succeed is raised
+ * as unrecoverable, so the pipeline parks it instead of retrying.
  * Never: acknowledges, sends or retries anything. */
 #include <stdio.h>
 #include <string.h>
 
+#include "claim.h"
 #include "lbus.h"
 #include "pipeline.h"
 
-enum { ARG_JOB = 1, ARG_CTX, ARG_BODY, ARG_HANDLERS, ARG_COUNT };
+enum { ARG_JOB = 1, ARG_CTX, ARG_BODY, ARG_CONTRACT, ARG_HANDLERS, ARG_COUNT };
 
 /* Pushes the decoded body of job, or raises unrecoverable. */
 static void decode_body(lua_State *L, mb_job *job) {
@@ -19,15 +21,18 @@ static void decode_body(lua_State *L, mb_job *job) {
   lua_getfield(L, -1, "decode");
   lua_remove(L, -2);
   const mb_envelope *env = &mb_job_delivery(job)->env;
+  int claimed = mb_headers_get(&env->headers, MB_H_CLAIM) != NULL;
   lua_pushlstring(L, env->body, env->body_len);
+  mb_job_body_taken(job); /* a claimed body: Lua has its copy, the fetched one goes */
   if (lua_pcall(L, 1, 1, 0) != LUA_OK)
     mb_lbus_unrecoverable(L, "the body is not valid JSON: %s", lua_tostring(L, -1));
+  if (claimed) lua_gc(L, LUA_GCCOLLECT); /* the JSON text of a large body: gone now */
   if (!lua_istable(L, -1))
     mb_lbus_unrecoverable(L, "the body must be a JSON object, got %s", luaL_typename(L, -1));
 }
 
-/* Checks the message against this endpoint's contract for its type. */
-static void check_contract(lua_State *L, mb_job *job) {
+/* Pushes this endpoint's contract for the message's type, checking its kind. */
+static void push_contract(lua_State *L, mb_job *job) {
   mb_envelope *env = &mb_job_delivery(job)->env;
   const char *type = env->type;
   lua_getfield(L, LUA_REGISTRYINDEX, MB_REG_TYPES);
@@ -36,6 +41,7 @@ static void check_contract(lua_State *L, mb_job *job) {
                           "endpoint %s does not know type %s (it is not declared in its "
                           "contracts)",
                           mb_job_endpoint(job), type);
+  lua_remove(L, -2);
   mb_kind declared = mb_lcontract_kind(L, -1), sent;
   if (mb_headers_get(&env->headers, MB_H_KIND) == NULL) { /* a foreign sender's */
     if (mb_headers_set(&env->headers, MB_H_KIND, mb_kind_name(declared)) != MB_OK)
@@ -43,9 +49,23 @@ static void check_contract(lua_State *L, mb_job *job) {
   } else if (mb_envelope_kind(env, &sent) == MB_OK && sent != declared)
     mb_lbus_unrecoverable(L, "%s arrived as a %s but is declared as a %s", type,
                           mb_kind_name(sent), mb_kind_name(declared));
-  if (!mb_lcontract_check(L, -1, ARG_BODY, type))
+}
+
+/* Brings the body to the version this endpoint declares (lversion.c). A step that failed
+ * fails the attempt (retries apply: a reload may fix it); a version that is newer, or not
+ * a version, or a step that is missing can never succeed here. */
+static void upcast(lua_State *L, mb_job *job) {
+  const mb_envelope *env = &mb_job_delivery(job)->env;
+  int rc = mb_lversion_upcast(L, ARG_CONTRACT, ARG_BODY, env->type,
+                              mb_headers_get(&env->headers, MB_H_VERSION));
+  if (rc == MB_UPCAST_OK) return;
+  if (rc == MB_UPCAST_FAILED) lua_error(L);
+  mb_lbus_unrecoverable(L, "%s", lua_tostring(L, -1));
+}
+
+static void check_schema(lua_State *L, mb_job *job) {
+  if (!mb_lcontract_check(L, ARG_CONTRACT, ARG_BODY, mb_job_delivery(job)->env.type))
     mb_lbus_unrecoverable(L, "schema violation: %s", lua_tostring(L, -1));
-  lua_pop(L, 2);
 }
 
 static void push_handlers(lua_State *L, mb_job *job) {
@@ -177,7 +197,9 @@ int mb_ldispatch(lua_State *L) {
   lua_settop(L, ARG_JOB);
   mb_lctx_push(L, job);
   decode_body(L, job);
-  check_contract(L, job);
+  push_contract(L, job);
+  upcast(L, job);
+  check_schema(L, job);
   push_handlers(L, job);
   if (is_stale(L, job)) return 0; /* the pipeline discards it */
   return run_from(L, 1);

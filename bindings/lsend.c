@@ -7,6 +7,7 @@
  * Never: writes an envelope header itself (compose.c does). */
 #include <string.h>
 
+#include "claim.h"
 #include "compose.h"
 #include "lbus.h"
 #include "pipeline.h"
@@ -125,7 +126,9 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
   }
   if (!mb_lcontract_check(L, -1, spec->body_idx, spec->type))
     luaL_error(L, "%s: schema violation: %s", spec->fn, lua_tostring(L, -1));
-  size_t len, max_body = mb_runtime_cfg(rt)->max_body;
+  lua_getfield(L, top + 1, "version"); /* declared with { version = N }: stamped */
+  long long version = (long long)lua_tointeger(L, -1);
+  size_t len, max_body = mb_runtime_max_body(rt);
   if (!mb_ljson_fits(L, spec->body_idx, max_body)) /* before cjson's unbudgeted buffer */
     mb_lerror_raise(L, "too_large",
                     "%s: the body of %s would encode to more than %d bytes of "
@@ -146,12 +149,14 @@ static mb_outgoing *build(lua_State *L, const outgoing_spec *spec, const send_op
       .dest = spec->dest,
       .correlation_id = spec->correlation_id,
       .reply_to = spec->reply_to,
+      .version = version,
   };
   mb_outgoing *m;
   mb_err err;
   int rc = mb_compose(rt, job ? mb_job_delivery(job) : NULL, &req, &m, &err);
   if (rc != MB_OK) mb_lerror_raise_status(L, rc, "%s: %s", spec->fn, err.msg);
   lua_settop(L, top);
+  if (mb_headers_get(&m->env.headers, MB_H_CLAIM)) lua_gc(L, LUA_GCCOLLECT); /* its JSON text */
   return m;
 }
 

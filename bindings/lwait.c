@@ -154,6 +154,10 @@ static int push_reply(lua_State *L, mb_delivery *reply) {
                            "object: %s",
                            reply->env.id, type, luaL_tolstring(L, -1, NULL));
   int body = lua_gettop(L);
+  if (mb_lversion_upcast(L, contract, body, type,
+                         mb_headers_get(&reply->env.headers, MB_H_VERSION)) != MB_UPCAST_OK)
+    return mb_lerror_raise(L, "bad_reply", "bus.request: the reply %s (%s): %s", reply->env.id,
+                           type, lua_tostring(L, -1));
   if (!mb_lcontract_check(L, contract, body, type))
     return mb_lerror_raise(L, "bad_reply",
                            "bus.request: the reply %s (%s) breaks its "

@@ -11,6 +11,7 @@ typedef struct mb_cli_opts {
   double timeout;        /* --timeout S: how long `request` waits for its reply */
   const char *queue;     /* --queue NAME: the error queue `errors` and `ops` work on */
   const char *ops;       /* --ops URL: `errors` asks the ops service instead of the queue */
+  const char *databus;   /* --databus file:///dir: the claim store (else $MOONBUS_DATABUS) */
   /* moonbus ops */
   const char *listen;      /* --listen HOST:PORT */
   const char *store;       /* --store PATH|sqlite://PATH */
@@ -25,7 +26,8 @@ typedef struct mb_cli_opts {
 
 int mb_cli_run(const char *target, const mb_cli_opts *opts);
 /* send: endpoint is the destination queue. publish: endpoint publishes the event
- * ("-": as its registered owner). */
+ * ("-": as its registered owner). The body (send, publish, request) is JSON text or @FILE;
+ * one over claim_check (256 KiB) goes to the claim store (claim.h). */
 int mb_cli_send(const char *endpoint, const char *type, const char *json, const mb_cli_opts *opts,
                 int publish);
 /* request: sends a command to endpoint, waits up to opts->timeout for the reply and prints

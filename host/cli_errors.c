@@ -9,13 +9,18 @@
  * a message is both retried and still parked, never lost. Every command refuses a
  * sqlite:// database that does not exist rather than create an empty one (a typo must
  * not look like an empty error queue). With --ops URL (or $MOONBUS_OPS) the same commands
- * go to the ops service instead (cli_errors_ops.c).
+ * go to the ops service instead (cli_errors_ops.c). A parked message with a claimed body
+ * (claim.h) pins its claim: retry and delete take one pin off (a retry also restarts the
+ * claim's retention, since its message is deliverable again); the retry sends the claim
+ * reference, not the body.
  * Never: handles a message, or changes one it does not retry. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "claim.h"
 #include "cli.h"
+#include "clock.h"
 #include "errorq.h"
 #include "log.h"
 #include "runtime.h"
@@ -152,6 +157,17 @@ static int send_back(mb_runtime *rt, const mb_delivery *d, char *dest, size_t le
   return rc;
 }
 
+/* A parked copy was taken (retried: its claim's retention starts again; or deleted). */
+static void unpin(mb_runtime *rt, const mb_delivery *d, int retried) {
+  mb_claim_store *s = mb_runtime_claims(rt);
+  const char *key = mb_claim_key(&d->env.headers);
+  mb_err err;
+  if (s == NULL || key == NULL) return;
+  int rc = s->ops->pin(s, key, -1, &err);
+  if (rc == MB_OK && retried) rc = s->ops->touch(s, key, mb_now_usec(), &err);
+  if (rc != MB_OK) mb_cli_fail(err.msg);
+}
+
 static int retry_the_one(void *ud, mb_delivery *d) {
   walk *w = ud;
   progress(w);
@@ -159,8 +175,10 @@ static int retry_the_one(void *ud, mb_delivery *d) {
   if (strcmp(d->env.id, w->id) == 0) {
     w->matched = 1;
     what = MB_BROWSE_STOP;
-    if (send_back(w->rt, d, w->dest, sizeof w->dest, w->err) == MB_OK) what |= MB_BROWSE_TAKE;
-    else w->failures++;
+    if (send_back(w->rt, d, w->dest, sizeof w->dest, w->err) == MB_OK) {
+      what |= MB_BROWSE_TAKE;
+      unpin(w->rt, d, 1);
+    } else w->failures++;
   }
   mb_delivery_free(d);
   return what;
@@ -183,6 +201,7 @@ static int retry_each(void *ud, mb_delivery *d) {
   if (send_back(w->rt, d, w->dest, sizeof w->dest, &one) == MB_OK) {
     printf("%s\t-> %s\n", d->env.id, w->dest);
     what = MB_BROWSE_TAKE;
+    unpin(w->rt, d, 1);
   } else {
     mb_cli_fail(one.msg);
     w->failures++;
@@ -196,6 +215,17 @@ static int retry_all(mb_runtime *rt, const char *queue, mb_err *err) {
   int rc = walk_queue(&w, retry_each);
   if (rc == MB_OK && w.failures)
     rc = mb_err_set(err, MB_EIO, "%d of %zu messages were not retried", w.failures, w.seen);
+  return rc;
+}
+
+/* delete ID: the parked copy goes, and with it its pin on a claim. */
+static int delete_one(mb_runtime *rt, const char *queue, const char *id, mb_err *err) {
+  walk w = {.rt = rt, .queue = queue, .id = id, .err = err};
+  int rc = walk_queue(&w, keep_the_one);
+  mb_transport *t = mb_runtime_transport(rt);
+  if (rc == MB_OK) rc = t->ops->remove(t, queue, id, err);
+  if (rc == MB_OK) unpin(rt, w.found, 0);
+  mb_delivery_free(w.found);
   return rc;
 }
 
@@ -216,6 +246,7 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
   if (opts->ops != NULL || (ops != NULL && ops[0] != '\0')) /* --ops "" is a mistake */
     return mb_cli_errors_ops(argc, argv, ops, opts);
   mb_err err;
+  if (opts->databus) setenv("MOONBUS_DATABUS", opts->databus, 1); /* runtime.c reads it */
   mb_runtime *rt = mb_runtime_new(NULL, opts->transport, opts->instance);
   if (rt == NULL) return 1;
   int rc = mb_transport_must_exist(mb_runtime_transport_url(rt), &err);
@@ -226,10 +257,7 @@ int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts) {
     else if (strcmp(what, "retry") == 0 && strcmp(arg, "--all") == 0)
       rc = retry_all(rt, queue, &err);
     else if (strcmp(what, "retry") == 0) rc = retry(rt, queue, arg, &err);
-    else {
-      mb_transport *t = mb_runtime_transport(rt);
-      rc = t->ops->remove(t, queue, arg, &err);
-    }
+    else rc = delete_one(rt, queue, arg, &err);
   }
   if (rc != MB_OK) mb_cli_fail(err.msg);
   mb_runtime_free(rt);

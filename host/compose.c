@@ -1,12 +1,16 @@
-/* compose.c — builds outgoing envelopes (see compose.h). Owns the rules for the
- * conversation, related-to, origin, time, delay and trace headers, and refuses headers
- * that break mb_headers_check (a receiver would park the message). Never sends anything. */
+/* compose.c — builds outgoing envelopes (see compose.h). Owns the rules for the kind,
+ * version, conversation, related-to, origin, time, delay and trace headers, and refuses
+ * headers that break mb_headers_check (a receiver would park the message). A body over the
+ * endpoint's claim_check goes straight from the caller's buffer to the claim store (never
+ * copied into the envelope): the message carries the claim headers and "". Never sends
+ * anything. */
 #include "compose.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "claim.h"
 #include "clock.h"
 #include "ids.h"
 #include "trace.h"
@@ -25,12 +29,11 @@ static const char *conversation_of(const mb_delivery *cause, const char *own_id)
 }
 
 static int check_request(const mb_runtime *rt, const mb_compose_req *req, mb_err *err) {
-  if (req->body_len > mb_runtime_cfg(rt)->max_body)
+  if (req->body_len > mb_runtime_max_body(rt))
     return mb_err_set(err, MB_ETOOBIG,
                       "body of %s is %zu bytes, over the limit of %zu bytes (max_body of "
                       "endpoint %s)",
-                      req->type, req->body_len, mb_runtime_cfg(rt)->max_body,
-                      mb_runtime_origin(rt));
+                      req->type, req->body_len, mb_runtime_max_body(rt), mb_runtime_origin(rt));
   mb_err rule;
   if (req->headers && mb_headers_check(req->headers, 0, &rule) != MB_OK)
     return mb_err_set(err, MB_EINVAL, "headers of %s: %s", req->type, rule.msg);
@@ -66,12 +69,19 @@ int mb_compose_lineage(mb_envelope *e, const mb_delivery *cause, const char *ori
   return rc == MB_OK ? trace_header(&e->headers, cause) : rc;
 }
 
+static int version_header(mb_headers *h, long long version) {
+  char text[24];
+  snprintf(text, sizeof text, "%lld", version);
+  return mb_headers_set(h, MB_H_VERSION, text);
+}
+
 static int fill_headers(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_req *req,
                         mb_envelope *e) {
   mb_headers *h = &e->headers;
   int64_t now = mb_now_usec();
   const char *origin = req->origin ? req->origin : mb_runtime_origin(rt);
   int rc = mb_headers_set(h, MB_H_KIND, mb_kind_name(req->kind));
+  if (rc == MB_OK && req->version > 0) rc = version_header(h, req->version);
   if (rc == MB_OK) rc = lineage_headers(h, cause, e->id, origin, mb_runtime_host(rt), now);
   if (rc == MB_OK && req->delay > 0)
     rc = set_time_header(h, MB_H_DELIVER_AT, now + (int64_t)(req->delay * 1e6));
@@ -88,6 +98,20 @@ static const char *reply_address(const mb_runtime *rt, const mb_compose_req *req
   return mb_runtime_endpoint(rt);
 }
 
+/* 1 if req's body goes to the claim store rather than into the message. */
+static int claimed(const mb_runtime *rt, const mb_compose_req *req) {
+  size_t over = mb_runtime_cfg(rt)->claim_check;
+  return mb_runtime_claims(rt) != NULL && over > 0 && req->body_len > over;
+}
+
+/* Stores the body in the claim store and points m at it; frees m on failure. */
+static int stow(const mb_runtime *rt, const mb_compose_req *req, mb_outgoing *m, mb_err *err) {
+  int rc =
+      mb_claim_stow(mb_runtime_claims(rt), &m->env, req->body, req->body_len, req->delay, err);
+  if (rc != MB_OK) mb_outgoing_free(m);
+  return rc;
+}
+
 int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_req *req,
                mb_outgoing **out, mb_err *err) {
   *out = NULL;
@@ -101,7 +125,7 @@ int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_
   m->route = req->route;
   m->delay = req->delay;
   rc = mb_envelope_set_type(e, req->type);
-  if (rc == MB_OK) rc = mb_envelope_set_body(e, req->body, req->body_len);
+  if (rc == MB_OK && !claimed(rt, req)) rc = mb_envelope_set_body(e, req->body, req->body_len);
   if (rc == MB_OK) rc = mb_envelope_set_correlation_id(e, req->correlation_id);
   if (rc == MB_OK) rc = mb_envelope_set_reply_to(e, reply_address(rt, req));
   if (rc == MB_OK) rc = fill_headers(rt, cause, req, e);
@@ -120,6 +144,7 @@ int mb_compose(const mb_runtime *rt, const mb_delivery *cause, const mb_compose_
     mb_outgoing_free(m);
     return mb_err_set(err, rc, "out of memory composing %s", req->type);
   }
+  if (claimed(rt, req) && (rc = stow(rt, req, m, err)) != MB_OK) return rc;
   *out = m;
   return MB_OK;
 }

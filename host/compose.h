@@ -27,6 +27,7 @@ typedef struct mb_compose_req {
   const char *correlation_id; /* NULL: none */
   const char *reply_to;       /* NULL: the endpoint's own queue, if it has one */
   const char *origin;         /* NULL: the runtime's endpoint (the CLI names its own) */
+  long long version;          /* > 0: stamped as moonbus.version; 0: no version header */
 } mb_compose_req;
 
 /* The correlation id a reply to `in` carries: its correlation id, else the message id its

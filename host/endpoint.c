@@ -16,6 +16,8 @@ int mb_endpoint_cfg_defaults(mb_endpoint_cfg *cfg) {
   cfg->time_budget = MB_DEFAULT_TIME_BUDGET;
   cfg->memory_budget = MB_DEFAULT_MEMORY_BUDGET;
   cfg->max_body = MB_DEFAULT_MAX_BODY;
+  cfg->claim_check = MB_DEFAULT_CLAIM_CHECK;
+  cfg->claim_retention = MB_DEFAULT_CLAIM_RETENTION;
   cfg->error_queue = strdup(MB_DEFAULT_ERROR_QUEUE);
   cfg->audit_queue = strdup(MB_DEFAULT_AUDIT_QUEUE);
   if (cfg->error_queue == NULL || cfg->audit_queue == NULL) {
@@ -38,6 +40,7 @@ void mb_endpoint_cfg_free(mb_endpoint_cfg *cfg) {
   free(cfg->audit_queue);
   free(cfg->transport);
   free(cfg->state);
+  free(cfg->databus);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -45,6 +48,11 @@ const char *mb_endpoint_route(const mb_endpoint_cfg *cfg, const char *type) {
   for (size_t i = 0; i < cfg->n_routes; i++)
     if (strcmp(cfg->routes[i].type, type) == 0) return cfg->routes[i].queue;
   return NULL;
+}
+
+size_t mb_endpoint_max_body(const mb_endpoint_cfg *cfg, int have_store) {
+  if (cfg->max_body_set || !have_store || cfg->claim_check == 0) return cfg->max_body;
+  return MB_DEFAULT_MAX_BODY_CLAIMED;
 }
 
 int mb_endpoint_publishes(const mb_endpoint_cfg *cfg, const char *type) {

@@ -10,6 +10,9 @@
 
 #define MB_DEFAULT_CONCURRENCY 32
 #define MB_DEFAULT_MAX_BODY (4u << 20)
+#define MB_DEFAULT_MAX_BODY_CLAIMED ((size_t)64 << 20) /* when the claim check is on */
+#define MB_DEFAULT_CLAIM_CHECK ((size_t)256 << 10)
+#define MB_DEFAULT_CLAIM_RETENTION 7.0 /* days */
 #define MB_DEFAULT_ERROR_QUEUE "error"
 #define MB_DEFAULT_AUDIT_QUEUE "audit"
 #define MB_DEFAULT_MAX_DELIVERIES 10
@@ -39,7 +42,11 @@ typedef struct mb_endpoint_cfg {
   char *state;     /* where order_by marks live when the transport has no database
                       (sqlite://PATH), or NULL: MB_DEFAULT_STATE (mark.h) */
   size_t max_body;
-  int classic_queue; /* queue_type = "classic" (RabbitMQ); quorum queues by default */
+  int max_body_set;       /* the script set max_body (else it follows the claim check) */
+  size_t claim_check;     /* bodies over it are claimed (claim.h); 0: claim_check = false */
+  char *databus;          /* "file:///dir", or NULL (the transport's own store, if any) */
+  double claim_retention; /* days a claim is kept after its message became deliverable */
+  int classic_queue;      /* queue_type = "classic" (RabbitMQ); quorum queues by default */
 } mb_endpoint_cfg;
 
 /* Fills cfg with the defaults (name NULL). Strings are owned by cfg. MB_OK or MB_ENOMEM. */
@@ -47,6 +54,9 @@ int mb_endpoint_cfg_defaults(mb_endpoint_cfg *cfg);
 void mb_endpoint_cfg_free(mb_endpoint_cfg *cfg);
 /* The queue commands of type go to, or NULL when there is no route. */
 const char *mb_endpoint_route(const mb_endpoint_cfg *cfg, const char *type);
+/* The largest body a script may send or receive: max_body if the script set it, else
+ * 64 MiB when the claim check is on (claim_check and a store: have_store), else 4 MiB. */
+size_t mb_endpoint_max_body(const mb_endpoint_cfg *cfg, int have_store);
 /* 1 if the endpoint lists type in publishes. */
 int mb_endpoint_publishes(const mb_endpoint_cfg *cfg, const char *type);
 

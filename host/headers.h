@@ -25,6 +25,9 @@
 
 /* Well-known header names (DESIGN §4). */
 #define MB_H_KIND "moonbus.kind"
+/* The version of its type's contract a message was sent with (a whole number >= 1; absent:
+ * 1), stamped when the type is declared with { version = N } (README "Message versions"). */
+#define MB_H_VERSION "moonbus.version"
 #define MB_H_CONVERSATION "moonbus.conversation_id"
 #define MB_H_RELATED_TO "moonbus.related_to"
 #define MB_H_ORIGIN_ENDPOINT "moonbus.origin.endpoint"

@@ -85,7 +85,8 @@ const mb_jv *mb_json_root(const mb_json *doc) { return doc ? &doc->root : NULL; 
 
 /* The length of the valid UTF-8 sequence at s[0..n) (no overlong forms, no surrogates,
  * nothing over U+10FFFF), or 0 when there is none. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
+size_t mb_utf8_sequence(const unsigned char *s, size_t n) {
+  if (n == 0) return 0;
   unsigned char c = s[0];
   if (c < 0x80) return 1;
   size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
@@ -287,7 +288,7 @@ static int plain_run(parser *ps) {
   while (ps->p < ps->end && *ps->p != '"' && *ps->p != '\\') {
     unsigned char c = *ps->p;
     if (c < 0x20) return fail_at(ps, ps->p, "control character in string");
-    size_t n = c < 0x80 ? 1 : utf8_seq(ps->p, (size_t)(ps->end - ps->p));
+    size_t n = c < 0x80 ? 1 : mb_utf8_sequence(ps->p, (size_t)(ps->end - ps->p));
     if (n == 0) return fail_at(ps, ps->p, "invalid UTF-8 in string");
     ps->p += n;
   }
@@ -610,7 +611,7 @@ void mb_jbuf_str(mb_jbuf *b, const char *s, size_t n) {
            !(u[i] == '/' && i > 0 && u[i - 1] == '<'))
       i++;
     while (i < n && u[i] >= 0x80) {
-      size_t len = utf8_seq(u + i, n - i);
+      size_t len = mb_utf8_sequence(u + i, n - i);
       if (len == 0) break;
       i += len;
     }
@@ -660,7 +661,7 @@ static const char *xml_entity(unsigned char c) {
 
 /* A valid UTF-8 character XML may hold: not U+FFFE or U+FFFF. */
 static size_t xml_char(const unsigned char *u, size_t n) {
-  size_t len = utf8_seq(u, n);
+  size_t len = mb_utf8_sequence(u, n);
   if (len == 3 && u[0] == 0xef && u[1] == 0xbf && (u[2] == 0xbe || u[2] == 0xbf)) return 0;
   return len;
 }

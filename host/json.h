@@ -50,6 +50,10 @@ const char *mb_jv_get_string(const mb_jv *obj, const char *key);
 double mb_jv_number(const mb_jv *v); /* 0 unless a number */
 int mb_jv_is_true(const mb_jv *v);   /* 1 only for true */
 
+/* The length of the valid UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, at
+ * most U+10FFFF) at s[0..n), or 0 when s does not start with one (or n is 0). */
+size_t mb_utf8_sequence(const unsigned char *s, size_t n);
+
 /* --- the writer -------------------------------------------------------------------- */
 /* A growable buffer. After an allocation fails, every append is a no-op and failed is
  * set: build the whole text, then check failed once. data is NUL-terminated when not

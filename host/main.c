@@ -16,6 +16,8 @@ static void usage(FILE *out) {
           "  moonbus publish ENDPOINT|- TYPE JSON [--transport URL]\n"
           "  moonbus request ENDPOINT TYPE JSON [--timeout S] [--transport URL]\n"
           "      prints the reply's body; exit 3 when no reply came within S s (default 30)\n"
+          "      JSON may be @FILE; a body over 256 KiB goes to the claim store: --databus\n"
+          "      file:///dir (else $MOONBUS_DATABUS, else a sqlite:// bus's own database)\n"
           "  moonbus errors list | show ID | retry ID | retry --all | delete ID [--queue NAME]\n"
           "      [--ops URL [--token-file F]]: through moonbus ops (else $MOONBUS_OPS, when no\n"
           "      --transport is given; its token else $MOONBUS_OPS_TOKEN)\n"
@@ -49,6 +51,7 @@ static const char **string_option(const char *a, mb_cli_opts *opts) {
          : strcmp(a, "--store") == 0       ? &opts->store
          : strcmp(a, "--token-file") == 0  ? &opts->token_file
          : strcmp(a, "--ops") == 0         ? &opts->ops
+         : strcmp(a, "--databus") == 0     ? &opts->databus
          : strcmp(a, "--audit-queue") == 0 ? &opts->audit_queue
                                            : NULL;
 }

@@ -6,6 +6,10 @@
  * order_by value not newer than one handled for its key: mark.h) or past its time to
  * live. The only place that decides a message's fate, and the owner of the jobs in flight
  * and their counters.
+ * Claimed bodies (claim.h): fetched and verified before each attempt and dropped when the
+ * attempt ends (or as soon as the runner has its own copy: mb_job_body_taken), so that the
+ * audit, error-queue and delayed-retry copies carry the claim headers and the empty body,
+ * never the body itself; a parked copy pins its claim, a delayed retry refreshes it.
  * Never includes lua.h; never talks to a transport other than through its vtable. */
 #include "pipeline.h"
 
@@ -14,6 +18,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "claim.h"
 #include "clock.h"
 #include "errorq.h"
 #include "headers.h"
@@ -32,6 +37,8 @@ struct mb_job {
   int attempt; /* 1-based attempt of this round of immediate retries */
   int audited; /* the last entry of the outbox is its audit copy */
   int running; /* an attempt runs on runner: cancel it if the pipeline closes */
+  char *stub;  /* while a claimed body is in d->env: the body as delivered ("") */
+  size_t stub_len;
   const mb_runner *runner;
   void *runner_ud;
   void (*on_end)(void *ud);
@@ -53,6 +60,7 @@ struct mb_pipeline {
   const mb_endpoint_cfg *cfg;
   const char *host;
   mb_transport *transport;
+  mb_claim_store *claims; /* where claimed bodies are fetched from; NULL: none */
   const mb_runner *runner;
   void *runner_ud;
   void (*on_idle)(void *ud);
@@ -82,6 +90,7 @@ mb_pipeline *mb_pipeline_new(const mb_endpoint_cfg *cfg, const char *host) {
 }
 
 void mb_pipeline_set_transport(mb_pipeline *p, mb_transport *t) { p->transport = t; }
+void mb_pipeline_set_claims(mb_pipeline *p, mb_claim_store *claims) { p->claims = claims; }
 void mb_pipeline_set_runner(mb_pipeline *p, const mb_runner *runner, void *ud) {
   p->runner = runner;
   p->runner_ud = ud;
@@ -116,8 +125,43 @@ static mb_job *job_new(mb_pipeline *p, mb_delivery *d) {
   return job;
 }
 
+/* --- claimed bodies ---------------------------------------------------------------------- */
+
+/* The delivered body (the claim's empty stub) back in place of the fetched one. */
+void mb_job_body_taken(mb_job *job) {
+  if (job->stub == NULL) return;
+  free(job->d->env.body);
+  job->d->env.body = job->stub;
+  job->d->env.body_len = job->stub_len;
+  job->stub = NULL;
+}
+
+/* Fetches and verifies the job's claimed body into its delivery (nothing to do without a
+ * claim). MB_OK, or a status and why: MB_ENOTFOUND, MB_EINVAL (a wrong sha256, no store)
+ * and MB_ETOOBIG can never succeed; others (the store's I/O) may. */
+static int load_claim(mb_job *job, mb_err *why) {
+  mb_envelope *env = &job->d->env;
+  if (job->stub || mb_claim_key(&env->headers) == NULL) return MB_OK;
+  char *body;
+  size_t len;
+  size_t max = mb_endpoint_max_body(job->p->cfg, job->p->claims != NULL);
+  int rc = mb_claim_fetch(job->p->claims, &env->headers, max, &body, &len, why);
+  if (rc != MB_OK) return rc;
+  job->stub = env->body;
+  job->stub_len = env->body_len;
+  env->body = body;
+  env->body_len = len;
+  return MB_OK;
+}
+
+/* Adds delta to the pin count of the job's claim (if any); a failure is logged. */
+static void pin_claim(mb_job *job, int delta);
+/* The claim of the job's message (if any) counts its retention from usec. */
+static void touch_claim(mb_job *job, int64_t usec);
+
 /* The attempt is over: whatever its runner bound to the job lets go of it. */
 static void attempt_over(mb_job *job) {
+  mb_job_body_taken(job);
   void (*fn)(void *) = job->on_end;
   job->on_end = NULL;
   job->running = 0;
@@ -161,10 +205,24 @@ int mb_job_add_outgoing(mb_job *job, mb_outgoing *m) {
   return MB_OK;
 }
 
+static void park(mb_job *job, const char *reason, const char *trace);
+static void release(mb_job *job, const char *why);
+
 static void run_attempt(mb_job *job) {
   mb_pipeline *p = job->p;
+  mb_err why;
   if (p->runner == NULL) {
     mb_pipeline_finished(job, MB_OUTCOME_STOPPED, "no handlers are loaded", NULL);
+    return;
+  }
+  int rc = load_claim(job, &why);
+  if (rc == MB_ENOTFOUND || rc == MB_EINVAL || rc == MB_ETOOBIG) {
+    park(job, why.msg, NULL);
+    return;
+  }
+  if (rc != MB_OK) {
+    p->stats.failed++;
+    release(job, why.msg);
     return;
   }
   job->runner = p->runner;
@@ -369,8 +427,26 @@ static void complete_handled(mb_job *job) {
   complete_with(job, job->outbox, job->n_out, completed);
 }
 
+static void pin_claim(mb_job *job, int delta) {
+  const char *key = mb_claim_key(&job->d->env.headers);
+  mb_err err;
+  if (key == NULL || job->p->claims == NULL) return;
+  if (job->p->claims->ops->pin(job->p->claims, key, delta, &err) != MB_OK)
+    LOG_MSG(MB_WARN, job, "claim %s could not be %s: %s", key, delta > 0 ? "pinned" : "unpinned",
+            err.msg);
+}
+
+static void touch_claim(mb_job *job, int64_t usec) {
+  const char *key = mb_claim_key(&job->d->env.headers);
+  mb_err err;
+  if (key == NULL || job->p->claims == NULL) return;
+  if (job->p->claims->ops->touch(job->p->claims, key, usec, &err) != MB_OK)
+    LOG_MSG(MB_WARN, job, "claim %s could not be kept longer: %s", key, err.msg);
+}
+
 static void parked(void *ud, int status, const char *error) {
   mb_job *job = ud;
+  if (status != MB_OK) pin_claim(job, -1); /* no parked copy holds it after all */
   if (status == MB_OK) {
     job->p->stats.parked++;
     LOG_MSG(MB_ERROR, job, "moved to queue '%s'", job->p->cfg->error_queue);
@@ -401,6 +477,7 @@ static void park(mb_job *job, const char *reason, const char *trace) {
     release(job, "out of memory while parking it");
     return;
   }
+  pin_claim(job, +1); /* before the copy exists: the sweep never sees it unpinned */
   complete_with(job, out, n, parked);
   for (size_t i = 0; i < n; i++) mb_outgoing_free(out[i]);
 }
@@ -429,6 +506,7 @@ static void retry_later(mb_job *job, const mb_retry_decision *d, const char *err
     return;
   }
   copy->delay = d->delay;
+  touch_claim(job, mb_now_usec() + (int64_t)(d->delay * 1e6));
   complete_with(job, &copy, 1, deferred);
   mb_outgoing_free(copy);
 }

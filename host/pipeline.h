@@ -16,6 +16,7 @@
 #include "endpoint.h"
 #include "transport.h"
 
+struct mb_claim_store;
 typedef struct mb_pipeline mb_pipeline;
 typedef struct mb_job mb_job;
 
@@ -53,6 +54,9 @@ mb_pipeline *mb_pipeline_new(const mb_endpoint_cfg *cfg, const char *host);
 void mb_pipeline_free(mb_pipeline *p);
 /* The transport deliveries come from and outcomes go to (set before consuming). */
 void mb_pipeline_set_transport(mb_pipeline *p, mb_transport *t);
+/* Where claimed bodies (claim.h) are fetched from, pinned and touched; NULL: none (a
+ * claimed message is then parked, saying so). The store must outlive the pipeline. */
+void mb_pipeline_set_claims(mb_pipeline *p, struct mb_claim_store *claims);
 /* New attempts run on runner from now on (a reload switches it); runner is not copied. */
 void mb_pipeline_set_runner(mb_pipeline *p, const mb_runner *runner, void *ud);
 /* fn(ud) runs each time the last job in flight ends (NULL: nobody asks). */
@@ -70,6 +74,9 @@ mb_delivery *mb_job_delivery(mb_job *job);
 int mb_job_attempt(const mb_job *job);
 /* The endpoint handling it. */
 const char *mb_job_endpoint(const mb_job *job);
+/* The runner has its own copy of the body: a claimed body fetched for this attempt is
+ * dropped now rather than when the attempt ends (a 64 MiB body is then resident once). */
+void mb_job_body_taken(mb_job *job);
 /* Adds m to the job's outbox (takes ownership). MB_OK or MB_ENOMEM (m is freed). */
 int mb_job_add_outgoing(mb_job *job, mb_outgoing *m);
 /* Out-of-order protection (DESIGN §14): m is the message's place in its key's order, the

@@ -1,6 +1,9 @@
 /* runtime.c — one running endpoint instance (see runtime.h): owns the loop (in module
  * mode), the transport handle and its URL, the declaration, the pipeline, the outbound
- * tickets and the table of pending requests; creates and frees each of them.
+ * tickets and the table of pending requests; creates and frees each of them. Also the
+ * claim store (claim.h) and its hourly sweep: the endpoint's databus, else
+ * $MOONBUS_DATABUS, else the bus database of a sqlite:// transport, else none (RabbitMQ
+ * without a databus: the claim check is off, said once at start).
  * Never: runs Lua or decides what happens to a message (pipeline.c does). */
 #include "runtime.h"
 
@@ -10,10 +13,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "claim.h"
+#include "clock.h"
 #include "correlate.h"
 #include "declaration.h"
 #include "ids.h"
 #include "log.h"
+#include "transport/sqlite.h"
+
+#define SWEEP_EVERY 3600.0 /* seconds between sweeps of old claims ($MOONBUS_CLAIM_SWEEP) */
 
 struct mb_runtime {
   struct ev_loop *loop;
@@ -29,6 +37,8 @@ struct mb_runtime {
   int consuming;
   struct mb_correlate *correlate; /* requests waiting for replies; NULL until the first */
   char reply_address[300];        /* where replies to them come back ("" until then) */
+  mb_claim_store *claims;         /* NULL: no claim store (claim check off) */
+  ev_timer sweep;                 /* removes claims past their retention */
 };
 
 static void name_instance(mb_runtime *rt, const char *instance) {
@@ -66,6 +76,11 @@ fail:
 void mb_runtime_free(mb_runtime *rt) {
   if (rt == NULL) return;
   mb_pipeline_free(rt->pipeline); /* its jobs go back to their queues first */
+  if (ev_is_active(&rt->sweep)) {
+    ev_ref(rt->loop); /* it was unref'd when started */
+    ev_timer_stop(rt->loop, &rt->sweep);
+  }
+  mb_claim_close(rt->claims);
   if (rt->transport) rt->transport->ops->close(rt->transport);
   rt->transport = NULL;
   mb_outbound_free(rt->outbound); /* the transport is closed: no answer comes any more */
@@ -141,9 +156,32 @@ int mb_runtime_set_url_override(mb_runtime *rt, const char *url) {
 
 /* --- the transport ---------------------------------------------------------------------- */
 
+/* The claim store: the endpoint's databus, $MOONBUS_DATABUS, or a sqlite:// bus itself. */
+static int open_claims(mb_runtime *rt, const char *url, mb_err *err) {
+  const mb_endpoint_cfg *cfg = mb_runtime_cfg(rt);
+  const char *databus = cfg->databus ? cfg->databus : getenv("MOONBUS_DATABUS");
+  int rc = MB_OK;
+  if (databus && *databus) rc = mb_claim_file_open(&rt->claims, databus, err);
+  else if (strncmp(url, "sqlite://", 9) == 0) rc = mb_sqlite_claims_open(&rt->claims, url, err);
+  else if (mb_runtime_configured(rt) && cfg->claim_check)
+    mb_log(MB_INFO, cfg->name, NULL, NULL,
+           "claim check is off: this transport has no store for large bodies (set databus = "
+           "\"file:///dir\" in bus.endpoint{} or $MOONBUS_DATABUS); bodies over max_body "
+           "(%zu bytes) are refused",
+           cfg->max_body);
+  if (rc != MB_OK) return rc;
+  mb_pipeline_set_claims(rt->pipeline, rt->claims);
+  if (rt->claims && mb_runtime_configured(rt) && cfg->claim_check)
+    mb_log(MB_INFO, cfg->name, NULL, NULL,
+           "claim check: bodies over %zu bytes go to %s (kept %g days; max_body %zu)",
+           cfg->claim_check, rt->claims->where, cfg->claim_retention, mb_runtime_max_body(rt));
+  return MB_OK;
+}
+
 static int open_transport(mb_runtime *rt, mb_err *err) {
   const char *url = mb_runtime_transport_url(rt);
   int rc = mb_transport_open(&rt->transport, rt->loop, url, rt->instance, err);
+  if (rc == MB_OK) rc = open_claims(rt, url, err);
   if (rc != MB_OK) return rc;
   if ((rt->url = strdup(url)) == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory");
   mb_pipeline_set_transport(rt->pipeline, rt->transport);
@@ -159,6 +197,31 @@ int mb_runtime_connect(mb_runtime *rt, mb_err *err) {
   return MB_OK;
 }
 
+static void sweep_claims(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop, (void)revents;
+  mb_runtime *rt = w->data;
+  const mb_endpoint_cfg *cfg = mb_runtime_cfg(rt);
+  int64_t before = mb_now_usec() - (int64_t)(cfg->claim_retention * 86400e6);
+  size_t removed = 0;
+  mb_err err;
+  if (rt->claims->ops->sweep(rt->claims, before, &removed, &err) != MB_OK)
+    mb_log(MB_WARN, cfg->name, NULL, NULL, "claims could not be swept: %s", err.msg);
+  else if (removed)
+    mb_log(MB_INFO, cfg->name, NULL, NULL, "%zu claims older than %g days removed from %s",
+           removed, cfg->claim_retention, rt->claims->where);
+}
+
+/* Sweeps the claim store every SWEEP_EVERY seconds (the first after a minute at most). */
+static void start_sweep(mb_runtime *rt) {
+  const char *env = getenv("MOONBUS_CLAIM_SWEEP");
+  double every = env && atof(env) > 0 ? atof(env) : SWEEP_EVERY;
+  if (rt->claims == NULL || ev_is_active(&rt->sweep)) return;
+  ev_timer_init(&rt->sweep, sweep_claims, every < 60 ? every : 60, every);
+  rt->sweep.data = rt;
+  ev_timer_start(rt->loop, &rt->sweep);
+  ev_unref(rt->loop); /* the sweep alone does not keep a loop running */
+}
+
 int mb_runtime_start(mb_runtime *rt, mb_err *err) {
   if (!mb_runtime_configured(rt))
     return mb_err_set(err, MB_EINVAL,
@@ -170,6 +233,7 @@ int mb_runtime_start(mb_runtime *rt, mb_err *err) {
   rc = rt->transport->ops->consume(rt->transport, cfg->name, cfg->concurrency,
                                    mb_pipeline_deliver, rt->pipeline, err);
   if (rc == MB_OK) rt->consuming = 1;
+  if (rc == MB_OK) start_sweep(rt);
   return rc;
 }
 
@@ -206,9 +270,26 @@ int mb_runtime_dispatch(mb_runtime *rt, mb_outgoing **msgs, size_t n, mb_err *er
   return mb_outbound_dispatch(rt->outbound, rt->transport, msgs, n, err);
 }
 
+/* A reply whose body is claimed gets it back before its requester sees it. */
+static void fetch_reply_claim(mb_runtime *rt, mb_delivery *d) {
+  char *body;
+  size_t len;
+  mb_err err;
+  if (mb_claim_key(&d->env.headers) == NULL) return;
+  if (mb_claim_fetch(rt->claims, &d->env.headers, mb_runtime_max_body(rt), &body, &len, &err) !=
+      MB_OK) {
+    mb_log(MB_ERROR, mb_runtime_endpoint(rt), d->env.id, d->env.type, "reply: %s", err.msg);
+    return;
+  }
+  free(d->env.body);
+  d->env.body = body;
+  d->env.body_len = len;
+}
+
 static void reply_arrived(void *ud, mb_delivery *d) {
   mb_runtime *rt = ud;
   long late = -1;
+  fetch_reply_claim(rt, d);
   if (mb_correlate_deliver(rt->correlate, d, &late) == MB_OK) return;
   const char *corr = d->env.correlation_id ? d->env.correlation_id : "(none)";
   if (late >= 0)
@@ -267,6 +348,10 @@ struct mb_correlate *mb_runtime_correlate(const mb_runtime *rt) {
   return rt->correlate;
 }
 mb_pipeline *mb_runtime_pipeline(const mb_runtime *rt) { return rt->pipeline; }
+mb_claim_store *mb_runtime_claims(const mb_runtime *rt) { return rt->claims; }
+size_t mb_runtime_max_body(const mb_runtime *rt) {
+  return mb_endpoint_max_body(mb_runtime_cfg(rt), rt->claims != NULL);
+}
 mb_pipeline_stats mb_runtime_stats(const mb_runtime *rt) {
   return mb_pipeline_stats_of(rt->pipeline);
 }

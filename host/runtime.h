@@ -20,6 +20,7 @@
 
 struct ev_loop;
 struct mb_correlate;
+struct mb_claim_store;
 typedef struct mb_runtime mb_runtime;
 
 /* loop NULL: the runtime makes and owns its own loop. instance NULL: a new one. */
@@ -87,6 +88,10 @@ const char *mb_runtime_host(const mb_runtime *rt);
 /* The pending requests, or NULL before the first reply address was opened. */
 struct mb_correlate *mb_runtime_correlate(const mb_runtime *rt);
 mb_pipeline *mb_runtime_pipeline(const mb_runtime *rt);
+/* The claim store (claim.h), or NULL: none, or not connected yet. */
+struct mb_claim_store *mb_runtime_claims(const mb_runtime *rt);
+/* The largest body a script may send: mb_endpoint_max_body with this runtime's store. */
+size_t mb_runtime_max_body(const mb_runtime *rt);
 mb_pipeline_stats mb_runtime_stats(const mb_runtime *rt);
 
 #endif

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — runs moonbus's tests and prints one closing line "N passed, N failed".
 #   scripts/test.sh            every suite: style (make lint, make fmt-check, layers.sh), unit (C,
-#                              ASan+UBSan), spec (busted), system
-#   scripts/test.sh style|unit|spec|system
+#                              ASan+UBSan), spec (busted), system, browser (the ops UI)
+#   scripts/test.sh style|unit|spec|system|browser
 # Each suite speaks TAP ("ok ..." / "not ok ..."); a binary or script that dies without
 # reporting counts as one failure. Output of each suite is kept in build/test-logs/.
 set -uo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 LOGS=$ROOT/build/test-logs
 mkdir -p "$LOGS"
-suites=${1:-"style unit spec system"}
+suites=${1:-"style unit spec system browser"}
 passed=0
 failed=0
 
@@ -154,6 +154,23 @@ run_system() {
       grep -E '^(not ok|# )' "$log" | head -40 || true
       count "$log" "system[$transport]/$name ($((SECONDS - began)) s)" $rc
     done
+  done
+}
+
+# The ops web UI in a real browser (Debian's chromium driven by playwright-core), on both
+# transports.
+run_browser() {
+  local amqp="" transport log rc began
+  need_rabbitmq && amqp=$MOONBUS_TEST_AMQP
+  for transport in sqlite rabbitmq; do
+    log=$LOGS/browser-$transport.log
+    echo "## browser tests of the ops UI on $transport"
+    began=$SECONDS
+    MOONBUS_TEST_TRANSPORT=$([ "$transport" = rabbitmq ] && echo "$amqp") \
+      timeout 600 bash tests/browser/run.sh >"$log" 2>&1
+    rc=$?
+    grep -E '^(not ok|# )' "$log" | head -40 || true
+    count "$log" "browser[$transport] ($((SECONDS - began)) s)" $rc
   done
 }
 

@@ -6,6 +6,10 @@
 
 ---@alias moonbus.Schema table<string, "string"|"number"|"boolean"|"table"|"string?"|"number?"|"boolean?"|"table?">
 
+---@class moonbus.ContractOpts
+---@field version? integer the version of the type's contract (>= 1; default 1): stamped as
+--- moonbus.version on what is sent; older versions received are upcast (bus.upcast)
+
 ---@class moonbus.Opts
 ---@field to? string       the destination queue instead of the route
 ---@field delay? number    seconds before it may be delivered
@@ -31,7 +35,10 @@
 ---@field transport? string                  sqlite://PATH or amqp://user:pass@host/vhost
 ---@field state? string                      sqlite://PATH: where order_by marks live on a transport
 ---                                          without a database (default sqlite://./.moonbus/state.db)
----@field max_body? integer                  bytes a body may have (default 4 MiB)
+---@field max_body? integer                  bytes a body may have (default 4 MiB; 64 MiB with a claim store)
+---@field claim_check? integer|false         bodies over it go to the claim store (default 256 KiB); false: off
+---@field databus? string                    claim store "file:///dir" (default: the SQLite bus itself; none on RabbitMQ)
+---@field claim_retention? number            days a claim is kept after its message became deliverable (default 7)
 ---@field max_deliveries? integer            deliveries without an outcome before parking (10)
 ---@field time_budget? number                seconds an attempt may run (default 30)
 ---@field memory_budget? integer             bytes the Lua state may hold (default 256 MiB)
@@ -51,6 +58,7 @@
 ---@field time_sent? string       ISO 8601 UTC
 ---@field endpoint string         the endpoint handling it
 ---@field queue string            the queue it came from
+---@field version integer         the version it arrived with, before any upcast (1 without a moonbus.version header)
 local Context = {}
 
 --- Replies to this message's sender (a message type, declared with bus.message).
@@ -95,15 +103,26 @@ local bus = {}
 --- Declares a command: sent to one endpoint with bus.send.
 ---@param type string
 ---@param schema? moonbus.Schema
-function bus.command(type, schema) end
+---@param opts? moonbus.ContractOpts
+function bus.command(type, schema, opts) end
 --- Declares an event: published by its one owning endpoint with bus.publish.
 ---@param type string
 ---@param schema? moonbus.Schema
-function bus.event(type, schema) end
+---@param opts? moonbus.ContractOpts
+function bus.event(type, schema, opts) end
 --- Declares a message: replies and plain messages.
 ---@param type string
 ---@param schema? moonbus.Schema
-function bus.message(type, schema) end
+---@param opts? moonbus.ContractOpts
+function bus.message(type, schema, opts) end
+--- Registers the step from version from_version of a type to from_version + 1: fn gets the
+--- body (a table) and returns the body of the next version. Received messages older than the
+--- declared version run the steps in order before the schema check. fn cannot wait (no
+--- bus.request); an error in it fails the attempt like a handler's.
+---@param type string
+---@param from_version integer
+---@param fn fun(body: table): table
+function bus.upcast(type, from_version, fn) end
 --- Declares this process's endpoint (once per script).
 ---@param config moonbus.EndpointConfig
 function bus.endpoint(config) end

@@ -3,7 +3,16 @@
 local bus = require "moonbus"
 
 -- commands: sent to the one endpoint that handles them
-bus.command("sales.PlaceOrder", { order_id = "string", customer = "string", total = "number" })
+-- sales.PlaceOrder is at version 2 (it gained a currency): what is sent carries
+-- moonbus.version = 2; a v1 order (from an older shop front, or `moonbus send`, which stamps
+-- no version) is upcast by the step below before the schema check and the handler.
+bus.command("sales.PlaceOrder",
+  { order_id = "string", customer = "string", total = "number", currency = "string" },
+  { version = 2 })
+bus.upcast("sales.PlaceOrder", 1, function(order)
+  order.currency = "EUR" -- v1 orders were all in euros
+  return order
+end)
 bus.command("billing.ChargeCard", { order_id = "string", amount = "number", customer = "string?" })
 bus.command("billing.CheckCredit", { customer = "string", amount = "number" })
 -- a carrier's report on a shipment; reports may arrive out of order (see shipping)

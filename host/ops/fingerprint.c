@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json.h"
+
 #define QUOTE_SPAN 1024 /* the longest quoted value that is blanked */
 #define HEX_ID_MIN 8    /* a run of hex digits this long (with a digit) is an id */
 static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026 */
@@ -42,20 +44,6 @@ static int is_space(unsigned char c) { return c == ' ' || c < 0x20 || c == 0x7f;
 static int line_end(unsigned char c) { return c == '\0' || c == '\n' || c == '\r'; }
 
 /* The length of a valid UTF-8 sequence at s (NUL-terminated), or 0. */
-static size_t utf8_seq(const unsigned char *s) {
-  unsigned char c = s[0];
-  size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-  if (c < 0xc2 || c > 0xf4) return 0;
-  unsigned char lo = 0x80, hi = 0xbf;
-  if (c == 0xe0) lo = 0xa0;
-  if (c == 0xed) hi = 0x9f;
-  if (c == 0xf0) lo = 0x90;
-  if (c == 0xf4) hi = 0x8f;
-  if (s[1] < lo || s[1] > hi) return 0;
-  for (size_t i = 2; i < len; i++)
-    if ((s[i] & 0xc0) != 0x80) return 0;
-  return len;
-}
 
 /* The length of a Lua error location at the start of s: `[string "..."]:N:` or a path
  * with no whitespace followed by `:N:` (a chunk name, as luaL_where writes it); 0 if
@@ -119,7 +107,7 @@ static size_t quoted_len(const unsigned char *s) {
 /* Copies the character at s; a byte that is not UTF-8 becomes "?" (the title stays
  * valid text). Returns the bytes read. */
 static size_t put_char(out *o, const unsigned char *s) {
-  size_t n = *s < 0x80 ? 1 : utf8_seq(s);
+  size_t n = *s < 0x80 ? 1 : mb_utf8_sequence(s, strnlen((const char *)s, 4));
   if (n) put(o, (const char *)s, n);
   else put(o, "?", 1);
   return n ? n : 1;

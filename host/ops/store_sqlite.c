@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "headers_json.h"
 #include "ids.h"
+#include "json.h"
 #include "ops/fingerprint.h"
 #include "ops/store_sqlite_internal.h"
 
@@ -112,31 +113,13 @@ int ops_sqlite_bind(sqlite3_stmt *st, int i, const char *v) {
   return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
 }
 
-/* The length of the valid UTF-8 sequence at p (at most n bytes), or 0 if it is not one. */
-static size_t utf8_sequence(const unsigned char *p, size_t n) {
-  size_t len = p[0] < 0x80             ? 1
-               : (p[0] & 0xE0) == 0xC0 ? 2
-               : (p[0] & 0xF0) == 0xE0 ? 3
-               : (p[0] & 0xF8) == 0xF0 ? 4
-                                       : 0;
-  if (len == 0 || len > n) return 0;
-  unsigned long cp = len == 1 ? p[0] : p[0] & (0x7Fu >> len);
-  for (size_t i = 1; i < len; i++) {
-    if ((p[i] & 0xC0) != 0x80) return 0;
-    cp = cp << 6 | (p[i] & 0x3Fu);
-  }
-  static const unsigned long least[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < least[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
-}
-
 /* A copy of text[0..n) in which each byte that is not part of valid UTF-8 (a body or header
  * from a foreign sender) is U+FFFD, so that every answer is valid JSON. */
 static char *valid_utf8(const unsigned char *text, size_t n) {
   char *out = malloc(n * 3 + 1), *o = out;
   if (out == NULL) return NULL;
   for (size_t i = 0; i < n;) {
-    size_t len = utf8_sequence(text + i, n - i);
+    size_t len = mb_utf8_sequence(text + i, n - i);
     if (len) memcpy(o, text + i, len), o += len, i += len;
     else memcpy(o, "\xEF\xBF\xBD", 3), o += 3, i++;
   }

@@ -10,12 +10,16 @@
 //   5. the conversation page of a three-hop flow with one failure draws its arrows in causal
 //      order with the failed one red (the SVG's elements and classes, not pixels);
 //   6. a body holding <script> is shown as text (no script element, no dialog);
-//   and saves docs/ops.png (the groups page) for the README.
+//   7. edit and retry sends a new message, the original resolved, the two linked;
+//   8. `moonbus ops` stops cleanly at SIGTERM;
+//   9. off loopback (with --token-file) the page asks for the token, refuses a wrong one and
+//      keeps the right one for the session;
+//   and saves a screenshot of the groups page (docs/ops.png with OPS_SCREENSHOT=docs/ops.png).
+// With OPS_SHOTS=DIR it also saves full-page screenshots of other pages there, for a look.
 // Never leaves a process behind: every child is killed at exit, whatever happened.
 import { chromium } from 'playwright-core';
 import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,8 +27,12 @@ import { fileURLToPath } from 'node:url';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MOONBUS = path.resolve(ROOT, process.env.MOONBUS || 'build/asan/moonbus');
 const WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'moonbus-browser.'));
-const TRANSPORT = 'sqlite://' + WORK + '/bus.db';
-const SHOT = process.env.OPS_SCREENSHOT || path.join(ROOT, 'docs/ops.png');
+/* The bus: MOONBUS_BROWSER_TRANSPORT (run.sh sets it to a vhost of its own when
+ * MOONBUS_TEST_TRANSPORT names a broker), else a new SQLite file. */
+const TRANSPORT = process.env.MOONBUS_BROWSER_TRANSPORT || 'sqlite://' + WORK + '/bus.db';
+/* The README's picture is docs/ops.png: OPS_SCREENSHOT=docs/ops.png refreshes it (by
+ * default a run leaves the tree alone). */
+const SHOT = path.resolve(ROOT, process.env.OPS_SCREENSHOT || 'build/test-logs/browser-ops.png');
 const env = { ...process.env, MOONBUS_TRANSPORT: TRANSPORT, MOONBUS_LOG: 'info',
   ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1' };
 
@@ -38,6 +46,7 @@ function report(pass, what, diag) {
   if (!pass) {
     failures++;
     for (const line of String(diag || '').split('\n').slice(0, 20)) console.log('#   ' + line);
+    for (const c of children) if (c.ended) console.log('#   (host ' + c.name + ' has ended: ' + c.ended + ')');
   }
 }
 async function test(what, fn) {
@@ -69,8 +78,10 @@ async function waitFor(what, seconds, fn) {
 const children = [];
 function start(name, args) {
   const out = fs.openSync(path.join(WORK, name + '.log'), 'a');
-  const child = spawn(MOONBUS, args, { env, stdio: ['ignore', out, out] });
+  /* in WORK, so that scripts are named shop/shop_handlers.lua in errors (and the screenshot) */
+  const child = spawn(MOONBUS, args, { env, cwd: WORK, stdio: ['ignore', out, out] });
   child.name = name;
+  child.on('exit', (code, signal) => { child.ended = signal || 'exit status ' + code; });
   children.push(child);
   return child;
 }
@@ -82,14 +93,6 @@ function stopAll() {
 }
 process.on('exit', stopAll);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { stopAll(); process.exit(1); });
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
 
 /* Runs Lua (stock lua5.4 with build/moonbus.so) on a fresh bus named browser_sender, whose
  * routes send each flow's first command to its endpoint; `code` runs in a timer. */
@@ -153,7 +156,7 @@ async function startEndpoints() {
   endpoint('alpha', '["flow.Step"] = "beta"', 'bus.handle("flow.Start", function() bus.send("flow.Step", {}) end)');
   endpoint('beta', '["flow.Final"] = "gamma"', 'bus.handle("flow.Step", function() bus.send("flow.Final", {}) end)');
   endpoint('gamma', '', 'bus.handle("flow.Final", function() error("gamma cannot finish the flow") end)');
-  for (const name of ['shop', 'bulk', 'alpha', 'beta', 'gamma']) start(name, ['run', path.join(WORK, name)]);
+  for (const name of ['shop', 'bulk', 'alpha', 'beta', 'gamma']) start(name, ['run', name]);
   for (const c of children) {
     await waitFor(c.name + ' is running', 30, () => {
       if (c.exitCode !== null) throw Object.assign(new Error(c.name + ' exited: ' + log(c.name)), { fatal: true });
@@ -177,14 +180,15 @@ async function api(p) {
   return res.json();
 }
 async function startOps() {
-  const port = await freePort();
-  BASE = 'http://127.0.0.1:' + port;
-  const ops = start('ops', ['ops', '--listen', '127.0.0.1:' + port, '--transport', TRANSPORT,
+  const ops = start('ops', ['ops', '--listen', '127.0.0.1:0', '--transport', TRANSPORT,
     '--store', path.join(WORK, 'ops.db')]);
-  await waitFor('ops answers /api/info', 30, () => {
+  const port = await waitFor('ops says where it serves', 30, () => {
     if (ops.exitCode !== null) throw Object.assign(new Error('moonbus ops exited: ' + log('ops')), { fatal: true });
-    return api('/api/info');
+    const m = /serving http:\/\/127\.0\.0\.1:(\d+)\//.exec(log('ops'));
+    return m && m[1];
   });
+  BASE = 'http://127.0.0.1:' + port;
+  await waitFor('ops answers /api/info', 30, () => api('/api/info'));
 }
 
 /* --- page helpers ------------------------------------------------------------------------ */
@@ -193,8 +197,17 @@ let page;
 const dialogs = [];
 const pageErrors = [];
 async function open(hash, kind) {
-  await page.goto(BASE + '/' + hash);
+  const url = BASE + '/' + hash;
+  /* the same address again is no navigation at all (no hashchange): load it afresh */
+  if (page.url() === url) await page.reload();
+  else await page.goto(url);
   await page.waitForSelector(`#view[data-page=${kind}][data-ready="1"]`, { timeout: 15000 });
+}
+/* With OPS_SHOTS=DIR, a full-page screenshot of what the page shows now (for a look). */
+async function devShot(name) {
+  if (!process.env.OPS_SHOTS) return;
+  fs.mkdirSync(process.env.OPS_SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(process.env.OPS_SHOTS, name + '.png'), fullPage: true });
 }
 async function ready(kind) {
   await page.waitForSelector(`#view[data-page=${kind}][data-ready="1"]`, { timeout: 15000 });
@@ -263,6 +276,7 @@ async function groupRetryOf500() {
   equal(running[0].total, N, 'the operation total');
   equal([await page.getAttribute('#progress', 'data-done'), await page.getAttribute('#progress', 'data-total')],
     [String(N), String(N)], 'the bar at the end (done, total)');
+  await devShot('group-retried');
   console.log('# progress samples: ' + seen.length + ', done values while running: '
     + [...new Set(running.map((s) => s.done))].slice(0, 12).join(' '));
   await waitFor('the group is gone from the page', 15, async () => (await groupRow('bulk handler is broken').count()) === 0);
@@ -307,6 +321,7 @@ async function conversationDiagram() {
   equal(arrows[2].id, failed.id, 'the red arrow is the failed message');
   const lifelines = await page.$$eval('#diagram svg g.lifeline', (gs) => gs.map((g) => g.getAttribute('data-endpoint')));
   for (const e of ['alpha', 'beta', 'gamma']) assert(lifelines.includes(e), 'a lifeline for ' + e + ': ' + lifelines);
+  await devShot('conversation');
   const rows = await page.$$eval('table#conversation tr.msg-row', (trs) => trs.map((r) => r.dataset.id));
   equal(rows, arrows.map((a) => a.id), 'the table lists the messages in the diagram order');
 }
@@ -318,6 +333,7 @@ async function scriptBodyIsText() {
   await open('#/groups', 'groups');
   await groupRow('cannot show').waitFor({ timeout: 15000 });
   await open('#/messages/' + encodeURIComponent(m.id), 'message');
+  await devShot('message');
   assert((await page.textContent('#body')).includes(evil), 'the body shows <script> as text');
   assert((await page.textContent('#exception')).includes(evil), 'the exception shows <script> as text');
   equal(await page.locator('#view script, #view img').count(), 0, 'script or img elements in the view');
@@ -325,13 +341,90 @@ async function scriptBodyIsText() {
   equal(dialogs, [], 'dialogs opened by the page');
 }
 
+/* On the page of the xss.Show failure still open: edit its body and send it again. */
+async function editAndRetry() {
+  const id = await page.getAttribute('#message', 'data-id');
+  await page.fill('#edit-body', '{"text": "plain words"}');
+  await page.click('button[name=edit-retry]');
+  await page.click('#confirm-dialog button[name=confirm-ok]');
+  const link = page.locator('#edit-result-link');
+  await link.waitFor({ timeout: 15000 });
+  const newId = await link.textContent();
+  assert(newId && newId !== id, 'a new id: ' + newId);
+  await waitFor('the original is resolved and links to the new message', 20, async () => {
+    await open('#/messages/' + encodeURIComponent(id), 'message');
+    return (await page.getAttribute('#message', 'data-status')) === 'resolved'
+      && (await page.locator('#edited-to-link').textContent()) === newId;
+  });
+  /* the new message fails too (the handler refuses every text): it links back */
+  await waitFor('the new message is ingested with a link to the original', 30, async () => {
+    await open('#/messages/' + encodeURIComponent(newId), 'message');
+    return (await page.locator('#edited-from-link').textContent({ timeout: 1000 })) === id;
+  });
+  assert((await page.textContent('#body')).includes('plain words'), 'the new body');
+}
+
 async function screenshot() {
   await page.setViewportSize({ width: 1280, height: 720 });
-  await send('bus.send("shop.Pay", { order = "B-2" })'); /* the shop works now: an audit copy */
+  await reload('bulk', 'bus.handle("bulk.Do", function(d) error("stock of item " .. d.n .. " is exhausted") end)', 3);
+  await send('for i = 1, 7 do bus.send("flow.Start", {}) end for i = 1, 23 do bus.send("bulk.Do", { n = i }) end');
   await open('#/groups', 'groups');
+  await waitFor('the flow group counts 8 and the stock group 23', 60, async () =>
+    (await groupRow('gamma cannot finish').locator('td.count').textContent({ timeout: 1000 })) === '8'
+    && (await groupRow('is exhausted').locator('td.count').textContent({ timeout: 1000 })) === '23');
+  await page.mouse.move(640, 700); /* no row highlighted by the pointer */
   fs.mkdirSync(path.dirname(SHOT), { recursive: true });
   await page.screenshot({ path: SHOT });
   assert(fs.statSync(SHOT).size > 5000, 'the screenshot has content');
+}
+
+async function stopOps() {
+  const ops = children.find((c) => c.name === 'ops');
+  ops.kill('SIGTERM');
+  const code = await new Promise((resolve) => {
+    if (ops.exitCode !== null) resolve(ops.exitCode);
+    ops.once('exit', (c, sig) => resolve(c === null ? sig : c));
+    setTimeout(() => resolve('still running after 20 s'), 20000);
+  });
+  equal(code, 0, 'the exit status');
+  const bad = log('ops').split('\n').filter((l) => /AddressSanitizer|LeakSanitizer|runtime error:/.test(l));
+  equal(bad, [], 'sanitizer lines in its log');
+}
+
+/* An ops service off loopback (0.0.0.0, reached at this machine's first non-loopback
+ * address) with a token: the page asks for it, refuses a wrong one, and works with it. */
+async function tokenOffLoopback(ip) {
+  const tokenFile = path.join(WORK, 'token');
+  fs.writeFileSync(tokenFile, 'browser-test-token\n');
+  const ops2 = start('ops2', ['ops', '--listen', '0.0.0.0:0', '--transport', TRANSPORT,
+    '--store', path.join(WORK, 'ops2.db'), '--token-file', tokenFile]);
+  const port = await waitFor('the second ops says where it serves', 30, () => {
+    if (ops2.exitCode !== null) throw Object.assign(new Error('ops2 exited: ' + log('ops2')), { fatal: true });
+    const m = /serving http:\/\/[^:/]+:(\d+)\//.exec(log('ops2'));
+    return m && m[1];
+  });
+  await page.goto('http://' + ip + ':' + port + '/#/groups');
+  await page.waitForSelector('#token-dialog #token-input', { timeout: 15000 });
+  equal(await page.getAttribute('#view', 'data-ready'), '0', 'the view before the token');
+  await page.fill('#token-input', 'wrong-token');
+  await page.click('button[name=token-save]');
+  await page.waitForSelector('#token-dialog :text("refused")', { timeout: 15000 });
+  await page.fill('#token-input', 'browser-test-token');
+  await page.click('button[name=token-save]');
+  await page.waitForSelector('#view[data-page=groups][data-ready="1"]', { timeout: 15000 });
+  equal(await page.evaluate(() => sessionStorage.getItem('moonbus.ops.token')), 'browser-test-token',
+    'the token kept in sessionStorage');
+  await page.click('#nav a[data-route=archived]');
+  await ready('archived');
+  equal(await page.locator('#token-dialog').count(), 0, 'token dialogs once the token is kept');
+  ops2.kill('SIGTERM');
+}
+
+function firstNonLoopbackIPv4() {
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list || []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return null;
 }
 
 /* --- main ------------------------------------------------------------------------------- */
@@ -349,6 +442,7 @@ async function main() {
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
     page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('console', (m) => { if (m.type() === 'error') pageErrors.push('console: ' + m.text()); });
   });
   if (failures) return;
   await test('a failed message appears in its group within seconds', failedMessageAppears);
@@ -357,8 +451,14 @@ async function main() {
   await test('search finds a message by a header value and by a word of its body', searchFinds);
   await test('the conversation diagram of a three-hop flow: causal order, the failed arrow red', conversationDiagram);
   await test('a body holding <script> is shown as text', scriptBodyIsText);
+  await test('edit and retry: a new message with the new body, the original resolved, both linked', editAndRetry);
   await test('a screenshot of the groups page is saved to ' + path.relative(ROOT, SHOT), screenshot);
-  await test('the page raised no uncaught error', async () => equal(pageErrors, [], 'uncaught errors'));
+  await test('the page logged no error (uncaught, failed load, CSP violation)', async () =>
+    equal(pageErrors, [], 'errors'));
+  await test('moonbus ops stops cleanly at SIGTERM (exit 0, no sanitizer report)', stopOps);
+  const ip = firstNonLoopbackIPv4();
+  if (ip) await test('off loopback the page asks for the token, refuses a wrong one, keeps the right one', () => tokenOffLoopback(ip));
+  else report(true, 'off loopback the page asks for the token # SKIP no non-loopback IPv4 address');
   await browser.close();
 }
 

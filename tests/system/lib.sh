@@ -239,3 +239,18 @@ stop_host() {
   fi
   wait "$pid"
 }
+
+# start_ops NAME [args...]: runs `moonbus ops --listen 127.0.0.1:0` (args may add another
+# --listen, a --store, a --token-file...) logging to $WORK/NAME.log, and waits until it
+# serves; $OPS_PID is its pid, $OPS_URL its address (http://127.0.0.1:PORT) and $OPS_PORT
+# its port.
+start_ops() {
+  local name=$1
+  shift
+  "$MOONBUS" ops --listen 127.0.0.1:0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+  OPS_PID=$!
+  PIDS+=("$OPS_PID")
+  wait_until 20 "grep -qs 'serving http' '$WORK/$name.log'"
+  OPS_PORT=$(grep -o 'serving http://[^/]*' "$WORK/$name.log" | head -1 | sed 's/.*://')
+  OPS_URL="http://127.0.0.1:$OPS_PORT"
+}

@@ -27,12 +27,10 @@ start_host shop "$WORK/shop"
 SHOP=$LAST_PID
 wait_for 20 host_ready shop || not_ok "the shop endpoint starts"
 
-"$MOONBUS" ops --listen 127.0.0.1:0 --store "$WORK/ops.db" >"$WORK/ops.out" 2>"$WORK/ops.log" &
-PIDS+=($!)
-OPS=$!
-wait_until 20 "grep -qs 'serving http' '$WORK/ops.log'"
-BASE=$(grep -o 'serving http://[^/]*' "$WORK/ops.log" | head -1 | sed 's/serving //')
-check "ops logs the address it serves" test -n "$BASE"
+start_ops ops --store "$WORK/ops.db"
+OPS=$OPS_PID
+BASE=$OPS_URL
+check "ops logs the address it serves" test -n "$OPS_PORT"
 
 get() { curl -s "$BASE$1"; }
 holds() { jq -e "$@" >/dev/null; } # holds [jq options] FILTER <<<JSON: the filter is true
@@ -159,11 +157,8 @@ check "a foreign audit copy is stored" \
 # Off loopback: reading and changing need the token.
 IP=$(hostname -I 2>/dev/null | awk '{print $1}')
 echo "s3cret-token-for-the-test" >"$WORK/token"
-"$MOONBUS" ops --listen 0.0.0.0:0 --store "$WORK/ops2.db" --token-file "$WORK/token" \
-  >"$WORK/ops2.out" 2>"$WORK/ops2.log" &
-PIDS+=($!)
-wait_until 20 "grep -qs 'serving http' '$WORK/ops2.log'"
-PORT2=$(grep -o 'serving http://[^/]*' "$WORK/ops2.log" | head -1 | sed 's/.*://')
+start_ops ops2 --listen 0.0.0.0:0 --store "$WORK/ops2.db" --token-file "$WORK/token"
+PORT2=$OPS_PORT
 check "off loopback, a change without the token is 401" \
   test "$(status_of -H 'Content-Type: application/json' -d '{"all":true}' "http://$IP:$PORT2/api/errors/archive")" = 401
 check "off loopback, a read without the token is 401" \

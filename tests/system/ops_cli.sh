@@ -26,11 +26,9 @@ start_host shop "$WORK/shop"
 SHOP=$LAST_PID
 wait_for 20 host_ready shop || not_ok "the shop endpoint starts"
 
-"$MOONBUS" ops --listen 127.0.0.1:0 --store "$WORK/ops.db" >"$WORK/ops.out" 2>"$WORK/ops.log" &
-PIDS+=($!)
-OPS=$!
-wait_until 20 "grep -q 'serving http' '$WORK/ops.log'"
-BASE=$(grep -o 'serving http://[^/]*' "$WORK/ops.log" | head -1 | sed 's/serving //')
+start_ops ops --store "$WORK/ops.db"
+OPS=$OPS_PID
+BASE=$OPS_URL
 check "ops serves on loopback" test -n "$BASE"
 
 for n in 1 2 3 4; do "$MOONBUS" send shop shop.Pay "{\"order\":$n}" >/dev/null 2>&1; done
@@ -86,12 +84,9 @@ check "ops stops cleanly (exit $?)" test $? -eq 0
 # Off loopback (a second service on the same store: the first one is gone, or it would
 # take the new failure), changes need the token.
 echo "s3cret-token-for-the-cli-test" >"$WORK/token"
-"$MOONBUS" ops --listen 0.0.0.0:0 --store "$WORK/ops.db" --token-file "$WORK/token" \
-  >"$WORK/ops2.out" 2>"$WORK/ops2.log" &
-PIDS+=($!)
-OPS2=$!
-wait_until 20 "grep -q 'serving http' '$WORK/ops2.log'"
-BASE2="http://127.0.0.1:$(grep -o 'serving http://[^/]*' "$WORK/ops2.log" | head -1 | sed 's/.*://')"
+start_ops ops2 --listen 0.0.0.0:0 --store "$WORK/ops.db" --token-file "$WORK/token"
+OPS2=$OPS_PID
+BASE2=$OPS_URL
 "$MOONBUS" send shop shop.Pay '{"order":5}' >/dev/null 2>&1
 wait_until 20 "[ \"\$(MOONBUS_OPS_TOKEN=s3cret-token-for-the-cli-test '$MOONBUS' errors list --ops '$BASE2' 2>/dev/null | grep -c 'order 5')\" = 1 ]"
 ID5=$(MOONBUS_OPS_TOKEN=s3cret-token-for-the-cli-test "$MOONBUS" errors list --ops "$BASE2" 2>/dev/null |

@@ -18,7 +18,7 @@ bus.endpoint {
 
 local pending = {} -- order_id -> order, until billing replies (lost on restart: a demo)
 
-bus.handle("sales.PlaceOrder", function(order)
+bus.handle("sales.PlaceOrder", function(order, ctx)
   local credit = bus.request("billing.CheckCredit",
     { customer = order.customer, amount = order.total }, { timeout = 5 })
   if not credit.approved then
@@ -27,8 +27,8 @@ bus.handle("sales.PlaceOrder", function(order)
     return
   end
   pending[order.order_id] = order
-  bus.log.info("order %s from %s for %.2f: charging the card", order.order_id, order.customer,
-    order.total)
+  bus.log.info("order %s from %s for %.2f %s (a v%d order): charging the card", order.order_id,
+    order.customer, order.total, order.currency, ctx.version)
   bus.send("billing.ChargeCard",
     { order_id = order.order_id, amount = order.total, customer = order.customer })
 end)
@@ -51,5 +51,6 @@ bus.every(2, function()
     order_id = string.format("o-%d-%d", os.time(), n),
     customer = customers[n % #customers + 1],
     total = 10 + n,
+    currency = n % 3 == 0 and "CHF" or "EUR",
   })
 end)

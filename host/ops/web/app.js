@@ -18,7 +18,8 @@
  *   #flash[data-kind=info|error] — the last notice
  *   #progress[data-state=running|done][data-operation][data-total][data-done][data-failed]
  *        with its <progress>; button[name=progress-close]
- *   groups:       #group-by (select), button[name=retry-all], button[name=archive-all],
+ *   groups:       #group-by (select), #failed-total[data-total], button[name=retry-all],
+ *                 button[name=archive-all],
  *                 tr.group-row[data-group=ID] > td.title a, td.count, td.first, td.last,
  *                 button[name=retry-group], button[name=archive-group]; #groups-empty
  *   message list: table#messages tr.msg-row[data-id=ID][data-status=S] > input.select-row,
@@ -32,7 +33,7 @@
  *                 ul#history li[data-what], a#conversation-link, a#edited-to-link,
  *                 a#edited-from-link, #problem, button[name=retry|archive|restore|delete],
  *                 textarea#edit-body, textarea#edit-headers, button[name=edit-retry],
- *                 a#edit-result-link (after an edit and retry)
+ *                 #flash a#edit-result-link (the new id, after an edit and retry)
  *   search:       table#results tr.result-row[data-id] a.message-link; #results-empty
  *   conversation: #diagram svg (the server's: g.lifeline[data-endpoint], g.msg[data-id]),
  *                 table#conversation tr.msg-row[data-id][data-status]
@@ -138,7 +139,16 @@ function confirmBox(text, okText) {
   });
 }
 
+/* One prompt for every request that met a 401 meanwhile: they all wait for the same token. */
+let tokenPrompt = null;
 function askToken(why) {
+  if (!tokenPrompt) {
+    tokenPrompt = promptToken(why).finally(() => { tokenPrompt = null; });
+  }
+  return tokenPrompt;
+}
+
+function promptToken(why) {
   return new Promise((resolve, reject) => {
     modal('token-dialog', (box, close) => {
       const input = el('input', { id: 'token-input', type: 'password', autocomplete: 'off',
@@ -156,6 +166,9 @@ function askToken(why) {
         sessionStorage.setItem(TOKEN_KEY, input.value.trim());
         close();
         resolve();
+        /* requests of a render that a refresh superseded meanwhile are dropped: draw the
+         * page afresh with the token */
+        setTimeout(() => render(false), 0);
       });
       box.append(form);
       setTimeout(() => input.focus(), 0);
@@ -184,9 +197,11 @@ async function request(method, path, body, asText) {
     let data = null;
     if (!asText) try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
     if (res.status === 401) {
-      if (token) sessionStorage.removeItem(TOKEN_KEY);
+      const now = sessionStorage.getItem(TOKEN_KEY);
+      if (now && now !== token) continue; /* a newer token came meanwhile: use it */
+      if (now) sessionStorage.removeItem(TOKEN_KEY);
       await askToken(token ? 'The token was refused; enter it again.'
-        : 'Changing anything on this ops service needs its token.');
+        : 'This ops service needs its token (it listens beyond this machine).');
       continue;
     }
     if (!res.ok) {
@@ -223,19 +238,25 @@ function showProgress(op, label) {
   $('.progress-count', p).textContent = count;
 }
 
-/* POSTs action with body, then polls the operation every POLL_MS until it is done (the page
- * stays live: each poll is a fetch awaited between timers), then redraws the view. */
+/* Polls operation id every POLL_MS until it is done (the page stays live: each poll is a
+ * fetch awaited between timers), showing it in #progress. */
+async function pollOperation(id, total, label) {
+  let op = { id, total, done: 0, state: 'running' };
+  showProgress(op, label);
+  while (op.state !== 'done') {
+    await sleep(POLL_MS);
+    op = await apiGet('/api/operations/' + enc(id));
+    showProgress(op, label);
+  }
+  return op;
+}
+
+/* POSTs action with body, follows the operation to its end, then redraws the view. */
 async function runOperation(action, body, label) {
   operationsRunning++;
   try {
     const started = await apiPost('/api/errors/' + action, body);
-    let op = { id: started.operation, total: started.total, done: 0, state: 'running' };
-    showProgress(op, label);
-    while (op.state !== 'done') {
-      await sleep(POLL_MS);
-      op = await apiGet('/api/operations/' + enc(started.operation));
-      showProgress(op, label);
-    }
+    const op = await pollOperation(started.operation, started.total, label);
     if (op.error) flash(label + ': ' + op.error, 'error');
     else flash(label + ': ' + op.done + ' of ' + op.total + ' done'
       + (op.failed ? ', ' + op.failed + ' failed' : ''), 'info');
@@ -342,7 +363,7 @@ async function pageGroups(r) {
     el('td', { class: 'count num', text: g.count }),
     el('td', { class: 'first' }, timeEl(g.first_at)),
     el('td', { class: 'last' }, timeEl(g.last_at)),
-    el('td', { class: 'actions' },
+    el('td', { class: 'row-actions' },
       button('retry-group', 'Retry group', () => groupAction('retry', g, by)),
       button('archive-group', 'Archive group', () => groupAction('archive', g, by)))));
   const node = el('section', null,
@@ -573,40 +594,62 @@ function historyList(items) {
     h.detail ? el('span', { class: 'detail', text: ' — ' + h.detail }) : null)));
 }
 
+/* The headers an operator may edit: moonbus.* ones belong to the bus. */
+function editableHeaders(headers) {
+  const out = {};
+  for (const [k, v] of Object.entries(headers || {})) if (!k.startsWith('moonbus.')) out[k] = v;
+  return out;
+}
+
+/* What to send for edited headers: changed or new ones with their value, removed ones null. */
+function headerChanges(before, text) {
+  const after = JSON.parse(text);
+  if (!after || typeof after !== 'object' || Array.isArray(after)) throw new Error('not an object');
+  const changes = {};
+  for (const [k, v] of Object.entries(after)) if (before[k] !== v) changes[k] = String(v);
+  for (const k of Object.keys(before)) if (!(k in after)) changes[k] = null;
+  return changes;
+}
+
 function editor(m) {
   const body = el('textarea', { id: 'edit-body', rows: 12, spellcheck: 'false' });
   body.value = prettyBody(m.body);
-  const headersText = JSON.stringify(m.headers || {}, null, 2);
-  const hdrs = el('textarea', { id: 'edit-headers', rows: 6, spellcheck: 'false' });
-  hdrs.value = headersText;
-  const result = el('p', { id: 'edit-result' });
+  const before = editableHeaders(m.headers);
+  const hdrs = el('textarea', { id: 'edit-headers', rows: 4, spellcheck: 'false' });
+  hdrs.value = JSON.stringify(before, null, 2);
   const go = async () => {
     const req = { body: body.value };
-    if (hdrs.value !== headersText) {
-      try { req.headers = JSON.parse(hdrs.value); } catch (e) {
-        flash('The headers are not a JSON object: ' + e.message, 'error'); return;
-      }
-    }
     try { JSON.parse(body.value); } catch (e) {
       flash('The body is not JSON: ' + e.message, 'error'); return;
     }
+    try {
+      const changes = headerChanges(before, hdrs.value);
+      if (Object.keys(changes).length) req.headers = changes;
+    } catch (e) {
+      flash('The headers are not a JSON object: ' + e.message, 'error'); return;
+    }
     if (!(await confirmBox('Send the edited message as a new message (a new id) to '
       + (m.queue || m.endpoint || 'its queue') + '? The original is marked resolved.', 'Send'))) return;
+    operationsRunning++;
     try {
       const res = await apiPost('/api/errors/' + enc(m.id) + '/edit-retry', req);
+      if (res.operation) await pollOperation(res.operation, 1, 'Edit and retry');
       const link = el('a', { id: 'edit-result-link', href: '#/messages/' + enc(res.id), text: res.id });
-      flash('Sent as a new message: ', 'info', link);
+      currentKey = null;
       await render(true);
+      flash('Sent as a new message: ', 'info', link);
     } catch (e) {
       if (e.message !== 'cancelled') flash('Edit and retry: ' + e.message, 'error');
+    } finally {
+      operationsRunning--;
     }
   };
   return el('section', { id: 'edit', class: 'card' },
     el('h3', { text: 'Edit and retry' }),
     el('p', { class: 'muted', text: 'Sends a corrected copy with a new id; the original stays, linked.' }),
     el('label', { for: 'edit-body', text: 'Body (JSON)' }), body,
-    el('label', { for: 'edit-headers', text: 'Headers (JSON object; sent only when changed)' }), hdrs,
-    el('div', { class: 'actions' }, button('edit-retry', 'Edit and retry…', go, 'primary')), result);
+    el('label', { for: 'edit-headers', text: 'Headers (JSON object; moonbus.* headers belong to the bus; remove a key to drop it)' }), hdrs,
+    el('div', { class: 'actions' }, button('edit-retry', 'Edit and retry…', go, 'primary')));
 }
 
 /* --- search --------------------------------------------------------------------------- */
@@ -736,7 +779,10 @@ function start() {
   $('#search-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const q = $('#search-input').value.trim();
-    if (q) location.hash = '#/search?q=' + enc(q);
+    if (!q) return;
+    const hash = '#/search?q=' + enc(q);
+    if (location.hash === hash) render(false); /* the same search again: no hashchange */
+    else location.hash = hash;
   });
   $('#progress button[name=progress-close]').addEventListener('click', () => { $('#progress').hidden = true; });
   window.addEventListener('hashchange', () => {
