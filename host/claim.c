@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "ids.h"
+#include "transport/sqlite.h"
 
 void mb_claim_close(mb_claim_store *s) {
   if (s) s->ops->close(s);
@@ -81,4 +82,13 @@ int mb_claim_fetch(mb_claim_store *s, const mb_headers *h, size_t max, char **bo
     *len = 0;
   }
   return rc;
+}
+
+int mb_claim_open(mb_claim_store **out, const char *databus, const char *transport_url,
+                  mb_err *err) {
+  *out = NULL;
+  if (databus && *databus) return mb_claim_file_open(out, databus, err);
+  if (transport_url && strncmp(transport_url, "sqlite://", 9) == 0)
+    return mb_sqlite_claims_open(out, transport_url, err);
+  return MB_OK;
 }

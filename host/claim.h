@@ -61,6 +61,10 @@ struct mb_claim_store {
 int mb_claim_file_open(mb_claim_store **out, const char *url, mb_err *err);
 /* NULL is fine. */
 void mb_claim_close(mb_claim_store *s);
+/* The claim store of a bus: the directory of databus (file://...) when given, else the
+ * bus database itself when transport_url is sqlite://, else none (*out NULL, MB_OK). */
+int mb_claim_open(mb_claim_store **out, const char *databus, const char *transport_url,
+                  mb_err *err);
 
 /* out gets the lowercase hex SHA-256 of data (libcrypto's EVP_Digest). MB_OK or MB_EIO. */
 int mb_claim_sha256(const void *data, size_t len, char out[MB_CLAIM_SHA256_HEX + 1]);

@@ -19,7 +19,6 @@
 #include "declaration.h"
 #include "ids.h"
 #include "log.h"
-#include "transport/sqlite.h"
 
 #define SWEEP_EVERY 3600.0 /* seconds between sweeps of old claims ($MOONBUS_CLAIM_SWEEP) */
 
@@ -160,10 +159,8 @@ int mb_runtime_set_url_override(mb_runtime *rt, const char *url) {
 static int open_claims(mb_runtime *rt, const char *url, mb_err *err) {
   const mb_endpoint_cfg *cfg = mb_runtime_cfg(rt);
   const char *databus = cfg->databus ? cfg->databus : getenv("MOONBUS_DATABUS");
-  int rc = MB_OK;
-  if (databus && *databus) rc = mb_claim_file_open(&rt->claims, databus, err);
-  else if (strncmp(url, "sqlite://", 9) == 0) rc = mb_sqlite_claims_open(&rt->claims, url, err);
-  else if (mb_runtime_configured(rt) && cfg->claim_check)
+  int rc = mb_claim_open(&rt->claims, databus, url, err);
+  if (rc == MB_OK && rt->claims == NULL && mb_runtime_configured(rt) && cfg->claim_check)
     mb_log(MB_INFO, cfg->name, NULL, NULL,
            "claim check is off: this transport has no store for large bodies (set databus = "
            "\"file:///dir\" in bus.endpoint{} or $MOONBUS_DATABUS); bodies over max_body "

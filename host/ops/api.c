@@ -331,7 +331,7 @@ static const char *edit_headers(const mb_jv *headers, const mb_headers *stored, 
 
 /* The edited message: the stored copy unparked, a new id, the new body and headers. */
 static const char *edited_message(mb_ops_api *api, const char *id, const mb_jv *req,
-                                  mb_outgoing **out, int *status) {
+                                  mb_outgoing **out, char **claim_key, int *status) {
   size_t len;
   const char *body = mb_jv_string(mb_jv_get(req, "body"), &len);
   mb_json *check = NULL;
@@ -351,6 +351,10 @@ static const char *edited_message(mb_ops_api *api, const char *id, const mb_jv *
                               : "the message cannot be sent again (it has no failed queue)";
   }
   const char *bad = edit_headers(mb_jv_get(req, "headers"), &env.headers, *out);
+  const char *claim = mb_claim_key(&env.headers);
+  if (bad == NULL && claim && (*claim_key = strdup(claim)) == NULL) bad = "out of memory";
+  mb_headers_remove(&(*out)->env.headers, MB_H_CLAIM); /* the edited body is the body */
+  mb_headers_remove(&(*out)->env.headers, MB_H_CLAIM_SHA256);
   mb_envelope_free(&env);
   if (bad == NULL && (mb_envelope_set_body(&(*out)->env, body, len) != MB_OK ||
                       mb_headers_set(&(*out)->env.headers, MB_H_EDITED_FROM, id) != MB_OK))
@@ -365,13 +369,13 @@ static void post_edit(mb_ops_api *api, mb_http_req *r, const char *id) {
   if (doc == NULL) return;
   mb_outgoing *m = NULL;
   int status;
-  char op[MB_OPS_OPERATION_ID_MAX], new_id[MB_ID_LEN + 1];
-  const char *bad = edited_message(api, id, mb_json_root(doc), &m, &status);
+  char op[MB_OPS_OPERATION_ID_MAX], new_id[MB_ID_LEN + 1], *claim = NULL;
+  const char *bad = edited_message(api, id, mb_json_root(doc), &m, &claim, &status);
   mb_err err;
   if (bad) reply_error(r, status, bad);
   else {
     snprintf(new_id, sizeof new_id, "%s", m->env.id);
-    if (mb_ops_work_edit(api->cfg.work, id, m, "api", op, &err) != MB_OK)
+    if (mb_ops_work_edit(api->cfg.work, id, claim, m, "api", op, &err) != MB_OK)
       reply_result(r, err.status, NULL, &err);
     else {
       mb_jbuf b = MB_JBUF_INIT;
@@ -382,6 +386,7 @@ static void post_edit(mb_ops_api *api, mb_http_req *r, const char *id) {
       mb_jbuf_free(&b);
     }
   }
+  free(claim);
   mb_json_free(doc);
 }
 

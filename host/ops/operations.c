@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "claim.h"
 #include "clock.h"
 #include "errorq.h"
 #include "json.h"
@@ -31,6 +32,7 @@ struct operation {
   char error[MB_ERRLEN];
   mb_outgoing *edited;           /* edit-and-retry: the new message; ids[0] is the original */
   char new_id[MB_ID_LEN + 1];    /* ... and its id (dispatch may move the envelope out) */
+  char *edited_claim;            /* ... and the original's claim key, or NULL */
   char **confirmed;              /* the slice's ids whose copy the transport confirmed */
   char sent_at[MB_TIME_LEN + 1]; /* when the slice's copies were sent */
   size_t n_confirmed, in_flight;
@@ -41,6 +43,7 @@ struct mb_ops_work {
   struct ev_loop *loop;
   mb_ops_store *store;
   mb_transport *t;
+  mb_claim_store *claims; /* NULL: no claim store */
   ev_idle tick;
   operation *ops; /* newest first */
   unsigned long seq;
@@ -52,6 +55,7 @@ static void op_free(operation *op) {
   free(op->ids);
   free(op->who);
   free(op->confirmed);
+  free(op->edited_claim);
   mb_outgoing_free(op->edited);
   free(op);
 }
@@ -61,6 +65,30 @@ static void fail(operation *op, size_t count, const char *why) {
   snprintf(op->error, sizeof op->error, "%s", why);
   mb_log(MB_WARN, "moonbus.ops", NULL, NULL, "operation %s (%s): %s", op->id,
          mb_ops_action_name(op->action), why);
+}
+
+/* A parked copy left the error queue (retried, deleted, replaced by an edit): its claim,
+ * if it has one, loses that copy's pin; a retry starts the claim's retention again. */
+static void unpin(operation *op, const char *key, int retried) {
+  mb_err err;
+  mb_claim_store *c = op->w->claims;
+  if (c == NULL || key == NULL) return;
+  int rc = c->ops->pin(c, key, -1, &err);
+  if (rc == MB_OK && retried) rc = c->ops->touch(c, key, mb_now_usec(), &err);
+  if (rc != MB_OK) fail(op, 0, err.msg);
+}
+
+/* The claim key of stored failed message id (malloc'd), or NULL when it has none. */
+static char *claim_of(operation *op, const char *id) {
+  mb_envelope env;
+  mb_err err;
+  mb_envelope_init(&env);
+  const char *key = NULL;
+  if (op->w->claims && op->w->store->ops->envelope(op->w->store, id, &env, &err) == MB_OK)
+    key = mb_claim_key(&env.headers);
+  char *copy = key ? strdup(key) : NULL;
+  mb_envelope_free(&env);
+  return copy;
 }
 
 /* Marks what the slice changed in the store. */
@@ -73,6 +101,7 @@ static void settle(operation *op, const char *const *ids, size_t n) {
                                      op->action == MB_OPS_RETRY ? op->sent_at : NULL, &err);
   if (rc == MB_OK) op->done += n;
   else fail(op, n, err.msg);
+  if (rc == MB_OK && op->edited) unpin(op, op->edited_claim, 0);
 }
 
 static void resume(mb_ops_work *w) {
@@ -82,17 +111,21 @@ static void resume(mb_ops_work *w) {
 typedef struct sent {
   operation *op;
   const char *id;
+  char *claim; /* the claim key of the copy sent back, or NULL */
 } sent;
 
 static void sent_back(void *ud, int status, const char *error) {
   sent *s = ud;
   operation *op = s->op;
-  if (status == MB_OK) op->confirmed[op->n_confirmed++] = (char *)s->id;
-  else {
+  if (status == MB_OK) {
+    op->confirmed[op->n_confirmed++] = (char *)s->id;
+    if (!op->edited) unpin(op, s->claim, 1);
+  } else {
     char why[MB_ERRLEN + 64];
     snprintf(why, sizeof why, "message %s was not sent back: %s", s->id, error);
     fail(op, 1, why);
   }
+  free(s->claim);
   free(s);
   if (--op->in_flight > 0) return;
   settle(op, (const char *const *)op->confirmed, op->n_confirmed);
@@ -112,10 +145,11 @@ static void send_one(operation *op, const char *id) {
   sent *s = rc == MB_OK ? malloc(sizeof *s) : NULL;
   if (rc == MB_OK && s == NULL) rc = mb_err_set(&err, MB_ENOMEM, "out of memory");
   if (rc == MB_OK) {
-    *s = (sent){op, id};
+    const char *key = mb_claim_key(&m->env.headers);
+    *s = (sent){op, id, key && !op->edited ? strdup(key) : NULL};
     op->in_flight++;
     rc = op->w->t->ops->dispatch(op->w->t, &m, 1, sent_back, s, &err);
-    if (rc != MB_OK) op->in_flight--, free(s);
+    if (rc != MB_OK) op->in_flight--, free(s->claim), free(s);
   }
   if (m != op->edited) mb_outgoing_free(m);
   if (rc != MB_OK) {
@@ -125,11 +159,27 @@ static void send_one(operation *op, const char *id) {
   }
 }
 
+/* Deletes k messages, and takes their pins off their claims once they are gone. */
+static void delete_slice(operation *op, const char *const *ids, size_t k) {
+  char *keys[SLICE];
+  size_t failed = op->failed;
+  for (size_t i = 0; i < k; i++) keys[i] = claim_of(op, ids[i]);
+  settle(op, ids, k);
+  for (size_t i = 0; i < k; i++) {
+    if (op->failed == failed) unpin(op, keys[i], 0);
+    free(keys[i]);
+  }
+}
+
 /* One slice of op: at most SLICE messages. */
 static void slice(operation *op) {
   size_t k = op->n - op->next < SLICE ? op->n - op->next : SLICE;
   const char *const *ids = (const char *const *)op->ids + op->next;
   op->next += k;
+  if (op->action == MB_OPS_DELETE) {
+    delete_slice(op, ids, k);
+    return;
+  }
   if (op->action != MB_OPS_RETRY) {
     settle(op, ids, k);
     return;
@@ -199,8 +249,8 @@ int mb_ops_work_start(mb_ops_work *w, mb_ops_action action, char **ids, size_t n
   return add(w, op, who, id, err);
 }
 
-int mb_ops_work_edit(mb_ops_work *w, const char *original, mb_outgoing *edited, const char *who,
-                     char id[MB_OPS_OPERATION_ID_MAX], mb_err *err) {
+int mb_ops_work_edit(mb_ops_work *w, const char *original, const char *claim, mb_outgoing *edited,
+                     const char *who, char id[MB_OPS_OPERATION_ID_MAX], mb_err *err) {
   size_t len = strlen(original) + 1;
   operation *op = calloc(1, sizeof *op);
   char **ids = malloc(sizeof *ids + len);
@@ -212,6 +262,10 @@ int mb_ops_work_edit(mb_ops_work *w, const char *original, mb_outgoing *edited, 
   ids[0] = memcpy((char *)(ids + 1), original, len);
   op->action = MB_OPS_RETRY, op->ids = ids, op->n = 1, op->edited = edited;
   snprintf(op->new_id, sizeof op->new_id, "%s", edited->env.id);
+  if (claim && (op->edited_claim = strdup(claim)) == NULL) {
+    op_free(op);
+    return mb_err_set(err, MB_ENOMEM, "out of memory starting an operation");
+  }
   return add(w, op, who, id, err);
 }
 
@@ -232,11 +286,11 @@ int mb_ops_work_json(mb_ops_work *w, const char *id, char **json, mb_err *err) {
   return MB_OK;
 }
 
-int mb_ops_work_new(mb_ops_work **out, struct ev_loop *loop, mb_ops_store *store,
-                    mb_transport *t) {
+int mb_ops_work_new(mb_ops_work **out, struct ev_loop *loop, mb_ops_store *store, mb_transport *t,
+                    mb_claim_store *claims) {
   mb_ops_work *w = calloc(1, sizeof *w);
   if (w == NULL) return MB_ENOMEM;
-  w->loop = loop, w->store = store, w->t = t;
+  w->loop = loop, w->store = store, w->t = t, w->claims = claims;
   ev_idle_init(&w->tick, on_tick);
   w->tick.data = w;
   *out = w;

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "claim.h"
 #include "ops/store.h"
 
 struct ev_loop;
@@ -20,8 +21,10 @@ struct ev_loop;
 
 typedef struct mb_ops_work mb_ops_work;
 
-int mb_ops_work_new(mb_ops_work **out, struct ev_loop *loop, mb_ops_store *store,
-                    mb_transport *t);
+/* claims: the bus's claim store (claim.h), or NULL: a retried, deleted or edited message
+ * takes its pin off its claim (a retry also restarts the claim's retention). */
+int mb_ops_work_new(mb_ops_work **out, struct ev_loop *loop, mb_ops_store *store, mb_transport *t,
+                    mb_claim_store *claims);
 /* Abandons operations still running (what they did stays done) and frees w. */
 void mb_ops_work_free(mb_ops_work *w);
 /* Starts action on ids (one block as the store's select gives it; w takes it) on behalf
@@ -29,9 +32,10 @@ void mb_ops_work_free(mb_ops_work *w);
 int mb_ops_work_start(mb_ops_work *w, mb_ops_action action, char **ids, size_t n, const char *who,
                       char id[MB_OPS_OPERATION_ID_MAX], mb_err *err);
 /* Sends edited (the new message; w takes it) in place of failed message original, which
- * is then resolved and linked to it. */
-int mb_ops_work_edit(mb_ops_work *w, const char *original, mb_outgoing *edited, const char *who,
-                     char id[MB_OPS_OPERATION_ID_MAX], mb_err *err);
+ * is then resolved and linked to it; claim: the original's claim key (its pin is taken off
+ * once the edit is sent), or NULL. */
+int mb_ops_work_edit(mb_ops_work *w, const char *original, const char *claim, mb_outgoing *edited,
+                     const char *who, char id[MB_OPS_OPERATION_ID_MAX], mb_err *err);
 /* {id, action, total, done, failed, state: running|done, error} or MB_ENOTFOUND. */
 int mb_ops_work_json(mb_ops_work *w, const char *id, char **json, mb_err *err);
 

@@ -35,6 +35,7 @@ typedef struct ops_service {
   mb_ops_ingest *ingest[N_QUEUES];
   const char *queues[N_QUEUES];
   mb_ops_work *work;
+  mb_claim_store *claims; /* the bus's claim store, or NULL */
   mb_ops_api *api;
   mb_http *http;
   char token[128];
@@ -158,7 +159,9 @@ static int start(ops_service *s, char *shown, size_t len, mb_err *err) {
   int rc = read_token(s->opts->token_file, s->token, sizeof s->token, err);
   if (rc == MB_OK) rc = mb_ops_store_open(&s->store, s->opts->store, err);
   if (rc == MB_OK) rc = declare(s, err);
-  if (rc == MB_OK && mb_ops_work_new(&s->work, s->loop, s->store, s->control) != MB_OK)
+  const char *databus = s->opts->databus ? s->opts->databus : getenv("MOONBUS_DATABUS");
+  if (rc == MB_OK) rc = mb_claim_open(&s->claims, databus, s->url, err);
+  if (rc == MB_OK && mb_ops_work_new(&s->work, s->loop, s->store, s->control, s->claims) != MB_OK)
     rc = mb_err_set(err, MB_ENOMEM, "out of memory");
   if (rc == MB_OK) rc = start_ingesters(s, err);
   if (rc == MB_OK) rc = start_http(s, shown, len, err);
@@ -170,6 +173,7 @@ static void stop(ops_service *s) {
   for (int i = 0; i < N_QUEUES; i++) mb_ops_ingest_stop(s->ingest[i]);
   if (s->control) s->control->ops->close(s->control);
   mb_ops_work_free(s->work);
+  mb_claim_close(s->claims);
   mb_ops_api_free(s->api);
   if (s->store) s->store->ops->close(s->store);
 }

@@ -4,7 +4,10 @@
 # (default 20 000) on RabbitMQ (throughput.sh, raw_rpc) and SQLite (sqlite_throughput.sh),
 # measures resident memory idle and with 5 × BENCH_N messages in delayed retry (the
 # delayed_memory system test, release host) and hot-reload swap times (reload_swap.sh),
-# and prints one table of medians with the ratio moonbus/raw and the target of each row.
+# measures the cost of audit and the ops service's ingestion rate against the rate audit
+# copies are made (ops_ingest.sh, RabbitMQ and SQLite), and prints one table of medians
+# with the ratio moonbus/raw (for the audit rows: audit on/off, ops ingestion/audit
+# production) and the target of each row.
 # Starts a private RabbitMQ if none runs (scripts/rabbitmq.sh) and stops it again.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,6 +32,7 @@ echo "# $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /
 for r in $(seq 1 "$ROUNDS"); do
   bash tests/bench/throughput.sh "$N" | sed 's/^/amqp_/' | log "round $r"
   bash tests/bench/sqlite_throughput.sh "$N" | sed 's/^/sqlite_/' | log "round $r"
+  bash tests/bench/ops_ingest.sh "$N" | log "round $r"
 done
 bash scripts/rabbitmq.sh vhosts "rpc$$-" "$ROUNDS" >/dev/null
 for r in $(seq 1 "$ROUNDS"); do # request/reply, one in flight: raw_rpc against bus.request
@@ -69,6 +73,13 @@ row "RabbitMQ request/reply p99, ms" .3f "$(median rpc_raw 3)" "$(median rpc_moo
 row "SQLite throughput, msg/s (WAL, sync=FULL)" .0f "$(median sqlite_raw 4)" "$(median sqlite_moonbus 4)" ">= 0.50"
 row "SQLite CPU s per 1 000 messages" .4f "$(median sqlite_raw 5)" "$(median sqlite_moonbus 5)" ""
 only "SQLite request/reply p50 / p99, ms" "$(median rpc_sqlite 2) / $(median rpc_sqlite 3)" ""
+row "RabbitMQ msg/s, audit off / on" .0f "$(median audit_off 4)" "$(median audit_on 4)" ">= 0.90"
+row "RabbitMQ CPU s per 1 000, audit off / on" .4f "$(median audit_off 5)" "$(median audit_on 5)" ""
+row "ops ingestion msg/s (vs audit copies made)" .0f "$(median audit_on 4)" "$(median ops_ingest 4)" ">= 1.00"
+only "ops CPU s per 1 000 audit copies ingested" "$(median ops_ingest 5)" ""
+row "SQLite msg/s, audit off / on (N/4)" .0f "$(median sqlite_audit_off 4)" "$(median sqlite_audit_on 4)" ">= 0.90"
+row "SQLite ops ingestion msg/s (vs copies made)" .0f "$(median sqlite_audit_on 4)" "$(median sqlite_ops_ingest 4)" ">= 1.00"
+only "SQLite ops CPU s per 1 000 copies ingested" "$(median sqlite_ops_ingest 5)" ""
 for t in sqlite rabbitmq; do
   idle=$(median mem_$t 2)
   busy=$(median mem_$t 3)

@@ -3,49 +3,17 @@
 # transport, raw against moonbus, each on a new database file (WAL, synchronous=FULL):
 #   raw:     build/bench/raw_sqlite (a producer thread inserting one message per
 #            transaction, a consumer taking and deleting one per transaction)
-#   moonbus: tests/tools/send_many.lua (lua5.4 + moonbus.so, one send per transaction) into
-#            a sink endpoint (`moonbus run`) with a no-op Lua handler, concurrency 32, audit
-#            off, started together; timed until the sink has handled all N.
+#   moonbus: tests/bench/sqlite_pair.sh N DB — tests/tools/send_many.lua (lua5.4 +
+#            moonbus.so, one send per transaction) into a sink endpoint (`moonbus run`) with
+#            a no-op Lua handler, concurrency 32, audit off, started together; timed until
+#            the sink has handled all N.
 # Prints two lines "raw|moonbus N SECONDS MSG_PER_S CPU_S_PER_1000" (CPU: every process).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 N=${1:-20000}
 WORK=$(mktemp -d /tmp/moonbus-bench.XXXXXX)
-HOST=
-trap '[ -n "$HOST" ] && kill -KILL $HOST 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK"' EXIT
 
 "$ROOT/build/bench/raw_sqlite" "$WORK/raw.db" "$N"
 
-export MOONBUS_TRANSPORT="sqlite://$WORK/bus.db"
-mkdir -p "$WORK/sink"
-cat >"$WORK/contracts.lua" <<'LUA'
-local bus = require "moonbus"
-bus.command("bench.Order", { n = "number", note = "string" })
-LUA
-cat >"$WORK/sink/endpoint.lua" <<LUA
-local bus = require "moonbus"
-require "contracts"
-bus.endpoint { name = "bench_sink", concurrency = 32, audit = false }
-local got = 0
-bus.handle("bench.Order", function()
-  got = got + 1
-  if got == $N then bus.log.warn("handled all %d", got) end
-end)
-LUA
-cpu_of() { awk '{ print ($14 + $15) / 100 }' "/proc/$1/stat"; }
-"$ROOT/build/moonbus" run "$WORK/sink" --no-reload 2>"$WORK/sink.log" &
-HOST=$!
-for _ in $(seq 1 100); do grep -q " running " "$WORK/sink.log" 2>/dev/null && break; sleep 0.1; done
-t0=$(date +%s.%N)
-producer_cpu=$(
-  LUA_PATH="$WORK/?.lua;$ROOT/modules/?.lua;;" LUA_CPATH="$ROOT/build/?.so;;" MOONBUS_LOG=error \
-    lua5.4 "$ROOT/tests/tools/send_many.lua" bench_sink bench.Order 1 "$N" 120 >/dev/null
-  times | awk 'NR == 2 { gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }'
-)
-for _ in $(seq 1 6000); do grep -q "handled all" "$WORK/sink.log" && break; sleep 0.01; done
-t1=$(date +%s.%N)
-host_cpu=$(cpu_of $HOST)
-kill -TERM $HOST && wait $HOST || true
-HOST=
-awk -v n="$N" -v a="$t0" -v b="$t1" -v c="$producer_cpu" -v h="$host_cpu" \
-  'BEGIN { printf "moonbus %d %.3f %.0f %.4f\n", n, b - a, n / (b - a), (c + h) * 1000 / n }'
+bash "$ROOT/tests/bench/sqlite_pair.sh" "$N" "$WORK/bus.db"
