@@ -15,6 +15,9 @@ bus.upcast("sales.PlaceOrder", 1, function(order)
 end)
 bus.command("billing.ChargeCard", { order_id = "string", amount = "number", customer = "string?" })
 bus.command("billing.CheckCredit", { customer = "string", amount = "number" })
+-- an invoice document (a few hundred KiB): over claim_check (256 KiB), so its body travels
+-- through the claim store (the bus database here) and the message itself stays small
+bus.command("billing.ArchiveInvoice", { order_id = "string", document = "string" })
 -- a carrier's report on a shipment; reports may arrive out of order (see shipping)
 bus.command("shipping.TrackingUpdate", { order_id = "string", status = "string", at = "string" })
 
