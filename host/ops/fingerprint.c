@@ -152,10 +152,27 @@ static uint64_t fnv1a(const char *s, size_t n) {
   return h;
 }
 
+/* The first line of text, at most len - 1 bytes of it, into line, without the note the
+ * pipeline appends to a parked message's reason (" (failed 3 attempts in each of 2
+ * rounds)"): how often it was tried says nothing about which failure it is. */
+static void reason_only(const char *text, char *line, size_t len) {
+  size_t n = 0;
+  while (text[n] && text[n] != '\n' && text[n] != '\r' && n + 1 < len) n++;
+  memcpy(line, text, n);
+  line[n] = '\0';
+  char *note = NULL;
+  for (char *p = strstr(line, " (failed "); p; p = strstr(p + 1, " (failed ")) note = p;
+  if (note && n >= 7 &&
+      (strcmp(line + n - 7, " round)") == 0 || strcmp(line + n - 7, "rounds)") == 0))
+    *note = '\0';
+}
+
 void mb_fingerprint(const char *exception, char id[MB_FINGERPRINT_ID_LEN + 1],
                     char title[MB_FINGERPRINT_TITLE_MAX]) {
   out o = {title, 0, 0};
-  const char *s = exception ? exception : "";
+  char line[4096];
+  if (exception) reason_only(exception, line, sizeof line);
+  const char *s = exception ? line : "";
   while (is_space((unsigned char)*s) && !line_end((unsigned char)*s)) s++;
   size_t loc = location_len(s);
   keep(&o, (const unsigned char *)s, loc);

@@ -51,7 +51,7 @@ check "the error queue is emptied into the store" wait_until 10 '[ "$(depth erro
 
 groups=$(get '/api/errors/groups?by=exception')
 check "three 'card declined' failures make one group, numbers blanked" \
-  test "$(jq '[.[] | select(.title | test("card declined for order # "))] | .[0].count' <<<"$groups")" = 3
+  test "$(jq '[.[] | select(.title | test("card declined for order #$"))] | .[0].count' <<<"$groups")" = 3
 GROUP=$(jq -r '[.[] | select(.count == 3)][0].id' <<<"$groups")
 check "grouped by type: shop.Fail has 3" \
   test "$(get '/api/errors/groups?by=type' | jq '[.[] | select(.id == "shop.Fail")][0].count')" = 3

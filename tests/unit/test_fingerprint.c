@@ -69,6 +69,14 @@ static void test_messages_that_differ_in_values_share_a_group(void) {
   CHECK(strlen(f.id) == MB_FINGERPRINT_ID_LEN && strspn(f.id, "0123456789abcdef") == 16);
 }
 
+static void test_the_note_of_how_often_it_was_tried_is_not_the_failure(void) {
+  CHECK(title_is("x/e.lua:21: card refused for ada (failed 3 attempts in each of 2 rounds)",
+                 "x/e.lua:21: card refused for ada"));
+  CHECK(same_group("x/e.lua:21: refused (failed 1 attempt in 1 round)",
+                   "x/e.lua:21: refused (failed 6 attempts in each of 4 rounds)"));
+  CHECK(title_is("x/e.lua:2: (failed again) not a note", "x/e.lua:2: (failed again) not a note"));
+}
+
 static void test_any_input_has_a_fingerprint(void) {
   fp none = of(NULL), empty = of(""), blank = of(" \t\n");
   CHECK(strcmp(none.title, "(no exception)") == 0 && strlen(none.id) == 16);
@@ -99,6 +107,7 @@ static void test_any_input_has_a_fingerprint(void) {
 int main(void) {
   RUN(test_numbers_ids_and_quoted_values_are_blanked);
   RUN(test_messages_that_differ_in_values_share_a_group);
+  RUN(test_the_note_of_how_often_it_was_tried_is_not_the_failure);
   RUN(test_any_input_has_a_fingerprint);
   return unit_done();
 }
