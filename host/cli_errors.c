@@ -218,12 +218,23 @@ static int retry_all(mb_runtime *rt, const char *queue, mb_err *err) {
   return rc;
 }
 
-/* delete ID: the parked copy goes, and with it its pin on a claim. */
+/* delete ID: the parked copy goes, and with it its pin on a claim; one walk that takes it
+ * (on RabbitMQ a second walk could miss a message the first one just put back). */
+static int delete_the_one(void *ud, mb_delivery *d) {
+  walk *w = ud;
+  progress(w);
+  if (strcmp(d->env.id, w->id) != 0) {
+    mb_delivery_free(d);
+    return MB_BROWSE_NEXT;
+  }
+  w->found = d;
+  w->matched = 1;
+  return MB_BROWSE_STOP | MB_BROWSE_TAKE;
+}
+
 static int delete_one(mb_runtime *rt, const char *queue, const char *id, mb_err *err) {
   walk w = {.rt = rt, .queue = queue, .id = id, .err = err};
-  int rc = walk_queue(&w, keep_the_one);
-  mb_transport *t = mb_runtime_transport(rt);
-  if (rc == MB_OK) rc = t->ops->remove(t, queue, id, err);
+  int rc = walk_queue(&w, delete_the_one);
   if (rc == MB_OK) unpin(rt, w.found, 0);
   mb_delivery_free(w.found);
   return rc;
