@@ -32,7 +32,7 @@ wait_until 30 '[ "$(parked | grep -c .)" -ge 1 ] || ! kill -0 $pid 2>/dev/null'
 after=$(hwm "$pid" 2>/dev/null || echo 0)
 echo "# peak resident memory of the host: $before kB before, $after kB after the 200-reference send"
 check "the send of 200 references to a 1 MiB string fails, naming max_body" \
-  grep -q '"refs":200.*would encode to more than 4194304 bytes of JSON.*max_body' <<<"$(parked)"
+  grep -q '"refs":200.*would encode to more than [0-9]* bytes of JSON.*max_body' <<<"$(parked)"
 check "the host's peak resident memory grew by less than 48 MiB ($before -> $after kB)" \
   test "$after" -gt 0 -a $((after - before)) -lt 49152
 "$MOONBUS" send eb eb.Do '{"refs":3}' >/dev/null
