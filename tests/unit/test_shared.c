@@ -1,9 +1,12 @@
 /* test_shared.c — the store behind bus.shared (host/shared.h), without Lua: typed values
  * round-trip, replace and delete keep the byte count honest, the bound refuses a growing set
- * and never a shrinking one, incr follows Lua's arithmetic, many keys and dictionaries. */
+ * and never a shrinking one, incr follows Lua's arithmetic, many keys and dictionaries; the
+ * runtime owns one store across reloads, bounded by the running declaration. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "runtime.h"
 #include "shared.h"
 #include "unit.h"
 
@@ -175,6 +178,33 @@ static void many_keys_and_dictionaries(void) {
   mb_shared_free(s); /* ASan: nothing leaks */
 }
 
+/* A declaration of endpoint "e" with shared_memory bytes, configured into rt. */
+static int configure(mb_runtime *rt, size_t shared_memory) {
+  mb_endpoint_cfg cfg;
+  mb_err err;
+  if (mb_endpoint_cfg_defaults(&cfg) != MB_OK || (cfg.name = strdup("e")) == NULL) return -1;
+  cfg.shared_memory = shared_memory;
+  return mb_runtime_configure(rt, &cfg, &err);
+}
+
+static void the_runtime_keeps_one_store_across_reloads(void) {
+  mb_runtime *rt = mb_runtime_new(NULL, NULL, NULL);
+  mb_shared *s = mb_runtime_shared(rt);
+  CHECK(s != NULL && mb_shared_limit(s) == MB_DEFAULT_SHARED_MEMORY);
+  CHECK(configure(rt, 4096) == MB_OK);
+  CHECK(mb_shared_limit(s) == 4096);
+  CHECK(set(s, "d", "k", integer(1)) == MB_OK);
+  CHECK(mb_runtime_stage(rt) == MB_OK); /* a reload: the new script declares 1 MiB */
+  CHECK(configure(rt, 1 << 20) == MB_OK);
+  CHECK(mb_shared_limit(s) == 4096); /* staged: not yet */
+  mb_err err;
+  CHECK(mb_runtime_adopt(rt, &err) == MB_OK);
+  CHECK(mb_runtime_shared(rt) == s && mb_shared_limit(s) == 1 << 20);
+  mb_shared_value v;
+  CHECK(get(s, "d", "k", &v) == MB_OK && v.integer == 1);
+  mb_runtime_free(rt); /* frees the store: ASan sees no leak */
+}
+
 int main(void) {
   RUN(types_round_trip);
   RUN(replace_and_delete_keep_the_count);
@@ -182,5 +212,6 @@ int main(void) {
   RUN(names_and_keys_have_lengths);
   RUN(incr_adds_as_lua_does);
   RUN(many_keys_and_dictionaries);
+  RUN(the_runtime_keeps_one_store_across_reloads);
   return unit_done();
 }
