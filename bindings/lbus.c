@@ -275,6 +275,8 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
     cfg->time_budget = lua_tonumber(L, v);
   } else if (strcmp(key, "memory_budget") == 0)
     cfg->memory_budget = (size_t)int_option(L, v, "memory_budget", 1 << 20, (lua_Integer)1 << 40);
+  else if (strcmp(key, "shared_memory") == 0)
+    cfg->shared_memory = (size_t)int_option(L, v, "shared_memory", 1024, (lua_Integer)1 << 40);
   else if (strcmp(key, "max_deliveries") == 0)
     cfg->max_deliveries = (int)int_option(L, v, "max_deliveries", 1, 1000);
   else if (strcmp(key, "max_body") == 0) {
@@ -291,7 +293,8 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
     luaL_error(L,
                "bus.endpoint: unknown option '%s' (known: name, routes, publishes, "
                "concurrency, retries, errors, audit, transport, state, max_body, "
-               "max_deliveries, time_budget, memory_budget, queue_type, claim_check, databus, "
+               "max_deliveries, time_budget, memory_budget, shared_memory, queue_type, "
+               "claim_check, databus, "
                "claim_retention)",
                key);
 }
@@ -553,6 +556,7 @@ int luaopen_moonbus(lua_State *L) {
   mb_ltimer_open(L);
   mb_lerror_open(L);
   mb_llog_open(L);
+  mb_lshared_open(L);
   lua_pushliteral(L, MOONBUS_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

@@ -152,6 +152,10 @@ int mb_lwait_request(lua_State *L, mb_thread *th, mb_outgoing *m, double timeout
 /* --- ltimer.c -------------------------------------------------------------------- */
 void mb_ltimer_open(lua_State *L); /* after, every: the Lua face of timers.h */
 
+/* --- lshared.c ------------------------------------------------------------------ */
+/* bus.shared, added to the table on top, and the metatable of its handles. [-0, +0, m] */
+void mb_lshared_open(lua_State *L);
+
 /* --- llog.c ---------------------------------------------------------------------- */
 void mb_llog_open(lua_State *L); /* the log table */
 

@@ -15,6 +15,7 @@ int mb_endpoint_cfg_defaults(mb_endpoint_cfg *cfg) {
   cfg->max_deliveries = MB_DEFAULT_MAX_DELIVERIES;
   cfg->time_budget = MB_DEFAULT_TIME_BUDGET;
   cfg->memory_budget = MB_DEFAULT_MEMORY_BUDGET;
+  cfg->shared_memory = MB_DEFAULT_SHARED_MEMORY;
   cfg->max_body = MB_DEFAULT_MAX_BODY;
   cfg->claim_check = MB_DEFAULT_CLAIM_CHECK;
   cfg->claim_retention = MB_DEFAULT_CLAIM_RETENTION;

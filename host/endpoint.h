@@ -18,6 +18,7 @@
 #define MB_DEFAULT_MAX_DELIVERIES 10
 #define MB_DEFAULT_TIME_BUDGET 30.0                  /* seconds per attempt of a handler */
 #define MB_DEFAULT_MEMORY_BUDGET ((size_t)256 << 20) /* bytes a Lua state may hold */
+#define MB_DEFAULT_SHARED_MEMORY ((size_t)8 << 20)   /* bytes bus.shared may hold */
 
 typedef struct mb_route_entry {
   char *type;  /* command or message type */
@@ -37,6 +38,7 @@ typedef struct mb_endpoint_cfg {
   int max_deliveries;   /* deliveries of one copy without an outcome (crashes) before parking */
   double time_budget;   /* seconds an attempt of a handler (or a timer tick) may run */
   size_t memory_budget; /* bytes the endpoint's Lua state may hold */
+  size_t shared_memory; /* bytes bus.shared's dictionaries may hold, together (shared.h) */
   double retry_delay;
   char *transport; /* URL from the script, or NULL */
   char *state;     /* where order_by marks live when the transport has no database

@@ -3,7 +3,9 @@
  * tickets and the table of pending requests; creates and frees each of them. Also the
  * claim store (claim.h) and its hourly sweep: the endpoint's databus, else
  * $MOONBUS_DATABUS, else the bus database of a sqlite:// transport, else none (RabbitMQ
- * without a databus: the claim check is off, said once at start).
+ * without a databus: the claim check is off, said once at start). And the store behind
+ * bus.shared (shared.h): it lives as long as the runtime, across reloads, bounded by the
+ * running declaration's shared_memory.
  * Never: runs Lua or decides what happens to a message (pipeline.c does). */
 #include "runtime.h"
 
@@ -19,6 +21,7 @@
 #include "declaration.h"
 #include "ids.h"
 #include "log.h"
+#include "shared.h"
 
 #define SWEEP_EVERY 3600.0 /* seconds between sweeps of old claims ($MOONBUS_CLAIM_SWEEP) */
 
@@ -38,6 +41,7 @@ struct mb_runtime {
   char reply_address[300];        /* where replies to them come back ("" until then) */
   mb_claim_store *claims;         /* NULL: no claim store (claim check off) */
   ev_timer sweep;                 /* removes claims past their retention */
+  mb_shared *shared;              /* bus.shared's dictionaries: outlive the generations */
 };
 
 static void name_instance(mb_runtime *rt, const char *instance) {
@@ -65,6 +69,7 @@ mb_runtime *mb_runtime_new(struct ev_loop *loop, const char *url_override, const
   if ((rt->decl = mb_declaration_new()) == NULL) goto fail;
   if ((rt->pipeline = mb_pipeline_new(mb_declaration_cfg(rt->decl), rt->host)) == NULL) goto fail;
   if ((rt->outbound = mb_outbound_new(rt->loop)) == NULL) goto fail;
+  if ((rt->shared = mb_shared_new(MB_DEFAULT_SHARED_MEMORY)) == NULL) goto fail;
   if (url_override && (rt->url_override = strdup(url_override)) == NULL) goto fail;
   return rt;
 fail:
@@ -85,6 +90,7 @@ void mb_runtime_free(mb_runtime *rt) {
   mb_outbound_free(rt->outbound); /* the transport is closed: no answer comes any more */
   mb_correlate_free(rt->correlate);
   mb_declaration_free(rt->decl);
+  mb_shared_free(rt->shared);
   free(rt->url);
   free(rt->url_override);
   if (rt->own_loop && rt->loop) ev_loop_destroy(rt->loop);
@@ -93,8 +99,15 @@ void mb_runtime_free(mb_runtime *rt) {
 
 /* --- the declaration -------------------------------------------------------------------- */
 
+/* The store's bound follows the running declaration (a staged one waits for its adopt). */
+static void bound_shared(mb_runtime *rt) {
+  mb_shared_set_limit(rt->shared, mb_runtime_cfg(rt)->shared_memory);
+}
+
 int mb_runtime_configure(mb_runtime *rt, mb_endpoint_cfg *cfg, mb_err *err) {
-  return mb_declaration_configure(rt->decl, cfg, err);
+  int rc = mb_declaration_configure(rt->decl, cfg, err);
+  if (rc == MB_OK) bound_shared(rt);
+  return rc;
 }
 
 int mb_runtime_subscribe(mb_runtime *rt, const char *type) {
@@ -128,6 +141,7 @@ int mb_runtime_adopt(mb_runtime *rt, mb_err *err) {
              again.msg);
   }
   mb_declaration_unstage(rt->decl);
+  bound_shared(rt);
   return rc;
 }
 
@@ -351,4 +365,7 @@ size_t mb_runtime_max_body(const mb_runtime *rt) {
 }
 mb_pipeline_stats mb_runtime_stats(const mb_runtime *rt) {
   return mb_pipeline_stats_of(rt->pipeline);
+}
+struct mb_shared *mb_runtime_shared(const mb_runtime *rt) {
+  return rt->shared;
 }

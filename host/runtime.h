@@ -21,6 +21,7 @@
 struct ev_loop;
 struct mb_correlate;
 struct mb_claim_store;
+struct mb_shared;
 typedef struct mb_runtime mb_runtime;
 
 /* loop NULL: the runtime makes and owns its own loop. instance NULL: a new one. */
@@ -93,5 +94,8 @@ struct mb_claim_store *mb_runtime_claims(const mb_runtime *rt);
 /* The largest body a script may send: mb_endpoint_max_body with this runtime's store. */
 size_t mb_runtime_max_body(const mb_runtime *rt);
 mb_pipeline_stats mb_runtime_stats(const mb_runtime *rt);
+/* The store behind bus.shared (shared.h): made with the runtime, freed with it (so it
+ * survives reloads, not a restart); its bound is the running declaration's shared_memory. */
+struct mb_shared *mb_runtime_shared(const mb_runtime *rt);
 
 #endif

@@ -42,6 +42,7 @@
 ---@field max_deliveries? integer            deliveries without an outcome before parking (10)
 ---@field time_budget? number                seconds an attempt may run (default 30)
 ---@field memory_budget? integer             bytes the Lua state may hold (default 256 MiB)
+---@field shared_memory? integer             bytes bus.shared's dictionaries may hold together (default 8 MiB)
 ---@field queue_type? "quorum"|"classic"     RabbitMQ queue type (default quorum)
 
 ---@class moonbus.Context
@@ -77,6 +78,41 @@ function Timer:cancel() end
 ---@field message string
 ---@field request_id? string  timeout: the request's id
 ---@field timeout? number     timeout: the seconds waited
+
+---@class moonbus.Shared
+--- A dictionary of bus.shared: kept by the process across hot reloads (a restart empties it).
+local Shared = {}
+--- The value of key (a copy, for a table), or nil.
+---@param key string
+---@return string|number|boolean|table|nil
+function Shared:get(key) end
+--- Stores value under key (a table as JSON; nil deletes). Past shared_memory: nil and a
+--- too_large error value, and nothing changed.
+---@param key string
+---@param value string|number|boolean|table|nil
+---@return true|nil ok
+---@return moonbus.Error|nil err
+function Shared:set(key, value) end
+--- Adds n to key's number and returns the sum; a missing key starts at init, or gives nil
+--- and a not_found error value. Raises if the value held is not a number.
+---@param key string
+---@param n number
+---@param init? number
+---@return number|nil value
+---@return moonbus.Error|nil err
+function Shared:incr(key, n, init) end
+--- Removes key.
+---@param key string
+function Shared:delete(key) end
+--- The keys, in no particular order: at most max (default 1024; 0: all).
+---@param max? integer
+---@return string[]
+function Shared:keys(max) end
+--- How many keys the dictionary holds.
+---@return integer
+function Shared:count() end
+--- Removes every key of the dictionary.
+function Shared:flush_all() end
 
 ---@class moonbus.Log
 local Log = {}
@@ -177,6 +213,11 @@ function bus.is_unrecoverable(err) end
 ---@param err any
 ---@return boolean
 function bus.is_timeout(err) end
+--- The dictionary named name, made on first use: state that survives hot reloads (not a
+--- restart). Its values: strings, numbers (integers stay integers), booleans, tables (as JSON).
+---@param name string 1-255 bytes
+---@return moonbus.Shared
+function bus.shared(name) end
 --- The kind of an error the world raised (see moonbus.Error), or nil.
 ---@param err any
 ---@return string|nil

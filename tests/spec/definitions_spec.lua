@@ -14,11 +14,11 @@ end
 
 local function plain(s) return (s:gsub("%p", "%%%0")) end
 
--- The names of t's values of type kind that text lacks as `prefix.NAME(`.
+-- The names of t's values of type kind that text lacks as `prefix.NAME(` (or `prefix:NAME(`).
 local function missing(t, kind, text, prefix)
   local lacking = {}
   for name, v in pairs(t) do
-    if type(v) == kind and not text:find("function " .. plain(prefix .. "." .. name) .. "%(") then
+    if type(v) == kind and not text:find("function " .. plain(prefix) .. "[.:]" .. plain(name) .. "%(") then
       lacking[#lacking + 1] = name
     end
   end
@@ -35,6 +35,12 @@ describe("the LuaLS definitions", function()
     assert.same({}, missing(bus, "function", meta, "bus"))
     assert.same({}, missing(bus.log, "function", meta, "Log"))
     assert.truthy(meta:find("---@field version string", 1, true))
+  end)
+
+  it("define every method of a bus.shared dictionary", function()
+    local bus = testing.fresh()
+    local methods = getmetatable(bus.shared("d")).__index
+    assert.same({}, missing(methods, "function", meta, "Shared"))
   end)
 
   it("define every function of moonbus.testing and moonbus.host", function()

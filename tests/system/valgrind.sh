@@ -2,7 +2,7 @@
 # A run/stop cycle of the release host under valgrind: messages handled, a timer fired,
 # a failure released, requests answered and timed out, a reload refused (a syntax error)
 # and one done while a handler and a timer of the old state still wait for replies, both
-# states alive when SIGTERM comes, and no leak or memory error.
+# states alive when SIGTERM comes, bus.shared written by both, and no leak or memory error.
 . "$(dirname "$0")/lib.sh"
 if ! command -v valgrind >/dev/null; then
   not_ok "valgrind is installed (scripts/install-deps.sh installs it)"
@@ -29,7 +29,12 @@ end)
 bus.handle("v.Ask", function(a, ctx) ctx:reply("v.Answer", { n = a.n + 1 }) end)
 bus.handle("v.Never", function() end)
 bus.handle("v.Stuck", function() bus.request("v.Never", {}, { timeout = 600 }) end)
-bus.handle("v.Done", function(d) bus.log.info("done %d", d.n) end)
+bus.handle("v.Done", function(d)
+  local shelf = bus.shared("v") -- the store outlives both states: freed with the runtime
+  shelf:incr("done", 1, 0)
+  shelf:set("last", d)
+  bus.log.info("done %d", d.n)
+end)
 bus.after(0.1, function() for i = 1, 5 do bus.send("v.Do", { n = i }) end end)
 bus.after(0.1, function()
   local ok, err = pcall(bus.request, "v.Never", {}, { timeout = 0.2 })
