@@ -96,3 +96,8 @@ int mb_envelope_take_id(mb_envelope *e, const char *id, size_t len) {
 int mb_envelope_kind(const mb_envelope *e, mb_kind *out) {
   return mb_kind_parse(mb_headers_get(&e->headers, MB_H_KIND), out);
 }
+
+mb_log_ids mb_envelope_log_ids(const mb_envelope *e) {
+  mb_log_ids ids = {e->id, e->type, mb_headers_get(&e->headers, MB_H_CONVERSATION)};
+  return ids;
+}

@@ -2,8 +2,8 @@
  * reply address, headers and body, and the kind of message it is.
  *
  * Provides: the envelope struct, its kinds (command, event, message), string setters, deep
- * copy, and giving a delivered message its id.
- * Uses: ids.h (the id), headers.h (the header list), status.h.
+ * copy, giving a delivered message its id, and what a log line about it names.
+ * Uses: ids.h (the id), headers.h (the header list), log.h (mb_log_ids), status.h.
  * Never: touches Lua, a socket or a database; never reads a clock (files that need one
  * include clock.h themselves). */
 #ifndef MOONBUS_ENVELOPE_H
@@ -13,6 +13,7 @@
 
 #include "headers.h"
 #include "ids.h"
+#include "log.h"
 #include "status.h"
 
 typedef enum mb_kind { MB_KIND_COMMAND, MB_KIND_EVENT, MB_KIND_MESSAGE } mb_kind;
@@ -49,5 +50,8 @@ int mb_envelope_set_body(mb_envelope *e, const char *body, size_t len);
 int mb_envelope_take_id(mb_envelope *e, const char *id, size_t len);
 /* The envelope's kind from its moonbus.kind header: MB_OK, or MB_EINVAL if absent/unknown. */
 int mb_envelope_kind(const mb_envelope *e, mb_kind *out);
+/* What a log line about e names: its id, type and conversation id (NULL when it has none);
+ * the strings are e's. */
+mb_log_ids mb_envelope_log_ids(const mb_envelope *e);
 
 #endif

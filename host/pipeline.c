@@ -73,7 +73,7 @@ struct mb_pipeline {
 };
 
 #define LOG_MSG(level, job, ...)                                                                 \
-  mb_log(level, (job)->p->cfg->name, (job)->d->env.id, (job)->d->env.type, __VA_ARGS__)
+  mb_log_msg(level, (job)->p->cfg->name, mb_envelope_log_ids(&(job)->d->env), __VA_ARGS__)
 
 double mb_pipeline_backoff(uint32_t delivery_count) {
   double delay = 0.1;
@@ -586,7 +586,7 @@ void mb_pipeline_deliver(void *ud, mb_delivery *d) {
   p->stats.received++;
   mb_job *job = job_new(p, d);
   if (job == NULL) {
-    mb_log(MB_ERROR, p->cfg->name, d->env.id, d->env.type, "out of memory: released");
+    mb_log_msg(MB_ERROR, p->cfg->name, mb_envelope_log_ids(&d->env), "out of memory: released");
     p->transport->ops->release(p->transport, d, 1.0, NULL);
     mb_delivery_free(d);
     return;

@@ -289,7 +289,8 @@ static void fetch_reply_claim(mb_runtime *rt, mb_delivery *d) {
   if (mb_claim_key(&d->env.headers) == NULL) return;
   if (mb_claim_fetch(rt->claims, &d->env.headers, mb_runtime_max_body(rt), &body, &len, &err) !=
       MB_OK) {
-    mb_log(MB_ERROR, mb_runtime_endpoint(rt), d->env.id, d->env.type, "reply: %s", err.msg);
+    mb_log_msg(MB_ERROR, mb_runtime_endpoint(rt), mb_envelope_log_ids(&d->env), "reply: %s",
+               err.msg);
     return;
   }
   free(d->env.body);
@@ -304,15 +305,15 @@ static void reply_arrived(void *ud, mb_delivery *d) {
   if (mb_correlate_deliver(rt->correlate, d, &late) == MB_OK) return;
   const char *corr = d->env.correlation_id ? d->env.correlation_id : "(none)";
   if (late >= 0)
-    mb_log(MB_WARN, mb_runtime_endpoint(rt), d->env.id, d->env.type,
-           "reply to request %s came "
-           "%ld ms after the request timed out: dropped",
-           corr, late);
+    mb_log_msg(MB_WARN, mb_runtime_endpoint(rt), mb_envelope_log_ids(&d->env),
+               "reply to request %s came "
+               "%ld ms after the request timed out: dropped",
+               corr, late);
   else
-    mb_log(MB_WARN, mb_runtime_endpoint(rt), d->env.id, d->env.type,
-           "reply to request %s "
-           "matches no request of this process: dropped",
-           corr);
+    mb_log_msg(MB_WARN, mb_runtime_endpoint(rt), mb_envelope_log_ids(&d->env),
+               "reply to request %s "
+               "matches no request of this process: dropped",
+               corr);
   mb_delivery_free(d);
 }
 

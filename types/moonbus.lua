@@ -116,19 +116,24 @@ function Shared:flush_all() end
 
 ---@class moonbus.Log
 local Log = {}
---- One argument is logged as it is; several go through string.format. Inside a handler the
---- line carries the message id and type.
+--- One argument is logged as it is; several go through string.format. A table as the last
+--- argument becomes fields (` key=value`, keys sorted; `"key": value` in JSON lines) when
+--- it follows a message alone or more arguments than the format converts, and has no
+--- __tostring: `bus.log.info("paid", { order = id })`, `bus.log.info("%d items", n, { order = id })`.
+--- Keys are 1-64 letters, digits, `_`, `.`, `-` (not time, level, endpoint, msg, id, type,
+--- conv, conversation_id); values are strings, numbers, booleans or tables (compact JSON).
+--- Inside a handler the line carries the message id, type and conversation id.
 ---@param fmt any
----@param ... any
+---@param ... any  format arguments, then an optional table of fields
 function Log.debug(fmt, ...) end
 ---@param fmt any
----@param ... any
+---@param ... any  format arguments, then an optional table of fields
 function Log.info(fmt, ...) end
 ---@param fmt any
----@param ... any
+---@param ... any  format arguments, then an optional table of fields
 function Log.warn(fmt, ...) end
 ---@param fmt any
----@param ... any
+---@param ... any  format arguments, then an optional table of fields
 function Log.error(fmt, ...) end
 
 ---@class moonbus

@@ -53,6 +53,37 @@ describe("timers", function()
     assert.matches("timers_log_spec.lua:%d+: bus.log.warn: .*number expected", tostring(err))
   end)
 
+  it("bus.log turns a trailing table into fields, keys sorted, after the text", function()
+    local host = testing.host
+    host.capture_log("debug")
+    bus.log.info("paid", { order = "o-42", n = 3, ok = true, note = "two words", lines = { 1, 2 } })
+    bus.log.info("x %d of %s", 5, "y", { k = "v" })   -- more arguments than the format takes
+    bus.log.info("100% off", { sku = "s-1" })          -- one message and a table: verbatim
+    bus.log.info("user %s", setmetatable({}, { __tostring = function() return "ann" end }))
+    bus.log.info("t %s", { a = 1 }, { k = 2 })         -- the table the format takes stays an argument
+    local got = host.captured_log()
+    host.capture_log(false)
+    assert.matches('info  [t] paid lines=[1,2] n=3 note="two words" ok=true order=o-42\n', got, 1, true)
+    assert.matches("info  [t] x 5 of y k=v\n", got, 1, true)
+    assert.matches("info  [t] 100% off sku=s-1\n", got, 1, true)
+    assert.matches("info  [t] user ann\n", got, 1, true)
+    assert.matches("info  %[t%] t table: 0x%x+ k=2\n", got)
+  end)
+
+  it("bus.log refuses a field whose key is not a string, naming bus.log.LEVEL", function()
+    local function err_of(f)
+      local ok, err = pcall(f)
+      assert.is_false(ok)
+      return tostring(err)
+    end
+    assert.matches("timers_log_spec.lua:%d+: bus.log.info: a field's key must be a string %(got number%)",
+      err_of(function() bus.log.info("paid", { "o-42" }) end))
+    assert.matches("timers_log_spec.lua:%d+: bus.log.warn: a field's key may not be .*id.*%(got 'id'%)",
+      err_of(function() bus.log.warn("paid", { id = "o-42" }) end))
+    assert.matches("bus.log.error: a field's key is letters, digits, '_', '.' and '-' (got 'a b')",
+      err_of(function() bus.log.error("paid", { ["a b"] = 1 }) end), 1, true)
+  end)
+
   it("bus.every repeats until cancelled", function()
     local n = 0
     local timer
@@ -98,14 +129,14 @@ end)
 -- logs at every level, at the top of its script and inside a handler, and the test reads
 -- what it wrote.
 describe("bus.log", function()
-  local function run_child(code)
+  local function run_child(code, env)
     local dir = testing.tmpdir()
     local script = dir .. "/child.lua"
     local f = assert(io.open(script, "w"))
     f:write("local testing = require 'moonbus.testing'\n",
       "local bus = testing.fresh('sqlite://", dir, "/bus.db?synchronous=normal')\n", code)
     f:close()
-    local ok = os.execute("MOONBUS_LOG=debug lua5.4 " .. script .. " 2>" .. dir .. "/stderr")
+    local ok = os.execute((env or "") .. " MOONBUS_LOG=debug lua5.4 " .. script .. " 2>" .. dir .. "/stderr")
     local err = assert(io.open(dir .. "/stderr")):read("a")
     return ok, err
   end
@@ -126,20 +157,77 @@ describe("bus.log", function()
     assert.equal(4, count)
   end)
 
-  it("tags a line written in a handler with the message id and type", function()
-    local ok, err = run_child([[
+  local handler_code = [[
       bus.command("lg.Do", { n = "number" })
-      bus.endpoint { name = "lg", routes = { ["lg.Do"] = "lg" } }
-      local id
-      bus.handle("lg.Do", function(d, ctx) id = ctx.id; bus.log.warn("doing %d", d.n) end)
+      bus.command("lg.Next", {})
+      bus.endpoint { name = "lg", routes = { ["lg.Do"] = "lg", ["lg.Next"] = "lg" } }
+      local id, conv, next_conv
+      bus.handle("lg.Do", function(d, ctx)
+        id, conv = ctx.id, ctx.conversation_id
+        bus.log.warn("doing %d", d.n, { step = "first" })
+        bus.send("lg.Next", {})
+      end)
+      bus.handle("lg.Next", function(_, ctx) next_conv = ctx.conversation_id; bus.log.info("next") end)
+      bus.after(0, function() bus.log.info("a tick", { n = 1 }) end)
       bus.send("lg.Do", { n = 7 })
-      assert(testing.run_until(function() return id ~= nil end))
-      io.stderr:write("child saw id ", id, "\n")
-    ]])
+      assert(testing.run_until(function() return next_conv ~= nil end))
+      testing.run_for(0.1)
+      io.stderr:write("child saw id ", id, " conv ", conv, " next ", next_conv, "\n")
+  ]]
+
+  it("tags a line of a handler with the message id, type and conversation id", function()
+    local ok, err = run_child(handler_code)
     assert.is_true(ok, err)
-    local id = err:match("child saw id (%S+)")
+    local id, conv, next_conv = err:match("child saw id (%S+) conv (%S+) next (%S+)")
     assert.is_not_nil(id, err)
-    assert.matches(" warn  [lg] doing 7 id=" .. id .. " type=lg.Do\n", err, 1, true)
+    assert.equal(conv, next_conv) -- a message sent by a handler is in its conversation
+    assert.matches(" warn  [lg] doing 7 step=first id=" .. id .. " type=lg.Do conv=" .. conv .. "\n", err, 1, true)
+    assert.matches(" info  %[lg%] next id=%S+ type=lg%.Next conv=" .. (conv:gsub("%-", "%%-")) .. "\n", err)
+    -- the host's own line about the message carries the conversation too
+    assert.matches(" id=" .. id .. " type=lg.Do conv=" .. conv .. "\n", err:gsub("[^\n]*doing 7[^\n]*\n", ""), 1, true)
+    -- a timer's line is about no message
+    assert.matches(" info  [lg] a tick n=1\n", err, 1, true)
+  end)
+
+  it("writes one JSON object per line with MOONBUS_LOG_FORMAT=json", function()
+    local cjson = require "cjson"
+    local ok, err = run_child(handler_code .. [[
+      bus.log.info("forged\n{\"level\":\"error\"}\255", { q = 'say "hi"', t = { a = 1 } })
+    ]], "MOONBUS_LOG_FORMAT=json")
+    assert.is_true(ok, err)
+    local id, conv = err:match("child saw id (%S+) conv (%S+)")
+    local lines, of_handler, timer = {}, 0, nil
+    for line in err:gmatch("[^\n]+") do
+      if not line:find("^child saw") then
+        local decoded_ok, v = pcall(cjson.decode, line)
+        assert.is_true(decoded_ok, line)
+        lines[#lines + 1] = v
+        if v.id == id then
+          of_handler = of_handler + 1
+          assert.equal(conv, v.conversation_id)
+          assert.equal("lg.Do", v.type)
+        end
+        if v.msg == "a tick" then timer = v end
+        if v.msg == "doing 7" then assert.equal("first", v.step) end
+        if v.msg and v.msg:find("^forged") then
+          assert.equal('forged\n{"level":"error"}\239\191\189', v.msg)
+          assert.equal('say "hi"', v.q)
+          assert.equal(1, v.t.a)
+        end
+      end
+    end
+    assert.is_true(#lines >= 4)
+    assert.is_true(of_handler >= 2) -- bus.log and the host's "handled" line
+    assert.is_nil(timer.id)
+    assert.is_nil(timer.conversation_id)
+    assert.equal(1, timer.n)
+  end)
+
+  it("warns about an unknown MOONBUS_LOG_FORMAT and writes text", function()
+    local ok, err = run_child([[bus.log.info("still text")]], "MOONBUS_LOG_FORMAT=xml")
+    assert.is_true(ok, err)
+    assert.matches("warn  [moonbus] MOONBUS_LOG_FORMAT=xml is neither text nor json: logging text", err, 1, true)
+    assert.matches(" info  [moonbus] still text\n", err, 1, true)
   end)
 
   it("refuses a format that does not fit its arguments", function()

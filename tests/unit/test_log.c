@@ -1,8 +1,11 @@
 /* test_log.c — log lines: whatever a message carries (id, type, queue name, header value,
- * exception text) stays on one line, readable, with control characters and invalid UTF-8
- * escaped; valid UTF-8 is kept; a long text never pushes the id and type out. */
+ * exception text, a script's fields) stays on one line, readable, with control characters
+ * and invalid UTF-8 escaped; valid UTF-8 is kept; a long text never pushes the fields, the
+ * id, the type or the conversation id out; with the JSON format every line is one valid
+ * JSON object whatever its parts hold. */
 #include <string.h>
 
+#include "json.h"
 #include "log.h"
 #include "unit.h"
 
@@ -99,8 +102,137 @@ static void a_long_text_keeps_id_and_type(void) {
   memset(text, '\n', sizeof text - 1);
   const char *line = logged("the-id", "the.Type", text);
   CHECK(count_char(line, '\n') == 1);
-  CHECK(strlen(line) <= 2048);
+  CHECK(strlen(line) <= 4096);
   CHECK(strstr(line, " id=the-id type=the.Type\n") != NULL);
+}
+
+/* One mb_log_line at MB_WARN in format, captured; the captured text. */
+static const char *line_of(mb_log_format format, mb_log_ids ids, const mb_log_field *fields,
+                           size_t n, const char *text, size_t len) {
+  static char copy[70000];
+  size_t got_len;
+  mb_log_set_format(format);
+  mb_log_capture(1, MB_DEBUG);
+  mb_log_line(MB_WARN, "orders", ids, fields, n, text, len);
+  const char *got = mb_log_captured(&got_len);
+  memcpy(copy, got, got_len);
+  copy[got_len] = '\0';
+  mb_log_capture(0, MB_DEBUG);
+  mb_log_set_format(MB_LOG_TEXT);
+  return copy;
+}
+
+#define FIELD(key, value, json)                                                                  \
+  { key, value, sizeof value - 1, json }
+
+static const mb_log_ids the_ids = {"the-id", "the.Type", "the-conversation"};
+
+static void a_line_about_a_message_ends_with_its_conversation(void) {
+  const char *line = line_of(MB_LOG_TEXT, the_ids, NULL, 0, "paid", 4);
+  CHECK(strstr(line, " warn  [orders] paid id=the-id type=the.Type conv=the-conversation\n"));
+  mb_log_ids none = {NULL, NULL, NULL};
+  line = line_of(MB_LOG_TEXT, none, NULL, 0, "tick", 4);
+  CHECK(strstr(line, " warn  [orders] tick\n") != NULL && strstr(line, "conv=") == NULL);
+}
+
+static void fields_come_after_the_text_and_before_the_id(void) {
+  mb_log_field f[] = {FIELD("amount", "12.5", 1), FIELD("empty", "", 0),
+                      FIELD("items", "[1,2]", 1), FIELD("note", "two words", 0),
+                      FIELD("order", "o-42", 0),  FIELD("quote", "say \"hi\"\\", 0),
+                      FIELD("eq", "a=b", 0),      FIELD("nl", "x\ny", 0)};
+  const char *line = line_of(MB_LOG_TEXT, the_ids, f, 8, "paid", 4);
+  CHECK(count_char(line, '\n') == 1);
+  CHECK(strstr(line, "[orders] paid amount=12.5 empty=\"\" items=[1,2] note=\"two words\" "
+                     "order=o-42 quote=\"say \\\"hi\\\"\\\\\" eq=\"a=b\" nl=x\\ny "
+                     "id=the-id type=the.Type conv=the-conversation\n") != NULL);
+}
+
+/* The JSON object of a captured line: exactly one line, strictly parsed. */
+static mb_json *parsed(const char *line) {
+  mb_json *doc = NULL;
+  mb_err err;
+  size_t len = strlen(line);
+  if (len == 0 || line[len - 1] != '\n' || count_char(line, '\n') != 1) return NULL;
+  if (mb_json_parse(line, len - 1, &doc, &err) != MB_OK) return NULL;
+  if (mb_jv_type(mb_json_root(doc)) != MB_JSON_OBJECT) {
+    mb_json_free(doc);
+    return NULL;
+  }
+  return doc;
+}
+
+static int member_is(const mb_jv *obj, const char *key, const char *want) {
+  const char *got = mb_jv_get_string(obj, key);
+  return got != NULL && strcmp(got, want) == 0;
+}
+
+/* No byte below 0x20 but the final newline, no DEL, no C1 control, no U+2028/9. */
+static int only_plain_bytes(const char *line) {
+  const unsigned char *s = (const unsigned char *)line;
+  for (size_t i = 0; s[i + 1]; i++)
+    if (s[i] < 0x20 || s[i] == 0x7f || (s[i] == 0xc2 && s[i + 1] < 0xa0) ||
+        (s[i] == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] == 0xa8 || s[i + 2] == 0xa9)))
+      return 0;
+  return 1;
+}
+
+static void a_json_line_is_one_valid_object(void) {
+  const char text[] = "say \"hi\"\n2026-12-01T00:00:00.000000Z info  [orders] forged \\ \xff\xc3 "
+                      "\x1b[2K\x7f\xc2\x85\xe2\x80\xa8 caf\xc3\xa9";
+  mb_log_ids ids = {"id\r\n{\"forged\":1}", "t\"}\n{\"level\":\"error\"", "c\xff"};
+  mb_log_field f[] = {FIELD("order", "o-\"42\"\n", 0),
+                      FIELD("items", "{\"a\":[1,\"\xff\xe2\x80\xa9\x7f\"]}", 1)};
+  const char *line = line_of(MB_LOG_JSON, ids, f, 2, text, sizeof text - 1);
+  mb_json *doc = parsed(line);
+  CHECK(doc != NULL);
+  CHECK(only_plain_bytes(line));
+  const mb_jv *o = mb_json_root(doc);
+  CHECK(member_is(o, "level", "warn") && member_is(o, "endpoint", "orders"));
+  CHECK(member_is(o, "msg",
+                  "say \"hi\"\n2026-12-01T00:00:00.000000Z info  [orders] forged \\ "
+                  "\xef\xbf\xbd\xef\xbf\xbd \x1b[2K\x7f\xc2\x85\xe2\x80\xa8 caf\xc3\xa9"));
+  CHECK(member_is(o, "id", "id\r\n{\"forged\":1}"));
+  CHECK(member_is(o, "type", "t\"}\n{\"level\":\"error\""));
+  CHECK(member_is(o, "conversation_id", "c\xef\xbf\xbd"));
+  CHECK(member_is(o, "order", "o-\"42\"\n"));
+  const mb_jv *items = mb_jv_get(o, "items");
+  CHECK(mb_jv_type(items) == MB_JSON_OBJECT && mb_jv_len(mb_jv_get(items, "a")) == 2);
+  CHECK(mb_jv_get_string(o, "time") != NULL && strlen(mb_jv_get_string(o, "time")) == 27);
+  mb_json_free(doc);
+}
+
+static void a_json_line_has_its_parts_in_order_and_none_absent(void) {
+  mb_log_ids none = {NULL, NULL, NULL};
+  const char *line = line_of(MB_LOG_JSON, the_ids, NULL, 0, "paid", 4);
+  const char *at = strstr(line, ",\"level\":\"warn\",\"endpoint\":\"orders\",\"msg\":\"paid\","
+                                "\"id\":\"the-id\",\"type\":\"the.Type\","
+                                "\"conversation_id\":\"the-conversation\"}\n");
+  CHECK(strncmp(line, "{\"time\":\"", 9) == 0 && at != NULL);
+  line = line_of(MB_LOG_JSON, none, NULL, 0, "tick", 4);
+  CHECK(strstr(line, "\"msg\":\"tick\"}\n") != NULL && strstr(line, "\"id\"") == NULL);
+}
+
+static void a_long_json_line_stays_valid_and_keeps_its_ids(void) {
+  static char text[6000], big[3000];
+  memset(text, '"', sizeof text);
+  memset(big, '1', sizeof big);
+  big[0] = '[', big[sizeof big - 1] = ']'; /* valid JSON too long for the line: a string */
+  mb_log_field f[] = {{"big", big, sizeof big, 1}, {"after", "x", 1, 0}};
+  const char *line = line_of(MB_LOG_JSON, the_ids, f, 2, text, sizeof text);
+  CHECK(strlen(line) <= 4096);
+  mb_json *doc = parsed(line);
+  CHECK(doc != NULL);
+  const mb_jv *o = mb_json_root(doc);
+  CHECK(member_is(o, "id", "the-id") && member_is(o, "type", "the.Type"));
+  CHECK(member_is(o, "conversation_id", "the-conversation"));
+  CHECK(mb_jv_type(mb_jv_get(o, "big")) == MB_JSON_STRING);
+  CHECK(mb_jv_get_string(o, "msg") != NULL && strlen(mb_jv_get_string(o, "msg")) > 500);
+  mb_json_free(doc);
+}
+
+static void parses_the_format_names(void) {
+  CHECK(mb_log_format_parse("text") == MB_LOG_TEXT && mb_log_format_parse("json") == MB_LOG_JSON);
+  CHECK(mb_log_format_parse("JSON") == -1 && mb_log_format_parse(NULL) == -1);
 }
 
 int main(void) {
@@ -113,5 +245,11 @@ int main(void) {
   RUN(a_forged_type_stays_on_one_line);
   RUN(every_part_is_escaped);
   RUN(a_long_text_keeps_id_and_type);
+  RUN(a_line_about_a_message_ends_with_its_conversation);
+  RUN(fields_come_after_the_text_and_before_the_id);
+  RUN(a_json_line_is_one_valid_object);
+  RUN(a_json_line_has_its_parts_in_order_and_none_absent);
+  RUN(a_long_json_line_stays_valid_and_keeps_its_ids);
+  RUN(parses_the_format_names);
   return unit_done();
 }
