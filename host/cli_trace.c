@@ -32,6 +32,7 @@ typedef struct node {
 typedef struct trace {
   const char *conversation;
   int failed; /* the queue being browsed is the error queue */
+  int oom;
   node *nodes;
   size_t n, cap;
 } trace;
@@ -53,6 +54,7 @@ static int keep(void *ud, mb_delivery *d) {
     node *grown = realloc(tr->nodes, cap * sizeof *grown);
     if (grown == NULL) {
       mb_delivery_free(d);
+      tr->oom = 1;
       return MB_BROWSE_STOP;
     }
     tr->nodes = grown, tr->cap = cap;
@@ -123,7 +125,8 @@ static int collect(mb_transport *t, trace *tr, const char *audit, const char *er
   tr->failed = 0;
   int rc = t->ops->browse(t, audit, keep, tr, err);
   tr->failed = 1;
-  if (rc == MB_OK) rc = t->ops->browse(t, errors, keep, tr, err);
+  if (rc == MB_OK && !tr->oom) rc = t->ops->browse(t, errors, keep, tr, err);
+  if (rc == MB_OK && tr->oom) rc = mb_err_set(err, MB_ENOMEM, "out of memory");
   if (rc == MB_OK && tr->n == 0)
     rc = mb_err_set(err, MB_ENOTFOUND,
                     "no message of conversation %.80s in queues '%s' and '%s' (while moonbus "
