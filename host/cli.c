@@ -107,8 +107,8 @@ static void unwatch(struct ev_loop *loop, run_state *s) {
 }
 
 static void log_started(const mb_runtime *rt, const mb_vm *vm, int reload) {
-  char url[512];
-  mb_url_redact(mb_runtime_url(rt), url, sizeof url);
+  char url[4200];
+  mb_transport_display_url(mb_runtime_url(rt), url, sizeof url);
   mb_log(MB_INFO, mb_runtime_endpoint(rt), NULL, NULL,
          "running %s on %s (instance %s, concurrency %u, %zu event subscriptions, %s)",
          mb_vm_script(vm), url, mb_runtime_instance(rt), mb_runtime_cfg(rt)->concurrency,
@@ -262,6 +262,11 @@ static mb_runtime *cli_runtime(const char *type, const char *json, const mb_cli_
   if (rt == NULL) {
     fprintf(stderr, "moonbus: out of memory\n");
     *code = 1;
+  } else if (mb_transport_must_exist(mb_runtime_transport_url(rt), &err) != MB_OK) {
+    mb_cli_fail(err.msg); /* a send never creates the bus it is sent on */
+    mb_runtime_free(rt);
+    *code = 1;
+    return NULL;
   }
   return rt;
 }

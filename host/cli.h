@@ -38,6 +38,18 @@ int mb_cli_request(const char *endpoint, const char *type, const char *json,
  * the subcommand. With --ops URL (or $MOONBUS_OPS when no --transport is given) it is
  * mb_cli_errors_ops. */
 int mb_cli_errors(int argc, char **argv, const mb_cli_opts *opts);
+/* The first line of `errors list` (both variants), tab-separated like the rows below it. */
+#define MB_CLI_ERRORS_HEADER "ID\tTYPE\tQUEUE\tFAILED_AT\tREASON"
+/* queues [NAME...] (cli_queues.c): a header row, then per queue its name, ready, delayed, in
+ * flight and consumers ("-" where the transport cannot tell). */
+int mb_cli_queues(int argc, char **argv, const mb_cli_opts *opts);
+/* trace CONVERSATION_ID (cli_trace.c): the conversation's messages from the audit and error
+ * queues, as a tree by moonbus.related_to. */
+int mb_cli_trace(const char *conversation, const mb_cli_opts *opts);
+/* A runtime on the bus of opts for a command that only reads it (queues, trace, errors):
+ * connected, or NULL after saying why on stderr (a sqlite:// database that does not exist
+ * is refused, not created). */
+struct mb_runtime *mb_cli_reader(const mb_cli_opts *opts);
 /* The same commands and output through the JSON API of `moonbus ops` at base
  * (cli_errors_ops.c); argc and argv already checked by mb_cli_errors. */
 int mb_cli_errors_ops(int argc, char **argv, const char *base, const mb_cli_opts *opts);

@@ -1,5 +1,6 @@
 /* cli_errors.c — `moonbus errors`: the operator's view of an error queue (DESIGN §6).
- *   list                  one line per parked message: id, type, failed queue, when, why
+ *   list                  a header row, then one line per parked message: id, type, failed
+ *                         queue, when, why (tab-separated)
  *   show ID               its headers and body
  *   retry ID | --all      back to the queue it failed in, failure and retry headers removed
  *   delete ID             gone for good
@@ -90,6 +91,7 @@ static int list_one(void *ud, mb_delivery *d) {
 
 static int list(mb_runtime *rt, const char *queue, mb_err *err) {
   walk w = {.rt = rt, .queue = queue, .err = err};
+  printf("%s\n", MB_CLI_ERRORS_HEADER);
   return walk_queue(&w, list_one);
 }
 

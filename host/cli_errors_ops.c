@@ -188,6 +188,7 @@ static int list_page(const ops *o, long page, size_t *n, long long *total, long 
   }
   *total = mb_jv_type(t) == MB_JSON_NUMBER ? (long long)mb_jv_number(t) : -1;
   *n = mb_jv_len(items);
+  if (page == 1) printf("%s\n", MB_CLI_ERRORS_HEADER); /* once the service answered */
   for (size_t i = 0; i < *n; i++) {
     list_item(mb_jv_at(items, i));
     if (++*seen % PROGRESS_EVERY == 0)

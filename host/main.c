@@ -21,6 +21,10 @@ static void usage(FILE *out) {
           "  moonbus errors list | show ID | retry ID | retry --all | delete ID [--queue NAME]\n"
           "      [--ops URL [--token-file F]]: through moonbus ops (else $MOONBUS_OPS, when no\n"
           "      --transport is given; its token else $MOONBUS_OPS_TOKEN)\n"
+          "  moonbus queues [NAME...] [--transport URL]\n"
+          "      per queue: messages ready, delayed, in flight, and its consumers\n"
+          "  moonbus trace CONVERSATION_ID [--queue NAME] [--audit-queue NAME]\n"
+          "      the conversation's messages (audit and error queues) as a causal tree\n"
           "  moonbus ops [--listen HOST:PORT] [--store PATH] [--token-file F] [--transport URL]\n"
           "      [--audit-retention DAYS] [--error-retention DAYS] [--queue NAME] [--audit-queue "
           "NAME]\n"
@@ -28,7 +32,8 @@ static void usage(FILE *out) {
           "      (default 127.0.0.1:7070, store ./.moonbus/ops.db, retention 7 and 30 days)\n"
           "  moonbus version\n"
           "The transport is --transport, else $MOONBUS_TRANSPORT, else the endpoint's own,\n"
-          "else sqlite://./.moonbus/bus.db. Logs go to stderr "
+          "else sqlite://DIR/.moonbus/bus.db for the nearest DIR at or above the current\n"
+          "directory that holds .moonbus/ (else the current one). Logs go to stderr "
           "(MOONBUS_LOG=debug|info|warn|error).\n");
 }
 
@@ -122,6 +127,8 @@ int main(int argc, char **argv) {
     return mb_cli_request(argv[2], argv[3], argv[4], &opts);
   if (strcmp(cmd, "errors") == 0) return mb_cli_errors(argc - 2, argv + 2, &opts);
   if (strcmp(cmd, "ops") == 0 && argc == 2) return mb_cli_ops(&opts);
+  if (strcmp(cmd, "queues") == 0) return mb_cli_queues(argc - 2, argv + 2, &opts);
+  if (strcmp(cmd, "trace") == 0 && argc == 3) return mb_cli_trace(argv[2], &opts);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return mb_cli_version();
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     usage(stdout);

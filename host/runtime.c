@@ -31,6 +31,7 @@ struct mb_runtime {
   mb_transport *transport; /* NULL until connected */
   char *url;               /* the transport URL in use (credentials included: never log it) */
   char *url_override;      /* --transport / MOONBUS_TRANSPORT, beats the script's URL */
+  char default_url[4200];  /* the nearest .moonbus/bus.db (mb_transport_default_url) */
   char instance[96];
   char host[256];
   mb_declaration *decl;
@@ -66,6 +67,8 @@ mb_runtime *mb_runtime_new(struct ev_loop *loop, const char *url_override, const
     if (rt->loop == NULL) goto fail;
   }
   name_instance(rt, instance);
+  if (mb_transport_default_url(rt->default_url, sizeof rt->default_url) != MB_OK)
+    snprintf(rt->default_url, sizeof rt->default_url, "%s", MB_DEFAULT_TRANSPORT);
   if ((rt->decl = mb_declaration_new()) == NULL) goto fail;
   if ((rt->pipeline = mb_pipeline_new(mb_declaration_cfg(rt->decl), rt->host)) == NULL) goto fail;
   if ((rt->outbound = mb_outbound_new(rt->loop)) == NULL) goto fail;
@@ -156,7 +159,7 @@ const char *mb_runtime_transport_url(const mb_runtime *rt) {
   if (env && *env) return env;
   const mb_endpoint_cfg *cfg = mb_runtime_cfg(rt);
   if (cfg->transport) return cfg->transport;
-  return MB_DEFAULT_TRANSPORT;
+  return rt->default_url;
 }
 
 int mb_runtime_set_url_override(mb_runtime *rt, const char *url) {

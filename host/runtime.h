@@ -47,7 +47,9 @@ void mb_runtime_unstage(mb_runtime *rt);
 /* 1 while a declaration is staged (between stage and adopt/unstage). */
 int mb_runtime_staging(const mb_runtime *rt);
 /* The transport URL connect opens: --transport, else $MOONBUS_TRANSPORT, else the
- * endpoint's own, else MB_DEFAULT_TRANSPORT (credentials included: never log it). */
+ * endpoint's own, else the nearest .moonbus/bus.db at or above the current directory
+ * when the runtime was made (mb_transport_default_url; credentials included: never log
+ * it). */
 const char *mb_runtime_transport_url(const mb_runtime *rt);
 /* Replaces --transport (a test driver's reset). MB_OK or MB_ENOMEM. */
 int mb_runtime_set_url_override(mb_runtime *rt, const char *url);

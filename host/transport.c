@@ -1,13 +1,16 @@
-/* transport.c — picks a transport by URL scheme, and the helpers for the structs that
- * cross the vtable (outgoing messages, deliveries, queue names).
+/* transport.c — picks a transport by URL scheme, finds the default bus (the nearest
+ * .moonbus/ folder, as git finds .git), and the helpers for the structs that cross the
+ * vtable (outgoing messages, deliveries, queue names).
  * Never knows how a transport works inside; adding one is a line in `transports`. */
 #include "transport.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "transport/mem.h"
 #include "transport/rabbitmq.h"
@@ -88,6 +91,46 @@ static int scheme_is(const char *url, const char *scheme) {
   return strncmp(url, scheme, n) == 0 && strncmp(url + n, "://", 3) == 0;
 }
 
+int mb_find_moonbus_dir(const char *start, char *out, size_t len) {
+  char dir[PATH_MAX];
+  struct stat st;
+  if (start == NULL || start[0] != '/' || strlen(start) >= sizeof dir) return 0;
+  snprintf(dir, sizeof dir, "%s", start);
+  for (;;) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') dir[--n] = '\0';
+    int fits = snprintf(out, len, "%s%s" MB_PROJECT_DIR, dir, n > 1 ? "/" : "") < (int)len;
+    if (fits && stat(out, &st) == 0 && S_ISDIR(st.st_mode)) return 1;
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || n == 1) return 0; /* the root was the last to look at */
+    slash[slash == dir ? 1 : 0] = '\0';
+  }
+}
+
+int mb_transport_default_url(char *out, size_t len) {
+  char cwd[PATH_MAX], dir[PATH_MAX + sizeof "/" MB_PROJECT_DIR];
+  if (getcwd(cwd, sizeof cwd) == NULL) return MB_EIO;
+  if (!mb_find_moonbus_dir(cwd, dir, sizeof dir) &&
+      snprintf(dir, sizeof dir, "%s%s" MB_PROJECT_DIR, cwd, strcmp(cwd, "/") == 0 ? "" : "/") >=
+          (int)sizeof dir)
+    return MB_EINVAL;
+  if (snprintf(out, len, "sqlite://%s/bus.db", dir) >= (int)len) return MB_EINVAL;
+  return MB_OK;
+}
+
+void mb_transport_display_url(const char *url, char *out, size_t len) {
+  char cwd[PATH_MAX];
+  const char *path = url + strlen("sqlite://");
+  if (!scheme_is(url, "sqlite") || path[0] == '/' || getcwd(cwd, sizeof cwd) == NULL) {
+    mb_url_redact(url, out, len);
+    return;
+  }
+  while (path[0] == '.' && path[1] == '/') path += 2;
+  char abs[PATH_MAX + 16];
+  snprintf(abs, sizeof abs, "sqlite://%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, path);
+  mb_url_redact(abs, out, len);
+}
+
 int mb_transport_must_exist(const char *url, mb_err *err) {
   if (url == NULL) url = MB_DEFAULT_TRANSPORT;
   if (!scheme_is(url, "sqlite")) return MB_OK; /* a broker says so itself */
@@ -101,9 +144,9 @@ int mb_transport_must_exist(const char *url, mb_err *err) {
   if (stat(file, &st) == 0) return MB_OK;
   if (errno == ENOENT)
     mb_err_set(err, MB_ENOTFOUND,
-               "there is no moonbus database at %s: check the path of the "
-               "sqlite:// URL (--transport or $MOONBUS_TRANSPORT); this command reads an "
-               "existing bus and never creates one",
+               "there is no moonbus database at %s: start an endpoint first (moonbus run "
+               "DIR creates it), or name the bus with --transport or $MOONBUS_TRANSPORT; this "
+               "command never creates one",
                file);
   else
     mb_err_set(err, MB_EIO, "cannot read the moonbus database at %s: %s", file, strerror(errno));

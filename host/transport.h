@@ -85,6 +85,16 @@ typedef void (*mb_done_fn)(void *ud, int status, const char *error);
 /* Shown one copy of a message: the callee owns d and frees it with mb_delivery_free. */
 typedef int (*mb_browse_fn)(void *ud, mb_delivery *d);
 
+/* One queue as `moonbus queues` shows it; a count of -1: the transport cannot tell. */
+typedef struct mb_queue_info {
+  const char *name;
+  long ready;     /* deliverable now */
+  long delayed;   /* not deliverable yet: sent with a delay, or waiting for a retry */
+  long in_flight; /* delivered to a consumer and not yet acknowledged */
+  long consumers; /* consumers of the queue (SQLite: processes holding a lease on it) */
+} mb_queue_info;
+typedef void (*mb_queue_fn)(void *ud, const mb_queue_info *q);
+
 typedef struct mb_transport mb_transport;
 
 typedef struct mb_transport_ops {
@@ -123,6 +133,11 @@ typedef struct mb_transport_ops {
   int (*owner_of)(mb_transport *t, const char *type, char *out, size_t outlen, mb_err *err);
   /* Counts the messages of queue: ready now, and not yet visible (delayed or leased). */
   int (*depth)(mb_transport *t, const char *queue, long *ready, long *later, mb_err *err);
+  /* Describes queue name to fn, or (name NULL) every queue the transport knows, by name.
+   * A named queue that does not exist is MB_ENOTFOUND naming it; a transport that cannot
+   * list its queues (RabbitMQ without the management plugin) answers NULL with MB_EINVAL
+   * saying so. Optional: NULL on a transport that cannot tell. */
+  int (*queues)(mb_transport *t, const char *name, mb_queue_fn fn, void *ud, mb_err *err);
   /* Shows fn a copy of every message of queue, oldest first, one at a time (tools and
    * tests read the error queue this way): the whole queue, however long, bounded by the
    * messages it held when the walk began (one that arrives meanwhile is not shown; none
@@ -168,6 +183,20 @@ struct mb_transport {
 /* Opens the transport for url (NULL: MB_DEFAULT_TRANSPORT), chosen by its scheme. */
 int mb_transport_open(mb_transport **out, struct ev_loop *loop, const char *url,
                       const char *instance, mb_err *err);
+/* The project folder that holds the embedded bus (bus.db) and the ops store. */
+#define MB_PROJECT_DIR ".moonbus"
+/* The folder search of the default bus: out gets START/.moonbus for the nearest of the
+ * absolute path start and its parents (up to /) that holds a .moonbus folder, as git
+ * finds .git. 1 when found, else 0. */
+int mb_find_moonbus_dir(const char *start, char *out, size_t len);
+/* The bus used when --transport, $MOONBUS_TRANSPORT and the endpoint name none:
+ * sqlite://DIR/bus.db with DIR the .moonbus folder mb_find_moonbus_dir finds from the
+ * current directory, else the current directory's own (created when a host opens it).
+ * DIR is absolute. MB_OK, or MB_EIO/MB_EINVAL (no current directory, a path too long). */
+int mb_transport_default_url(char *out, size_t len);
+/* url for a log line or a message: credentials redacted (url.h) and a relative sqlite://
+ * path made absolute, so that the line says which file it is. */
+void mb_transport_display_url(const char *url, char *out, size_t len);
 /* MB_OK unless url names a store that does not exist yet, which opening would create: a
  * sqlite:// file that is not there is MB_ENOTFOUND naming its path. For commands that only
  * read a bus (a mistyped path must not look like an empty bus). */

@@ -43,9 +43,13 @@ typedef struct ops_service {
   ev_signal sigint, sigterm;
 } ops_service;
 
+/* --transport, else $MOONBUS_TRANSPORT, else the nearest .moonbus/bus.db (transport.h). */
 static const char *transport_url(const mb_cli_opts *opts) {
+  static char found[4200];
   const char *env = getenv("MOONBUS_TRANSPORT");
-  return opts->transport ? opts->transport : env && *env ? env : MB_DEFAULT_TRANSPORT;
+  if (opts->transport) return opts->transport;
+  if (env && *env) return env;
+  return mb_transport_default_url(found, sizeof found) == MB_OK ? found : MB_DEFAULT_TRANSPORT;
 }
 
 /* The token from --token-file (its first line), or "" when none was given. */

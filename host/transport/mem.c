@@ -744,6 +744,34 @@ static int mem_depth(mb_transport *base, const char *queue, long *ready, long *l
   return MB_OK;
 }
 
+static void mem_describe(mem_bus *b, mem_queue *q, mb_queue_fn fn, void *ud) {
+  mb_queue_info info = {q->name, 0, 0, 0, 0};
+  double now = mb_monotonic();
+  for (mem_msg *m = q->head; m; m = m->next) {
+    if (m->holder) info.in_flight++;
+    else if (m->visible_at <= now) info.ready++;
+    else info.delayed++;
+  }
+  for (mem_transport *t = b->members; t; t = t->next_member)
+    if (t->consuming && strcmp(t->queue, q->name) == 0) info.consumers++;
+  fn(ud, &info);
+}
+
+/* Every queue in the order they were made, or the named one. */
+static int mem_queues(mb_transport *base, const char *name, mb_queue_fn fn, void *ud,
+                      mb_err *err) {
+  mem_bus *b = ((mem_transport *)base)->bus;
+  if (name == NULL) {
+    for (mem_queue *q = b->queues; q; q = q->next) mem_describe(b, q, fn, ud);
+    return MB_OK;
+  }
+  mem_queue *q = queue_find(b, name);
+  if (q == NULL)
+    return mb_err_set(err, MB_ENOTFOUND, "no queue named '%.255s' on mem://%s", name, b->name);
+  mem_describe(b, q, fn, ud);
+  return MB_OK;
+}
+
 /* The oldest message of q with after < seq <= last, or NULL. */
 static mem_msg *browse_next(mem_queue *q, uint64_t after, uint64_t last) {
   for (mem_msg *m = q ? q->head : NULL; m; m = m->next)
@@ -909,6 +937,7 @@ const mb_transport_ops mb_mem_transport = {
     .release = mem_release,
     .owner_of = mem_owner_of,
     .depth = mem_depth,
+    .queues = mem_queues,
     .browse = mem_browse,
     .remove = mem_remove,
     .listen_replies = mem_listen_replies,

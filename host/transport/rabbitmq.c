@@ -322,6 +322,25 @@ static int rmq_depth(mb_transport *base, const char *queue, long *ready, long *l
   return rc == MB_ENOTFOUND ? MB_OK : rc;
 }
 
+/* A named queue through a passive queue.declare (ready messages and consumers; the broker
+ * tells neither the delayed ones, which wait in moonbus.delay.*, nor the unacknowledged
+ * ones). Without the management plugin RabbitMQ cannot list its queues: name them. */
+static int rmq_queues(mb_transport *base, const char *name, mb_queue_fn fn, void *ud,
+                      mb_err *err) {
+  rmq *t = (rmq *)base;
+  if (name == NULL)
+    return mb_err_set(err, MB_EINVAL,
+                      "RabbitMQ cannot list its queues to a client (that needs the management "
+                      "plugin): name them");
+  if (!t->connected) return not_connected(t, err);
+  mb_queue_info q = {name, 0, -1, -1, 0};
+  mb_amqp_rpc r = rmq_rpc_on(&t->pub, CH_RPC);
+  int rc = mb_amqp_queue_counts(&r, name, &q.ready, &q.consumers, err);
+  rmq_after_rpc(t, &t->pub, &r, "counting messages");
+  if (rc == MB_OK) fn(ud, &q);
+  return rc;
+}
+
 /* One message of a basic.get on CH_BROWSE as a delivery (NULL when the queue is empty);
  * its delivery tag on that channel is in d->tag. */
 static int browse_one(rmq *t, const char *queue, mb_delivery **out, mb_err *err) {
@@ -489,6 +508,7 @@ const mb_transport_ops mb_rabbitmq_transport = {
     .release = rmq_release,
     .owner_of = rmq_owner_of,
     .depth = rmq_depth,
+    .queues = rmq_queues,
     .browse = rmq_browse,
     .remove = rmq_remove,
     .listen_replies = rmq_listen_replies,

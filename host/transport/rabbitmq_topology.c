@@ -82,6 +82,12 @@ int mb_amqp_declare_queue(mb_amqp_rpc *r, const char *name, int classic, mb_err 
 }
 
 int mb_amqp_queue_depth(mb_amqp_rpc *r, const char *name, long *ready, mb_err *err) {
+  long consumers;
+  return mb_amqp_queue_counts(r, name, ready, &consumers, err);
+}
+
+int mb_amqp_queue_counts(mb_amqp_rpc *r, const char *name, long *ready, long *consumers,
+                         mb_err *err) {
   amqp_queue_declare_ok_t *ok = amqp_queue_declare(r->conn, r->channel, amqp_cstring_bytes(name),
                                                    1, 0, 0, 0, amqp_empty_table);
   char what[300];
@@ -95,6 +101,7 @@ int mb_amqp_queue_depth(mb_amqp_rpc *r, const char *name, long *ready, mb_err *e
                       "client's reply queue): it cannot be counted from here",
                       name);
   if (rc == MB_OK) *ready = ok ? (long)ok->message_count : 0;
+  if (rc == MB_OK) *consumers = ok ? (long)ok->consumer_count : 0;
   return rc;
 }
 

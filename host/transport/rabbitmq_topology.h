@@ -29,6 +29,9 @@ int mb_amqp_declare_reply_queue(mb_amqp_rpc *r, const char *name, mb_err *err);
  * exists but is exclusive to another connection (RESOURCE_LOCKED: a foreign client's
  * server-named reply queue), so that nobody else may look at it. */
 int mb_amqp_queue_depth(mb_amqp_rpc *r, const char *name, long *ready, mb_err *err);
+/* The same passive queue.declare: its ready messages and its consumers. */
+int mb_amqp_queue_counts(mb_amqp_rpc *r, const char *name, long *ready, long *consumers,
+                         mb_err *err);
 /* A durable exchange of type ("fanout", "topic"). */
 int mb_amqp_declare_exchange(mb_amqp_rpc *r, const char *name, const char *type, mb_err *err);
 /* The fanout exchange of event type (moonbus.event.<type>). */

@@ -178,11 +178,12 @@ static int queue_exists(sqlite_transport *t, const char *queue, mb_err *err, int
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? MB_OK : sq_db_fail(t, err, "looking up a queue");
 }
 
-static int unroutable(const mb_outgoing *m, mb_err *err) {
+static int unroutable(const sqlite_transport *t, const mb_outgoing *m, mb_err *err) {
   return mb_err_set(err, MB_EUNROUTABLE,
-                    "no queue named '%s' (message %s of type %s): start the %s endpoint once "
-                    "so that its queue exists, or fix the route",
-                    m->dest, m->env.id, m->env.type ? m->env.type : "(none)", m->dest);
+                    "no queue named '%s' in sqlite://%s (message %s of type %s): start the %s "
+                    "endpoint once so that its queue exists, or fix the route",
+                    m->dest, t->abs_path ? t->abs_path : t->path, m->env.id,
+                    m->env.type ? m->env.type : "(none)", m->dest);
 }
 
 static int insert_one(sqlite_transport *t, const mb_outgoing *m, mb_err *err) {
@@ -196,7 +197,7 @@ static int insert_one(sqlite_transport *t, const mb_outgoing *m, mb_err *err) {
            m->dest);
     return MB_OK;
   }
-  if (!exists) return unroutable(m, err);
+  if (!exists) return unroutable(t, m, err);
   size_t hlen;
   char *headers = mb_headers_to_json(&m->env.headers, &hlen);
   if (headers == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory encoding headers");
@@ -312,6 +313,7 @@ static int sqlite_declare(mb_transport *base, const mb_topology *topo, mb_err *e
   if (rc == MB_OK) rc = subscribe_all(t, topo, err);
   if (rc == MB_OK) rc = sq_commit(t, err);
   if (rc != MB_OK) sq_rollback(t);
+  if (rc == MB_OK) sq_audit_sweep_start(t, topo->audit_queue);
   return rc;
 }
 
@@ -446,17 +448,21 @@ static int sqlite_remove(mb_transport *base, const char *queue, const char *id, 
 static int parse_option(sqlite_transport *t, const char *opt, int *sync_full, mb_err *err) {
   int secs;
   char extra;
+  double days;
   if (strcmp(opt, "synchronous=full") == 0) *sync_full = 1;
   else if (strcmp(opt, "synchronous=normal") == 0) *sync_full = 0;
   else if (sscanf(opt, "lease=%d%c", &secs, &extra) == 1 && secs >= 1 && secs <= 3600)
     t->lease_ms = secs * 1000;
   else if (strncmp(opt, "mode=", 5) == 0 && sq_parse_mode(opt + 5, &t->mode) == MB_OK)
     ;
+  else if (sscanf(opt, "audit_retention=%lf%c", &days, &extra) == 1 && days >= 0 && days <= 36500)
+    t->audit_days = days;
   else
     return mb_err_set(err, MB_EINVAL,
                       "unknown option '%s' in the sqlite URL: use synchronous=full|normal, "
-                      "lease=SECONDS (1-3600) or mode=0600|0640|0660 (the files' mode: rw "
-                      "for the owner, read or read-write for the group or others)",
+                      "lease=SECONDS (1-3600), audit_retention=DAYS (0 = keep audit copies) "
+                      "or mode=0600|0640|0660 (the files' mode: rw for the owner, read or "
+                      "read-write for the group or others)",
                       opt);
   return MB_OK;
 }
@@ -571,6 +577,10 @@ static int open_db(sqlite_transport *t, int sync_full, mb_err *err) {
                       t->db ? sqlite3_errmsg(t->db) : "out of memory");
   if (sqlite3_busy_handler(t->db, on_busy, t) != SQLITE_OK)
     return sq_db_fail(t, err, "setting the busy handler");
+  char dir[PATH_MAX];
+  if (realpath(t->dir, dir) != NULL &&
+      asprintf(&t->abs_path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, t->file) < 0)
+    t->abs_path = NULL; /* messages show the path as given */
   rc = setup_schema(t, sync_full, err);
   if (rc == MB_OK) rc = prepare_all(t, err);
   if (rc != MB_OK) return rc;
@@ -601,6 +611,7 @@ static int sqlite_open(mb_transport **out, struct ev_loop *loop, const char *url
   t->loop = loop;
   t->lease_ms = 30000;
   t->mode = 0600;
+  t->audit_days = sq_audit_retention_default();
   mb_uuidv7(t->token);
   int sync_full = 1;
   int rc = parse_url(t, url, &sync_full, err);
@@ -644,6 +655,7 @@ static void sqlite_close(mb_transport *base) {
   if (t->db) sq_close_replies(t);
   sq_unwatch_changes(t);
   ev_timer_stop(t->loop, &t->renew);
+  sq_audit_sweep_stop(t);
   sq_stop_pause(t);
   release_all(t);
   mb_marks_close(t->marks);
@@ -654,6 +666,7 @@ static void sqlite_close(mb_transport *base) {
   if (t->bell_fd >= 0) close(t->bell_fd);
   free(t->queue);
   free(t->path);
+  free(t->abs_path);
   free(t->dir);
   free(t->file);
   free(t);
@@ -669,6 +682,7 @@ const mb_transport_ops mb_sqlite_transport = {
     .release = sqlite_release,
     .owner_of = sqlite_owner_of,
     .depth = sqlite_depth,
+    .queues = sqlite_queues,
     .browse = sqlite_browse,
     .remove = sqlite_remove,
     .listen_replies = sqlite_listen_replies,

@@ -7,6 +7,7 @@
  *   sqlite_files.c    the files on disk: modes, the bell, the database file's identity
  *   sqlite_pause.c    a full or failing disk: pause, look again with a back-off, resume
  *   sqlite_marks.c    the marks of out-of-order protection (mark.h), here and in a local store
+ *   sqlite_admin.c    what operators ask: the queues and their counts, the audit sweep
  * Included only by host/transport/sqlite*.c and the tests that reach inside the transport
  * (tests/unit/test_sqlite.c, tests/fuzz/fuzz_sqlite_row.c). */
 #ifndef MOONBUS_TRANSPORT_SQLITE_INTERNAL_H
@@ -68,6 +69,7 @@ typedef struct sqlite_transport {
   sqlite3 *db;
   sqlite3_stmt *stmt[S_COUNT];
   char *path, *dir, *file;   /* database path, its folder, its file name */
+  char *abs_path;            /* path made absolute (realpath of dir), for messages */
   char token[MB_ID_LEN + 1]; /* lease_owner of this open */
   int lease_ms;
   /* consuming */
@@ -99,6 +101,10 @@ typedef struct sqlite_transport {
   void *reply_ud;
   char instance[128];
   mb_marks *marks; /* the marks table's statements, prepared at first use */
+  /* the audit retention sweep (sqlite_admin.c) */
+  double audit_days; /* copies older than this are deleted; 0: never */
+  char *audit_queue; /* the declared audit queue, or NULL: no sweep */
+  ev_timer audit_sweep;
 } sqlite_transport;
 
 /* sqlite.c */
@@ -169,6 +175,18 @@ int sq_marks_attach(sqlite3 *db, const char *path, mb_marks **out, mb_err *err);
 int sq_marks_of(sqlite_transport *t, mb_marks **out, mb_err *err);
 int sqlite_mark_check(mb_transport *base, const mb_mark *m, int *stale, char *highest, size_t len,
                       mb_err *err);
+
+/* sqlite_admin.c */
+int sqlite_queues(mb_transport *base, const char *name, mb_queue_fn fn, void *ud, mb_err *err);
+/* Deletes the rows of queue queued before before_ms (visible_at) that no consumer holds;
+ * *removed gets how many. */
+int sq_sweep_queue(sqlite_transport *t, const char *queue, int64_t before_ms, long *removed,
+                   mb_err *err);
+/* $MOONBUS_AUDIT_RETENTION in days (default 7; a bad value is logged and ignored). */
+double sq_audit_retention_default(void);
+/* Sweeps audit_queue (NULL: no sweep) every hour; a no-op when t->audit_days is 0. */
+void sq_audit_sweep_start(sqlite_transport *t, const char *audit_queue);
+void sq_audit_sweep_stop(sqlite_transport *t);
 
 /* sqlite_replies.c */
 void sq_poll_replies(sqlite_transport *t);

@@ -35,7 +35,7 @@ check "DEL and an invalid UTF-8 byte in a type are escaped" \
 check "the log holds no control character but the line ends" \
   test "$(LC_ALL=C tr -d '\n' <"$WORK/orders.log" | LC_ALL=C tr -d '[:print:]' | LC_ALL=C tr -d '\200-\377' | wc -c)" -eq 0
 "$MOONBUS" errors list >"$WORK/list.out" 2>"$WORK/list.err"
-check "errors list prints one line per parked message" test "$(wc -l <"$WORK/list.out")" -eq 3
+check "errors list prints a header row and one line per parked message" test "$(wc -l <"$WORK/list.out")" -eq 4
 check "each of five tab-separated columns" \
   test "$(awk -F'\t' 'NF != 5' "$WORK/list.out" | wc -l)" -eq 0
 check "the forged type escaped whole in its column" \

@@ -33,10 +33,12 @@ check "ops serves on loopback" test -n "$BASE"
 
 for n in 1 2 3 4; do "$MOONBUS" send shop shop.Pay "{\"order\":$n}" >/dev/null 2>&1; done
 check "four failed messages reach the ops store" \
-  wait_until 20 "[ \"\$('$MOONBUS' errors list --ops '$BASE' 2>/dev/null | wc -l)\" = 4 ]"
+  wait_until 20 "[ \"\$('$MOONBUS' errors list --ops '$BASE' 2>/dev/null | wc -l)\" = 5 ]" # and the header
 
 "$MOONBUS" errors list --ops "$BASE" >"$WORK/list.out" 2>"$WORK/list.err"; rc=$?
 check "errors list --ops exits 0 (exit $rc)" test $rc -eq 0
+check "its first line is the header row of errors list" \
+  test "$(head -1 "$WORK/list.out")" = "$(printf 'ID\tTYPE\tQUEUE\tFAILED_AT\tREASON')"
 check "one line per message: id, type, queue, when, why" \
   grep -qP '^[0-9a-f-]{36}\tshop\.Pay\tshop\t20[0-9-]+T[0-9:.]+Z\t.*card declined for order 3 ' \
   "$WORK/list.out"

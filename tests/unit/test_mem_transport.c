@@ -495,6 +495,45 @@ static void test_close_with_deliveries_in_flight_frees_everything(void) {
   ev_run(loop, EVRUN_NOWAIT);
 }
 
+static void keep_info(void *ud, const mb_queue_info *q) {
+  mb_queue_info *list = ud;
+  for (int i = 0; i < 8; i++)
+    if (list[i].name == NULL || strcmp(list[i].name, q->name) == 0) {
+      list[i] = *q;
+      list[i].name = strcmp(q->name, "a") == 0       ? "a"
+                     : strcmp(q->name, "audit") == 0 ? "audit"
+                                                     : "other";
+      return;
+    }
+}
+
+/* queues: every queue (or one by name) with ready, delayed, in flight and its consumers. */
+static void test_queues_counts_each_queue(void) {
+  mb_transport *t = open_bus("queues");
+  mb_err err;
+  CHECK(declare(t, "a", NULL, NULL, &err) == MB_OK);
+  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 2, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 2, 500);
+  CHECK(in.n == 2);
+  if (in.n == 2) CHECK(t->ops->release(t, in.got[0], 60, &err) == MB_OK);
+  mb_queue_info all[8] = {{0}};
+  CHECK(t->ops->queues(t, NULL, keep_info, all, &err) == MB_OK);
+  int a = 0;
+  while (a < 7 && all[a].name && strcmp(all[a].name, "a") != 0) a++;
+  CHECK(all[a].ready == 1 && all[a].delayed == 1 && all[a].in_flight == 1 &&
+        all[a].consumers == 1);
+  mb_queue_info one[8] = {{0}};
+  CHECK(t->ops->queues(t, "audit", keep_info, one, &err) == MB_OK);
+  CHECK(one[0].name && strcmp(one[0].name, "audit") == 0 && one[0].ready == 0 &&
+        one[0].consumers == 0 && one[1].name == NULL);
+  CHECK(t->ops->queues(t, "nope", keep_info, one, &err) == MB_ENOTFOUND);
+  CHECK(strstr(err.msg, "no queue named 'nope'") != NULL);
+  inbox_free(&in);
+  t->ops->close(t);
+}
+
 int main(void) {
   loop = ev_loop_new(EVFLAG_AUTO);
   RUN(test_open_needs_a_name_and_shares_the_bus);
@@ -507,6 +546,7 @@ int main(void) {
   RUN(test_manual_confirm_holds_the_done_callback);
   RUN(test_fail_next_fails_through_done);
   RUN(test_browse_remove_and_depth);
+  RUN(test_queues_counts_each_queue);
   RUN(test_publish_reaches_every_subscriber);
   RUN(test_a_second_owner_is_refused);
   RUN(test_delayed_dispatch_is_visible_after_its_delay);

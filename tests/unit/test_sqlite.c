@@ -838,6 +838,114 @@ static void test_queue_names_are_checked(void) {
   CHECK(mb_queue_name_problem(long_name) != NULL);
 }
 
+/* The default bus: the nearest .moonbus/ at or above a folder, as git finds .git. */
+static void test_the_nearest_moonbus_folder_is_found_upward(void) {
+  char root[100], deep[200], found[600], want[600], cwd[4096], url2[4200];
+  snprintf(root, sizeof root, "%s/project", dir);
+  snprintf(deep, sizeof deep, "%s/a/b/c", root);
+  char mk[600];
+  snprintf(mk, sizeof mk, "mkdir -p %s %s/.moonbus", deep, root);
+  CHECK(system(mk) == 0);
+  snprintf(want, sizeof want, "%s/.moonbus", root);
+  CHECK(mb_find_moonbus_dir(deep, found, sizeof found) == 1 && strcmp(found, want) == 0);
+  CHECK(mb_find_moonbus_dir(root, found, sizeof found) == 1 && strcmp(found, want) == 0);
+  snprintf(mk, sizeof mk, "%s/", deep); /* a trailing slash */
+  CHECK(mb_find_moonbus_dir(mk, found, sizeof found) == 1 && strcmp(found, want) == 0);
+  snprintf(mk, sizeof mk, "mkdir -p %s/a/.moonbus", root); /* a nearer one wins */
+  CHECK(system(mk) == 0);
+  snprintf(want, sizeof want, "%s/a/.moonbus", root);
+  CHECK(mb_find_moonbus_dir(deep, found, sizeof found) == 1 && strcmp(found, want) == 0);
+  snprintf(mk, sizeof mk, "%s/a/b/.moonbus", root); /* a file of that name is not the folder */
+  FILE *f = fopen(mk, "w");
+  CHECK(f != NULL && fclose(f) == 0);
+  CHECK(mb_find_moonbus_dir(deep, found, sizeof found) == 1 && strcmp(found, want) == 0);
+  CHECK(mb_find_moonbus_dir("relative/path", found, sizeof found) == 0);
+  CHECK(mb_find_moonbus_dir(deep, found, 8) == 0); /* does not fit: not found */
+  /* the URL from the current directory: found, or the current one's own */
+  CHECK(getcwd(cwd, sizeof cwd) != NULL && chdir(deep) == 0);
+  CHECK(mb_transport_default_url(url2, sizeof url2) == MB_OK);
+  snprintf(want, sizeof want, "sqlite://%s/a/.moonbus/bus.db", root);
+  CHECK(strcmp(url2, want) == 0);
+  if (access("/tmp/.moonbus", F_OK) != 0 && access("/.moonbus", F_OK) != 0) {
+    CHECK(chdir(dir) == 0);
+    CHECK(mb_transport_default_url(url2, sizeof url2) == MB_OK);
+    snprintf(want, sizeof want, "sqlite://%s/.moonbus/bus.db", dir);
+    CHECK(strcmp(url2, want) == 0);
+  }
+  CHECK(chdir(cwd) == 0);
+  mb_err err;
+  snprintf(url2, sizeof url2, "sqlite://%s/none/bus.db?synchronous=normal", dir);
+  CHECK(mb_transport_must_exist(url2, &err) == MB_ENOTFOUND);
+  CHECK(strstr(err.msg, "start an endpoint first") != NULL && strstr(err.msg, "/none/bus.db:"));
+}
+
+/* Backdates every row of queue by days (visible_at is when a row was queued). */
+static void backdate(const char *queue, double days) {
+  sqlite3 *db;
+  char sql[300];
+  snprintf(sql, sizeof sql,
+           "UPDATE messages SET visible_at = visible_at - %lld WHERE queue = '%s'",
+           (long long)(days * 86400e3), queue);
+  char path[300];
+  snprintf(path, sizeof path, "%.*s", (int)strcspn(url + 9, "?"), url + 9); /* no options */
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+}
+
+static void count_queue(void *ud, const mb_queue_info *q) { *(mb_queue_info *)ud = *q; }
+
+/* The audit sweep takes the old copies of the audit queue, and nothing else. */
+static void test_the_audit_sweep_takes_old_copies_only(void) {
+  mb_transport *t = open_fresh("sweep", "?synchronous=normal&audit_retention=7");
+  mb_err err;
+  CHECK(t && declare_with(t, "a", "audit", NULL, NULL, &err) == MB_OK);
+  for (int i = 0; i < 1205; i++)
+    CHECK(send_one(t, message("a.Do", "audit", "{}"), &err) == MB_OK);
+  backdate("audit", 8);
+  for (int i = 0; i < 2; i++) CHECK(send_one(t, message("a.Do", "audit", "{}"), &err) == MB_OK);
+  for (int i = 0; i < 3; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  backdate("a", 8);
+  sqlite_transport *st = (sqlite_transport *)t;
+  CHECK(st->audit_days == 7 && st->audit_queue && strcmp(st->audit_queue, "audit") == 0);
+  CHECK(ev_is_active(&st->audit_sweep)); /* started by the declare */
+  long removed = -1;
+  CHECK(sq_sweep_queue(st, st->audit_queue, sq_now_ms() - (int64_t)(7 * 86400e3), &removed,
+                       &err) == MB_OK);
+  CHECK(removed == 1205); /* in batches of 1000 */
+  CHECK(depth_ready(t, "audit") == 2);
+  CHECK(depth_ready(t, "a") == 3);
+  mb_queue_info q = {0};
+  CHECK(t->ops->queues(t, "audit", count_queue, &q, &err) == MB_OK);
+  CHECK(q.ready == 2 && q.delayed == 0 && q.in_flight == 0 && q.consumers == 0);
+  CHECK(t->ops->queues(t, "nope", count_queue, &q, &err) == MB_ENOTFOUND);
+  CHECK(strstr(err.msg, "no queue named 'nope' in sqlite:///") != NULL);
+  t->ops->close(t);
+  t = open_fresh("sweep-off", "?audit_retention=0");
+  CHECK(t && declare_with(t, "a", "audit", NULL, NULL, &err) == MB_OK);
+  CHECK(!ev_is_active(&((sqlite_transport *)t)->audit_sweep)); /* 0: off */
+  t->ops->close(t);
+  CHECK(open_fresh("sweep-bad", "?audit_retention=-1") == NULL);
+}
+
+/* queues: ready, delayed (released with a delay), in flight (leased) and its consumers. */
+static void test_queues_counts_ready_delayed_in_flight(void) {
+  mb_transport *t = open_fresh("queues", "?synchronous=normal");
+  mb_err err;
+  CHECK(t && declare(t, "a", NULL, NULL, &err) == MB_OK);
+  for (int i = 0; i < 4; i++) CHECK(send_one(t, message("a.Do", "a", "{}"), &err) == MB_OK);
+  inbox in = {0};
+  CHECK(t->ops->consume(t, "a", 2, on_delivery, &in, &err) == MB_OK);
+  run_until(&in, 2);
+  CHECK(in.n == 2);
+  CHECK(t->ops->release(t, in.got[0], 600, &err) == MB_OK);
+  mb_queue_info q = {0};
+  CHECK(t->ops->queues(t, "a", count_queue, &q, &err) == MB_OK);
+  CHECK(q.ready == 2 && q.delayed == 1 && q.in_flight == 1 && q.consumers == 1);
+  inbox_free(&in);
+  t->ops->close(t);
+}
+
 int main(void) {
   if (mkdtemp(dir) == NULL) return 2;
   loop = ev_loop_new(EVFLAG_AUTO);
@@ -862,6 +970,9 @@ int main(void) {
   RUN(test_bad_urls_are_refused_with_the_reason);
   RUN(test_queue_names_are_checked);
   RUN(test_marks_move_with_the_ack_or_not_at_all);
+  RUN(test_the_nearest_moonbus_folder_is_found_upward);
+  RUN(test_the_audit_sweep_takes_old_copies_only);
+  RUN(test_queues_counts_ready_delayed_in_flight);
   ev_loop_destroy(loop);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
