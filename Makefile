@@ -5,7 +5,7 @@ VERSION := 0.1.0
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 DEFS    := -D_DEFAULT_SOURCE -D_GNU_SOURCE -DMOONBUS_VERSION='"$(VERSION)"' \
-           -DMOONBUS_MODULES_DIR='"$(CURDIR)/modules"'
+           -DMOONBUS_MODULES_DIR='"$(CURDIR)/modules"' -DMOONBUS_CMODULE_DIR='"$(CURDIR)/build"'
 CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) -iquote host -iquote bindings -fPIC -g
 RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
