@@ -7,21 +7,20 @@
 # `moonbus test`, and fails (exit non-zero) once the endpoint's logic is flipped.
 . "$(dirname "$0")/lib.sh"
 export MOONBUS_LOG=info
-cd "$WORK" || exit 1
 EP=$WORK/shelf
-
-"$MOONBUS" new shelf >"$WORK/new.out" 2>"$WORK/new.err"
+# (in a subshell: the test's own folder stays the same, so its cleanup never runs in $WORK)
+(cd "$WORK" && "$MOONBUS" new shelf) >"$WORK/new.out" 2>"$WORK/new.err"
 check "moonbus new writes the endpoint, its contracts, a spec and a .busted (exit $?)" \
   test -f "$EP/endpoint.lua" -a -f "$EP/contracts.lua" -a -f "$EP/spec/shelf_spec.lua" -a -f "$EP/.busted"
 check "and prints the next steps" grep -q "moonbus request shelf shelf.Greet" "$WORK/new.out"
 sed 's/^/# /' "$WORK/new.out"
 echo "-- mine" >>"$EP/contracts.lua"
-"$MOONBUS" new shelf >/dev/null 2>"$WORK/new2.err"
+(cd "$WORK" && "$MOONBUS" new shelf) >/dev/null 2>"$WORK/new2.err"
 rc=$?
 check "a second moonbus new refuses to overwrite (exit $rc) and names the files" \
   grep -q "shelf/endpoint.lua exists" "$WORK/new2.err"
 check "and left the edited file as it was" test "$(tail -1 "$EP/contracts.lua")" = "-- mine"
-check "moonbus new --name checks the name" test "$("$MOONBUS" new other --name '9 bad' 2>&1 >/dev/null; echo $?)" != 0
+check "moonbus new --name checks the name" test "$("$MOONBUS" new "$WORK/other" --name '9 bad' 2>&1 >/dev/null; echo $?)" = 2
 
 start_host shelf "$EP"
 HOST=$LAST_PID
