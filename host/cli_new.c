@@ -105,11 +105,21 @@ static int write_file(const scaffold *s, const char *tmpl, const char *path) {
   return rc;
 }
 
-/* mkdir that is fine with a folder already there. 0 or -1. */
+/* mkdir -p. 0 or -1. */
 static int make_dir(const char *path) {
-  if (mkdir(path, 0777) == 0 || errno == EEXIST) return 0;
-  fprintf(stderr, "moonbus: cannot create the folder %s: %s\n", path, strerror(errno));
-  return -1;
+  char buf[PATH_MAX + 8];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1;; p++) {
+    char c = *p;
+    if (c != '/' && c != '\0') continue;
+    *p = '\0';
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+      fprintf(stderr, "moonbus: cannot create the folder %s: %s\n", buf, strerror(errno));
+      return -1;
+    }
+    *p = c;
+    if (c == '\0') return 0;
+  }
 }
 
 /* 0 if none of the files exists; else names each on stderr and returns -1. */
