@@ -200,9 +200,11 @@ local function read_all(path)
 end
 
 -- Waits until pred() holds or seconds pass: running the test's bus meanwhile when it has an
--- endpoint (a child may be talking to it), else sleeping 50 ms at a time.
+-- endpoint (a child may be talking to it) and may be run (not while the state closes), else
+-- sleeping 50 ms at a time.
+local closing = false
 local function wait(pred, seconds)
-  if host.endpoint() then return testing.run_until(pred, seconds) end
+  if not closing and host.endpoint() then return testing.run_until(pred, seconds) end
   local deadline = os.time() + seconds + 1
   while not pred() do
     if os.time() > deadline then return false end
@@ -260,7 +262,11 @@ local function subscribe_to_busted()
 end
 
 -- And at the end of the process (lua_close collects this sentinel).
-testing._sentinel = setmetatable({}, { __gc = function() testing.stop_children() end })
+-- (without running the bus, whose parts may be collected already)
+testing._sentinel = setmetatable({}, { __gc = function()
+  closing = true
+  testing.stop_children()
+end })
 
 -- Starts a child `moonbus run dir` on the test's bus (testing.fresh's URL, or
 -- opts.transport) and returns once it is running (its "running" log line), with the bus
