@@ -5,7 +5,7 @@ VERSION := 0.1.0
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 DEFS    := -D_DEFAULT_SOURCE -D_GNU_SOURCE -DMOONBUS_VERSION='"$(VERSION)"' \
-           -DMOONBUS_MODULES_DIR='"$(CURDIR)/modules"'
+           -DMOONBUS_MODULES_DIR='"$(CURDIR)/modules"' -DMOONBUS_CMODULE_DIR='"$(CURDIR)/build"'
 CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) -iquote host -iquote bindings -fPIC -g
 RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -33,7 +33,7 @@ BENCH_BIN := $(patsubst tests/bench/%.c,build/bench/%,$(wildcard tests/bench/*.c
 FMT_SRC  := $(CORE_SRC) host/main.c $(HEADERS) \
             $(wildcard tests/unit/*.[ch] tests/fuzz/*.[ch] tests/tools/*.[ch] tests/bench/*.[ch])
 
-.PHONY: all deps run test unit spec system browser clean bench fmt fmt-check lint
+.PHONY: all deps run test unit spec system browser clean bench fmt fmt-check lint install uninstall
 
 all: deps build/moonbus build/moonbus.so build/asan/moonbus
 
@@ -144,3 +144,33 @@ fmt-check:
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --suppress=missingIncludeSystem $(LUA_CFLAGS) -Ihost -Ibindings host bindings
+
+# make install PREFIX=/usr/local [DESTDIR=/staging]: the host, the Lua module and moonbus's
+# Lua modules where lua5.4 looks, the templates of `moonbus new` under them, the LuaLS
+# definitions, the README and the systemd unit (its ExecStart pointing into PREFIX). The
+# installed binary finds its modules relative to itself (host/paths.c: PREFIX/bin/moonbus ->
+# PREFIX/share/lua/5.4), so a tree staged under DESTDIR works where it lies too.
+PREFIX   ?= /usr/local
+LUA_CDIR := $(PREFIX)/lib/lua/5.4
+LUA_LDIR := $(PREFIX)/share/lua/5.4
+DATADIR  := $(PREFIX)/share/moonbus
+DOCDIR   := $(PREFIX)/share/doc/moonbus
+UNITDIR  := $(PREFIX)/lib/systemd/system
+D        := $(DESTDIR)
+
+install: build/moonbus build/moonbus.so
+	install -d $(D)$(PREFIX)/bin $(D)$(LUA_CDIR) $(D)$(LUA_LDIR)/moonbus/templates \
+	  $(D)$(DATADIR)/types $(D)$(DOCDIR) $(D)$(UNITDIR)
+	install -m 0755 build/moonbus $(D)$(PREFIX)/bin/moonbus
+	install -m 0644 build/moonbus.so $(D)$(LUA_CDIR)/moonbus.so
+	install -m 0644 modules/moonbus/*.lua $(D)$(LUA_LDIR)/moonbus/
+	install -m 0644 modules/moonbus/templates/*.tmpl $(D)$(LUA_LDIR)/moonbus/templates/
+	install -m 0644 types/*.lua $(D)$(DATADIR)/types/
+	install -m 0644 README.md $(D)$(DOCDIR)/README.md
+	sed 's|/usr/local/|$(PREFIX)/|g' contrib/systemd/moonbus@.service \
+	  >$(D)$(UNITDIR)/moonbus@.service
+	chmod 0644 $(D)$(UNITDIR)/moonbus@.service
+
+uninstall:
+	rm -f $(D)$(PREFIX)/bin/moonbus $(D)$(LUA_CDIR)/moonbus.so $(D)$(UNITDIR)/moonbus@.service
+	rm -rf $(D)$(LUA_LDIR)/moonbus $(D)$(DATADIR) $(D)$(DOCDIR)

@@ -275,6 +275,14 @@ static int l_captured_log(lua_State *L) {
   return 1;
 }
 
+/* host.endpoint() -> the name of the endpoint the bus declared, or nil */
+static int l_endpoint(lua_State *L) {
+  mb_runtime *rt = mb_lbus_runtime(L);
+  if (mb_runtime_configured(rt)) lua_pushstring(L, mb_runtime_endpoint(rt));
+  else lua_pushnil(L);
+  return 1;
+}
+
 /* host.clock() -> seconds of a monotonic clock, for tools that measure latency */
 static int l_clock(lua_State *L) {
   struct timespec ts;
@@ -295,6 +303,7 @@ static const luaL_Reg host_functions[] = {
     {"depth", l_depth},
     {"browse", l_browse},
     {"owner", l_owner},
+    {"endpoint", l_endpoint},
     {NULL, NULL},
 };
 

@@ -12,6 +12,7 @@ typedef struct mb_cli_opts {
   const char *queue;     /* --queue NAME: the error queue `errors` and `ops` work on */
   const char *ops;       /* --ops URL: `errors` asks the ops service instead of the queue */
   const char *databus;   /* --databus file:///dir: the claim store (else $MOONBUS_DATABUS) */
+  const char *name;      /* --name NAME: the endpoint `new` scaffolds (else DIR's name) */
   /* moonbus ops */
   const char *listen;      /* --listen HOST:PORT */
   const char *store;       /* --store PATH|sqlite://PATH */
@@ -58,6 +59,12 @@ int mb_cli_errors_ops(int argc, char **argv, const char *base, const mb_cli_opts
  * without immediate. */
 void mb_cli_print_tried(const char *immediate, const char *delayed, const char *deliveries);
 int mb_cli_version(void);
+/* new: writes DIR/endpoint.lua, contracts.lua, spec/NAME_spec.lua and .busted from the
+ * templates (cli_new.c), refusing to overwrite any file; prints the next steps. */
+int mb_cli_new(const char *dir, const mb_cli_opts *opts);
+/* test: runs busted (lua5.4) in dir with moonbus's modules on LUA_PATH and LUA_CPATH and
+ * $MOONBUS naming this binary (for testing.spawn); returns only when busted cannot run. */
+int mb_cli_test(const char *dir);
 /* ops: the operations service (host/ops/ops.c) until SIGINT or SIGTERM. */
 int mb_cli_ops(const mb_cli_opts *opts);
 /* "moonbus: msg" on stderr, on one line (msg may quote what a message carried: escaped as

@@ -30,6 +30,8 @@ static void usage(FILE *out) {
           "NAME]\n"
           "      the operations service: failed and processed messages, web UI and API\n"
           "      (default 127.0.0.1:7070, store ./.moonbus/ops.db, retention 7 and 30 days)\n"
+          "  moonbus new DIR [--name NAME]    an endpoint, its contracts, a spec, a .busted\n"
+          "  moonbus test [DIR]               runs DIR's specs with busted (default .)\n"
           "  moonbus version\n"
           "The transport is --transport, else $MOONBUS_TRANSPORT, else the endpoint's own,\n"
           "else sqlite://DIR/.moonbus/bus.db for the nearest DIR at or above the current\n"
@@ -58,6 +60,7 @@ static const char **string_option(const char *a, mb_cli_opts *opts) {
          : strcmp(a, "--ops") == 0         ? &opts->ops
          : strcmp(a, "--databus") == 0     ? &opts->databus
          : strcmp(a, "--audit-queue") == 0 ? &opts->audit_queue
+         : strcmp(a, "--name") == 0        ? &opts->name
                                            : NULL;
 }
 
@@ -129,6 +132,8 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "ops") == 0 && argc == 2) return mb_cli_ops(&opts);
   if (strcmp(cmd, "queues") == 0) return mb_cli_queues(argc - 2, argv + 2, &opts);
   if (strcmp(cmd, "trace") == 0 && argc == 3) return mb_cli_trace(argv[2], &opts);
+  if (strcmp(cmd, "new") == 0 && argc == 3) return mb_cli_new(argv[2], &opts);
+  if (strcmp(cmd, "test") == 0 && argc <= 3) return mb_cli_test(argc == 3 ? argv[2] : ".");
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) return mb_cli_version();
   if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     usage(stdout);

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "lbus.h"
+#include "paths.h"
 #include "watchdog.h"
 
 #define LOAD_HOOK_EVERY 1000 /* instructions between two looks at the clock while loading */
@@ -52,10 +53,7 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-static const char *modules_dir(void) {
-  const char *env = getenv("MOONBUS_MODULES");
-  return env && *env ? env : MOONBUS_MODULES_DIR;
-}
+static const char *modules_dir(void) { return mb_paths_modules(); }
 
 /* DIR -> DIR/endpoint.lua; FILE -> FILE. Fills vm->script and vm->dir. */
 static int resolve(mb_vm *vm, const char *target, mb_err *err) {

@@ -10,7 +10,7 @@ PACKAGES=(
   libev-dev
   libsqlite3-dev sqlite3
   librabbitmq-dev amqp-tools rabbitmq-server openssl
-  lua-busted
+  lua-busted luarocks
   valgrind
   cppcheck clang-format
   libmicrohttpd-dev curl jq
