@@ -29,7 +29,7 @@ static void usage(FILE *out) {
           "      [--audit-retention DAYS] [--error-retention DAYS] [--queue NAME] [--audit-queue "
           "NAME]\n"
           "      the operations service: failed and processed messages, web UI and API\n"
-          "      (default 127.0.0.1:7070, store ./.moonbus/ops.db, retention 7 and 30 days)\n"
+          "      (default 127.0.0.1:7070, store .moonbus/ops.db, retention 7 and 30 days)\n"
           "  moonbus new DIR [--name NAME]    an endpoint, its contracts, a spec, a .busted\n"
           "  moonbus test [DIR]               runs DIR's specs with busted (default .)\n"
           "  moonbus version\n"

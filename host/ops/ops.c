@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "clock.h"
@@ -21,7 +22,6 @@
 
 #define OPS_QUEUE "moonbus.ops"
 #define DEFAULT_LISTEN "127.0.0.1:7070"
-#define TOKEN_FILE "./.moonbus/ops.token"
 #define SWEEP_EVERY 3600.0 /* seconds between retention sweeps */
 #define MAX_REQUEST_BODY (16u << 20)
 #define N_QUEUES 3
@@ -39,6 +39,8 @@ typedef struct ops_service {
   mb_ops_api *api;
   mb_http *http;
   char token[128];
+  char project[4096]; /* the .moonbus folder: the nearest one up the tree, else ./.moonbus */
+  char store_path[4200], token_path[4200];
   ev_timer sweep;
   ev_signal sigint, sigterm;
 } ops_service;
@@ -67,23 +69,37 @@ static int read_token(const char *path, char *out, size_t len, mb_err *err) {
   return MB_OK;
 }
 
-/* A new random token in TOKEN_FILE (mode 0600), for a service listening off loopback. */
-static int make_token(char *out, size_t len, mb_err *err) {
+/* Where ops keeps its files by default: the .moonbus folder the bus is found in (as git
+ * finds .git), else ./.moonbus; the store and the token file live there. */
+static void find_project(ops_service *s) {
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd) == NULL || !mb_find_moonbus_dir(cwd, s->project, sizeof s->project))
+    snprintf(s->project, sizeof s->project, "./%s", MB_PROJECT_DIR);
+  snprintf(s->store_path, sizeof s->store_path, "%s/ops.db", s->project);
+  snprintf(s->token_path, sizeof s->token_path, "%s/ops.token", s->project);
+}
+
+static const char *store_path(const ops_service *s) {
+  return s->opts->store ? s->opts->store : s->store_path;
+}
+
+/* A new random token in the token file (mode 0600), for a service listening off loopback. */
+static int make_token(ops_service *s, char *out, size_t len, mb_err *err) {
   uint8_t raw[24];
   mb_random_bytes(raw, sizeof raw);
   for (size_t i = 0; i < sizeof raw && 2 * i + 2 < len; i++)
     snprintf(out + 2 * i, 3, "%02x", raw[i]);
-  mkdir("./.moonbus", 0700);
-  FILE *f = fopen(TOKEN_FILE, "w");
-  if (f == NULL || chmod(TOKEN_FILE, 0600) != 0 || fprintf(f, "%s\n", out) < 0) {
+  mkdir(s->project, 0700);
+  FILE *f = fopen(s->token_path, "w");
+  if (f == NULL || chmod(s->token_path, 0600) != 0 || fprintf(f, "%s\n", out) < 0) {
     if (f) fclose(f);
-    return mb_err_set(err, MB_EIO, "cannot write the token file %s: %s", TOKEN_FILE,
+    return mb_err_set(err, MB_EIO, "cannot write the token file %s: %s", s->token_path,
                       strerror(errno));
   }
   fclose(f);
   mb_log(MB_WARN, OPS_QUEUE, NULL, NULL,
          "listening off loopback without --token-file: changes need the token written to %s",
-         TOKEN_FILE);
+         s->token_path);
   return MB_OK;
 }
 
@@ -142,18 +158,11 @@ static int start_http(ops_service *s, char *shown, size_t len, mb_err *err) {
   int rc = mb_http_start(&s->http, s->loop, listen_address(s), MAX_REQUEST_BODY, handle, s, err);
   if (rc != MB_OK) return rc;
   int loopback = mb_http_listens_on_loopback(s->http);
-  if (!loopback && s->token[0] == '\0') rc = make_token(s->token, sizeof s->token, err);
+  if (!loopback && s->token[0] == '\0') rc = make_token(s, s->token, sizeof s->token, err);
   mb_url_redact(s->url, shown, len);
-  mb_ops_api_cfg cfg = {s->store,
-                        s->work,
-                        s->control,
-                        s->token[0] ? s->token : NULL,
-                        loopback,
-                        shown,
-                        s->opts->store ? s->opts->store : "./.moonbus/ops.db",
-                        s->ingest,
-                        s->queues,
-                        N_QUEUES};
+  mb_ops_api_cfg cfg = {s->store,  s->work, s->control,    s->token[0] ? s->token : NULL,
+                        loopback,  shown,   store_path(s), s->ingest,
+                        s->queues, N_QUEUES};
   if (rc == MB_OK && (s->api = mb_ops_api_new(&cfg)) == NULL)
     rc = mb_err_set(err, MB_ENOMEM, "out of memory");
   return rc;
@@ -161,7 +170,8 @@ static int start_http(ops_service *s, char *shown, size_t len, mb_err *err) {
 
 static int start(ops_service *s, char *shown, size_t len, mb_err *err) {
   int rc = read_token(s->opts->token_file, s->token, sizeof s->token, err);
-  if (rc == MB_OK) rc = mb_ops_store_open(&s->store, s->opts->store, err);
+  if (rc == MB_OK && s->opts->store == NULL) mkdir(s->project, 0700);
+  if (rc == MB_OK) rc = mb_ops_store_open(&s->store, store_path(s), err);
   if (rc == MB_OK) rc = declare(s, err);
   const char *databus = s->opts->databus ? s->opts->databus : getenv("MOONBUS_DATABUS");
   if (rc == MB_OK) rc = mb_claim_open(&s->claims, databus, s->url, err);
@@ -203,6 +213,7 @@ int mb_cli_ops(const mb_cli_opts *opts) {
   s.queues[0] = opts->queue ? opts->queue : MB_DEFAULT_ERROR_QUEUE;
   s.queues[1] = opts->audit_queue ? opts->audit_queue : MB_DEFAULT_AUDIT_QUEUE;
   s.queues[2] = OPS_QUEUE;
+  find_project(&s);
   char shown[512];
   mb_err err;
   int rc = start(&s, shown, sizeof shown, &err);
@@ -212,8 +223,7 @@ int mb_cli_ops(const mb_cli_opts *opts) {
     mb_log(MB_INFO, OPS_QUEUE, NULL, NULL,
            "serving http://%s:%d/ (transport %s, store %s; reading queues %s, %s, %s)",
            strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host, mb_http_port(s.http), shown,
-           opts->store ? opts->store : "./.moonbus/ops.db", s.queues[0], s.queues[1],
-           s.queues[2]);
+           store_path(&s), s.queues[0], s.queues[1], s.queues[2]);
     watch(&s);
     ev_run(s.loop, 0);
     unwatch(&s);
