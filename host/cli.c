@@ -367,7 +367,7 @@ int mb_cli_request(const char *endpoint, const char *type, const char *arg,
             timeout, id);
     code = MB_CLI_EXIT_TIMEOUT;
   } else {
-    mb_log(MB_INFO, NULL, r.reply->env.id, r.reply->env.type, "reply to request %s", id);
+    mb_log_msg(MB_INFO, NULL, mb_envelope_log_ids(&r.reply->env), "reply to request %s", id);
     fwrite(r.reply->env.body, 1, r.reply->env.body_len, stdout);
     putchar('\n');
   }

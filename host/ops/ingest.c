@@ -30,10 +30,10 @@ struct mb_ops_ingest {
 static void completed(void *ud, int status, const char *error) {
   mb_delivery *d = ud;
   if (status != MB_OK)
-    mb_log(MB_WARN, "moonbus.ops", d->env.id, d->env.type,
-           "stored, but its acknowledgement failed (%s): it will be delivered again and "
-           "recognised",
-           error);
+    mb_log_msg(MB_WARN, "moonbus.ops", mb_envelope_log_ids(&d->env),
+               "stored, but its acknowledgement failed (%s): it will be delivered again and "
+               "recognised",
+               error);
   mb_delivery_free(d);
 }
 
@@ -45,11 +45,11 @@ static void acknowledge(mb_ops_ingest *in, mb_delivery *d) {
 
 static void give_back(mb_ops_ingest *in, mb_delivery *d, const char *why) {
   mb_err err;
-  mb_log(MB_ERROR, "moonbus.ops", d->env.id, d->env.type,
-         "cannot store it from queue '%s' (%s): back on the queue in %.0f s", in->queue, why,
-         REFUSED_DELAY);
+  mb_log_msg(MB_ERROR, "moonbus.ops", mb_envelope_log_ids(&d->env),
+             "cannot store it from queue '%s' (%s): back on the queue in %.0f s", in->queue, why,
+             REFUSED_DELAY);
   if (in->t->ops->release(in->t, d, REFUSED_DELAY, &err) != MB_OK)
-    mb_log(MB_ERROR, "moonbus.ops", d->env.id, d->env.type, "%s", err.msg);
+    mb_log_msg(MB_ERROR, "moonbus.ops", mb_envelope_log_ids(&d->env), "%s", err.msg);
   mb_delivery_free(d);
 }
 

@@ -360,10 +360,10 @@ static int route_one(mem_bus *b, const mb_outgoing *o, staged **s, size_t *n, si
   } else if (queue_find(b, o->dest)) {
     rc = stage_one(s, n, cap, o, o->dest);
   } else if (o->to_requester) {
-    mb_log(MB_WARN, NULL, o->env.id, o->env.type,
-           "reply dropped: its requester's reply "
-           "queue '%.255s' is gone (the requesting process ended)",
-           o->dest ? o->dest : "");
+    mb_log_msg(MB_WARN, NULL, mb_envelope_log_ids(&o->env),
+               "reply dropped: its requester's reply "
+               "queue '%.255s' is gone (the requesting process ended)",
+               o->dest ? o->dest : "");
   } else {
     return unroutable(o, err);
   }

@@ -168,10 +168,10 @@ void rmq_returned(rmq *t, const char *id) {
   for (wire_msg *m = t->unconfirmed.head; m; m = m->next) {
     if (strcmp(m->env.id, id) != 0 || m->b->status != MB_OK) continue;
     if (m->to_requester) {
-      mb_log(MB_WARN, t->endpoint, m->env.id, m->env.type,
-             "reply dropped: its requester's "
-             "reply address '%.120s' is gone (the requesting process ended)",
-             t->pub.returned_key);
+      mb_log_msg(MB_WARN, t->endpoint, mb_envelope_log_ids(&m->env),
+                 "reply dropped: its requester's "
+                 "reply address '%.120s' is gone (the requesting process ended)",
+                 t->pub.returned_key);
       return;
     }
     m->b->status = MB_EUNROUTABLE;

@@ -191,10 +191,10 @@ static int insert_one(sqlite_transport *t, const mb_outgoing *m, mb_err *err) {
   if (m->route == MB_ROUTE_QUEUE && (rc = queue_exists(t, m->dest, err, &exists)) != MB_OK)
     return rc;
   if (!exists && m->to_requester) {
-    mb_log(MB_WARN, NULL, m->env.id, m->env.type,
-           "reply dropped: its requester's reply "
-           "queue '%s' is gone (the requesting process ended)",
-           m->dest);
+    mb_log_msg(MB_WARN, NULL, mb_envelope_log_ids(&m->env),
+               "reply dropped: its requester's reply "
+               "queue '%s' is gone (the requesting process ended)",
+               m->dest);
     return MB_OK;
   }
   if (!exists) return unroutable(t, m, err);
