@@ -35,7 +35,8 @@ typedef struct walk {
   const char *queue;
   const char *id;     /* show, retry ID: the message looked for */
   int matched;        /* ... and seen */
-  mb_delivery *found; /* show: the copy kept */
+  mb_delivery *found; /* show, delete: the copy kept */
+  int take;           /* delete: keep_the_one takes it off the queue */
   int failures;       /* retry --all: messages that could not go back */
   size_t seen;
   long total; /* messages in the queue when the walk began */
@@ -95,6 +96,9 @@ static int list(mb_runtime *rt, const char *queue, mb_err *err) {
   return walk_queue(&w, list_one);
 }
 
+/* Keeps a copy of the message w->id (show), and takes it off the queue when w->take
+ * (delete: in the walk that finds it — on RabbitMQ a second walk could miss the copy the
+ * first one has just put back). */
 static int keep_the_one(void *ud, mb_delivery *d) {
   walk *w = ud;
   progress(w);
@@ -104,7 +108,7 @@ static int keep_the_one(void *ud, mb_delivery *d) {
   }
   w->found = d;
   w->matched = 1;
-  return MB_BROWSE_STOP;
+  return MB_BROWSE_STOP | (w->take ? MB_BROWSE_TAKE : 0);
 }
 
 /* The retry headers of a parked copy in plain words: "tried: 3 attempts in each of 3 rounds
@@ -220,23 +224,10 @@ static int retry_all(mb_runtime *rt, const char *queue, mb_err *err) {
   return rc;
 }
 
-/* delete ID: the parked copy goes, and with it its pin on a claim; one walk that takes it
- * (on RabbitMQ a second walk could miss a message the first one just put back). */
-static int delete_the_one(void *ud, mb_delivery *d) {
-  walk *w = ud;
-  progress(w);
-  if (strcmp(d->env.id, w->id) != 0) {
-    mb_delivery_free(d);
-    return MB_BROWSE_NEXT;
-  }
-  w->found = d;
-  w->matched = 1;
-  return MB_BROWSE_STOP | MB_BROWSE_TAKE;
-}
-
+/* delete ID: the parked copy goes, and with it its pin on a claim. */
 static int delete_one(mb_runtime *rt, const char *queue, const char *id, mb_err *err) {
-  walk w = {.rt = rt, .queue = queue, .id = id, .err = err};
-  int rc = walk_queue(&w, delete_the_one);
+  walk w = {.rt = rt, .queue = queue, .id = id, .err = err, .take = 1};
+  int rc = walk_queue(&w, keep_the_one);
   if (rc == MB_OK) unpin(rt, w.found, 0);
   mb_delivery_free(w.found);
   return rc;

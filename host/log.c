@@ -330,26 +330,28 @@ static size_t format_text(char text[TEXT_MAX], const char *fmt, va_list ap) {
   return (size_t)n >= TEXT_MAX ? TEXT_MAX - 1 : (size_t)n;
 }
 
+static void vlog(mb_level level, const char *endpoint, mb_log_ids ids, const char *fmt,
+                 va_list ap) {
+  char text[TEXT_MAX];
+  size_t len = format_text(text, fmt, ap);
+  emit(level, endpoint, ids, NULL, 0, text, len);
+}
+
 void mb_log(mb_level level, const char *endpoint, const char *id, const char *type,
             const char *fmt, ...) {
   if (!wanted(level)) return;
-  char text[TEXT_MAX];
   va_list ap;
   va_start(ap, fmt);
-  size_t len = format_text(text, fmt, ap);
+  vlog(level, endpoint, (mb_log_ids){id, type, NULL}, fmt, ap);
   va_end(ap);
-  mb_log_ids ids = {id, type, NULL};
-  emit(level, endpoint, ids, NULL, 0, text, len);
 }
 
 void mb_log_msg(mb_level level, const char *endpoint, mb_log_ids ids, const char *fmt, ...) {
   if (!wanted(level)) return;
-  char text[TEXT_MAX];
   va_list ap;
   va_start(ap, fmt);
-  size_t len = format_text(text, fmt, ap);
+  vlog(level, endpoint, ids, fmt, ap);
   va_end(ap);
-  emit(level, endpoint, ids, NULL, 0, text, len);
 }
 
 void mb_log_line(mb_level level, const char *endpoint, mb_log_ids ids, const mb_log_field *fields,
