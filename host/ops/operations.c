@@ -104,6 +104,12 @@ static void settle(operation *op, const char *const *ids, size_t n) {
   if (rc == MB_OK && op->edited) unpin(op, op->edited_claim, 0);
 }
 
+/* The slice's sends are all over: what the transport confirmed is marked in one go. */
+static void slice_sent(operation *op) {
+  settle(op, (const char *const *)op->confirmed, op->n_confirmed);
+  op->n_confirmed = 0;
+}
+
 static void resume(mb_ops_work *w) {
   if (!ev_is_active(&w->tick)) ev_idle_start(w->loop, &w->tick);
 }
@@ -128,8 +134,7 @@ static void sent_back(void *ud, int status, const char *error) {
   free(s->claim);
   free(s);
   if (--op->in_flight > 0) return;
-  settle(op, (const char *const *)op->confirmed, op->n_confirmed);
-  op->n_confirmed = 0;
+  slice_sent(op);
   resume(op->w);
 }
 
@@ -187,11 +192,7 @@ static void slice(operation *op) {
   mb_time_iso(mb_now_usec(), op->sent_at);
   op->in_flight++; /* holds the slice open until every dispatch was tried */
   for (size_t i = 0; i < k; i++) send_one(op, ids[i]);
-  op->in_flight--;
-  if (op->in_flight == 0) {
-    settle(op, (const char *const *)op->confirmed, op->n_confirmed);
-    op->n_confirmed = 0;
-  }
+  if (--op->in_flight == 0) slice_sent(op);
 }
 
 static void on_tick(struct ev_loop *loop, ev_idle *watcher, int revents) {

@@ -378,16 +378,8 @@ static int mark_one(ops_sqlite *s, sqlite3_stmt *st, sqlite3_stmt *h, mb_ops_act
   if (a == MB_OPS_RETRY) ops_sqlite_bind(st, 3, now_iso);
   int rc = step_done(s, st, "changing a failed message", err);
   if (rc != MB_OK || sqlite3_changes(s->db) == 0) return rc;
-  if (a == MB_OPS_DELETE) {
-    sqlite3_stmt *del;
-    rc =
-        ops_sqlite_prepare(s, "DELETE FROM history WHERE message_id = ?1", &del, "deleting", err);
-    if (rc == MB_OK) ops_sqlite_bind(del, 1, id);
-    if (rc == MB_OK) rc = step_done(s, del, "deleting a history", err);
-    sqlite3_finalize(del);
-    return rc;
-  }
   ops_sqlite_bind(h, 1, id);
+  if (a == MB_OPS_DELETE) return step_done(s, h, "deleting a history", err);
   ops_sqlite_bind(h, 2, now_iso);
   ops_sqlite_bind(h, 3, history_what[a]);
   ops_sqlite_bind(h, 4, who);
@@ -403,7 +395,10 @@ static int store_mark(mb_ops_store *base, mb_ops_action a, const char *const *id
   if (at) snprintf(now_iso, sizeof now_iso, "%s", at);
   else mb_time_iso(mb_now_usec(), now_iso);
   int rc = ops_sqlite_prepare(s, mark_sql[a], &st, "preparing an operation", err);
-  if (rc == MB_OK) rc = ops_sqlite_prepare(s, history_sql, &h, "preparing an operation", err);
+  /* h: the history entry the action adds, or for a delete the history it removes */
+  const char *h_sql = a == MB_OPS_DELETE ? "DELETE FROM history WHERE message_id = ?1"
+                                         : history_sql;
+  if (rc == MB_OK) rc = ops_sqlite_prepare(s, h_sql, &h, "preparing an operation", err);
   if (rc == MB_OK) rc = begin(s, err);
   if (rc == MB_OK) {
     for (size_t i = 0; rc == MB_OK && i < n; i++)
