@@ -1,15 +1,15 @@
 /* figures.c — percentiles, throughput and time to breach from summed rollups (see
  * figures.h).
  * Never: divides by zero or writes NaN into JSON (it becomes null).
- * The bounds are copied from contract A until host/metrics.c (mb_metrics_bounds) lands:
- * then mb_ops_bounds may simply point at it. */
+ * The bounds are the hosts' (metrics.h): one table for both sides. */
 #include "ops/figures.h"
 
 #include <math.h>
 
-const double mb_ops_bounds[MB_OPS_HIST - 1] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                               0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                               1,      2.5,     5,      10,    30,     60};
+#include "metrics.h"
+
+_Static_assert(MB_OPS_HIST == MB_METRICS_BUCKETS + 1,
+               "the rollups keep one count per bound of the hosts' histograms, and +Inf");
 
 double mb_ops_percentile(const double *buckets, double q) {
   double total = 0, below = 0;
@@ -18,12 +18,12 @@ double mb_ops_percentile(const double *buckets, double q) {
   double rank = q * total;
   for (int i = 0; i < MB_OPS_HIST - 1; i++) {
     if (buckets[i] > 0 && below + buckets[i] >= rank) {
-      double lo = i ? mb_ops_bounds[i - 1] : 0, hi = mb_ops_bounds[i];
+      double lo = i ? mb_metrics_bounds[i - 1] : 0, hi = mb_metrics_bounds[i];
       return lo + (hi - lo) * (rank - below) / buckets[i];
     }
     below += buckets[i];
   }
-  return mb_ops_bounds[MB_OPS_HIST - 2];
+  return mb_metrics_bounds[MB_OPS_HIST - 2];
 }
 
 void mb_ops_figures_of(const mb_ops_sums *s, double seconds, double sla, mb_ops_figures *f) {

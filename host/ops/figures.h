@@ -11,10 +11,6 @@
 #include "json.h"
 #include "ops/report.h"
 
-/* The bucket bounds (seconds) of both histograms, the 18 of host/metrics.h (contract A);
- * one more slot counts +Inf. */
-extern const double mb_ops_bounds[MB_OPS_HIST - 1];
-
 /* The sums of an endpoint's rollups over a window. */
 typedef struct mb_ops_sums {
   double received, outcomes[5], reloads, reloads_refused, reconnects;

@@ -1,4 +1,4 @@
-/* monitor.c — the monitoring's checks (see monitor.h): liveness and SLA every second, and
+/* monitor.c — the monitoring's checks (see monitor.h): liveness every 0.25 s, SLAs every second, and
  * the one path of alerts from the store to alerts.h. The breached endpoints are a small
  * list in memory (an endpoint already breached when ops starts raises once more).
  * Never: blocks, or keeps a store error from the next check (it is logged). */
@@ -12,7 +12,8 @@
 #include "clock.h"
 #include "log.h"
 
-#define CHECK_EVERY 1.0 /* seconds */
+#define CHECK_EVERY 0.25 /* seconds between two liveness checks: dead close to 3 intervals */
+#define SLA_EVERY 4      /* liveness checks per SLA check (once a second) */
 
 struct mb_ops_monitor {
   struct ev_loop *loop;
@@ -22,6 +23,7 @@ struct mb_ops_monitor {
   char **breached; /* endpoints breached now */
   size_t n_breached;
   unsigned long raised;
+  unsigned long ticks; /* of the timer: every SLA_EVERY-th also checks the SLAs */
 };
 
 static void on_alert(void *ud, const char *type, const char *body) {
@@ -86,17 +88,25 @@ static void on_sla(void *ud, const char *endpoint, double sla, const mb_ops_sums
   }
 }
 
-void mb_ops_monitor_tick(mb_ops_monitor *m, double now) {
+static void check_liveness(mb_ops_monitor *m, double now) {
   mb_err err;
   if (m->store->ops->liveness(m->store, now, &err) != MB_OK)
     mb_log(MB_ERROR, "moonbus.ops", NULL, NULL, "liveness check: %s", err.msg);
+}
+
+void mb_ops_monitor_tick(mb_ops_monitor *m, double now) {
+  mb_err err;
+  check_liveness(m, now);
   if (m->store->ops->sla_each(m->store, now, on_sla, m, &err) != MB_OK)
     mb_log(MB_ERROR, "moonbus.ops", NULL, NULL, "SLA check: %s", err.msg);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop, (void)revents;
-  mb_ops_monitor_tick(w->data, (double)mb_now_usec() / 1e6);
+  mb_ops_monitor *m = w->data;
+  double now = (double)mb_now_usec() / 1e6;
+  if (m->ticks++ % SLA_EVERY == 0) mb_ops_monitor_tick(m, now);
+  else check_liveness(m, now);
 }
 
 int mb_ops_monitor_start(mb_ops_monitor **out, struct ev_loop *loop, mb_ops_store *store,

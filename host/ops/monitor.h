@@ -1,8 +1,7 @@
-/* monitor.h — the checks of the monitoring (DESIGN §11, contract D/E): every second,
- * instances without a report for 3 intervals are marked dead, and each endpoint's SLA is
- * checked; alerts the store raises (on ingest and here) go to the alerts.
+/* monitor.h — the checks of the monitoring (DESIGN §11): every 0.25 s, instances without
+ * a report for 3 intervals are marked dead; every second each endpoint's SLA is checked; alerts the store raises (on ingest and here) go to the alerts.
  *
- * Provides: mb_ops_monitor (a 1 s ev_timer) and mb_ops_monitor_tick (one check at a given
+ * Provides: mb_ops_monitor (an ev_timer) and mb_ops_monitor_tick (one check at a given
  * time, for tests).
  * Uses: the store (liveness, sla_each, raise, set_alert_sink), alerts.h.
  * Never: blocks, or raises SlaBreached twice for one breach (again only after the

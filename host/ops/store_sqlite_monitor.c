@@ -531,6 +531,27 @@ static double window_seconds(long minutes, double now) {
   return (double)(minutes - 1) * 60 + (into < 1 ? 1 : into);
 }
 
+static const char *const first_started_sql =
+    "SELECT min((julianday(started) - 2440587.5) * 86400.0) FROM instances"
+    " WHERE endpoint = ?1 AND last_seen >= ?2";
+
+/* The part of that window the endpoint's instances seen in it were running: an endpoint
+ * started 5 s ago has handled 5 s worth, not two minutes' (its throughput, and so its time
+ * to breach, would be far too low). At least 1 s. */
+static double covered_seconds(ops_sqlite *s, const char *endpoint, long minutes, double now) {
+  double window = window_seconds(minutes, now), ran = window;
+  sqlite3_stmt *st;
+  mb_err err;
+  if (ops_sqlite_prepare(s, first_started_sql, &st, "reading start times", &err) != MB_OK)
+    return window;
+  ops_sqlite_bind(st, 1, endpoint);
+  sqlite3_bind_int64(st, 2, (int64_t)(now - window));
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+    ran = now - sqlite3_column_double(st, 0);
+  sqlite3_finalize(st);
+  return ran < 1 ? 1 : ran < window ? ran : window;
+}
+
 /* The figures of the SLA window (this minute and the one before). With no instance alive
  * nothing consumes the queue: its throughput is 0, so a queue held back breaches. */
 static int sla_figures(ops_sqlite *s, const char *endpoint, double sla, int alive, double now,
@@ -538,7 +559,8 @@ static int sla_figures(ops_sqlite *s, const char *endpoint, double sla, int aliv
   int64_t cur = (int64_t)floor(now / 60);
   int rc = window_sums(s, endpoint, cur - MB_OPS_SLA_MINUTES + 1, cur, u, err);
   if (rc == MB_OK && !alive) u->outcomes[MB_OPS_SUCCESS] = 0;
-  if (rc == MB_OK) mb_ops_figures_of(u, window_seconds(MB_OPS_SLA_MINUTES, now), sla, f);
+  if (rc == MB_OK)
+    mb_ops_figures_of(u, covered_seconds(s, endpoint, MB_OPS_SLA_MINUTES, now), sla, f);
   return rc;
 }
 
@@ -745,7 +767,7 @@ static int endpoint_json(ops_sqlite *s, mb_jbuf *b, const char *endpoint, long m
   if (rc == MB_OK) rc = window_sums(s, endpoint, cur - minutes + 1, cur, &u, err);
   if (rc == MB_OK) rc = sla_figures(s, endpoint, e.sla, e.alive, now, &su, &sf, err);
   if (rc != MB_OK) return rc;
-  mb_ops_figures_of(&u, window_seconds(minutes, now), e.sla, &f);
+  mb_ops_figures_of(&u, covered_seconds(s, endpoint, minutes, now), e.sla, &f);
   member(b, "status", status_of(&e));
   mb_jbuf_cstr_raw(b, ",\"sla\":");
   mb_ops_num_or_null(b, e.sla > 0 ? e.sla : NAN);
