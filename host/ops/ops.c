@@ -1,6 +1,6 @@
 /* ops.c — `moonbus ops` (DESIGN §10): wires the store, one ingester per queue (error,
  * audit, moonbus.ops), the background operations, the HTTP API and UI, retention and the
- * signals together on one libev loop, and takes them down in order (HTTP, ingesters, which
+ * signals and the monitoring's checks together on one libev loop, and takes them down in order (HTTP, ingesters, which
  * store what they buffered, operations, store).
  * Never: handles a message, or listens off loopback without a token (one is made and
  * written to a file readable only by its owner when none is given). */
@@ -18,6 +18,7 @@
 #include "ids.h"
 #include "log.h"
 #include "ops/api.h"
+#include "ops/monitor.h"
 #include "url.h"
 
 #define OPS_QUEUE "moonbus.ops"
@@ -37,6 +38,8 @@ typedef struct ops_service {
   mb_ops_work *work;
   mb_claim_store *claims; /* the bus's claim store, or NULL */
   mb_ops_api *api;
+  mb_ops_monitor *monitor; /* liveness and SLA checks; the alerts' path */
+  mb_ops_alerts *alerts;   /* NULL until alerts.c's constructor is wired (another branch) */
   mb_http *http;
   char token[128];
   char project[4096]; /* the .moonbus folder: the nearest one up the tree, else ./.moonbus */
@@ -177,6 +180,7 @@ static int start(ops_service *s, char *shown, size_t len, mb_err *err) {
   if (rc == MB_OK) rc = mb_claim_open(&s->claims, databus, s->url, err);
   if (rc == MB_OK && mb_ops_work_new(&s->work, s->loop, s->store, s->control, s->claims) != MB_OK)
     rc = mb_err_set(err, MB_ENOMEM, "out of memory");
+  if (rc == MB_OK) rc = mb_ops_monitor_start(&s->monitor, s->loop, s->store, s->alerts, err);
   if (rc == MB_OK) rc = start_ingesters(s, err);
   if (rc == MB_OK) rc = start_http(s, shown, len, err);
   return rc;
@@ -185,6 +189,7 @@ static int start(ops_service *s, char *shown, size_t len, mb_err *err) {
 static void stop(ops_service *s) {
   mb_http_stop(s->http);
   for (int i = 0; i < N_QUEUES; i++) mb_ops_ingest_stop(s->ingest[i]);
+  mb_ops_monitor_stop(s->monitor); /* after the ingesters: their last batch raises through it */
   if (s->control) s->control->ops->close(s->control);
   mb_ops_work_free(s->work);
   mb_claim_close(s->claims);
