@@ -14,7 +14,8 @@
 //   7. an endpoint named <script>…</script> is shown as text;
 //   8. the page logged no error and no CSP violation; `moonbus ops` stops cleanly;
 //   and saves a screenshot of the monitoring page (docs/monitoring.png with
-//   MONITORING_SCREENSHOT=docs/monitoring.png).
+//   MONITORING_SCREENSHOT=docs/monitoring.png). With OPS_SHOTS=DIR it also saves full-page
+//   screenshots of the endpoint page there, for a look.
 //
 // The reports: until `moonbus run` hosts send moonbus.ops.Report themselves, a Lua process
 // (stock lua5.4 with build/moonbus.so) sends hand-made reports (contract section C) every
@@ -207,6 +208,12 @@ async function open(hash, kind) {
   else await page.goto(url);
   await ready(kind);
 }
+/* With OPS_SHOTS=DIR, a full-page screenshot of what the page shows now (for a look). */
+async function devShot(name) {
+  if (!process.env.OPS_SHOTS) return;
+  fs.mkdirSync(process.env.OPS_SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(process.env.OPS_SHOTS, name + '.png'), fullPage: true });
+}
 async function ready(kind) {
   await page.waitForSelector(`#view[data-page=${kind}][data-ready="1"]`, { timeout: 15000 });
 }
@@ -264,6 +271,7 @@ async function endpointPage() {
     assert(c.ticks >= 3, 'the ' + c.name + ' chart has axis labels');
   }
   equal(await page.locator('figure.chart[data-chart=critical] line.limit').count(), 1, 'the SLA line on the critical chart');
+  await devShot('monitor-endpoint');
   const rows = await page.$$eval('#instances tr.instance-row', (trs) => trs.map((r) => ({
     state: r.dataset.state, host: r.querySelector('td.host').textContent,
     pid: r.querySelector('td.pid').textContent, generation: r.querySelector('td.generation').textContent,
@@ -314,6 +322,7 @@ async function instanceTurnsDead() {
     Object.fromEntries(trs.map((r) => [r.dataset.instance, r.dataset.state])));
   equal(states[instance], 'dead', 'the silent instance on the endpoint page');
   equal(Object.values(states).filter((s) => s === 'alive').length, 1, 'instances still alive');
+  await devShot('monitor-endpoint-dead');
   await page.locator(`#instances tr.instance-row[data-instance="${instance}"] .badge.inst-dead`).waitFor({ timeout: 1000 });
   assert((await page.locator('#events li.event[data-type="moonbus.ops.HeartbeatStopped"]').count()) > 0,
     'the endpoint page lists its HeartbeatStopped event');

@@ -920,7 +920,7 @@ function sparkline(name, series, title) {
   for (const s of series) {
     svg.append(svgEl('path', { class: 'line ' + (s.cls || ''), d: linePath(s.values, x, y) }));
     for (const i of lonePoints(s.values)) {
-      svg.append(svgEl('circle', { class: 'dot ' + (s.cls || ''), cx: x(i), cy: y(s.values[i]), r: 1.5 }));
+      svg.append(svgEl('circle', { class: 'dot ' + (s.cls || ''), cx: x(i), cy: y(s.values[i]), r: 2 }));
     }
   }
   return svg;
@@ -1195,13 +1195,23 @@ function instancesTable(ep) {
     })));
 }
 
+/* One endpoint's object. A name holding "/" cannot be a path segment of the API (the server
+ * decodes %2F before routing): that one is taken from the list of all. */
+async function monitoringOf(name, minutes) {
+  if (!name.includes('/')) return apiGet('/api/monitoring/' + enc(name) + '?minutes=' + minutes);
+  const all = await apiGet('/api/monitoring?minutes=' + minutes);
+  const ep = (Array.isArray(all && all.endpoints) ? all.endpoints : []).find((x) => x && x.endpoint === name);
+  if (!ep) throw new ApiError(404, 'no such endpoint');
+  return ep;
+}
+
 async function pageMonitorEndpoint(r) {
   const name = r.parts[1];
   const minutes = windowOf(r, 60);
   let ep;
   const evp = fetchEvents();
   try {
-    ep = await apiGet('/api/monitoring/' + enc(name) + '?minutes=' + minutes);
+    ep = await monitoringOf(name, minutes);
   } catch (e) {
     if (e.status !== 404) throw e;
     return { page: 'monitor-endpoint', key: '404',
