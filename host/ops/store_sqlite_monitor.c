@@ -531,11 +531,13 @@ static double window_seconds(long minutes, double now) {
   return (double)(minutes - 1) * 60 + (into < 1 ? 1 : into);
 }
 
-/* The figures of the SLA window (this minute and the one before). */
-static int sla_figures(ops_sqlite *s, const char *endpoint, double sla, double now,
+/* The figures of the SLA window (this minute and the one before). With no instance alive
+ * nothing consumes the queue: its throughput is 0, so a queue held back breaches. */
+static int sla_figures(ops_sqlite *s, const char *endpoint, double sla, int alive, double now,
                        mb_ops_sums *u, mb_ops_figures *f, mb_err *err) {
   int64_t cur = (int64_t)floor(now / 60);
   int rc = window_sums(s, endpoint, cur - MB_OPS_SLA_MINUTES + 1, cur, u, err);
+  if (rc == MB_OK && !alive) u->outcomes[MB_OPS_SUCCESS] = 0;
   if (rc == MB_OK) mb_ops_figures_of(u, window_seconds(MB_OPS_SLA_MINUTES, now), sla, f);
   return rc;
 }
@@ -543,12 +545,14 @@ static int sla_figures(ops_sqlite *s, const char *endpoint, double sla, double n
 typedef struct sla_list {
   char **names;
   double *slas;
+  int *alive;
   size_t n;
 } sla_list;
 
 static const char *const slas_sql =
     "SELECT e.endpoint, (SELECT sla FROM instances WHERE endpoint = e.endpoint ORDER BY"
-    " last_seen DESC LIMIT 1) FROM (SELECT DISTINCT endpoint FROM instances) e ORDER BY 1";
+    " last_seen DESC LIMIT 1), (SELECT count(*) FROM instances WHERE endpoint = e.endpoint AND"
+    " state = 'alive') FROM (SELECT DISTINCT endpoint FROM instances) e ORDER BY 1";
 
 static int sla_list_read(ops_sqlite *s, sla_list *l, mb_err *err) {
   sqlite3_stmt *st;
@@ -562,11 +566,15 @@ static int sla_list_read(ops_sqlite *s, sla_list *l, mb_err *err) {
       if (nn) l->names = nn;
       double *ns = nn ? realloc(l->slas, cap * sizeof *ns) : NULL;
       if (ns) l->slas = ns;
-      if (nn == NULL || ns == NULL) rc = mb_err_set(err, MB_ENOMEM, "out of memory");
+      int *na = ns ? realloc(l->alive, cap * sizeof *na) : NULL;
+      if (na) l->alive = na;
+      if (nn == NULL || ns == NULL || na == NULL)
+        rc = mb_err_set(err, MB_ENOMEM, "out of memory");
     }
     const char *name = (const char *)sqlite3_column_text(st, 0);
     if (rc == MB_OK && (l->names[l->n] = strdup(name ? name : "")) == NULL)
       rc = mb_err_set(err, MB_ENOMEM, "out of memory");
+    if (rc == MB_OK) l->alive[l->n] = sqlite3_column_int(st, 2);
     if (rc == MB_OK) l->slas[l->n++] = sqlite3_column_double(st, 1);
   }
   if (rc == MB_OK && step != SQLITE_DONE) rc = ops_sqlite_fail(s, MB_EIO, "listing SLAs", err);
@@ -581,12 +589,13 @@ int ops_sqlite_sla_each(mb_ops_store *base, double now, mb_ops_sla_fn fn, void *
   for (size_t i = 0; i < l.n; i++) {
     mb_ops_sums u;
     mb_ops_figures f;
-    if (rc == MB_OK) rc = sla_figures(s, l.names[i], l.slas[i], now, &u, &f, err);
+    if (rc == MB_OK) rc = sla_figures(s, l.names[i], l.slas[i], l.alive[i], now, &u, &f, err);
     if (rc == MB_OK) fn(ud, l.names[i], l.slas[i], &u, &f);
     free(l.names[i]);
   }
   free(l.names);
   free(l.slas);
+  free(l.alive);
   return rc;
 }
 
@@ -734,7 +743,7 @@ static int endpoint_json(ops_sqlite *s, mb_jbuf *b, const char *endpoint, long m
   mb_jbuf_cstr(b, endpoint);
   int rc = instances_json(s, b, endpoint, &e, err);
   if (rc == MB_OK) rc = window_sums(s, endpoint, cur - minutes + 1, cur, &u, err);
-  if (rc == MB_OK) rc = sla_figures(s, endpoint, e.sla, now, &su, &sf, err);
+  if (rc == MB_OK) rc = sla_figures(s, endpoint, e.sla, e.alive, now, &su, &sf, err);
   if (rc != MB_OK) return rc;
   mb_ops_figures_of(&u, window_seconds(minutes, now), e.sla, &f);
   member(b, "status", status_of(&e));
