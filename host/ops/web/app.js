@@ -1,5 +1,6 @@
 /* app.js — the moonbus ops web UI: one page, hash routes, every view drawn from the JSON API
- * (/work/ops-api.md, DESIGN §10). Plain JS, no framework, no build step.
+ * (/work/ops-api.md, DESIGN §10; the monitoring pages: DESIGN §11). Plain JS, no framework,
+ * no build step. Charts are SVG made element by element (createElementNS), no library.
  *
  * Never: puts data into innerHTML. Every text that came from the server (a type, a header, a
  * body, an exception) goes through textContent or an attribute; the conversation diagram is
@@ -8,12 +9,13 @@
  *
  * Routes: #/groups?by=exception|type|endpoint|queue (default)   #/groups/ID?by=...&page=N
  *         #/messages/ID   #/archived?page=N   #/search?q=...&page=N   #/conversations/ID
- *         #/endpoints
+ *         #/endpoints   #/monitoring?minutes=5|60|1440   #/monitoring/ENDPOINT?minutes=N (default 60)
  *
  * What the browser tests rely on (keep these stable):
- *   #view[data-page=groups|group|message|archived|search|conversation|endpoints]
+ *   #view[data-page=groups|group|message|archived|search|conversation|endpoints|monitoring|
+ *        monitor-endpoint]
  *        [data-ready="1"] once the view's data is drawn (set to "0" while loading)
- *   #nav a[data-route=groups|archived|endpoints] (.active on the current one)
+ *   #nav a[data-route=groups|archived|endpoints|monitoring] (.active on the current one)
  *   #search-form, #search-input (submit → #/search?q=)
  *   #flash[data-kind=info|error] — the last notice
  *   #progress[data-state=running|done][data-operation][data-total][data-done][data-failed]
@@ -39,6 +41,25 @@
  *                 table#conversation tr.msg-row[data-id][data-status]
  *   endpoints:    table#endpoints tr.endpoint-row[data-endpoint=NAME] > td.processed,
  *                 td.failed, ul.instances li[data-instance][data-alive]
+ *   monitoring:   select#monitor-window (option values 5, 60, 1440: minutes);
+ *                 table#monitoring tr.monitor-row[data-endpoint=NAME][data-status=live|partial|
+ *                 dead|stopped][data-breached=0|1] > td.endpoint a.endpoint-link,
+ *                 td.status .badge.mon-STATUS + .instance-count[data-alive][data-total] ("1/2"),
+ *                 td.throughput|processing|critical|queue|retries|in-flight|memory|reloads|sla
+ *                 each with .figure (the value) and .sub (processing: p50 · p99; sla:
+ *                 .time-to-breach[data-seconds] "breach in …" or "breached"); td.sla.breached
+ *                 is red; svg.spark[data-series=throughput|processing_p95|critical_p95|
+ *                 queue_length|retries][data-points=N] > path.line; #monitoring-empty;
+ *                 events: ul#events li.event[data-type=moonbus.ops.TYPE] (a .ev-TYPE class),
+ *                 #events-empty
+ *   endpoint:     #monitor-endpoint[data-endpoint][data-status][data-breached], #monitor-title,
+ *                 dl#figures dd.throughput|processing|critical|queue|outcomes|in-flight|memory|
+ *                 reloads|sla(.breached); #charts figure.chart[data-chart=throughput|processing|
+ *                 critical|queue|retries] > svg.chart (path.line, circle.dot, text.tick,
+ *                 line.limit = the SLA on critical); table#instances tr.instance-row
+ *                 [data-instance][data-state=alive|dead|stopped] > td.state .badge.inst-STATE,
+ *                 td.instance, td.host, td.pid, td.generation, td.last-seen, td.started,
+ *                 td.interval; its events as on the monitoring page (this endpoint's only)
  *   dialogs:      #confirm-dialog .confirm-text, button[name=confirm-ok|confirm-cancel];
  *                 #token-dialog form#token-form input#token-input,
  *                 button[name=token-save|token-cancel]
@@ -302,6 +323,7 @@ const pages = {
   search: (r) => pageSearch(r),
   conversations: (r) => pageConversation(r),
   endpoints: (r) => pageEndpoints(r),
+  monitoring: (r) => (r.parts.length > 1 ? pageMonitorEndpoint(r) : pageMonitoring(r)),
 };
 const noAutoRefresh = new Set(['message', 'search']);
 
@@ -753,6 +775,476 @@ async function pageEndpoints() {
           el('th', { text: 'Instances' }))),
         el('tbody', null, rows)));
   return { page: 'endpoints', key: JSON.stringify(eps), node };
+}
+
+/* --- monitoring (DESIGN §11: /api/monitoring, /api/events) --------------------------------- */
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const WINDOWS = [[5, '5 min'], [60, '1 h'], [1440, '24 h']];
+const MON_STATES = ['live', 'partial', 'dead', 'stopped'];
+const INSTANCE_STATES = ['alive', 'dead', 'stopped'];
+const EVENTS_SHOWN = 20;
+
+/* A number from the API, or null (the API's data is foreign: a string is not a number). */
+function num(v) {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+/* At most three significant digits, no trailing zeros: 0.0123 → "0.0123", 12.34 → "12.3". */
+function sig3(x) {
+  const a = Math.abs(x);
+  const digits = a >= 100 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3;
+  return String(Number(x.toFixed(digits)));
+}
+
+/* Seconds as µs, ms, s, min, h or d, whichever reads best: 0.00042 → "420 µs". */
+function fmtDuration(v) {
+  const s = num(v);
+  if (s === null) return '—';
+  const a = Math.abs(s);
+  if (a === 0) return '0 s';
+  if (a < 0.0009995) return sig3(s * 1e6) + ' µs';
+  if (a < 0.9995) return sig3(s * 1e3) + ' ms';
+  if (a < 59.95) return sig3(s) + ' s';
+  const whole = (n, unit, rest, restUnit) => n + ' ' + unit + (rest ? ' ' + rest + ' ' + restUnit : '');
+  if (a < 3600) { const t = Math.round(a); return whole(Math.floor(t / 60), 'min', t % 60, 's'); }
+  if (a < 86400) { const t = Math.round(a / 60); return whole(Math.floor(t / 60), 'h', t % 60, 'min'); }
+  const t = Math.round(a / 3600);
+  return whole(Math.floor(t / 24), 'd', t % 24, 'h');
+}
+
+/* Bytes in B, KiB, MiB or GiB. */
+function fmtBytes(v) {
+  const b = num(v);
+  if (b === null) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let x = b, i = 0;
+  while (Math.abs(x) >= 1024 && i < units.length - 1) { x /= 1024; i++; }
+  return (i === 0 ? String(Math.round(x)) : sig3(x)) + ' ' + units[i];
+}
+
+/* A count: 1234 → "1234", 56789 → "56.8k", 1.2e6 → "1.2M". */
+function fmtCount(v) {
+  const n = num(v);
+  if (n === null) return '—';
+  const a = Math.abs(n);
+  if (a >= 1e9) return sig3(n / 1e9) + 'G';
+  if (a >= 1e6) return sig3(n / 1e6) + 'M';
+  if (a >= 1e4) return sig3(n / 1e3) + 'k';
+  return Number.isInteger(n) ? String(n) : sig3(n);
+}
+
+/* Messages per second. */
+function fmtRate(v) {
+  const r = num(v);
+  return r === null ? '—' : (r >= 1e4 ? fmtCount(r) : sig3(r)) + '/s';
+}
+
+function windowOf(r, dflt) {
+  const m = parseInt(r.params.get('minutes') || '', 10);
+  return m >= 1 && m <= 1440 ? m : dflt;
+}
+
+function windowSelect(minutes) {
+  const opts = WINDOWS.slice();
+  if (!opts.some(([m]) => m === minutes)) opts.push([minutes, minutes + ' min']);
+  return el('label', null, 'Window ', el('select', { id: 'monitor-window', name: 'minutes',
+    onchange: (ev) => { location.hash = hashWith({ minutes: ev.target.value }); } },
+  opts.map(([m, label]) => el('option', { value: m, selected: m === minutes }, label))));
+}
+
+function monStatusBadge(status) {
+  const s = MON_STATES.includes(status) ? status : 'other';
+  return el('span', { class: 'badge mon-' + s, text: status || '?' });
+}
+
+function instanceCounts(ep) {
+  const list = Array.isArray(ep.instances) ? ep.instances : [];
+  return { alive: list.filter((i) => i && i.state === 'alive').length, total: list.length };
+}
+
+function monitorLink(name, minutes) {
+  return el('a', { href: '#/monitoring/' + enc(name) + (minutes ? '?minutes=' + minutes : ''),
+    class: 'endpoint-link', text: name });
+}
+
+/* --- SVG, made element by element ---------------------------------------------------- */
+
+function svgEl(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'text') e.textContent = String(v);
+    else e.setAttribute(k, String(v));
+  }
+  for (const c of children.flat(Infinity)) if (c) e.append(c);
+  return e;
+}
+
+/* The path of values (null breaks the line) in a box: x(i), y(v) map to pixels. */
+function linePath(values, x, y) {
+  let d = '';
+  let pen = false;
+  values.forEach((v, i) => {
+    const n = num(v);
+    if (n === null) { pen = false; return; }
+    d += (pen ? 'L' : 'M') + x(i).toFixed(1) + ' ' + y(n).toFixed(1);
+    pen = true;
+  });
+  return d;
+}
+
+/* Points that have no neighbour on either side, drawn as dots (a path of one point shows nothing). */
+function lonePoints(values) {
+  return values.map((v, i) => (num(v) !== null && num(values[i - 1]) === null
+    && num(values[i + 1]) === null ? i : -1)).filter((i) => i >= 0);
+}
+
+function seriesMax(series) {
+  let max = 0;
+  for (const s of series) for (const v of s.values) if (num(v) !== null && v > max) max = v;
+  return max;
+}
+
+/* A small line chart without axes: series = [{values, cls}], one scale for all of them. */
+function sparkline(name, series, title) {
+  const W = 96, H = 22, P = 2;
+  const n = Math.max(0, ...series.map((s) => s.values.length));
+  const max = seriesMax(series);
+  const x = (i) => (n <= 1 ? W / 2 : P + (i * (W - 2 * P)) / (n - 1));
+  const y = (v) => H - P - (max > 0 ? (v / max) * (H - 2 * P) : 0);
+  const svg = svgEl('svg', { class: 'spark', viewBox: `0 0 ${W} ${H}`, width: W, height: H,
+    role: 'img', 'aria-label': title, 'data-series': name, 'data-points': n },
+  svgEl('title', { text: title }),
+  svgEl('line', { class: 'base', x1: P, x2: W - P, y1: H - P + 0.5, y2: H - P + 0.5 }));
+  for (const s of series) {
+    svg.append(svgEl('path', { class: 'line ' + (s.cls || ''), d: linePath(s.values, x, y) }));
+    for (const i of lonePoints(s.values)) {
+      svg.append(svgEl('circle', { class: 'dot ' + (s.cls || ''), cx: x(i), cy: y(s.values[i]), r: 2 }));
+    }
+  }
+  return svg;
+}
+
+/* The smallest 1, 2, 2.5 or 5 × 10^k at least v. */
+function niceCeil(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v * (1 - 1e-9)) return m * p;
+  return 10 * p;
+}
+
+/* The scale of a chart whose values reach max: a round step, 1 to 4 of them (whole numbers
+ * for counts). */
+function scaleOf(max, whole) {
+  let step = niceCeil(max > 0 ? max / 4 : 1);
+  if (whole) step = Math.max(1, Math.ceil(step));
+  const ticks = Math.max(1, Math.min(4, Math.ceil((max * (1 - 1e-9)) / step)));
+  return { step, ticks, top: step * ticks };
+}
+
+function clockOf(iso) {
+  const d = new Date(iso);
+  return isNaN(d.getTime()) ? String(iso || '') : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+/* A chart with axes: spec = {name, title, minutes: [ISO], series: [{label, values, cls}],
+ * fmt (a value's label), line: {value, label} (a level to show, e.g. the SLA) or null}. */
+function chart(spec) {
+  const W = 560, H = 190, L = 64, R = 14, T = 12, B = 28;
+  const n = spec.minutes.length;
+  const lineValue = spec.line ? num(spec.line.value) : null;
+  const { step, ticks: yTicks, top } = scaleOf(Math.max(seriesMax(spec.series), lineValue || 0), spec.whole);
+  const x = (i) => (n <= 1 ? L + (W - L - R) / 2 : L + (i * (W - L - R)) / (n - 1));
+  const y = (v) => T + (H - T - B) * (1 - Math.min(v, top) / top);
+  const svg = svgEl('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img',
+    'aria-label': spec.title, preserveAspectRatio: 'xMidYMid meet' });
+  for (let k = 0; k <= yTicks; k++) {
+    const v = step * k, yy = y(v) + 0.5;
+    svg.append(svgEl('line', { class: k ? 'grid' : 'axis', x1: L, x2: W - R, y1: yy, y2: yy }),
+      svgEl('text', { class: 'tick y', x: L - 6, y: yy + 4, 'text-anchor': 'end', text: spec.fmt(v) }));
+  }
+  svg.append(svgEl('line', { class: 'axis', x1: L + 0.5, x2: L + 0.5, y1: T, y2: H - B }));
+  const ticks = n <= 1 ? [0] : [...new Set([0, Math.floor((n - 1) / 2), n - 1])];
+  for (const i of ticks) {
+    if (i >= n) continue;
+    const anchor = n <= 1 ? 'middle' : i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle';
+    svg.append(svgEl('text', { class: 'tick x', x: x(i), y: H - B + 18, 'text-anchor': anchor,
+      text: clockOf(spec.minutes[i]) }));
+  }
+  if (lineValue !== null) {
+    svg.append(svgEl('line', { class: 'limit', x1: L, x2: W - R, y1: y(lineValue), y2: y(lineValue) }),
+      svgEl('text', { class: 'limit-label', x: W - R - 2, y: y(lineValue) - 4, 'text-anchor': 'end',
+        text: spec.line.label }));
+  }
+  for (const s of spec.series) {
+    svg.append(svgEl('path', { class: 'line ' + (s.cls || ''), d: linePath(s.values, x, y) }));
+    /* a dot per minute while there is room, each with its value as a tooltip */
+    if (n > 120) continue;
+    s.values.forEach((v, i) => {
+      if (num(v) === null) return;
+      svg.append(svgEl('circle', { class: 'dot ' + (s.cls || ''), cx: x(i), cy: y(v), r: n > 30 ? 1.5 : 2.5 },
+        svgEl('title', { text: clockOf(spec.minutes[i]) + '  ' + (s.label ? s.label + ' ' : '') + spec.fmt(v) })));
+    });
+  }
+  if (n === 0) {
+    svg.append(svgEl('text', { class: 'tick', x: (L + W - R) / 2, y: H / 2, 'text-anchor': 'middle',
+      text: 'no data in this window' }));
+  }
+  const legend = spec.series.length > 1 ? el('div', { class: 'legend' }, spec.series.map((s) =>
+    el('span', null, el('i', { class: 'swatch ' + (s.cls || '') }), s.label))) : null;
+  return el('figure', { class: 'chart card', data: { chart: spec.name } },
+    el('figcaption', { text: spec.title }), legend, svg);
+}
+
+/* The arrays of the series of ep (each as long as its minutes; what is missing is null). */
+function seriesOf(ep) {
+  const s = ep.series && typeof ep.series === 'object' ? ep.series : {};
+  const minutes = Array.isArray(s.minutes) ? s.minutes.map(String) : [];
+  const get = (k) => {
+    const a = Array.isArray(s[k]) ? s[k] : [];
+    return minutes.map((_, i) => num(a[i]));
+  };
+  return { minutes, throughput: get('throughput'), processing_p95: get('processing_p95'),
+    critical_p95: get('critical_p95'), queue_length: get('queue_length'), retried: get('retried'),
+    error: get('error') };
+}
+
+function pct(q, k) {
+  return q && typeof q === 'object' ? num(q[k]) : null;
+}
+
+/* What the figures of ep say, for the table row and the endpoint page alike. */
+function figuresOf(ep) {
+  const f = ep.figures && typeof ep.figures === 'object' ? ep.figures : {};
+  return {
+    throughput: num(f.throughput), received: num(f.received), success: num(f.success),
+    retried: num(f.retried), delayed: num(f.delayed), error: num(f.error), discarded: num(f.discarded),
+    p50: pct(f.processing, 'p50'), p95: pct(f.processing, 'p95'), p99: pct(f.processing, 'p99'),
+    c50: pct(f.critical, 'p50'), c95: pct(f.critical, 'p95'), c99: pct(f.critical, 'p99'),
+    queue: num(f.queue_length), inFlight: num(f.in_flight), pending: num(f.requests_pending),
+    memory: num(f.lua_memory_bytes), reloads: num(f.reloads), reconnects: num(f.reconnects),
+  };
+}
+
+function slaCell(ep) {
+  const sla = num(ep.sla);
+  if (sla === null) return el('td', { class: 'sla muted', text: '—' });
+  const breached = ep.breached === true;
+  const ttb = num(ep.time_to_breach);
+  return el('td', { class: 'sla' + (breached ? ' breached' : '') },
+    el('div', { class: 'figure', text: fmtDuration(sla) }),
+    el('div', { class: 'sub time-to-breach', data: { seconds: ttb === null ? '' : ttb } },
+      breached ? 'breached' : ttb === null ? '' : 'breach in ' + fmtDuration(ttb)));
+}
+
+function figureCell(cls, text, sub, spark) {
+  return el('td', { class: cls + ' num' }, el('div', { class: 'figure', text }),
+    sub ? el('div', { class: 'sub', text: sub }) : null, spark);
+}
+
+function monitorRow(ep, minutes) {
+  const f = figuresOf(ep);
+  const s = seriesOf(ep);
+  const { alive, total } = instanceCounts(ep);
+  const breached = ep.breached === true;
+  return el('tr', { class: 'monitor-row' + (breached ? ' breached' : ''),
+    data: { endpoint: ep.endpoint, status: ep.status, breached: breached ? '1' : '0' } },
+  el('td', { class: 'endpoint' }, monitorLink(ep.endpoint === undefined || ep.endpoint === null ? '?' : String(ep.endpoint), minutes)),
+  el('td', { class: 'status' }, monStatusBadge(ep.status), ' ',
+    el('span', { class: 'instance-count', data: { alive, total }, title: 'instances alive / all',
+      text: alive + '/' + total })),
+  figureCell('throughput', fmtRate(f.throughput), null,
+    sparkline('throughput', [{ values: s.throughput }], 'throughput per minute (msg/s)')),
+  figureCell('processing', fmtDuration(f.p95), 'p50 ' + fmtDuration(f.p50) + ' · p99 ' + fmtDuration(f.p99),
+    sparkline('processing_p95', [{ values: s.processing_p95 }], 'processing time p95 per minute')),
+  figureCell('critical', fmtDuration(f.c95), null,
+    sparkline('critical_p95', [{ values: s.critical_p95 }], 'critical time p95 per minute')),
+  figureCell('queue', fmtCount(f.queue), null,
+    sparkline('queue_length', [{ values: s.queue_length }], 'queue length per minute')),
+  figureCell('retries', fmtCount(f.retried) + ' / ' + fmtCount(f.error), null,
+    sparkline('retries', [{ values: s.retried, cls: 'retried' }, { values: s.error, cls: 'error' }],
+      'retried (amber) and errors (red) per minute')),
+  figureCell('in-flight', fmtCount(f.inFlight)),
+  figureCell('memory', fmtBytes(f.memory)),
+  figureCell('reloads', fmtCount(f.reloads)),
+  slaCell(ep));
+}
+
+function eventLine(ev, minutes) {
+  const b = ev.body && typeof ev.body === 'object' ? ev.body : {};
+  const type = String(ev.type || b.event || '?');
+  const short = type.replace(/^moonbus\.ops\./, '');
+  const str = (v) => (v === null || v === undefined ? '' : String(v));
+  const ep = b.endpoint !== undefined && b.endpoint !== null
+    ? monitorLink(str(b.endpoint), minutes) : el('span', { class: 'muted', text: '?' });
+  const inst = b.instance ? [' instance ', el('span', { class: 'mono', text: str(b.instance) }),
+    b.host ? ' on ' + str(b.host) : ''] : [];
+  let detail;
+  switch (short) {
+  case 'HeartbeatStopped':
+    detail = [ep, inst, ' stopped reporting (every ' + fmtDuration(num(b.interval)) + ')'];
+    break;
+  case 'HeartbeatRestored':
+    detail = [ep, inst, ' reports again after ' + fmtDuration(num(b.down_seconds))];
+    break;
+  case 'SlaBreached':
+    detail = [ep, ' breached its SLA of ' + fmtDuration(num(b.sla)) + ': critical p95 '
+      + fmtDuration(num(b.critical_p95)) + ', queue ' + fmtCount(num(b.queue_length))
+      + ', ' + fmtRate(num(b.throughput))];
+    break;
+  case 'MessageFailed':
+    detail = [str(b.type) + ' failed in ', ep, ': ', el('span', { class: 'exception', text: str(b.exception) }),
+      b.id ? [' ', msgLink(str(b.id), shortId(str(b.id)))] : null];
+    break;
+  default:
+    detail = [el('span', { class: 'mono', text: JSON.stringify(b).slice(0, 200) })];
+  }
+  return el('li', { class: 'event ev-' + (/^\w+$/.test(short) ? short : 'other'), data: { type } },
+    timeEl(ev.at || b.at), ' ', el('strong', { class: 'type', text: short }), ' ',
+    el('span', { class: 'detail' }, detail));
+}
+
+/* The recent alerts ({events} of /api/events), or a note when this ops service has none. */
+async function fetchEvents() {
+  try {
+    const data = await apiGet('/api/events?page=1&per_page=' + (EVENTS_SHOWN * 5));
+    return Array.isArray(data && data.events) ? data.events : [];
+  } catch (e) {
+    if (e.status === 404) return null;
+    throw e;
+  }
+}
+
+function eventsList(events, minutes, endpoint) {
+  if (events === null) return el('p', { class: 'muted', text: 'This ops service keeps no events.' });
+  const mine = endpoint === undefined ? events
+    : events.filter((ev) => ev && ev.body && typeof ev.body === 'object' && ev.body.endpoint === endpoint);
+  if (mine.length === 0) return el('p', { id: 'events-empty', class: 'empty small', text: 'No alerts.' });
+  return el('ul', { id: 'events', class: 'card' }, mine.slice(0, EVENTS_SHOWN).map((ev) => eventLine(ev || {}, minutes)));
+}
+
+/* A page's data with the server's clock left out: a refresh redraws only when something changed. */
+function monitorKey(...parts) {
+  return JSON.stringify(parts, (k, v) => (k === 'now' ? undefined : v));
+}
+
+async function pageMonitoring(r) {
+  const minutes = windowOf(r, 5);
+  const [data, events] = await Promise.all([apiGet('/api/monitoring?minutes=' + minutes), fetchEvents()]);
+  const eps = Array.isArray(data && data.endpoints) ? data.endpoints : [];
+  const link = r.params.get('minutes') ? minutes : null;
+  const heads = [['Endpoint'], ['Status'], ['Throughput', 'num'], ['Processing p95', 'num', 'p50 and p99 below'],
+    ['Critical p95', 'num'], ['Queue', 'num'], ['Retried / errors', 'num'], ['In flight', 'num'],
+    ['Lua memory', 'num'], ['Reloads', 'num'], ['SLA', 'num', 'and time to breach']];
+  const node = el('section', null,
+    el('div', { class: 'toolbar' }, el('h2', { class: 'grow', text: 'Monitoring' }), windowSelect(minutes)),
+    eps.length === 0
+      ? el('p', { id: 'monitoring-empty', class: 'empty',
+        text: 'No endpoint has reported yet (hosts send a report every `report` seconds).' })
+      : el('table', { id: 'monitoring', class: 'grid' },
+        el('thead', null, el('tr', null, heads.map(([t, cls, title]) =>
+          el('th', { class: cls || null, title: title || null, text: t })))),
+        el('tbody', null, eps.map((ep) => monitorRow(ep || {}, link)))),
+    el('h3', { text: 'Events' }), eventsList(events, link));
+  return { page: 'monitoring', key: monitorKey(data, events, minutes), node };
+}
+
+function figureList(ep) {
+  const f = figuresOf(ep);
+  const { alive, total } = instanceCounts(ep);
+  const sla = num(ep.sla);
+  const row = (label, value, cls) => [el('dt', { text: label }), el('dd', { class: cls || null }, value)];
+  return el('dl', { id: 'figures', class: 'figures' },
+    row('Status', [monStatusBadge(ep.status), ' ', alive + ' of ' + total + ' instances alive']),
+    row('Throughput', fmtRate(f.throughput), 'throughput'),
+    row('Processing', 'p50 ' + fmtDuration(f.p50) + ' · p95 ' + fmtDuration(f.p95) + ' · p99 '
+      + fmtDuration(f.p99), 'processing'),
+    row('Critical time', 'p50 ' + fmtDuration(f.c50) + ' · p95 ' + fmtDuration(f.c95) + ' · p99 '
+      + fmtDuration(f.c99), 'critical'),
+    row('Queue length', fmtCount(f.queue), 'queue'),
+    row('Outcomes', fmtCount(f.received) + ' received: ' + fmtCount(f.success) + ' success, '
+      + fmtCount(f.retried) + ' retried, ' + fmtCount(f.delayed) + ' delayed, ' + fmtCount(f.error)
+      + ' errors, ' + fmtCount(f.discarded) + ' discarded', 'outcomes'),
+    row('In flight', fmtCount(f.inFlight) + ' handlers, ' + fmtCount(f.pending) + ' requests pending', 'in-flight'),
+    row('Lua memory', fmtBytes(f.memory), 'memory'),
+    row('Reloads', fmtCount(f.reloads) + ' (reconnects ' + fmtCount(f.reconnects) + ')', 'reloads'),
+    row('SLA', sla === null ? 'none' : fmtDuration(sla) + (ep.breached === true ? ' — breached'
+      : num(ep.time_to_breach) !== null ? ' — breach in ' + fmtDuration(ep.time_to_breach) : ''),
+    'sla' + (ep.breached === true ? ' breached' : '')));
+}
+
+function instancesTable(ep) {
+  const list = (Array.isArray(ep.instances) ? ep.instances : []).filter((i) => i && typeof i === 'object');
+  if (list.length === 0) return el('p', { class: 'empty small', text: 'No instances.' });
+  const str = (v) => (v === null || v === undefined ? '' : String(v));
+  return el('table', { id: 'instances', class: 'grid' },
+    el('thead', null, el('tr', null, ['State', 'Instance', 'Host', 'Pid', 'Generation', 'Last seen',
+      'Started', 'Reports every'].map((t) => el('th', { text: t })))),
+    el('tbody', null, list.map((i) => {
+      const state = INSTANCE_STATES.includes(i.state) ? i.state : 'other';
+      return el('tr', { class: 'instance-row', data: { instance: str(i.instance), state: str(i.state) } },
+        el('td', { class: 'state' }, el('span', { class: 'badge inst-' + state, text: str(i.state) || '?' })),
+        el('td', { class: 'instance mono', text: str(i.instance) }),
+        el('td', { class: 'host', text: str(i.host) }),
+        el('td', { class: 'pid', text: str(i.pid) }),
+        el('td', { class: 'generation', text: str(i.generation) }),
+        el('td', { class: 'last-seen' }, timeEl(typeof i.last_seen === 'string' ? i.last_seen : null)),
+        el('td', { class: 'started' }, timeEl(typeof i.started === 'string' ? i.started : null)),
+        el('td', { class: 'interval', text: num(i.interval) === null ? '' : fmtDuration(i.interval) }));
+    })));
+}
+
+/* One endpoint's object. A name holding "/" cannot be a path segment of the API (the server
+ * decodes %2F before routing): that one is taken from the list of all. */
+async function monitoringOf(name, minutes) {
+  if (!name.includes('/')) return apiGet('/api/monitoring/' + enc(name) + '?minutes=' + minutes);
+  const all = await apiGet('/api/monitoring?minutes=' + minutes);
+  const ep = (Array.isArray(all && all.endpoints) ? all.endpoints : []).find((x) => x && x.endpoint === name);
+  if (!ep) throw new ApiError(404, 'no such endpoint');
+  return ep;
+}
+
+async function pageMonitorEndpoint(r) {
+  const name = r.parts[1];
+  const minutes = windowOf(r, 60);
+  let ep;
+  const evp = fetchEvents();
+  try {
+    ep = await monitoringOf(name, minutes);
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    return { page: 'monitor-endpoint', key: '404',
+      node: el('p', { class: 'error-box', text: 'No endpoint ' + name + ' has reported (yet).' }) };
+  }
+  const events = await evp;
+  ep = ep && typeof ep === 'object' ? ep : {};
+  const s = seriesOf(ep);
+  const sla = num(ep.sla);
+  const charts = [
+    chart({ name: 'throughput', title: 'Throughput (successes per second)', minutes: s.minutes,
+      series: [{ values: s.throughput }], fmt: fmtRate }),
+    chart({ name: 'processing', title: 'Processing time p95', minutes: s.minutes,
+      series: [{ values: s.processing_p95 }], fmt: fmtDuration }),
+    chart({ name: 'critical', title: 'Critical time p95', minutes: s.minutes,
+      series: [{ values: s.critical_p95 }], fmt: fmtDuration,
+      line: sla === null ? null : { value: sla, label: 'SLA ' + fmtDuration(sla) } }),
+    chart({ name: 'queue', title: 'Queue length', minutes: s.minutes,
+      series: [{ values: s.queue_length }], fmt: fmtCount, whole: true }),
+    chart({ name: 'retries', title: 'Retried vs errors (per minute)', minutes: s.minutes,
+      series: [{ label: 'retried', values: s.retried, cls: 'retried' },
+        { label: 'errors', values: s.error, cls: 'error' }], fmt: fmtCount, whole: true }),
+  ];
+  const node = el('section', { id: 'monitor-endpoint', data: { endpoint: name, status: ep.status,
+    breached: ep.breached === true ? '1' : '0' } },
+  el('p', { class: 'crumbs' }, el('a', { href: '#/monitoring', text: 'Monitoring' }), ' › endpoint'),
+  el('div', { class: 'toolbar' }, el('h2', { id: 'monitor-title', class: 'wrap', text: name }),
+    monStatusBadge(ep.status), el('span', { class: 'grow' }), windowSelect(minutes)),
+  figureList(ep),
+  el('div', { id: 'charts' }, charts),
+  el('h3', { text: 'Instances' }), instancesTable(ep),
+  el('h3', { text: 'Events' }), eventsList(events, r.params.get('minutes') ? minutes : null, name));
+  return { page: 'monitor-endpoint', key: monitorKey(ep, events, minutes), node };
 }
 
 /* --- start ------------------------------------------------------------------------------ */
