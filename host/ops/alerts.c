@@ -147,8 +147,10 @@ void mb_ops_alerts_raise(mb_ops_alerts *a, const char *type, const char *body) {
   if (slot >= 0) a->counts[slot]++;
   mb_log(MB_INFO, WHO, NULL, type, "alert raised: %s", body);
   publish(a, type, body);
-  if (a->webhook && mb_webhook_post(a->webhook, type, body) != MB_OK)
-    mb_log(MB_ERROR, WHO, NULL, type, "alert not queued for the webhook (out of memory)");
+  int rc = a->webhook ? mb_webhook_post(a->webhook, type, body) : MB_OK;
+  if (rc != MB_OK)
+    mb_log(MB_ERROR, WHO, NULL, type, "alert not queued for the webhook: %s",
+           rc == MB_EINVAL ? "its type cannot be a header value" : mb_strerror(rc));
 }
 
 unsigned long mb_ops_alerts_raised(const mb_ops_alerts *a, const char *type) {
