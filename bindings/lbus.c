@@ -254,6 +254,23 @@ static int claim_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *c
   return 1;
 }
 
+/* report = SECONDS | false, sla = SECONDS (DESIGN §11). [-0, +0, e] */
+static int monitoring_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *cfg) {
+  if (strcmp(key, "report") == 0 && lua_isboolean(L, v) && !lua_toboolean(L, v)) cfg->report = 0;
+  else if (strcmp(key, "report") == 0) {
+    if (!lua_isnumber(L, v) || !(lua_tonumber(L, v) >= 0.1) || lua_tonumber(L, v) > 3600)
+      luaL_error(L, "bus.endpoint: report must be a number of seconds from 0.1 to 3600, or "
+                    "false for no moonbus.ops.Report");
+    cfg->report = lua_tonumber(L, v);
+  } else if (strcmp(key, "sla") == 0) {
+    if (!lua_isnumber(L, v) || !(lua_tonumber(L, v) > 0) || lua_tonumber(L, v) > 31536000)
+      luaL_error(L, "bus.endpoint: sla must be a number of seconds above 0 (the critical time "
+                    "the endpoint promises: time sent to handled)");
+    cfg->sla = lua_tonumber(L, v);
+  } else return 0;
+  return 1;
+}
+
 static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *cfg) {
   if (strcmp(key, "name") == 0) name_option(L, v, cfg);
   else if (strcmp(key, "routes") == 0) parse_routes(L, v, cfg);
@@ -284,6 +301,8 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
     cfg->max_body_set = 1;
   } else if (claim_option(L, key, v, cfg)) {
     /* done */
+  } else if (monitoring_option(L, key, v, cfg)) {
+    /* done */
   } else if (strcmp(key, "queue_type") == 0) {
     const char *qt = lua_tostring(L, v);
     if (qt == NULL || (strcmp(qt, "quorum") != 0 && strcmp(qt, "classic") != 0))
@@ -295,7 +314,7 @@ static void parse_option(lua_State *L, const char *key, int v, mb_endpoint_cfg *
                "concurrency, retries, errors, audit, transport, state, max_body, "
                "max_deliveries, time_budget, memory_budget, shared_memory, queue_type, "
                "claim_check, databus, "
-               "claim_retention)",
+               "claim_retention, report, sla)",
                key);
 }
 

@@ -16,7 +16,9 @@
 #include "errorq.h"
 #include "ids.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "reload.h"
+#include "reporter.h"
 #include "runtime.h"
 #include "url.h"
 #include "watchdog.h"
@@ -42,6 +44,8 @@ static double reload_drain_seconds(void) {
 typedef struct run_state {
   mb_runtime *rt;
   mb_reload *reload;
+  mb_reporter *reporter;    /* moonbus.ops.Report, queue samples */
+  mb_metrics_http *metrics; /* --metrics: NULL without */
   ev_signal sigint, sigterm;
   ev_timer deadline; /* the drain at shutdown ends by then */
   double drain_seconds;
@@ -123,6 +127,22 @@ static void log_stopped(const mb_runtime *rt) {
          st.parked, st.discarded);
 }
 
+/* The reports to ops, and --metrics (listen, or NULL). MB_OK, else it said why. */
+static int start_reporting(run_state *s, const char *listen) {
+  mb_err err;
+  if ((s->reporter = mb_reporter_start(s->rt, s->reload)) == NULL) {
+    fprintf(stderr, "moonbus: out of memory\n");
+    return MB_ENOMEM;
+  }
+  if (listen == NULL) return MB_OK;
+  int rc = mb_metrics_http_start(&s->metrics, listen, s->rt, s->reporter, &err);
+  if (rc != MB_OK) fprintf(stderr, "moonbus: --metrics %s: %s\n", listen, err.msg);
+  else
+    mb_log(MB_INFO, endpoint_of(s), NULL, NULL, "metrics at http://%s/metrics (port %d)", listen,
+           mb_metrics_http_port(s->metrics));
+  return rc;
+}
+
 int mb_cli_run(const char *target, const mb_cli_opts *opts) {
   struct ev_loop *loop = EV_DEFAULT;
   run_state s = {0};
@@ -148,6 +168,7 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
            "cannot start the watchdog thread: a handler "
            "stuck inside a C function will not be stopped");
   mb_reload_start(s.reload, !opts->no_reload, reload_drain_seconds());
+  if (start_reporting(&s, opts->metrics) != MB_OK) goto done;
   log_started(s.rt, mb_reload_current(s.reload), !opts->no_reload);
   ev_run(loop, 0);
   unwatch(loop, &s);
@@ -156,6 +177,8 @@ int mb_cli_run(const char *target, const mb_cli_opts *opts) {
 done:
   mb_watchdog_stop();
   mb_runtime_stop_consuming(s.rt);
+  mb_metrics_http_stop(s.metrics);
+  mb_reporter_stop(s.reporter); /* its last report goes out before the transport closes */
   mb_reload_free(s.reload);
   mb_runtime_free(s.rt);
   ev_loop_destroy(loop);

@@ -13,6 +13,7 @@ typedef struct mb_cli_opts {
   const char *ops;       /* --ops URL: `errors` asks the ops service instead of the queue */
   const char *databus;   /* --databus file:///dir: the claim store (else $MOONBUS_DATABUS) */
   const char *name;      /* --name NAME: the endpoint `new` scaffolds (else DIR's name) */
+  const char *metrics;   /* --metrics HOST:PORT: `run` serves /metrics there (DESIGN §11) */
   /* moonbus ops */
   const char *listen;        /* --listen HOST:PORT */
   const char *store;         /* --store PATH|sqlite://PATH */

@@ -19,6 +19,7 @@ int mb_endpoint_cfg_defaults(mb_endpoint_cfg *cfg) {
   cfg->max_body = MB_DEFAULT_MAX_BODY;
   cfg->claim_check = MB_DEFAULT_CLAIM_CHECK;
   cfg->claim_retention = MB_DEFAULT_CLAIM_RETENTION;
+  cfg->report = MB_DEFAULT_REPORT;
   cfg->error_queue = strdup(MB_DEFAULT_ERROR_QUEUE);
   cfg->audit_queue = strdup(MB_DEFAULT_AUDIT_QUEUE);
   if (cfg->error_queue == NULL || cfg->audit_queue == NULL) {

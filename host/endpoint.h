@@ -19,6 +19,7 @@
 #define MB_DEFAULT_TIME_BUDGET 30.0                  /* seconds per attempt of a handler */
 #define MB_DEFAULT_MEMORY_BUDGET ((size_t)256 << 20) /* bytes a Lua state may hold */
 #define MB_DEFAULT_SHARED_MEMORY ((size_t)8 << 20)   /* bytes bus.shared may hold */
+#define MB_DEFAULT_REPORT 10.0 /* seconds between two moonbus.ops.Report (DESIGN §11) */
 
 typedef struct mb_route_entry {
   char *type;  /* command or message type */
@@ -49,6 +50,8 @@ typedef struct mb_endpoint_cfg {
   char *databus;          /* "file:///dir", or NULL (the transport's own store, if any) */
   double claim_retention; /* days a claim is kept after its message became deliverable */
   int classic_queue;      /* queue_type = "classic" (RabbitMQ); quorum queues by default */
+  double report;          /* seconds between two moonbus.ops.Report; 0: none (report = false) */
+  double sla;             /* seconds of critical time the endpoint promises; 0: none */
 } mb_endpoint_cfg;
 
 /* Fills cfg with the defaults (name NULL). Strings are owned by cfg. MB_OK or MB_ENOMEM. */

@@ -10,7 +10,8 @@
 static void usage(FILE *out) {
   fprintf(out,
           "usage:\n"
-          "  moonbus run DIR|FILE [--transport URL] [--instance ID] [--no-reload] [--drain S]\n"
+          "  moonbus run DIR|FILE [--transport URL] [--instance ID] [--no-reload] [--drain S] "
+          "[--metrics HOST:PORT]\n"
           "      --drain: seconds handlers in flight get to finish at SIGTERM (default 10)\n"
           "  moonbus send ENDPOINT TYPE JSON [--transport URL]\n"
           "  moonbus publish ENDPOINT|- TYPE JSON [--transport URL]\n"
@@ -63,6 +64,7 @@ static const char **string_option(const char *a, mb_cli_opts *opts) {
          : strcmp(a, "--audit-queue") == 0   ? &opts->audit_queue
          : strcmp(a, "--alert-webhook") == 0 ? &opts->alert_webhook
          : strcmp(a, "--name") == 0          ? &opts->name
+         : strcmp(a, "--metrics") == 0       ? &opts->metrics
                                              : NULL;
 }
 

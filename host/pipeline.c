@@ -23,6 +23,7 @@
 #include "errorq.h"
 #include "headers.h"
 #include "log.h"
+#include "metrics.h"
 #include "msgcopy.h"
 #include "retry.h"
 
@@ -34,10 +35,11 @@ struct mb_job {
   mb_outgoing **outbox; /* sent only if the handlers succeed */
   size_t n_out, cap_out;
   int64_t started_usec;
-  int attempt; /* 1-based attempt of this round of immediate retries */
-  int audited; /* the last entry of the outbox is its audit copy */
-  int running; /* an attempt runs on runner: cancel it if the pipeline closes */
-  char *stub;  /* while a claimed body is in d->env: the body as delivered ("") */
+  double attempt_start; /* monotonic: when this attempt began (before any: the arrival) */
+  int attempt;          /* 1-based attempt of this round of immediate retries */
+  int audited;          /* the last entry of the outbox is its audit copy */
+  int running;          /* an attempt runs on runner: cancel it if the pipeline closes */
+  char *stub;           /* while a claimed body is in d->env: the body as delivered ("") */
   size_t stub_len;
   const mb_runner *runner;
   void *runner_ud;
@@ -68,6 +70,7 @@ struct mb_pipeline {
   mb_job *jobs;
   mb_marks *marks; /* the local store, on a transport without marks (opened at first use) */
   mb_pipeline_stats stats;
+  mb_metrics *metrics; /* the runtime's; NULL: none */
   memo_slot memo[MEMO_SLOTS];
   unsigned memo_next;
 };
@@ -90,6 +93,7 @@ mb_pipeline *mb_pipeline_new(const mb_endpoint_cfg *cfg, const char *host) {
 }
 
 void mb_pipeline_set_transport(mb_pipeline *p, mb_transport *t) { p->transport = t; }
+void mb_pipeline_set_metrics(mb_pipeline *p, mb_metrics *m) { p->metrics = m; }
 void mb_pipeline_set_claims(mb_pipeline *p, mb_claim_store *claims) { p->claims = claims; }
 void mb_pipeline_set_runner(mb_pipeline *p, const mb_runner *runner, void *ud) {
   p->runner = runner;
@@ -117,6 +121,7 @@ static mb_job *job_new(mb_pipeline *p, mb_delivery *d) {
   job->p = p;
   job->d = d;
   job->started_usec = mb_now_usec();
+  job->attempt_start = mb_monotonic();
   job->attempt = 1;
   job->next = p->jobs;
   if (p->jobs) p->jobs->prev = job;
@@ -211,6 +216,7 @@ static void release(mb_job *job, const char *why);
 static void run_attempt(mb_job *job) {
   mb_pipeline *p = job->p;
   mb_err why;
+  job->attempt_start = mb_monotonic(); /* its claimed body's fetch included */
   if (p->runner == NULL) {
     mb_pipeline_finished(job, MB_OUTCOME_STOPPED, "no handlers are loaded", NULL);
     return;
@@ -293,6 +299,26 @@ int mb_job_order(mb_job *job, const mb_mark *m, mb_err *err) {
   return MB_OK;
 }
 
+/* --- metrics (metrics.h) --------------------------------------------------------------- */
+
+/* Seconds since the message's moonbus.time_sent (0 when the sender's clock is ahead), or
+ * -1 without a readable one. */
+static double since_sent(const mb_delivery *d) {
+  const char *sent = mb_headers_get(&d->env.headers, MB_H_TIME_SENT);
+  int64_t usec;
+  if (sent == NULL || mb_time_parse(sent, &usec) != MB_OK) return -1;
+  double s = (double)(mb_now_usec() - usec) / 1e6;
+  return s > 0 ? s : 0;
+}
+
+/* One outcome of the job's current attempt, counted once where its stats are. */
+static void count_outcome(const mb_job *job, mb_metric_outcome o) {
+  mb_metrics *m = job->p->metrics;
+  if (m == NULL) return;
+  mb_metrics_outcome(m, job->d->env.type, o, mb_monotonic() - job->attempt_start,
+                     since_sent(job->d));
+}
+
 /* --- outcomes ------------------------------------------------------------------------- */
 
 static void release(mb_job *job, const char *why) {
@@ -324,6 +350,7 @@ static void completed(void *ud, int status, const char *error) {
   double ms = (double)(mb_now_usec() - job->started_usec) / 1000.0;
   if (status == MB_OK) {
     job->p->stats.handled++;
+    count_outcome(job, MB_METRIC_SUCCESS);
     size_t sent = job->n_out - (size_t)job->audited;
     if (job->attempt > 1)
       LOG_MSG(MB_INFO, job, "handled on attempt %d in %.1f ms, %zu sent", job->attempt, ms, sent);
@@ -373,6 +400,7 @@ static void discarded(void *ud, int status, const char *error) {
   mb_job *job = ud;
   if (status == MB_OK) {
     job->p->stats.discarded++;
+    count_outcome(job, MB_METRIC_DISCARDED);
   } else if (status == MB_ELOST) {
     LOG_MSG(MB_WARN, job, "could not discard, the message is no longer ours: %s", error);
   } else {
@@ -449,6 +477,7 @@ static void parked(void *ud, int status, const char *error) {
   if (status != MB_OK) pin_claim(job, -1); /* no parked copy holds it after all */
   if (status == MB_OK) {
     job->p->stats.parked++;
+    count_outcome(job, MB_METRIC_ERROR);
     LOG_MSG(MB_ERROR, job, "moved to queue '%s'", job->p->cfg->error_queue);
     job_end(job);
   } else if (status == MB_ELOST) {
@@ -485,6 +514,7 @@ static void park(mb_job *job, const char *reason, const char *trace) {
 static void deferred(void *ud, int status, const char *error) {
   mb_job *job = ud;
   if (status == MB_OK || status == MB_ELOST) {
+    if (status == MB_OK) count_outcome(job, MB_METRIC_DELAYED);
     if (status == MB_ELOST) LOG_MSG(MB_WARN, job, "delayed retry not scheduled: %s", error);
     job_end(job);
     return;
@@ -514,6 +544,7 @@ static void retry_later(mb_job *job, const mb_retry_decision *d, const char *err
 /* Runs the handlers again in place: what the failed attempt sent is forgotten. */
 static void retry_now(mb_job *job, const char *error) {
   LOG_MSG(MB_INFO, job, "attempt %d failed: %s; trying again", job->attempt, error);
+  count_outcome(job, MB_METRIC_RETRIED);
   clear_outbox(job);
   job->attempt++;
   run_attempt(job);
@@ -584,6 +615,7 @@ static int expired(const mb_delivery *d) {
 void mb_pipeline_deliver(void *ud, mb_delivery *d) {
   mb_pipeline *p = ud;
   p->stats.received++;
+  if (p->metrics) mb_metrics_received(p->metrics, d->env.type);
   mb_job *job = job_new(p, d);
   if (job == NULL) {
     mb_log_msg(MB_ERROR, p->cfg->name, mb_envelope_log_ids(&d->env), "out of memory: released");

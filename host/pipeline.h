@@ -5,7 +5,7 @@
  * transport's delivery callback, the runner interface it drives the handlers through, the
  * outcome entry point a runner reports to, and mb_job (one delivery in flight, with its
  * outbox), opaque.
- * Uses: transport.h, endpoint.h, retry.h, audit.h, errorq.h, mark.h (order_by). Never: includes lua.h, knows
+ * Uses: transport.h, endpoint.h, retry.h, audit.h, errorq.h, mark.h (order_by), metrics.h. Never: includes lua.h, knows
  * which runner or transport it drives: tests/unit/test_pipeline.c drives it with a fake
  * runner and the in-memory transport. */
 #ifndef MOONBUS_PIPELINE_H
@@ -17,6 +17,7 @@
 #include "transport.h"
 
 struct mb_claim_store;
+struct mb_metrics;
 typedef struct mb_pipeline mb_pipeline;
 typedef struct mb_job mb_job;
 
@@ -57,6 +58,9 @@ void mb_pipeline_set_transport(mb_pipeline *p, mb_transport *t);
 /* Where claimed bodies (claim.h) are fetched from, pinned and touched; NULL: none (a
  * claimed message is then parked, saying so). The store must outlive the pipeline. */
 void mb_pipeline_set_claims(mb_pipeline *p, struct mb_claim_store *claims);
+/* Where deliveries and outcomes are counted (metrics.h); NULL: nowhere. The runtime owns
+ * m, which must outlive the pipeline. */
+void mb_pipeline_set_metrics(mb_pipeline *p, struct mb_metrics *m);
 /* New attempts run on runner from now on (a reload switches it); runner is not copied. */
 void mb_pipeline_set_runner(mb_pipeline *p, const mb_runner *runner, void *ud);
 /* fn(ud) runs each time the last job in flight ends (NULL: nobody asks). */

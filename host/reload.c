@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "filewatch.h"
 #include "log.h"
+#include "metrics.h"
 #include "watchdog.h"
 
 #define DEBOUNCE_SECONDS 0.1 /* quiet time after the last write before reloading */
@@ -183,6 +184,12 @@ static void switch_to(mb_reload *r, mb_vm *vm, const char *changed, double start
   ev_timer_start(loop_of(r), &r->drain);
 }
 
+/* moonbus_reloads_total{result} (metrics.h). */
+static void count_reload(mb_reload *r, int ok) {
+  mb_metrics *m = mb_runtime_metrics(r->rt);
+  if (m) mb_metrics_reload(m, ok);
+}
+
 /* A reload asked for while another was loading or a state was draining. */
 static void run_pending(mb_reload *r) {
   if (!r->pending || r->stopped) return;
@@ -221,6 +228,7 @@ void mb_reload_now(mb_reload *r, const char *why) {
   }
   if (vm) switch_to(r, vm, changed, started_at);
   else report_failure(r, changed, &err);
+  count_reload(r, vm != NULL);
   if (r->draining == NULL) run_pending(r);
 }
 

@@ -21,6 +21,7 @@
 #include "declaration.h"
 #include "ids.h"
 #include "log.h"
+#include "metrics.h"
 #include "shared.h"
 
 #define SWEEP_EVERY 3600.0 /* seconds between sweeps of old claims ($MOONBUS_CLAIM_SWEEP) */
@@ -43,6 +44,7 @@ struct mb_runtime {
   mb_claim_store *claims;         /* NULL: no claim store (claim check off) */
   ev_timer sweep;                 /* removes claims past their retention */
   mb_shared *shared;              /* bus.shared's dictionaries: outlive the generations */
+  mb_metrics *metrics;            /* the endpoint's figures (metrics.h); NULL until configured */
 };
 
 static void name_instance(mb_runtime *rt, const char *instance) {
@@ -94,6 +96,7 @@ void mb_runtime_free(mb_runtime *rt) {
   mb_correlate_free(rt->correlate);
   mb_declaration_free(rt->decl);
   mb_shared_free(rt->shared);
+  mb_metrics_free(rt->metrics);
   free(rt->url);
   free(rt->url_override);
   if (rt->own_loop && rt->loop) ev_loop_destroy(rt->loop);
@@ -102,14 +105,21 @@ void mb_runtime_free(mb_runtime *rt) {
 
 /* --- the declaration -------------------------------------------------------------------- */
 
-/* The store's bound follows the running declaration (a staged one waits for its adopt). */
-static void bound_shared(mb_runtime *rt) {
+/* What follows the running declaration (a staged one waits for its adopt): the bound of
+ * the shared store, and the figures, made once the endpoint has its name (not at all with
+ * MOONBUS_METRICS=off, which make bench uses to measure what counting costs). */
+static void follow_declaration(mb_runtime *rt) {
   mb_shared_set_limit(rt->shared, mb_runtime_cfg(rt)->shared_memory);
+  const char *name = mb_runtime_endpoint(rt), *off = getenv("MOONBUS_METRICS");
+  if (rt->metrics || name == NULL || (off && strcmp(off, "off") == 0)) return;
+  if ((rt->metrics = mb_metrics_new(name)) == NULL)
+    mb_log(MB_WARN, name, NULL, NULL, "out of memory: this endpoint counts no metrics");
+  mb_pipeline_set_metrics(rt->pipeline, rt->metrics);
 }
 
 int mb_runtime_configure(mb_runtime *rt, mb_endpoint_cfg *cfg, mb_err *err) {
   int rc = mb_declaration_configure(rt->decl, cfg, err);
-  if (rc == MB_OK) bound_shared(rt);
+  if (rc == MB_OK) follow_declaration(rt);
   return rc;
 }
 
@@ -144,7 +154,7 @@ int mb_runtime_adopt(mb_runtime *rt, mb_err *err) {
              again.msg);
   }
   mb_declaration_unstage(rt->decl);
-  bound_shared(rt);
+  follow_declaration(rt);
   return rc;
 }
 
@@ -373,3 +383,4 @@ mb_pipeline_stats mb_runtime_stats(const mb_runtime *rt) {
 struct mb_shared *mb_runtime_shared(const mb_runtime *rt) {
   return rt->shared;
 }
+mb_metrics *mb_runtime_metrics(const mb_runtime *rt) { return rt->metrics; }

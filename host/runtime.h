@@ -22,6 +22,7 @@ struct ev_loop;
 struct mb_correlate;
 struct mb_claim_store;
 struct mb_shared;
+struct mb_metrics;
 typedef struct mb_runtime mb_runtime;
 
 /* loop NULL: the runtime makes and owns its own loop. instance NULL: a new one. */
@@ -99,5 +100,8 @@ mb_pipeline_stats mb_runtime_stats(const mb_runtime *rt);
 /* The store behind bus.shared (shared.h): made with the runtime, freed with it (so it
  * survives reloads, not a restart); its bound is the running declaration's shared_memory. */
 struct mb_shared *mb_runtime_shared(const mb_runtime *rt);
+/* The endpoint's figures (metrics.h), made when the endpoint is configured and kept across
+ * reloads; NULL before (or when out of memory). */
+struct mb_metrics *mb_runtime_metrics(const mb_runtime *rt);
 
 #endif

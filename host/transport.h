@@ -172,6 +172,9 @@ typedef struct mb_transport_ops {
   int (*complete_marked)(mb_transport *t, mb_delivery *d, const mb_mark *m,
                          mb_outgoing *const *outbox, size_t n, mb_done_fn done, void *ud,
                          mb_err *err);
+  /* How many times the transport connected again after losing its connection (metrics).
+   * Optional: NULL on a transport without a connection to lose. */
+  unsigned long (*reconnects)(const mb_transport *t);
   /* Closes everything; leased in-flight deliveries become visible again at once. */
   void (*close)(mb_transport *t);
 } mb_transport_ops;

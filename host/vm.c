@@ -284,6 +284,7 @@ void mb_vm_start_timers(mb_vm *vm) { mb_timers_start(vm->timers); }
 void mb_vm_stop_timers(mb_vm *vm) { mb_timers_stop(vm->timers); }
 const char *mb_vm_script(const mb_vm *vm) { return vm->script; }
 unsigned mb_vm_live(const mb_vm *vm) { return vm->sched ? mb_sched_live(vm->sched) : 0; }
+size_t mb_vm_memory(const mb_vm *vm) { return vm->adopted ? 0 : vm->alloc.used; }
 void mb_vm_set_generation(mb_vm *vm, unsigned generation) { vm->generation = generation; }
 
 /* lua_close runs the script's __gc finalizers with hooks off: no time budget reaches them,

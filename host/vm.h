@@ -61,6 +61,8 @@ const char *mb_vm_script(const mb_vm *vm);
 /* How many of its coroutines are alive (running, parked in bus.request, a timer tick
  * waiting for a confirm). */
 unsigned mb_vm_live(const mb_vm *vm);
+/* Bytes its Lua state holds now (0 in module mode, whose state is its caller's). */
+size_t mb_vm_memory(const mb_vm *vm);
 /* Which generation vm is (reload.c counts them), for the log line of its close. */
 void mb_vm_set_generation(mb_vm *vm, unsigned generation);
 

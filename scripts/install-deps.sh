@@ -14,6 +14,7 @@ PACKAGES=(
   valgrind
   cppcheck clang-format
   libmicrohttpd-dev curl jq
+  prometheus
   nodejs chromium
 )
 

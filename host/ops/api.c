@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "errorq.h"
 #include "ids.h"
 #include "json.h"
@@ -24,6 +25,7 @@
 #define MAX_IDS 10000      /* ids one POST may name */
 #define DIAGRAM_ARROWS 500 /* arrows one diagram draws; the rest is counted */
 #define API_PREFIX "/api/"
+#define MAX_MINUTES 1440 /* the longest window of /api/monitoring: a day */
 
 struct mb_ops_api {
   mb_ops_api_cfg cfg;
@@ -176,6 +178,29 @@ static void get_endpoints(mb_ops_api *api, mb_http_req *r) {
   char *json = NULL;
   mb_err err;
   int rc = api->cfg.store->ops->endpoints(api->cfg.store, &json, &err);
+  reply_result(r, rc, json, &err);
+}
+
+/* GET /api/monitoring[/ENDPOINT]?minutes=N (1..1440; default 5 for all, 60 for one). */
+static void get_monitoring(mb_ops_api *api, mb_http_req *r, const char *endpoint) {
+  long minutes = number_arg(r, "minutes", endpoint ? 60 : 5);
+  if (minutes < 1 || minutes > MAX_MINUTES) {
+    reply_error(r, 400, "minutes must be a whole number from 1 to 1440");
+    return;
+  }
+  char *json = NULL;
+  mb_err err;
+  int rc = api->cfg.store->ops->monitoring(api->cfg.store, endpoint, minutes,
+                                           (double)mb_now_usec() / 1e6, &json, &err);
+  reply_result(r, rc, json, &err);
+}
+
+static void get_events(mb_ops_api *api, mb_http_req *r) {
+  long page, per_page;
+  if (!paging(r, &page, &per_page)) return;
+  char *json = NULL;
+  mb_err err;
+  int rc = api->cfg.store->ops->events(api->cfg.store, page, per_page, &json, &err);
   reply_result(r, rc, json, &err);
 }
 
@@ -459,6 +484,9 @@ static int route_get(mb_ops_api *api, mb_http_req *r, const char *p) {
   else if (strcmp(p, "/api/search") == 0) get_search(api, r);
   else if (strcmp(p, "/api/endpoints") == 0) get_endpoints(api, r);
   else if (strcmp(p, "/api/info") == 0) get_info(api, r);
+  else if (strcmp(p, "/api/monitoring") == 0) get_monitoring(api, r, NULL);
+  else if (strcmp(p, "/api/events") == 0) get_events(api, r);
+  else if (match(p, "/api/monitoring/", "", id, sizeof id)) get_monitoring(api, r, id);
   else if (strcmp(p, "/metrics") == 0) get_metrics(api, r);
   else if (match(p, "/api/messages/", "", id, sizeof id)) get_message(api, r, id);
   else if (match(p, "/api/operations/", "", id, sizeof id)) get_operation(api, r, id);

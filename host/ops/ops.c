@@ -1,6 +1,6 @@
 /* ops.c — `moonbus ops` (DESIGN §10): wires the store, one ingester per queue (error,
  * audit, moonbus.ops), the background operations, the HTTP API and UI, retention and the
- * signals together on one libev loop, and takes them down in order (HTTP, ingesters, which
+ * signals and the monitoring's checks together on one libev loop, and takes them down in order (HTTP, ingesters, which
  * store what they buffered, operations, store).
  * Never: handles a message, or listens off loopback without a token (one is made and
  * written to a file readable only by its owner when none is given). */
@@ -19,6 +19,7 @@
 #include "log.h"
 #include "ops/alerts.h"
 #include "ops/api.h"
+#include "ops/monitor.h"
 #include "ops/ops_metrics.h"
 #include "url.h"
 
@@ -39,6 +40,7 @@ typedef struct ops_service {
   mb_ops_work *work;
   mb_claim_store *claims; /* the bus's claim store, or NULL */
   mb_ops_api *api;
+  mb_ops_monitor *monitor; /* liveness and SLA checks; the alerts' path */
   mb_ops_alerts *alerts;   /* publishes the alerts (events it owns) and POSTs them */
   mb_ops_metrics *metrics; /* the backlog sampler and the rest of /metrics */
   mb_http *http;
@@ -187,6 +189,7 @@ static int start(ops_service *s, char *shown, size_t len, mb_err *err) {
   if (rc == MB_OK) rc = mb_claim_open(&s->claims, databus, s->url, err);
   if (rc == MB_OK && mb_ops_work_new(&s->work, s->loop, s->store, s->control, s->claims) != MB_OK)
     rc = mb_err_set(err, MB_ENOMEM, "out of memory");
+  if (rc == MB_OK) rc = mb_ops_monitor_start(&s->monitor, s->loop, s->store, s->alerts, err);
   if (rc == MB_OK) rc = start_ingesters(s, err);
   mb_ops_metrics_cfg mcfg = {s->loop,   s->control, s->store, store_path(s),
                              s->queues, N_QUEUES,   s->alerts};
@@ -200,6 +203,7 @@ static void stop(ops_service *s) {
   mb_http_stop(s->http);
   for (int i = 0; i < N_QUEUES; i++) mb_ops_ingest_stop(s->ingest[i]);
   mb_ops_metrics_free(s->metrics);
+  mb_ops_monitor_stop(s->monitor); /* after the ingesters: their last batch raises through it */
   if (s->control) s->control->ops->close(s->control);
   mb_ops_alerts_free(s->alerts); /* after the transport: no publish completes any more */
   mb_ops_work_free(s->work);

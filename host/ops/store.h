@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 
+#include "ops/figures.h"
 #include "transport.h"
 
 /* Where a delivery was ingested from. */
@@ -52,6 +53,15 @@ typedef struct mb_ops_selection {
 
 typedef struct mb_ops_store mb_ops_store;
 
+/* Receives each alert a committed transaction raised (type, body: a JSON object with
+ * "event" and "at"); called after the commit, never for a rolled back one. */
+typedef void (*mb_ops_alert_sink)(void *ud, const char *type, const char *body);
+/* Called by sla_each for every endpoint with an SLA: its figures over the SLA window. */
+typedef void (*mb_ops_sla_fn)(void *ud, const char *endpoint, double sla, const mb_ops_sums *sums,
+                              const mb_ops_figures *f);
+
+#define MB_OPS_SLA_MINUTES 2 /* the SLA window: this minute and the one before */
+
 typedef struct mb_ops_store_ops {
   /* Stores n deliveries of src in one transaction: a copy seen before (a redelivery) is
    * not stored twice; a failed message seen again after a retry returns to unresolved
@@ -89,8 +99,24 @@ typedef struct mb_ops_store_ops {
                 mb_err *err);
   /* Drops audit copies ingested before the start of the day audit_days before now, and
    * archived or resolved failed messages last changed before error_days; gives the space
-   * back to the file system. */
+   * back to the file system; raw reports after a day, rollups and events after 14 days. */
   int (*sweep)(mb_ops_store *s, double now, double audit_days, double error_days, mb_err *err);
+  /* --- monitoring (DESIGN §11): reports make instances and per-minute rollups ------- */
+  /* Where alerts go after their commit (fn NULL: nowhere; they are stored all the same). */
+  void (*set_alert_sink)(mb_ops_store *s, mb_ops_alert_sink fn, void *ud);
+  /* Marks dead every alive instance without a report for 3 x its interval at now (Unix
+   * seconds), each with a HeartbeatStopped alert. */
+  int (*liveness)(mb_ops_store *s, double now, mb_err *err);
+  /* Calls fn for each endpoint with an SLA with its figures over the SLA window. */
+  int (*sla_each)(mb_ops_store *s, double now, mb_ops_sla_fn fn, void *ud, mb_err *err);
+  /* Stores an alert in the event log and hands it to the sink. */
+  int (*raise)(mb_ops_store *s, const char *type, const char *body, mb_err *err);
+  /* GET /api/monitoring (endpoint NULL: every endpoint) and /api/monitoring/ENDPOINT
+   * (MB_ENOTFOUND when unknown): the figures of the minutes up to now's. */
+  int (*monitoring)(mb_ops_store *s, const char *endpoint, long minutes, double now, char **json,
+                    mb_err *err);
+  /* GET /api/events: the alerts raised, newest first. */
+  int (*events)(mb_ops_store *s, long page, long per_page, char **json, mb_err *err);
   void (*close)(mb_ops_store *s);
 } mb_ops_store_ops;
 

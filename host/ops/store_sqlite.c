@@ -2,7 +2,7 @@
  * batches, the state changes of operations, retention, open and close. The read calls
  * (JSON answers) live in store_sqlite_read.c.
  *
- * Schema (version 1):
+ * Schema (version 2):
  *   messages(seq, id, source 'error'|'audit', endpoint, queue, host, type, kind,
  *            correlation_id, reply_to, conversation_id, related_to, origin, sent_at, at,
  *            exception, trace, group_id, group_title, status, attempts, headers (JSON),
@@ -10,7 +10,8 @@
  *     one row per failed message id (unique), one per audit copy and endpoint (unique);
  *   history(message_id, at, what, who, detail): unique on (message_id, what, at), which
  *     is what makes ingesting a redelivered error copy a no-op;
- *   reports(id, endpoint, instance, host, at, ingested, headers, body): moonbus.ops;
+ *   reports(id, endpoint, instance, host, at, ingested, headers, body, problem): moonbus.ops
+ *     raw; instances, rollups and events: the monitoring (store_sqlite_monitor.c);
  *   search: FTS5 over messages' id, type, conversation, headers and body (external
  *     content, kept by triggers; the audit copies of a batch are indexed by one statement
  *     at its end: FTS5 writes its pending terms out at every statement that fires a
@@ -31,7 +32,6 @@
 #include "ops/fingerprint.h"
 #include "ops/store_sqlite_internal.h"
 
-#define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 10000
 #define DEFAULT_PATH "./.moonbus/ops.db"
 
@@ -55,7 +55,7 @@ static const char *const schema_sql =
     " UNIQUE(message_id, what, at));"
     "CREATE TABLE IF NOT EXISTS reports(seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
     " endpoint TEXT, instance TEXT, host TEXT, at TEXT, ingested INTEGER NOT NULL,"
-    " headers TEXT NOT NULL, body TEXT);"
+    " headers TEXT NOT NULL, body TEXT, problem TEXT);"
     "CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5(id, type, conversation_id, headers,"
     " body, content='messages', content_rowid='seq');"
     "DROP TRIGGER IF EXISTS messages_ai;" /* indexed audit copies too, one at a time */
@@ -100,10 +100,6 @@ static const char *const index_audit_sql =
     "INSERT INTO search(rowid, id, type, conversation_id, headers, body)"
     " SELECT seq, id, type, conversation_id, headers, body FROM messages"
     " WHERE seq > ?1 AND source = 'audit'";
-static const char *const report_sql =
-    "INSERT OR IGNORE INTO reports(id, endpoint, instance, host, at, ingested, headers, body)"
-    " VALUES(?1, ?2, CASE WHEN json_valid(?6) THEN json_extract(?6, '$.instance') END, ?3,"
-    " ?4, ?5, ?7, ?6)";
 
 /* --- helpers shared with store_sqlite_read.c ---------------------------------------- */
 
@@ -155,7 +151,7 @@ static int exec_sql(ops_sqlite *s, const char *sql, const char *what, mb_err *er
   return rc;
 }
 
-static int step_done(ops_sqlite *s, sqlite3_stmt *st, const char *what, mb_err *err) {
+int ops_sqlite_step(ops_sqlite *s, sqlite3_stmt *st, const char *what, mb_err *err) {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -166,7 +162,7 @@ static int step_done(ops_sqlite *s, sqlite3_stmt *st, const char *what, mb_err *
 
 /* The statements of one ingest transaction. */
 typedef struct batch {
-  sqlite3_stmt *error, *audit, *history, *resolve, *report;
+  sqlite3_stmt *error, *audit, *history, *resolve;
   int64_t now;
   char now_iso[MB_TIME_LEN + 1];
 } batch;
@@ -176,7 +172,6 @@ static void batch_finalize(batch *b) {
   sqlite3_finalize(b->audit);
   sqlite3_finalize(b->history);
   sqlite3_finalize(b->resolve);
-  sqlite3_finalize(b->report);
 }
 
 static int batch_prepare(ops_sqlite *s, batch *b, mb_err *err) {
@@ -184,7 +179,6 @@ static int batch_prepare(ops_sqlite *s, batch *b, mb_err *err) {
   if (rc == MB_OK) rc = ops_sqlite_prepare(s, insert_audit_sql, &b->audit, "preparing", err);
   if (rc == MB_OK) rc = ops_sqlite_prepare(s, history_sql, &b->history, "preparing", err);
   if (rc == MB_OK) rc = ops_sqlite_prepare(s, resolve_sql, &b->resolve, "preparing", err);
-  if (rc == MB_OK) rc = ops_sqlite_prepare(s, report_sql, &b->report, "preparing", err);
   b->now = mb_now_usec();
   mb_time_iso(b->now, b->now_iso);
   return rc;
@@ -233,7 +227,7 @@ static int ingest_error(ops_sqlite *s, batch *b, const mb_delivery *d, const cha
   ops_sqlite_bind(b->history, 3, "failed");
   ops_sqlite_bind(b->history, 4, queue);
   ops_sqlite_bind(b->history, 5, detail);
-  int rc = step_done(s, b->history, "storing a failure", err);
+  int rc = ops_sqlite_step(s, b->history, "storing a failure", err);
   if (rc != MB_OK || sqlite3_changes(s->db) == 0) return rc; /* seen before */
   mb_fingerprint(why, gid, title);
   bind_common(b->error, d, "error", headers, b);
@@ -245,7 +239,8 @@ static int ingest_error(ops_sqlite *s, batch *b, const mb_delivery *d, const cha
   ops_sqlite_bind(b->error, 17, gid);
   ops_sqlite_bind(b->error, 18, title);
   ops_sqlite_bind(b->error, 19, "unresolved");
-  return step_done(s, b->error, "storing a failed message", err);
+  rc = ops_sqlite_step(s, b->error, "storing a failed message", err);
+  return rc == MB_OK ? ops_sqlite_failed(s, d, queue, at, why, b->now, err) : rc;
 }
 
 /* A processed message; it resolves a failure of the same message in the same queue. */
@@ -258,33 +253,19 @@ static int ingest_audit(ops_sqlite *s, batch *b, const mb_delivery *d, const cha
   ops_sqlite_bind(b->audit, 5, hdr(d, MB_H_PROCESSING_HOST));
   ops_sqlite_bind(b->audit, 14, at ? at : b->now_iso);
   ops_sqlite_bind(b->audit, 19, "processed");
-  int rc = step_done(s, b->audit, "storing an audit copy", err);
+  int rc = ops_sqlite_step(s, b->audit, "storing an audit copy", err);
   if (rc != MB_OK || sqlite3_changes(s->db) == 0 || endpoint == NULL) return rc;
   ops_sqlite_bind(b->resolve, 1, d->env.id);
   ops_sqlite_bind(b->resolve, 2, endpoint);
   sqlite3_bind_int64(b->resolve, 3, b->now / 1000000);
-  rc = step_done(s, b->resolve, "resolving a failed message", err);
+  rc = ops_sqlite_step(s, b->resolve, "resolving a failed message", err);
   if (rc != MB_OK || sqlite3_changes(s->db) == 0) return rc;
   ops_sqlite_bind(b->history, 1, d->env.id);
   ops_sqlite_bind(b->history, 2, at ? at : b->now_iso);
   ops_sqlite_bind(b->history, 3, "resolved");
   ops_sqlite_bind(b->history, 4, endpoint);
   ops_sqlite_bind(b->history, 5, "handled");
-  return step_done(s, b->history, "storing a resolution", err);
-}
-
-static int ingest_report(ops_sqlite *s, batch *b, const mb_delivery *d, const char *headers,
-                         mb_err *err) {
-  const char *at = hdr(d, MB_H_TIME_SENT);
-  ops_sqlite_bind(b->report, 1, d->env.id);
-  ops_sqlite_bind(b->report, 2, hdr(d, MB_H_ORIGIN_ENDPOINT));
-  ops_sqlite_bind(b->report, 3, hdr(d, MB_H_ORIGIN_HOST));
-  ops_sqlite_bind(b->report, 4, at ? at : b->now_iso);
-  sqlite3_bind_int64(b->report, 5, b->now / 1000000);
-  sqlite3_bind_text(b->report, 6, d->env.body ? d->env.body : "", (int)d->env.body_len,
-                    SQLITE_TRANSIENT);
-  ops_sqlite_bind(b->report, 7, headers);
-  return step_done(s, b->report, "storing a report", err);
+  return ops_sqlite_step(s, b->history, "storing a resolution", err);
 }
 
 static int ingest_one(ops_sqlite *s, batch *b, mb_ops_source src, const mb_delivery *d,
@@ -293,19 +274,20 @@ static int ingest_one(ops_sqlite *s, batch *b, mb_ops_source src, const mb_deliv
   if (headers == NULL) return mb_err_set(err, MB_ENOMEM, "out of memory storing %s", d->env.id);
   int rc = src == MB_OPS_ERROR   ? ingest_error(s, b, d, headers, err)
            : src == MB_OPS_AUDIT ? ingest_audit(s, b, d, headers, err)
-                                 : ingest_report(s, b, d, headers, err);
+                                 : ops_sqlite_report(s, d, headers, b->now, err);
   free(headers);
   return rc;
 }
 
-static int begin(ops_sqlite *s, mb_err *err) {
+int ops_sqlite_begin(ops_sqlite *s, mb_err *err) {
   return exec_sql(s, "BEGIN IMMEDIATE", "starting a transaction", err);
 }
 
-/* Commits when rc is MB_OK, else rolls back; returns the outcome. */
-static int end(ops_sqlite *s, int rc, mb_err *err) {
+int ops_sqlite_end(ops_sqlite *s, int rc, mb_err *err) {
+  if (rc == MB_OK) rc = ops_sqlite_alerts_store(s, err);
   if (rc == MB_OK) rc = exec_sql(s, "COMMIT", "committing", err);
   if (rc != MB_OK) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  ops_sqlite_alerts_done(s, rc == MB_OK);
   return rc;
 }
 
@@ -326,7 +308,7 @@ static int index_audit(ops_sqlite *s, int64_t seq, mb_err *err) {
   int rc = ops_sqlite_prepare(s, index_audit_sql, &st, "indexing audit copies", err);
   if (rc != MB_OK) return rc;
   sqlite3_bind_int64(st, 1, seq);
-  rc = step_done(s, st, "indexing audit copies", err);
+  rc = ops_sqlite_step(s, st, "indexing audit copies", err);
   sqlite3_finalize(st);
   return rc;
 }
@@ -337,7 +319,7 @@ static int store_ingest(mb_ops_store *base, mb_ops_source src, mb_delivery *cons
   batch b = {0};
   int64_t seq = 0;
   int rc = batch_prepare(s, &b, err);
-  if (rc == MB_OK) rc = begin(s, err);
+  if (rc == MB_OK) rc = ops_sqlite_begin(s, err);
   else {
     batch_finalize(&b);
     return rc;
@@ -346,7 +328,7 @@ static int store_ingest(mb_ops_store *base, mb_ops_source src, mb_delivery *cons
   for (size_t i = 0; rc == MB_OK && i < n; i++) rc = ingest_one(s, &b, src, ds[i], err);
   if (rc == MB_OK && src == MB_OPS_AUDIT) rc = index_audit(s, seq, err);
   batch_finalize(&b);
-  return end(s, rc, err);
+  return ops_sqlite_end(s, rc, err);
 }
 
 /* --- operations ---------------------------------------------------------------------- */
@@ -376,15 +358,15 @@ static int mark_one(ops_sqlite *s, sqlite3_stmt *st, sqlite3_stmt *h, mb_ops_act
   ops_sqlite_bind(st, 1, id);
   sqlite3_bind_int64(st, 2, mb_now_usec() / 1000000);
   if (a == MB_OPS_RETRY) ops_sqlite_bind(st, 3, now_iso);
-  int rc = step_done(s, st, "changing a failed message", err);
+  int rc = ops_sqlite_step(s, st, "changing a failed message", err);
   if (rc != MB_OK || sqlite3_changes(s->db) == 0) return rc;
   ops_sqlite_bind(h, 1, id);
-  if (a == MB_OPS_DELETE) return step_done(s, h, "deleting a history", err);
+  if (a == MB_OPS_DELETE) return ops_sqlite_step(s, h, "deleting a history", err);
   ops_sqlite_bind(h, 2, now_iso);
   ops_sqlite_bind(h, 3, history_what[a]);
   ops_sqlite_bind(h, 4, who);
   ops_sqlite_bind(h, 5, NULL);
-  return step_done(s, h, "storing a history entry", err);
+  return ops_sqlite_step(s, h, "storing a history entry", err);
 }
 
 static int store_mark(mb_ops_store *base, mb_ops_action a, const char *const *ids, size_t n,
@@ -399,11 +381,11 @@ static int store_mark(mb_ops_store *base, mb_ops_action a, const char *const *id
   const char *h_sql = a == MB_OPS_DELETE ? "DELETE FROM history WHERE message_id = ?1"
                                          : history_sql;
   if (rc == MB_OK) rc = ops_sqlite_prepare(s, h_sql, &h, "preparing an operation", err);
-  if (rc == MB_OK) rc = begin(s, err);
+  if (rc == MB_OK) rc = ops_sqlite_begin(s, err);
   if (rc == MB_OK) {
     for (size_t i = 0; rc == MB_OK && i < n; i++)
       rc = mark_one(s, st, h, a, ids[i], who, now_iso, err);
-    rc = end(s, rc, err);
+    rc = ops_sqlite_end(s, rc, err);
   }
   sqlite3_finalize(st);
   sqlite3_finalize(h);
@@ -541,19 +523,19 @@ static int store_edited(mb_ops_store *base, const char *id, const char *new_id, 
                               " changed = ?3 WHERE source = 'error' AND id = ?1",
                               &st, "linking an edit", err);
   if (rc == MB_OK) rc = ops_sqlite_prepare(s, history_sql, &h, "linking an edit", err);
-  if (rc == MB_OK) rc = begin(s, err);
+  if (rc == MB_OK) rc = ops_sqlite_begin(s, err);
   if (rc == MB_OK) {
     ops_sqlite_bind(st, 1, id);
     ops_sqlite_bind(st, 2, new_id);
     sqlite3_bind_int64(st, 3, mb_now_usec() / 1000000);
-    rc = step_done(s, st, "linking an edit", err);
+    rc = ops_sqlite_step(s, st, "linking an edit", err);
     ops_sqlite_bind(h, 1, id);
     ops_sqlite_bind(h, 2, now_iso);
     ops_sqlite_bind(h, 3, "edited");
     ops_sqlite_bind(h, 4, who);
     ops_sqlite_bind(h, 5, new_id);
-    if (rc == MB_OK) rc = step_done(s, h, "storing a history entry", err);
-    rc = end(s, rc, err);
+    if (rc == MB_OK) rc = ops_sqlite_step(s, h, "storing a history entry", err);
+    rc = ops_sqlite_end(s, rc, err);
   }
   sqlite3_finalize(st);
   sqlite3_finalize(h);
@@ -567,7 +549,7 @@ static int bind_exec(ops_sqlite *s, const char *sql, int64_t cutoff, mb_err *err
   int rc = ops_sqlite_prepare(s, sql, &st, "sweeping", err);
   if (rc != MB_OK) return rc;
   sqlite3_bind_int64(st, 1, cutoff);
-  rc = step_done(s, st, "sweeping old messages", err);
+  rc = ops_sqlite_step(s, st, "sweeping old messages", err);
   sqlite3_finalize(st);
   return rc;
 }
@@ -581,7 +563,7 @@ static int64_t day_cutoff(double now, double days) {
 static int store_sweep(mb_ops_store *base, double now, double audit_days, double error_days,
                        mb_err *err) {
   ops_sqlite *s = (ops_sqlite *)base;
-  int rc = begin(s, err);
+  int rc = ops_sqlite_begin(s, err);
   if (rc != MB_OK) return rc;
   rc = bind_exec(s, "DELETE FROM messages WHERE source = 'audit' AND ingested < ?1",
                  day_cutoff(now, audit_days), err);
@@ -595,15 +577,13 @@ static int store_sweep(mb_ops_store *base, double now, double audit_days, double
                    "DELETE FROM messages WHERE source = 'error' AND status IN ('archived',"
                    " 'resolved') AND changed < ?1",
                    day_cutoff(now, error_days), err);
-  if (rc == MB_OK)
-    rc =
-        bind_exec(s, "DELETE FROM reports WHERE ingested < ?1", day_cutoff(now, audit_days), err);
+  if (rc == MB_OK) rc = ops_sqlite_monitor_sweep(s, now, err);
   if (rc == MB_OK)
     rc = exec_sql(s,
                   "DELETE FROM history WHERE message_id NOT IN (SELECT id FROM messages WHERE"
                   " source = 'error')",
                   "sweeping histories", err);
-  rc = end(s, rc, err);
+  rc = ops_sqlite_end(s, rc, err);
   if (rc == MB_OK) rc = exec_sql(s, "PRAGMA incremental_vacuum", "freeing space", err);
   if (rc == MB_OK) rc = exec_sql(s, "PRAGMA wal_checkpoint(TRUNCATE)", "checkpointing", err);
   return rc;
@@ -614,6 +594,7 @@ static int store_sweep(mb_ops_store *base, double now, double audit_days, double
 static void store_close(mb_ops_store *base) {
   ops_sqlite *s = (ops_sqlite *)base;
   if (s == NULL) return;
+  ops_sqlite_monitor_close(s);
   sqlite3_close_v2(s->db);
   free(s->path);
   free(s);
@@ -633,6 +614,12 @@ static const mb_ops_store_ops sqlite_ops = {
     .mark = store_mark,
     .edited = store_edited,
     .sweep = store_sweep,
+    .set_alert_sink = ops_sqlite_set_alert_sink,
+    .liveness = ops_sqlite_liveness,
+    .sla_each = ops_sqlite_sla_each,
+    .raise = ops_sqlite_raise,
+    .monitoring = ops_sqlite_monitoring,
+    .events = ops_sqlite_events,
     .close = store_close,
 };
 
@@ -652,9 +639,11 @@ static int schema(ops_sqlite *s, mb_err *err) {
                     "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL;"
                     " PRAGMA synchronous=NORMAL",
                     "configuring", err);
-  if (rc == MB_OK) rc = begin(s, err);
-  if (rc == MB_OK) rc = end(s, exec_sql(s, schema_sql, "creating the schema", err), err);
-  if (rc == MB_OK) rc = exec_sql(s, "PRAGMA user_version=1", "versioning the schema", err);
+  if (rc == MB_OK) rc = ops_sqlite_begin(s, err);
+  if (rc == MB_OK)
+    rc = ops_sqlite_end(s, exec_sql(s, schema_sql, "creating the schema", err), err);
+  if (rc == MB_OK) rc = ops_sqlite_monitor_schema(s, err);
+  if (rc == MB_OK) rc = exec_sql(s, "PRAGMA user_version=2", "versioning the schema", err);
   return rc;
 }
 

@@ -498,6 +498,10 @@ static void rmq_close(mb_transport *base) {
   free(t);
 }
 
+static unsigned long rmq_reconnects(const mb_transport *base) {
+  return ((const rmq *)base)->reconnects;
+}
+
 const mb_transport_ops mb_rabbitmq_transport = {
     .open = rmq_open,
     .declare = rmq_declare,
@@ -514,5 +518,6 @@ const mb_transport_ops mb_rabbitmq_transport = {
     .listen_replies = rmq_listen_replies,
     .mark_check = NULL,      /* no database: the pipeline keeps order_by marks in a local */
     .complete_marked = NULL, /* store (mark.h), written just before the ack */
+    .reconnects = rmq_reconnects,
     .close = rmq_close,
 };

@@ -107,6 +107,7 @@ typedef struct rmq {
   size_t node;     /* the node of the current session */
   amqp_link pub, con;
   int connected, lost, blocked;
+  unsigned long reconnects; /* sessions opened again after one was lost */
   unsigned session;
   char lost_reason[MB_ERRLEN];
   ev_timer heartbeat, teardown, reconnect;

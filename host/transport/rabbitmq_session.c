@@ -476,6 +476,7 @@ void rmq_on_dialed(struct ev_loop *loop, ev_async *w, int revents) {
     reconnect_failed(t, err.msg);
     return;
   }
+  t->reconnects++;
   t->lost_reason[0] = '\0';
   mb_log(MB_INFO, t->endpoint, NULL, NULL, "reconnected to RabbitMQ at %s:%d",
          t->url.nodes[t->node].host, t->url.nodes[t->node].port);

@@ -26,7 +26,8 @@ LUA
 cat >"$WORK/feeder/endpoint.lua" <<'LUA'
 local bus = require "moonbus"
 require "contracts"
-bus.endpoint { name = "bench_feeder", routes = { ["bench.Order"] = "bench_sink" }, audit = false }
+bus.endpoint { name = "bench_feeder", routes = { ["bench.Order"] = "bench_sink" }, audit = false,
+  report = tonumber(os.getenv("BENCH_REPORT")) or false }
 local lines = { { sku = "moon-bus-001", qty = 2, price = 12.5 }, { sku = "moon-bus-002", qty = 1, price = 99.9 } }
 bus.handle("bench.Kick", function(k)
   for i = 1, k.n do

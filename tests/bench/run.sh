@@ -31,6 +31,7 @@ echo "# $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /
 
 for r in $(seq 1 "$ROUNDS"); do
   bash tests/bench/throughput.sh "$N" | sed 's/^/amqp_/' | log "round $r"
+  bash tests/bench/metrics_cost.sh "$N" | log "round $r"
   bash tests/bench/sqlite_throughput.sh "$N" | sed 's/^/sqlite_/' | log "round $r"
   bash tests/bench/ops_ingest.sh "$N" | log "round $r"
 done
@@ -77,6 +78,8 @@ row "RabbitMQ msg/s, audit off / on" .0f "$(median audit_off 4)" "$(median audit
 row "RabbitMQ CPU s per 1 000, audit off / on" .4f "$(median audit_off 5)" "$(median audit_on 5)" ""
 row "ops ingestion msg/s (vs audit copies made)" .0f "$(median audit_on 4)" "$(median ops_ingest 4)" ">= 1.00"
 only "ops CPU s per 1 000 audit copies ingested" "$(median ops_ingest 5)" ""
+row "RabbitMQ msg/s, metrics+reports off / on" .0f "$(median metrics_off 4)" "$(median metrics_on 4)" ">= 0.97"
+row "RabbitMQ CPU s per 1 000, metrics off / on" .4f "$(median metrics_off 5)" "$(median metrics_on 5)" ""
 row "SQLite msg/s, audit off / on (N/4)" .0f "$(median sqlite_audit_off 4)" "$(median sqlite_audit_on 4)" ">= 0.90"
 row "SQLite ops ingestion msg/s (vs copies made)" .0f "$(median sqlite_audit_on 4)" "$(median sqlite_ops_ingest 4)" ">= 1.00"
 only "SQLite ops CPU s per 1 000 copies ingested" "$(median sqlite_ops_ingest 5)" ""

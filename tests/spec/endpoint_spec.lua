@@ -27,6 +27,17 @@ describe("bus.endpoint", function()
       err_of(bus.endpoint, { name = "s", concurency = 2 }), 1, true)
   end)
 
+  it("takes report = SECONDS | false and sla = SECONDS, refusing what is not (DESIGN §11)", function()
+    assert.has_no.errors(function() bus.endpoint { name = "s", report = 0.5, sla = 30 } end)
+    assert.has_no.errors(function() testing.fresh().endpoint { name = "s", report = false } end)
+    assert.matches("report must be a number of seconds from 0.1 to 3600, or false",
+      err_of(testing.fresh().endpoint, { name = "s", report = "often" }), 1, true)
+    assert.matches("report must be a number of seconds from 0.1 to 3600",
+      err_of(testing.fresh().endpoint, { name = "s", report = 0 }), 1, true)
+    assert.matches("sla must be a number of seconds above 0",
+      err_of(testing.fresh().endpoint, { name = "s", sla = -1 }), 1, true)
+  end)
+
   it("refuses a bad concurrency", function()
     assert.matches("concurrency must be a whole number from 1 to 10000",
       err_of(bus.endpoint, { name = "s", concurrency = 0 }), 1, true)

@@ -2,7 +2,8 @@
 # A run/stop cycle of the release host under valgrind: messages handled, a timer fired,
 # a failure released, requests answered and timed out, a reload refused (a syntax error)
 # and one done while a handler and a timer of the old state still wait for replies, both
-# states alive when SIGTERM comes, bus.shared written by both, and no leak or memory error.
+# states alive when SIGTERM comes, bus.shared written by both, reports every 0.5 s and
+# /metrics scraped, and no leak or memory error.
 . "$(dirname "$0")/lib.sh"
 if ! command -v valgrind >/dev/null; then
   not_ok "valgrind is installed (scripts/install-deps.sh installs it)"
@@ -17,7 +18,7 @@ bus.command("v.Ask", { n = "number" })
 bus.message("v.Answer", { n = "number" })
 bus.command("v.Never")
 bus.command("v.Stuck")
-bus.endpoint { name = "v", publishes = { "v.Done" }, concurrency = 16,
+bus.endpoint { name = "v", publishes = { "v.Done" }, concurrency = 16, report = 0.5,
   routes = { ["v.Do"] = "v", ["v.Ask"] = "v", ["v.Never"] = "v", ["v.Stuck"] = "v" } }
 bus.handle("v.Do", function(d, ctx)
   if d.n == 3 and ctx.attempt == 1 then error("first try fails") end
@@ -46,7 +47,7 @@ bus.every(0.2, function() end)
 LUA
 valgrind --leak-check=full --show-leak-kinds=definite,indirect \
   --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-  "$ROOT/build/moonbus" run "$WORK/v" --drain 1 >"$WORK/out" 2>"$WORK/vg.log" &
+  "$ROOT/build/moonbus" run "$WORK/v" --drain 1 --metrics 127.0.0.1:0 >"$WORK/out" 2>"$WORK/vg.log" &
 V=$!
 PIDS+=("$V")
 wait_until 60 '[ "$(grep -c "done " "$WORK/vg.log")" -ge 5 ]'
@@ -65,6 +66,11 @@ sed -i '$d' "$WORK/v/endpoint.lua" # the fix, saved by rename
 wait_until 30 'grep -q "generation 2 swapped" "$WORK/vg.log"'
 check "the fixed save is loaded while the old state's handler and timer wait" \
   grep -q "generation 2 swapped in .* generation 1 finishes its 2 handlers in flight" "$WORK/vg.log"
+PORT=$(grep -o "metrics at http://[^ ]* (port [0-9]*" "$WORK/vg.log" | grep -o "[0-9]*$")
+check "its /metrics counts the reload refused and the one adopted" bash -c "curl -s http://127.0.0.1:$PORT/metrics |
+  grep -q '^moonbus_reloads_total{endpoint=\"v\",result=\"refused\"} 1$' &&
+  curl -s http://127.0.0.1:$PORT/metrics | grep -q '^moonbus_reloads_total{endpoint=\"v\",result=\"ok\"} 1$'"
+check "it reported (moonbus.ops missing: said so once)" test "$(grep -c "no queue moonbus.ops" "$WORK/vg.log")" = 1
 kill -TERM $V
 wait $V; rc=$?
 check "valgrind reports no leak or memory error (exit $rc)" test $rc -eq 0

@@ -16,6 +16,7 @@
 #include "errorq.h"
 #include "headers.h"
 #include "mark.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "transport.h"
 #include "transport/mem.h"
@@ -36,6 +37,7 @@ typedef struct fake_runner {
   mb_job *held; /* ACT_HOLD: the job whose attempt has not ended */
   int ordered;  /* order_by: the body {"n":N} is version N of key "k" (mb_job_order) */
   int stale;    /* attempts that found their message stale (the handler did not run) */
+  int by_body;  /* the body {"fails":F}: attempts 1..F fail, later ones succeed */
 } fake_runner;
 
 static void hook(void *ud) { ((fake_runner *)ud)->hooks++; }
@@ -82,6 +84,10 @@ static void fake_run(void *ud, mb_job *job) {
   r->runs++;
   mb_job_on_end(job, hook, r);
   act a = r->script[(attempt <= r->n_script ? attempt : r->n_script) - 1];
+  int fails = 0;
+  const char *body = mb_job_delivery(job)->env.body;
+  if (r->by_body && sscanf(body ? body : "", "{\"fails\":%d}", &fails) == 1)
+    a = attempt <= fails ? ACT_FAIL : ACT_OK;
   if (r->send_to) mb_job_add_outgoing(job, command_to(r->send_to));
   if (a == ACT_HOLD) r->held = job;
   else if (a == ACT_OK) mb_pipeline_finished(job, MB_OUTCOME_OK, NULL, NULL);
@@ -603,6 +609,84 @@ static void test_idle_is_told_when_the_last_job_ends(void) {
   teardown(&f);
 }
 
+/* --- metrics (metrics.h): each outcome counted once, where the stats are ------------------- */
+
+static void put_failing(fixture *f, int fails, int stamped) {
+  mb_envelope env;
+  char body[32], sent[MB_TIME_LEN + 1];
+  order(&env);
+  snprintf(body, sizeof body, "{\"fails\":%d}", fails);
+  mb_envelope_set_body(&env, body, strlen(body));
+  mb_time_iso(mb_now_usec() - 1000000, sent); /* sent a second ago */
+  if (stamped) mb_headers_set(&env.headers, MB_H_TIME_SENT, sent);
+  put_env(f, &env, NULL);
+}
+
+/* The value of the sample line that starts with prefix in text, or -1. */
+static double sample(const char *text, const char *prefix) {
+  const char *at = strstr(text, prefix);
+  return at ? strtod(at + strlen(prefix), NULL) : -1;
+}
+
+static void test_metrics_count_each_outcome_once(void) {
+  enum { N = 5, M = 3, K = 2 };
+  fixture f;
+  setup(&f, "p-metrics", ACT_OK, ACT_OK);
+  f.cfg.delayed_retries = 0; /* a third failure parks */
+  f.r.by_body = 1;
+  mb_metrics *m = mb_metrics_new("orders");
+  mb_pipeline_set_metrics(f.p, m);
+  for (int i = 0; i < N; i++) put_failing(&f, 0, 1);
+  for (int i = 0; i < M; i++) put_failing(&f, 2, 0);
+  for (int i = 0; i < K; i++) put_failing(&f, 99, 0);
+  spin(0.1);
+  CHECK(mb_metrics_received_total(m) == N + M + K);
+  CHECK(mb_metrics_handled(m, MB_METRIC_SUCCESS) == N + M);
+  CHECK(mb_metrics_handled(m, MB_METRIC_RETRIED) == 2 * M + 2 * K);
+  CHECK(mb_metrics_handled(m, MB_METRIC_ERROR) == K);
+  CHECK(mb_metrics_handled(m, MB_METRIC_DELAYED) == 0);
+  CHECK(mb_metrics_handled(m, MB_METRIC_DISCARDED) == 0);
+  char *text = NULL;
+  size_t len;
+  CHECK(mb_metrics_render(m, NULL, &text, &len) == MB_OK);
+  const char *series = "{endpoint=\"orders\",type=\"orders.Place\"} ";
+  char prefix[128];
+  snprintf(prefix, sizeof prefix, "moonbus_processing_seconds_count%s", series);
+  CHECK(sample(text, prefix) == N + M + K + 2 * M + 2 * K);
+  snprintf(prefix, sizeof prefix, "moonbus_critical_seconds_count%s", series);
+  CHECK(sample(text, prefix) == N); /* only those with a time_sent */
+  snprintf(prefix, sizeof prefix, "moonbus_critical_seconds_sum%s", series);
+  CHECK(sample(text, prefix) >= N * 1.0);
+  free(text);
+  teardown(&f);
+  mb_metrics_free(m);
+}
+
+static void test_metrics_count_a_delayed_retry_and_a_screened_message(void) {
+  fixture f;
+  setup(&f, "p-metrics2", ACT_FAIL, ACT_FAIL);
+  mb_metrics *m = mb_metrics_new("orders");
+  mb_pipeline_set_metrics(f.p, m);
+  put(&f, NULL, NULL, NULL); /* 3 failed attempts: 2 retried, then a delayed round */
+  mb_envelope env;
+  order(&env);
+  mb_envelope_set_type(&env, ""); /* no type: parked before any attempt */
+  put_env(&f, &env, NULL);
+  spin(0.05);
+  CHECK(mb_metrics_received_total(m) == 2);
+  CHECK(mb_metrics_handled(m, MB_METRIC_RETRIED) == 2);
+  CHECK(mb_metrics_handled(m, MB_METRIC_DELAYED) == 1);
+  CHECK(mb_metrics_handled(m, MB_METRIC_ERROR) == 1);
+  char *text = NULL;
+  size_t len;
+  CHECK(mb_metrics_render(m, NULL, &text, &len) == MB_OK);
+  CHECK(text && strstr(text, "moonbus_processing_seconds_count{endpoint=\"orders\","
+                             "type=\"(none)\"} 1\n"));
+  free(text);
+  teardown(&f);
+  mb_metrics_free(m);
+}
+
 int main(void) {
   loop = ev_loop_new(EVFLAG_AUTO);
   RUN(test_ack_only_after_every_outgoing_message_is_confirmed);
@@ -625,6 +709,8 @@ int main(void) {
   RUN(test_a_mark_overtaken_while_its_handler_ran_is_discarded);
   RUN(test_a_transport_without_marks_uses_the_local_store);
   RUN(test_marks_compare_numbers_before_strings);
+  RUN(test_metrics_count_each_outcome_once);
+  RUN(test_metrics_count_a_delayed_retry_and_a_screened_message);
   ev_loop_destroy(loop);
   return unit_done();
 }
