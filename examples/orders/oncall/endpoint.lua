@@ -8,10 +8,12 @@ require "moonbus.ops"
 
 bus.endpoint { name = "oncall" }
 
+-- a JSON number as a Lua one prints (1.0 -> 1); "?" for null or absent
+local function n(x) return type(x) == "number" and tostring(math.tointeger(x) or x) or "?" end
+
 bus.handle("moonbus.ops.MessageFailed", function(alert)
-  bus.log.warn("message %s (%s) failed in queue %s after %s attempts: %s", alert.id,
-    alert.type or "?", alert.queue or "?", tostring(alert.attempts or "?"),
-    alert.exception or "?")
+  bus.log.warn("message %s (%s) failed in queue %s (failure %s of it): %s", alert.id,
+    alert.type or "?", alert.queue or "?", n(alert.attempts), alert.exception or "?")
 end)
 
 bus.handle("moonbus.ops.HeartbeatStopped", function(alert)
@@ -21,10 +23,10 @@ end)
 
 bus.handle("moonbus.ops.HeartbeatRestored", function(alert)
   bus.log.info("endpoint %s: instance %s on %s reports again (down %s s)", alert.endpoint,
-    alert.instance or "?", alert.host or "?", tostring(alert.down_seconds or "?"))
+    alert.instance or "?", alert.host or "?", n(alert.down_seconds))
 end)
 
 bus.handle("moonbus.ops.SlaBreached", function(alert)
   bus.log.warn("endpoint %s breached its SLA of %s s (critical time p95 %s s)", alert.endpoint,
-    tostring(alert.sla or "?"), tostring(alert.critical_p95 or "?"))
+    n(alert.sla), n(alert.critical_p95))
 end)
