@@ -1,7 +1,9 @@
 /* ops.c — `moonbus ops` (DESIGN §10): wires the store, one ingester per queue (error,
- * audit, moonbus.ops), the background operations, the HTTP API and UI, retention and the
- * signals and the monitoring's checks together on one libev loop, and takes them down in order (HTTP, ingesters, which
- * store what they buffered, operations, store).
+ * audit, moonbus.ops), the background operations, the monitoring's checks, the alerts (the
+ * events it owns and publishes as endpoint moonbus.ops, and --alert-webhook), the backlog
+ * sampler of its /metrics, the HTTP API and UI, retention and the signals together on one
+ * libev loop, and takes them down in order (HTTP, ingesters, which store what they
+ * buffered, the monitor, the transport, alerts, operations, store).
  * Never: handles a message, or listens off loopback without a token (one is made and
  * written to a file readable only by its owner when none is given). */
 #include <errno.h>
