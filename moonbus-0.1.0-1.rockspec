@@ -36,6 +36,9 @@ build = {
   install_pass = false,
   install = {
     lib = { moonbus = "build/moonbus.so" },
-    lua = { ["moonbus.testing"] = "modules/moonbus/testing.lua" },
+    lua = {
+      ["moonbus.testing"] = "modules/moonbus/testing.lua",
+      ["moonbus.ops"] = "modules/moonbus/ops.lua",
+    },
   },
 }

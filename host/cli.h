@@ -15,13 +15,14 @@ typedef struct mb_cli_opts {
   const char *name;      /* --name NAME: the endpoint `new` scaffolds (else DIR's name) */
   const char *metrics;   /* --metrics HOST:PORT: `run` serves /metrics there (DESIGN §11) */
   /* moonbus ops */
-  const char *listen;      /* --listen HOST:PORT */
-  const char *store;       /* --store PATH|sqlite://PATH */
-  const char *token_file;  /* --token-file F: the ops service's token (`errors --ops`: else
+  const char *listen;        /* --listen HOST:PORT */
+  const char *store;         /* --store PATH|sqlite://PATH */
+  const char *token_file;    /* --token-file F: the ops service's token (`errors --ops`: else
                               $MOONBUS_OPS_TOKEN) */
-  const char *audit_queue; /* --audit-queue NAME */
-  double audit_retention;  /* --audit-retention DAYS */
-  double error_retention;  /* --error-retention DAYS */
+  const char *audit_queue;   /* --audit-queue NAME */
+  double audit_retention;    /* --audit-retention DAYS */
+  double error_retention;    /* --error-retention DAYS */
+  const char *alert_webhook; /* --alert-webhook URL: alerts are POSTed there (http:// only) */
 } mb_cli_opts;
 
 #define MB_CLI_EXIT_TIMEOUT 3 /* `request` got no reply in time */

@@ -29,6 +29,7 @@ static void usage(FILE *out) {
           "  moonbus ops [--listen HOST:PORT] [--store PATH] [--token-file F] [--transport URL]\n"
           "      [--audit-retention DAYS] [--error-retention DAYS] [--queue NAME] [--audit-queue "
           "NAME]\n"
+          "      [--alert-webhook http://HOST[:PORT]/PATH]\n"
           "      the operations service: failed and processed messages, web UI and API\n"
           "      (default 127.0.0.1:7070, store .moonbus/ops.db, retention 7 and 30 days)\n"
           "  moonbus new DIR [--name NAME]    an endpoint, its contracts, a spec, a .busted\n"
@@ -55,15 +56,16 @@ static int seconds_arg(const char *option, const char *v, double *out) {
 
 /* Where a string-valued option of `moonbus ops` goes, or NULL for another option. */
 static const char **string_option(const char *a, mb_cli_opts *opts) {
-  return strcmp(a, "--listen") == 0        ? &opts->listen
-         : strcmp(a, "--store") == 0       ? &opts->store
-         : strcmp(a, "--token-file") == 0  ? &opts->token_file
-         : strcmp(a, "--ops") == 0         ? &opts->ops
-         : strcmp(a, "--databus") == 0     ? &opts->databus
-         : strcmp(a, "--audit-queue") == 0 ? &opts->audit_queue
-         : strcmp(a, "--name") == 0        ? &opts->name
-         : strcmp(a, "--metrics") == 0     ? &opts->metrics
-                                           : NULL;
+  return strcmp(a, "--listen") == 0          ? &opts->listen
+         : strcmp(a, "--store") == 0         ? &opts->store
+         : strcmp(a, "--token-file") == 0    ? &opts->token_file
+         : strcmp(a, "--ops") == 0           ? &opts->ops
+         : strcmp(a, "--databus") == 0       ? &opts->databus
+         : strcmp(a, "--audit-queue") == 0   ? &opts->audit_queue
+         : strcmp(a, "--alert-webhook") == 0 ? &opts->alert_webhook
+         : strcmp(a, "--name") == 0          ? &opts->name
+         : strcmp(a, "--metrics") == 0       ? &opts->metrics
+                                             : NULL;
 }
 
 /* --audit-retention / --error-retention: a number of days above 0. */

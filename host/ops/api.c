@@ -17,6 +17,7 @@
 #include "json.h"
 #include "log.h"
 #include "ops/diagram.h"
+#include "ops/ops_metrics.h"
 #include "ops/web.h"
 
 #define PER_PAGE_DEFAULT 50
@@ -235,6 +236,7 @@ static void get_metrics(mb_ops_api *api, mb_http_req *r) {
       else mb_jbuf_raw(&b, c, 1);
     mb_jbuf_printf(&b, "\"} %lu\n", mb_ops_ingest_count(api->cfg.ingesters[i]));
   }
+  mb_ops_metrics_render(api->cfg.metrics, &b);
   if (b.failed) reply_error(r, 500, "out of memory");
   else mb_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
   mb_jbuf_free(&b);

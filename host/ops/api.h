@@ -28,6 +28,7 @@ typedef struct mb_ops_api_cfg {
   mb_ops_ingest *const *ingesters; /* for /metrics */
   const char *const *queues;
   size_t n_ingesters;
+  struct mb_ops_metrics *metrics; /* the rest of /metrics (ops_metrics.h), or NULL */
 } mb_ops_api_cfg;
 
 /* cfg's pointers must outlive the api. NULL when out of memory. */

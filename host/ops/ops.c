@@ -1,7 +1,9 @@
 /* ops.c — `moonbus ops` (DESIGN §10): wires the store, one ingester per queue (error,
- * audit, moonbus.ops), the background operations, the HTTP API and UI, retention and the
- * signals and the monitoring's checks together on one libev loop, and takes them down in order (HTTP, ingesters, which
- * store what they buffered, operations, store).
+ * audit, moonbus.ops), the background operations, the monitoring's checks, the alerts (the
+ * events it owns and publishes as endpoint moonbus.ops, and --alert-webhook), the backlog
+ * sampler of its /metrics, the HTTP API and UI, retention and the signals together on one
+ * libev loop, and takes them down in order (HTTP, ingesters, which store what they
+ * buffered, the monitor, the transport, alerts, operations, store).
  * Never: handles a message, or listens off loopback without a token (one is made and
  * written to a file readable only by its owner when none is given). */
 #include <errno.h>
@@ -17,8 +19,10 @@
 #include "endpoint.h"
 #include "ids.h"
 #include "log.h"
+#include "ops/alerts.h"
 #include "ops/api.h"
 #include "ops/monitor.h"
+#include "ops/ops_metrics.h"
 #include "url.h"
 
 #define OPS_QUEUE "moonbus.ops"
@@ -39,7 +43,8 @@ typedef struct ops_service {
   mb_claim_store *claims; /* the bus's claim store, or NULL */
   mb_ops_api *api;
   mb_ops_monitor *monitor; /* liveness and SLA checks; the alerts' path */
-  mb_ops_alerts *alerts;   /* NULL until alerts.c's constructor is wired (another branch) */
+  mb_ops_alerts *alerts;   /* publishes the alerts (events it owns) and POSTs them */
+  mb_ops_metrics *metrics; /* the backlog sampler and the rest of /metrics */
   mb_http *http;
   char token[128];
   char project[4096]; /* the .moonbus folder: the nearest one up the tree, else ./.moonbus */
@@ -121,10 +126,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   ev_break(loop, EVBREAK_ALL);
 }
 
-/* The queues it reads exist before it reads them: declared as an endpoint of its own. */
+/* The queues it reads exist before it reads them: declared as an endpoint of its own, the
+ * one that owns (publishes) the alert events, so endpoints can handle them. */
 static int declare(ops_service *s, mb_err *err) {
-  mb_topology topo = {
-      .endpoint = OPS_QUEUE, .error_queue = s->queues[0], .audit_queue = s->queues[1]};
+  mb_topology topo = {.endpoint = OPS_QUEUE,
+                      .error_queue = s->queues[0],
+                      .audit_queue = s->queues[1],
+                      .owned = mb_ops_alert_types,
+                      .n_owned = MB_OPS_N_ALERT_TYPES};
   int rc = mb_transport_open(&s->control, s->loop, s->url, "moonbus-ops", err);
   if (rc == MB_OK) rc = s->control->ops->declare(s->control, &topo, err);
   return rc;
@@ -163,9 +172,9 @@ static int start_http(ops_service *s, char *shown, size_t len, mb_err *err) {
   int loopback = mb_http_listens_on_loopback(s->http);
   if (!loopback && s->token[0] == '\0') rc = make_token(s, s->token, sizeof s->token, err);
   mb_url_redact(s->url, shown, len);
-  mb_ops_api_cfg cfg = {s->store,  s->work, s->control,    s->token[0] ? s->token : NULL,
-                        loopback,  shown,   store_path(s), s->ingest,
-                        s->queues, N_QUEUES};
+  mb_ops_api_cfg cfg = {s->store,  s->work,  s->control,    s->token[0] ? s->token : NULL,
+                        loopback,  shown,    store_path(s), s->ingest,
+                        s->queues, N_QUEUES, s->metrics};
   if (rc == MB_OK && (s->api = mb_ops_api_new(&cfg)) == NULL)
     rc = mb_err_set(err, MB_ENOMEM, "out of memory");
   return rc;
@@ -176,12 +185,18 @@ static int start(ops_service *s, char *shown, size_t len, mb_err *err) {
   if (rc == MB_OK && s->opts->store == NULL) mkdir(s->project, 0700);
   if (rc == MB_OK) rc = mb_ops_store_open(&s->store, store_path(s), err);
   if (rc == MB_OK) rc = declare(s, err);
+  if (rc == MB_OK)
+    rc = mb_ops_alerts_new(&s->alerts, s->loop, s->control, s->opts->alert_webhook, err);
   const char *databus = s->opts->databus ? s->opts->databus : getenv("MOONBUS_DATABUS");
   if (rc == MB_OK) rc = mb_claim_open(&s->claims, databus, s->url, err);
   if (rc == MB_OK && mb_ops_work_new(&s->work, s->loop, s->store, s->control, s->claims) != MB_OK)
     rc = mb_err_set(err, MB_ENOMEM, "out of memory");
   if (rc == MB_OK) rc = mb_ops_monitor_start(&s->monitor, s->loop, s->store, s->alerts, err);
   if (rc == MB_OK) rc = start_ingesters(s, err);
+  mb_ops_metrics_cfg mcfg = {s->loop,   s->control, s->store, store_path(s),
+                             s->queues, N_QUEUES,   s->alerts};
+  if (rc == MB_OK && (s->metrics = mb_ops_metrics_new(&mcfg)) == NULL)
+    rc = mb_err_set(err, MB_ENOMEM, "out of memory");
   if (rc == MB_OK) rc = start_http(s, shown, len, err);
   return rc;
 }
@@ -189,8 +204,10 @@ static int start(ops_service *s, char *shown, size_t len, mb_err *err) {
 static void stop(ops_service *s) {
   mb_http_stop(s->http);
   for (int i = 0; i < N_QUEUES; i++) mb_ops_ingest_stop(s->ingest[i]);
+  mb_ops_metrics_free(s->metrics);
   mb_ops_monitor_stop(s->monitor); /* after the ingesters: their last batch raises through it */
   if (s->control) s->control->ops->close(s->control);
+  mb_ops_alerts_free(s->alerts); /* after the transport: no publish completes any more */
   mb_ops_work_free(s->work);
   mb_claim_close(s->claims);
   mb_ops_api_free(s->api);

@@ -79,6 +79,9 @@ typedef struct mb_ops_store_ops {
   /* MB_ENOTFOUND for a conversation with no message. */
   int (*conversation)(mb_ops_store *s, const char *id, char **json, mb_err *err);
   int (*endpoints)(mb_ops_store *s, char **json, mb_err *err);
+  /* *age_s gets the seconds since the oldest unresolved failed message failed (its
+   * failed_at; when it has none, when it was ingested), 0 when there is none. */
+  int (*oldest_unresolved)(mb_ops_store *s, double *age_s, mb_err *err);
   /* The ids of the failed messages sel names that action may act on: *ids is one malloc'd
    * block of pointers and strings (free(*ids) frees all). */
   int (*select)(mb_ops_store *s, mb_ops_action action, const mb_ops_selection *sel, char ***ids,

@@ -608,6 +608,7 @@ static const mb_ops_store_ops sqlite_ops = {
     .search = ops_sqlite_search,
     .conversation = ops_sqlite_conversation,
     .endpoints = ops_sqlite_endpoints,
+    .oldest_unresolved = ops_sqlite_oldest_unresolved,
     .select = store_select,
     .envelope = store_envelope,
     .mark = store_mark,

@@ -72,6 +72,7 @@ int ops_sqlite_search(mb_ops_store *base, const char *q, long page, long per_pag
                       mb_err *err);
 int ops_sqlite_conversation(mb_ops_store *base, const char *id, char **json, mb_err *err);
 int ops_sqlite_endpoints(mb_ops_store *base, char **json, mb_err *err);
+int ops_sqlite_oldest_unresolved(mb_ops_store *base, double *age_s, mb_err *err);
 
 /* The monitoring (store_sqlite_monitor.c). */
 int ops_sqlite_monitor_schema(ops_sqlite *s, mb_err *err);

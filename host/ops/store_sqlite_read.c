@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "ops/store_sqlite_internal.h"
 
 /* The first line of the exception, for lists. */
@@ -180,4 +181,28 @@ int ops_sqlite_endpoints(mb_ops_store *base, char **json, mb_err *err) {
   int rc = ops_sqlite_prepare(s, endpoints_sql, &st, "listing endpoints", err);
   if (rc != MB_OK) return rc;
   return ops_sqlite_json(s, st, json, "listing endpoints", err);
+}
+
+/* The Unix time of the oldest unresolved failure: the earliest failed_at (ISO 8601 text, so
+ * the index orders it), or for raw messages without one the time they were ingested. */
+static const char *const oldest_sql =
+    "SELECT min(v) FROM (SELECT (julianday(min(at)) - 2440587.5) * 86400.0 AS v FROM messages"
+    " WHERE source = 'error' AND status = 'unresolved' AND at IS NOT NULL UNION ALL"
+    " SELECT min(ingested) FROM messages WHERE source = 'error' AND status = 'unresolved'"
+    " AND at IS NULL)";
+
+int ops_sqlite_oldest_unresolved(mb_ops_store *base, double *age_s, mb_err *err) {
+  ops_sqlite *s = (ops_sqlite *)base;
+  sqlite3_stmt *st;
+  *age_s = 0;
+  int rc = ops_sqlite_prepare(s, oldest_sql, &st, "finding the oldest failure", err);
+  if (rc != MB_OK) return rc;
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+    double age = (double)mb_now_usec() / 1e6 - sqlite3_column_double(st, 0);
+    *age_s = age > 0 ? age : 0;
+  } else if (step != SQLITE_ROW && step != SQLITE_DONE)
+    rc = ops_sqlite_fail(s, MB_EIO, "finding the oldest failure", err);
+  sqlite3_finalize(st);
+  return rc;
 }
