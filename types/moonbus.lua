@@ -43,8 +43,8 @@
 ---@field time_budget? number                seconds an attempt may run (default 30)
 ---@field memory_budget? integer             bytes the Lua state may hold (default 256 MiB)
 ---@field shared_memory? integer             bytes bus.shared's dictionaries may hold together (default 8 MiB)
----@field report? number|false             seconds between two moonbus.ops.Report to ops (default 10; false: none)
----@field sla? number                     seconds of critical time (sent to handled) the endpoint promises
+---@field report? number|false               seconds between two moonbus.ops.Report to ops (default 10; false: none)
+---@field sla? number                        seconds of critical time (sent to handled) the endpoint promises
 ---@field queue_type? "quorum"|"classic"     RabbitMQ queue type (default quorum)
 
 ---@class moonbus.Context
