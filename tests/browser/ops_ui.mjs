@@ -16,83 +16,22 @@
 //      keeps the right one for the session;
 //   and saves a screenshot of the groups page (docs/ops.png with OPS_SCREENSHOT=docs/ops.png).
 // With OPS_SHOTS=DIR it also saves full-page screenshots of other pages there, for a look.
-// Never leaves a process behind: every child is killed at exit, whatever happened.
-import { chromium } from 'playwright-core';
-import { spawn, execFile } from 'node:child_process';
+// Never leaves a process behind: every child is killed at exit, whatever happened (the
+// harness, shared with monitoring.mjs, is lib.mjs).
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  ROOT, WORK, TRANSPORT, env, init, report, test, assert, equal, fatal, sleep, waitFor, children,
+  host, log, running, luaEnv, write, api, startOps, stopOps, launch, page, dialogs, pageErrors,
+  ready, open, devShot, screenshotTo, run, failures,
+} from './lib.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const MOONBUS = path.resolve(ROOT, process.env.MOONBUS || 'build/asan/moonbus');
-const WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'moonbus-browser.'));
-/* The bus: MOONBUS_BROWSER_TRANSPORT (run.sh sets it to a vhost of its own when
- * MOONBUS_TEST_TRANSPORT names a broker), else a new SQLite file. */
-const TRANSPORT = process.env.MOONBUS_BROWSER_TRANSPORT || 'sqlite://' + WORK + '/bus.db';
+init('moonbus-browser');
 /* The README's picture is docs/ops.png: OPS_SCREENSHOT=docs/ops.png refreshes it (by
  * default a run leaves the tree alone). */
 const SHOT = path.resolve(ROOT, process.env.OPS_SCREENSHOT || 'build/test-logs/browser-ops.png');
-const env = { ...process.env, MOONBUS_TRANSPORT: TRANSPORT, MOONBUS_LOG: 'info',
-  ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1' };
-
-/* --- TAP ------------------------------------------------------------------------------- */
-
-let count = 0;
-let failures = 0;
-function report(pass, what, diag) {
-  count++;
-  console.log((pass ? 'ok ' : 'not ok ') + count + ' - ' + what);
-  if (!pass) {
-    failures++;
-    for (const line of String(diag || '').split('\n').slice(0, 20)) console.log('#   ' + line);
-    for (const c of children) if (c.ended) console.log('#   (host ' + c.name + ' has ended: ' + c.ended + ')');
-  }
-}
-async function test(what, fn) {
-  try {
-    await fn();
-    report(true, what);
-  } catch (e) {
-    report(false, what, e && e.stack ? e.stack : e);
-  }
-}
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
-function equal(got, want, msg) {
-  const g = JSON.stringify(got), w = JSON.stringify(want);
-  if (g !== w) throw new Error(msg + ': got ' + g + ', want ' + w);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function waitFor(what, seconds, fn) {
-  const deadline = Date.now() + seconds * 1000;
-  let last;
-  for (;;) {
-    try { const v = await fn(); if (v) return v; } catch (e) { if (e.fatal) throw e; last = e; }
-    if (Date.now() > deadline) throw new Error('timed out after ' + seconds + ' s: ' + what + (last ? ' (' + last.message + ')' : ''));
-    await sleep(200);
-  }
-}
-
-/* --- processes --------------------------------------------------------------------------- */
-
-const children = [];
-function start(name, args) {
-  const out = fs.openSync(path.join(WORK, name + '.log'), 'a');
-  /* in WORK, so that scripts are named shop/shop_handlers.lua in errors (and the screenshot) */
-  const child = spawn(MOONBUS, args, { env, cwd: WORK, stdio: ['ignore', out, out] });
-  child.name = name;
-  child.on('exit', (code, signal) => { child.ended = signal || 'exit status ' + code; });
-  children.push(child);
-  return child;
-}
-function log(name) {
-  try { return fs.readFileSync(path.join(WORK, name + '.log'), 'utf8'); } catch (e) { return ''; }
-}
-function stopAll() {
-  for (const c of children) if (c.exitCode === null) try { c.kill('SIGKILL'); } catch (e) { /* gone */ }
-}
-process.on('exit', stopAll);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { stopAll(); process.exit(1); });
 
 /* Runs Lua (stock lua5.4 with build/moonbus.so) on a fresh bus named browser_sender, whose
  * routes send each flow's first command to its endpoint; `code` runs in a timer. */
@@ -111,20 +50,12 @@ function send(code) {
     assert(testing.run_until(function() return done end, 300), "not sent in time")
     assert(not failure, failure)`;
   return new Promise((resolve, reject) => {
-    execFile('lua5.4', ['-e', lua], { env: { ...env, MOONBUS_LOG: 'error',
-      LUA_PATH: WORK + '/?.lua;' + ROOT + '/modules/?.lua;;', LUA_CPATH: ROOT + '/build/?.so;;' } },
+    execFile('lua5.4', ['-e', lua], { env: { ...env, MOONBUS_LOG: 'error', ...luaEnv([WORK]) } },
     (err, stdout, stderr) => (err ? reject(new Error('send failed: ' + stderr + stdout)) : resolve(stdout)));
   });
 }
 
 /* --- the endpoints -------------------------------------------------------------------- */
-
-function write(file, text) {
-  const p = path.join(WORK, file);
-  fs.mkdirSync(path.dirname(p), { recursive: true });
-  fs.writeFileSync(p + '.tmp', text); /* a new file renamed over the old one, as editors save */
-  fs.renameSync(p + '.tmp', p);
-}
 
 const CONTRACTS = `local bus = require "moonbus"
 bus.command("shop.Pay", { order = "string", note = "string?" })
@@ -156,13 +87,8 @@ async function startEndpoints() {
   endpoint('alpha', '["flow.Step"] = "beta"', 'bus.handle("flow.Start", function() bus.send("flow.Step", {}) end)');
   endpoint('beta', '["flow.Final"] = "gamma"', 'bus.handle("flow.Step", function() bus.send("flow.Final", {}) end)');
   endpoint('gamma', '', 'bus.handle("flow.Final", function() error("gamma cannot finish the flow") end)');
-  for (const name of ['shop', 'bulk', 'alpha', 'beta', 'gamma']) start(name, ['run', name]);
-  for (const c of children) {
-    await waitFor(c.name + ' is running', 30, () => {
-      if (c.exitCode !== null) throw Object.assign(new Error(c.name + ' exited: ' + log(c.name)), { fatal: true });
-      return / running /.test(log(c.name));
-    });
-  }
+  for (const name of ['shop', 'bulk', 'alpha', 'beta', 'gamma']) host(name, ['run', name]);
+  for (const c of children) await running(c);
 }
 
 async function reload(name, handlers, generation) {
@@ -171,47 +97,8 @@ async function reload(name, handlers, generation) {
     () => log(name).includes('generation ' + generation + ' swapped'));
 }
 
-/* --- the ops service and its API (for waiting only) --------------------------------------- */
-
-let BASE;
-async function api(p) {
-  const res = await fetch(BASE + p);
-  if (!res.ok) throw new Error('GET ' + p + ': ' + res.status);
-  return res.json();
-}
-async function startOps() {
-  const ops = start('ops', ['ops', '--listen', '127.0.0.1:0', '--transport', TRANSPORT,
-    '--store', path.join(WORK, 'ops.db')]);
-  const port = await waitFor('ops says where it serves', 30, () => {
-    if (ops.exitCode !== null) throw Object.assign(new Error('moonbus ops exited: ' + log('ops')), { fatal: true });
-    const m = /serving http:\/\/127\.0\.0\.1:(\d+)\//.exec(log('ops'));
-    return m && m[1];
-  });
-  BASE = 'http://127.0.0.1:' + port;
-  await waitFor('ops answers /api/info', 30, () => api('/api/info'));
-}
-
 /* --- page helpers ------------------------------------------------------------------------ */
 
-let page;
-const dialogs = [];
-const pageErrors = [];
-async function open(hash, kind) {
-  const url = BASE + '/' + hash;
-  /* the same address again is no navigation at all (no hashchange): load it afresh */
-  if (page.url() === url) await page.reload();
-  else await page.goto(url);
-  await page.waitForSelector(`#view[data-page=${kind}][data-ready="1"]`, { timeout: 15000 });
-}
-/* With OPS_SHOTS=DIR, a full-page screenshot of what the page shows now (for a look). */
-async function devShot(name) {
-  if (!process.env.OPS_SHOTS) return;
-  fs.mkdirSync(process.env.OPS_SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(process.env.OPS_SHOTS, name + '.png'), fullPage: true });
-}
-async function ready(kind) {
-  await page.waitForSelector(`#view[data-page=${kind}][data-ready="1"]`, { timeout: 15000 });
-}
 /* The group row whose title contains text, on the groups page (which refreshes itself). */
 function groupRow(text) {
   return page.locator('tr.group-row', { has: page.locator('td.title', { hasText: text }) });
@@ -373,22 +260,7 @@ async function screenshot() {
     (await groupRow('gamma cannot finish').locator('td.count').textContent({ timeout: 1000 })) === '8'
     && (await groupRow('is exhausted').locator('td.count').textContent({ timeout: 1000 })) === '23');
   await page.mouse.move(640, 700); /* no row highlighted by the pointer */
-  fs.mkdirSync(path.dirname(SHOT), { recursive: true });
-  await page.screenshot({ path: SHOT });
-  assert(fs.statSync(SHOT).size > 5000, 'the screenshot has content');
-}
-
-async function stopOps() {
-  const ops = children.find((c) => c.name === 'ops');
-  ops.kill('SIGTERM');
-  const code = await new Promise((resolve) => {
-    if (ops.exitCode !== null) resolve(ops.exitCode);
-    ops.once('exit', (c, sig) => resolve(c === null ? sig : c));
-    setTimeout(() => resolve('still running after 20 s'), 20000);
-  });
-  equal(code, 0, 'the exit status');
-  const bad = log('ops').split('\n').filter((l) => /AddressSanitizer|LeakSanitizer|runtime error:/.test(l));
-  equal(bad, [], 'sanitizer lines in its log');
+  await screenshotTo(SHOT);
 }
 
 /* An ops service off loopback (0.0.0.0, reached at this machine's first non-loopback
@@ -396,10 +268,10 @@ async function stopOps() {
 async function tokenOffLoopback(ip) {
   const tokenFile = path.join(WORK, 'token');
   fs.writeFileSync(tokenFile, 'browser-test-token\n');
-  const ops2 = start('ops2', ['ops', '--listen', '0.0.0.0:0', '--transport', TRANSPORT,
+  const ops2 = host('ops2', ['ops', '--listen', '0.0.0.0:0', '--transport', TRANSPORT,
     '--store', path.join(WORK, 'ops2.db'), '--token-file', tokenFile]);
   const port = await waitFor('the second ops says where it serves', 30, () => {
-    if (ops2.exitCode !== null) throw Object.assign(new Error('ops2 exited: ' + log('ops2')), { fatal: true });
+    if (ops2.exitCode !== null) throw fatal('ops2 exited: ' + log('ops2'));
     const m = /serving http:\/\/[^:/]+:(\d+)\//.exec(log('ops2'));
     return m && m[1];
   });
@@ -430,20 +302,13 @@ function firstNonLoopbackIPv4() {
 /* --- main ------------------------------------------------------------------------------- */
 
 async function main() {
-  console.log('# work: ' + WORK);
   let browser;
   await test('the ops service and five endpoint hosts start', async () => {
     await startEndpoints();
     await startOps();
   });
   if (failures) return;
-  await test('chromium starts headless', async () => {
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    page.on('console', (m) => { if (m.type() === 'error') pageErrors.push('console: ' + m.text()); });
-  });
+  await test('chromium starts headless', async () => { browser = await launch(); });
   if (failures) return;
   await test('a failed message appears in its group within seconds', failedMessageAppears);
   await test('retry from the message page after a hot-reload fix: handled, it leaves the list', retryAfterFix);
@@ -462,20 +327,4 @@ async function main() {
   await browser.close();
 }
 
-try {
-  await main();
-} catch (e) {
-  report(false, 'the browser tests ran to the end', e.stack);
-}
-stopAll();
-for (const c of children) if (c.exitCode === null) await new Promise((r) => { c.once('exit', r); setTimeout(r, 3000); });
-if (failures) {
-  const keep = path.join(ROOT, 'build/test-logs/browser');
-  fs.rmSync(keep, { recursive: true, force: true });
-  fs.mkdirSync(keep, { recursive: true });
-  for (const f of fs.readdirSync(WORK)) if (f.endsWith('.log')) fs.copyFileSync(path.join(WORK, f), path.join(keep, f));
-  console.log('# hosts\' logs kept in ' + path.relative(ROOT, keep));
-}
-if (!process.env.KEEP_WORK) fs.rmSync(WORK, { recursive: true, force: true });
-console.log('1..' + count);
-process.exit(failures ? 1 : 0);
+await run(main, 'browser');

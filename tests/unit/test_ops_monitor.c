@@ -20,27 +20,16 @@
 #include "ops/monitor.h"
 #include "ops/report.h"
 #include "ops/store.h"
+#include "ops_store_helpers.h"
 #include "unit.h"
 
-static char dir[64], path[96];
 static int next_id;
 
+/* A delivery with the next made-up id. */
 static mb_delivery *delivery(const char *type, const char *body, size_t len) {
-  mb_delivery *d = calloc(1, sizeof *d);
-  mb_envelope_init(&d->env);
-  snprintf(d->env.id, sizeof d->env.id, "0192f3a4-0000-7000-8000-%012d", ++next_id);
-  mb_envelope_set_type(&d->env, type);
-  mb_envelope_set_body(&d->env, body, len);
-  mb_headers_set(&d->env.headers, MB_H_KIND, "message");
-  d->delivery_count = 1;
-  return d;
-}
-
-static int ingest(mb_ops_store *s, mb_ops_source src, mb_delivery *d) {
-  mb_err err;
-  int rc = s->ops->ingest(s, src, &d, 1, &err);
-  mb_delivery_free(d);
-  return rc;
+  char id[40];
+  snprintf(id, sizeof id, "0192f3a4-0000-7000-8000-%012d", ++next_id);
+  return hand_delivery(id, "message", type, body, len);
 }
 
 /* A report of instance of endpoint: success successes, each in processing bucket 3 and
@@ -75,14 +64,6 @@ static int send_report(mb_ops_store *s, char *body) {
   return rc;
 }
 
-static mb_json *parsed(char *json) {
-  mb_json *doc = NULL;
-  mb_err err;
-  if (json == NULL || mb_json_parse(json, strlen(json), &doc, &err) != MB_OK) doc = NULL;
-  free(json);
-  return doc;
-}
-
 static mb_json *monitoring(mb_ops_store *s, const char *endpoint, long minutes, double now) {
   char *json = NULL;
   mb_err err;
@@ -112,7 +93,7 @@ static long long sql_count(const char *sql) {
   sqlite3 *db;
   sqlite3_stmt *st;
   long long n = -1;
-  if (sqlite3_open(path, &db) != SQLITE_OK) return -1;
+  if (sqlite3_open(store_path, &db) != SQLITE_OK) return -1;
   if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
     n = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
@@ -120,27 +101,10 @@ static long long sql_count(const char *sql) {
   return n;
 }
 
-static mb_ops_store *open_store(void) {
-  mb_ops_store *s = NULL;
-  mb_err err;
-  snprintf(dir, sizeof dir, "/tmp/moonbus-ops-monitor.XXXXXX");
-  if (mkdtemp(dir) == NULL) return NULL;
-  snprintf(path, sizeof path, "%s/ops.db", dir);
-  if (mb_ops_store_open(&s, path, &err) != MB_OK) printf("# %s\n", err.msg);
-  return s;
-}
-
-static void close_store(mb_ops_store *s) {
-  char cmd[160];
-  s->ops->close(s);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  if (system(cmd) != 0) printf("# could not remove %s\n", dir);
-}
-
 static double now_s(void) { return (double)mb_now_usec() / 1e6; }
 
 static void two_instances_summed_in_a_minute(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-monitor");
   CHECK(send_report(s, report("sales", "sales-1", 10, 13, "{\"sales\":5}", "null", 0)) == MB_OK);
   CHECK(send_report(s, report("sales", "sales-2", 30, 13, "{\"sales\":12,\"error\":0}", "null",
                               0)) == MB_OK);
@@ -184,7 +148,7 @@ static void two_instances_summed_in_a_minute(void) {
 }
 
 static void malformed_reports_are_kept_raw(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-monitor");
   char *good = report("sales", "sales-1", 10, 13, "{}", "null", 0), *p;
   static const char *const breaks[][2] = {{"\"pid\":42", "\"pid\":\"42\""},
                                           {"\"seq\":", "\"seq\":-"},
@@ -226,7 +190,7 @@ static void malformed_reports_are_kept_raw(void) {
 }
 
 static void liveness_transitions_raise_one_alert_each(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-monitor");
   mb_ops_monitor *m = NULL;
   mb_err err;
   CHECK(mb_ops_monitor_start(&m, NULL, s, NULL, &err) == MB_OK);
@@ -283,7 +247,7 @@ static void percentiles_from_buckets(void) {
 }
 
 static void sla_breach_is_raised_once(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-monitor");
   mb_ops_monitor *m = NULL;
   mb_err err;
   CHECK(mb_ops_monitor_start(&m, NULL, s, NULL, &err) == MB_OK);
@@ -311,7 +275,7 @@ static void sla_breach_is_raised_once(void) {
 }
 
 static void message_failed_once_per_new_failure(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-monitor");
   mb_ops_monitor *m = NULL;
   mb_err err;
   CHECK(mb_ops_monitor_start(&m, NULL, s, NULL, &err) == MB_OK);

@@ -15,19 +15,12 @@
 #include "clock.h"
 #include "json.h"
 #include "ops/store.h"
+#include "ops_store_helpers.h"
 #include "unit.h"
 
-static char dir[64], path[96];
-
 static mb_delivery *delivery(const char *id, const char *type, const char *body) {
-  mb_delivery *d = calloc(1, sizeof *d);
-  mb_envelope_init(&d->env);
-  snprintf(d->env.id, sizeof d->env.id, "%s", id);
-  mb_envelope_set_type(&d->env, type);
-  mb_envelope_set_body(&d->env, body, strlen(body));
-  mb_headers_set(&d->env.headers, MB_H_KIND, "command");
+  mb_delivery *d = hand_delivery(id, "command", type, body, strlen(body));
   mb_headers_set(&d->env.headers, MB_H_CONVERSATION, "conv-1");
-  d->delivery_count = 1;
   return d;
 }
 
@@ -50,22 +43,6 @@ static mb_delivery *audited(const char *id, const char *endpoint, size_t body_le
   return d;
 }
 
-static int ingest(mb_ops_store *s, mb_ops_source src, mb_delivery *d) {
-  mb_err err;
-  int rc = s->ops->ingest(s, src, &d, 1, &err);
-  mb_delivery_free(d);
-  return rc;
-}
-
-/* The JSON answer of a read call, parsed (free with mb_json_free). */
-static mb_json *parsed(char *json) {
-  mb_json *doc = NULL;
-  mb_err err;
-  if (json == NULL || mb_json_parse(json, strlen(json), &doc, &err) != MB_OK) doc = NULL;
-  free(json);
-  return doc;
-}
-
 static mb_json *message(mb_ops_store *s, const char *id) {
   char *json = NULL;
   mb_err err;
@@ -84,28 +61,11 @@ static double errors_total(mb_ops_store *s, const char *status, const char *q) {
   return n;
 }
 
-static mb_ops_store *open_store(void) {
-  mb_ops_store *s = NULL;
-  mb_err err;
-  snprintf(dir, sizeof dir, "/tmp/moonbus-ops-store.XXXXXX");
-  if (mkdtemp(dir) == NULL) return NULL;
-  snprintf(path, sizeof path, "%s/ops.db", dir);
-  if (mb_ops_store_open(&s, path, &err) != MB_OK) printf("# %s\n", err.msg);
-  return s;
-}
-
-static void close_store(mb_ops_store *s) {
-  char cmd[160];
-  s->ops->close(s);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  if (system(cmd) != 0) printf("# could not remove %s\n", dir);
-}
-
 static const char *const A = "0192f3a4-0000-7000-8000-00000000000a";
 static const char *const B = "0192f3a4-0000-7000-8000-00000000000b";
 
 static void redelivered_copy_is_stored_once(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-store");
   CHECK(ingest(s, MB_OPS_ERROR, failed(A, "shop", "2026-12-01T10:00:00Z", "x.lua:3: no 1")) ==
         MB_OK);
   CHECK(ingest(s, MB_OPS_ERROR, failed(A, "shop", "2026-12-01T10:00:00Z", "x.lua:3: no 1")) ==
@@ -119,7 +79,7 @@ static void redelivered_copy_is_stored_once(void) {
 }
 
 static void failure_after_retry_counts_and_audit_resolves(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-store");
   mb_err err;
   ingest(s, MB_OPS_ERROR, failed(A, "shop", "2026-12-01T10:00:00Z", "x.lua:3: no 1"));
   const char *ids[] = {A};
@@ -142,7 +102,7 @@ static void failure_after_retry_counts_and_audit_resolves(void) {
 }
 
 static void raw_message_is_kept_with_its_problem(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-store");
   mb_delivery *d = delivery(B, "?", "\x01\xff not json");
   d->problem = strdup("malformed headers: not a JSON object");
   CHECK(ingest(s, MB_OPS_ERROR, d) == MB_OK);
@@ -154,7 +114,7 @@ static void raw_message_is_kept_with_its_problem(void) {
 }
 
 static void groups_select_and_search(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-store");
   mb_err err;
   ingest(s, MB_OPS_ERROR, failed(A, "shop", "2026-12-01T10:00:00Z", "x.lua:3: declined 41"));
   ingest(s, MB_OPS_ERROR, failed(B, "shop", "2026-12-01T10:01:00Z", "x.lua:3: declined 42"));
@@ -197,7 +157,7 @@ static long search_total(mb_ops_store *s, const char *q) {
 /* Audit copies are indexed a batch at a time: each is found once, a redelivered copy in a
  * later batch adds nothing, and retention takes them out of the index. */
 static void audit_copies_are_searchable(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-store");
   mb_err err;
   mb_delivery *batch[3] = {audited(A, "shop", 16), audited(B, "shop", 16),
                            audited(A, "billing", 16)};
@@ -216,13 +176,13 @@ static void audit_copies_are_searchable(void) {
 static long long file_size(void) {
   struct stat st;
   char wal[128];
-  long long n = stat(path, &st) == 0 ? st.st_size : 0;
-  snprintf(wal, sizeof wal, "%s-wal", path);
+  long long n = stat(store_path, &st) == 0 ? st.st_size : 0;
+  snprintf(wal, sizeof wal, "%s-wal", store_path);
   return n + (stat(wal, &st) == 0 ? st.st_size : 0);
 }
 
 static void retention_shrinks_the_file(void) {
-  mb_ops_store *s = open_store();
+  mb_ops_store *s = open_store("moonbus-ops-store");
   mb_err err;
   enum { N = 2000 };
   mb_delivery *batch[100];
