@@ -1,3 +1,7 @@
+      if ! read -r rc seconds 2>/dev/null <"$log.rc"; then
+        echo "not ok - the  lane did not run it" >>"$log"
+        rc=1 seconds=0
+      fi
 #!/usr/bin/env bash
 # test.sh — runs moonbus's tests and prints one closing line "N passed, N failed".
 #   scripts/test.sh            every suite: style (make lint, make fmt-check, layers.sh), unit (C,
@@ -128,33 +132,66 @@ run_spec() {
 }
 
 # Every system test runs on both transports (rabbitmq_*.sh test the broker itself, so on
-# RabbitMQ only); on RabbitMQ each gets a virtual host.
-run_system() {
-  local amqp=""
-  need_rabbitmq && amqp=$MOONBUS_TEST_AMQP
+# RabbitMQ only; sqlite_*.sh SQLite only); on RabbitMQ each gets a virtual host. The two
+# transports are two lanes run side by side (each test of a lane after the other: most of
+# their time is waiting for processes), and reported in order when both are done.
+system_transports() { # system_transports NAME: the lanes test NAME runs in
+  case $1 in
+  rabbitmq_*) echo rabbitmq ;;
+  sqlite_*) echo sqlite ;;
+  *) echo "sqlite rabbitmq" ;;
+  esac
+}
+
+system_tests() {
   for t in tests/system/*.sh; do
-    [ -f "$t" ] && [ "$(basename "$t")" != lib.sh ] || continue
-    local name transport transports log rc
+    [ -f "$t" ] && [ "$(basename "$t")" != lib.sh ] && echo "$t"
+  done
+}
+
+# system_lane TRANSPORT AMQP: every test of the lane into its log, with "EXIT SECONDS" in
+# LOG.rc.
+system_lane() {
+  local transport=$1 amqp=$2 t name log rc began
+  for t in $(system_tests); do
     name=$(basename "$t" .sh)
-    transports="sqlite rabbitmq"
-    [[ $name == rabbitmq_* ]] && transports=rabbitmq
-    [[ $name == sqlite_* ]] && transports=sqlite
-    for transport in $transports; do
+    [[ " $(system_transports "$name") " == *" $transport "* ]] || continue
+    log=$LOGS/system-$name-$transport.log
+    began=$SECONDS
+    if [ "$transport" = rabbitmq ] && [ -z "$amqp" ]; then
+      echo "not ok - no RabbitMQ broker could be started" >"$log"
+      rc=1
+    else
+      MOONBUS_TEST_TRANSPORT=$([ "$transport" = rabbitmq ] && echo "$amqp") \
+        MOONBUS="$ROOT/build/asan/moonbus" ROOT="$ROOT" timeout 600 bash "$t" >"$log" 2>&1
+      rc=$?
+    fi
+    echo "$rc $((SECONDS - began))" >"$log.rc"
+  done
+}
+
+run_system() {
+  local amqp="" t name transport log rc seconds began=$SECONDS
+  need_rabbitmq && amqp=$MOONBUS_TEST_AMQP
+  echo "## system tests: the sqlite and rabbitmq lanes side by side"
+  system_lane sqlite "" &
+  local sqlite_lane=$!
+  system_lane rabbitmq "$amqp" &
+  wait "$sqlite_lane" $!
+  for t in $(system_tests); do
+    name=$(basename "$t" .sh)
+    for transport in $(system_transports "$name"); do
       log=$LOGS/system-$name-$transport.log
       echo "## system $name on $transport"
-      local began=$SECONDS
-      if [ "$transport" = rabbitmq ] && [ -z "$amqp" ]; then
-        echo "not ok - no RabbitMQ broker could be started" >"$log"
-        rc=1
-      else
-        MOONBUS_TEST_TRANSPORT=$([ "$transport" = rabbitmq ] && echo "$amqp") \
-          MOONBUS="$ROOT/build/asan/moonbus" ROOT="$ROOT" timeout 600 bash "$t" >"$log" 2>&1
-        rc=$?
+      if ! read -r rc seconds 2>/dev/null <"$log.rc"; then
+        echo "not ok - the $transport lane did not run it" >>"$log"
+        rc=1 seconds=0
       fi
       grep -E '^(not ok|# )' "$log" | head -40 || true
-      count "$log" "system[$transport]/$name ($((SECONDS - began)) s)" $rc
+      count "$log" "system[$transport]/$name ($seconds s)" "$rc"
     done
   done
+  echo "# system tests: $((SECONDS - began)) s"
 }
 
 # The ops web UI in a real browser (Debian's chromium driven by playwright-core), on both
