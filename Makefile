@@ -6,11 +6,12 @@ LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 DEFS    := -D_DEFAULT_SOURCE -D_GNU_SOURCE -DMOONBUS_VERSION='"$(VERSION)"' \
            -DMOONBUS_MODULES_DIR='"$(CURDIR)/modules"' -DMOONBUS_CMODULE_DIR='"$(CURDIR)/build"'
-CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) -iquote host -iquote bindings -fPIC -g
+PG_CFLAGS := -I$(shell pg_config --includedir 2>/dev/null)
+CFLAGS_COMMON := $(WARN) $(DEFS) $(LUA_CFLAGS) $(PG_CFLAGS) -iquote host -iquote bindings -fPIC -g
 RELEASE_CFLAGS := $(CFLAGS_COMMON) -O2
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_CFLAGS := $(CFLAGS_COMMON) -O1 $(SAN) -DMOONBUS_TEST_BUILD
-LIBS    := -lev -lsqlite3 -lrabbitmq -lmicrohttpd -lcrypto -lm -pthread
+LIBS    := -lev -lsqlite3 -lrabbitmq -lmicrohttpd -lpq -lcrypto -lm -pthread
 LUA_LIB := -llua5.4
 
 CORE_SRC := $(wildcard host/*.c host/transport/*.c host/ops/*.c bindings/*.c)

@@ -14,6 +14,7 @@ PACKAGES=(
   valgrind
   cppcheck clang-format
   libmicrohttpd-dev curl jq
+  postgresql libpq-dev
   prometheus
   nodejs chromium
 )

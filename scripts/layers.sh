@@ -3,7 +3,7 @@
 # (run by make test; prints TAP lines):
 #   lua.h / lauxlib.h / lualib.h only in host/vm.c, host/sched.c, host/reload.c, bindings/
 #   rabbitmq-c only in host/transport/rabbitmq*; sqlite3.h only in host/transport/sqlite* and
-#   host/ops/store_sqlite*; microhttpd.h only in host/http.c
+#   host/ops/store_sqlite*; microhttpd.h only in host/http.c; libpq-fe.h only in host/pg.c
 #   every struct a header declares opaque (typedef struct mb_x mb_x;) has its fields in
 #   exactly one .c file, and no header spells them out (mb_transport, mb_ops_store and
 #   mb_claim_store excepted: the vtable's base, which each implementation extends).
@@ -26,6 +26,7 @@ only_in 'rabbitmq-c/|amqp\.h' '^host/transport/rabbitmq' "rabbitmq-c only in tra
 only_in 'sqlite3\.h' '^host/(transport/sqlite|ops/store_sqlite)' \
   "sqlite3.h only in transport/sqlite* and ops/store_sqlite*"
 only_in 'microhttpd\.h' '^host/http\.c' "microhttpd.h only in http.c"
+only_in 'libpq-fe\.h|libpq/|postgresql/' '^host/pg\.c' "libpq-fe.h only in pg.c"
 opaque=$(grep -hoE '^typedef struct (mb_[a-z_]+) \1;' host/*.h host/transport/*.h host/ops/*.h bindings/*.h |
   awk '{ print $3 }' | grep -vxE 'mb_transport|mb_ops_store|mb_claim_store' | sort -u)
 problems=""

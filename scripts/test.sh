@@ -45,7 +45,26 @@ need_rabbitmq() {
   export MOONBUS_TEST_AMQP
 }
 stop_rabbitmq() { [ "$STARTED_RABBITMQ" -eq 1 ] && bash scripts/rabbitmq.sh stop; }
-trap stop_rabbitmq EXIT
+
+# A PostgreSQL for the tests that need one (DESIGN §12): $MOONBUS_TEST_PG if given, else the
+# private cluster of scripts/postgres.sh, stopped again at the end if this run started it.
+STARTED_POSTGRES=0
+need_postgres() {
+  [ -n "${MOONBUS_TEST_PG:-}" ] && return 0
+  if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
+    echo "## starting a private PostgreSQL (scripts/postgres.sh)"
+    bash scripts/postgres.sh start || return 1
+    STARTED_POSTGRES=1
+  fi
+  MOONBUS_TEST_PG=$(bash scripts/postgres.sh url)
+  export MOONBUS_TEST_PG
+}
+stop_postgres() { [ "$STARTED_POSTGRES" -eq 1 ] && bash scripts/postgres.sh stop; }
+stop_services() {
+  stop_rabbitmq
+  stop_postgres
+}
+trap stop_services EXIT
 
 # One make target as one test: style_check TARGET. A failure names the offending files
 # (with their count of complaints) and the first complaints; the whole output is in the log.
@@ -88,6 +107,10 @@ run_unit() {
   if ls build/asan/tests/*rabbitmq* >/dev/null 2>&1; then
     need_rabbitmq || echo "not ok - a RabbitMQ broker for the unit tests could not be started" | tee "$LOGS/rabbitmq.log"
     [ -f "$LOGS/rabbitmq.log" ] && count "$LOGS/rabbitmq.log" rabbitmq 1 && rm -f "$LOGS/rabbitmq.log"
+  fi
+  if [ -x build/asan/tests/test_pg ]; then
+    need_postgres || echo "not ok - a PostgreSQL for the unit tests could not be started" | tee "$LOGS/postgres.log"
+    [ -f "$LOGS/postgres.log" ] && count "$LOGS/postgres.log" postgres 1 && rm -f "$LOGS/postgres.log"
   fi
   for t in build/asan/tests/test_* build/asan/tests/fuzz_*; do
     [ -x "$t" ] || continue
