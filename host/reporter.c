@@ -49,9 +49,9 @@ mb_metrics_gauges mb_reporter_gauges(const mb_reporter *r) {
 /* --- samples ------------------------------------------------------------------------------ */
 
 static void sample_queue(mb_reporter *r, mb_transport *t, const char *queue) {
-  long ready = -1, later = 0;
+  long ready = -1;
   mb_err err;
-  if (queue == NULL || t->ops->depth(t, queue, &ready, &later, &err) != MB_OK) ready = -1;
+  if (queue == NULL || t->ops->depth(t, queue, &ready, NULL, &err) != MB_OK) ready = -1;
   if (queue) mb_metrics_queue_length(mb_runtime_metrics(r->rt), queue, ready);
 }
 

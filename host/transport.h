@@ -131,7 +131,8 @@ typedef struct mb_transport_ops {
   int (*release)(mb_transport *t, mb_delivery *d, double delay, mb_err *err);
   /* The endpoint that owns event type (out gets its name), or MB_ENOTFOUND. */
   int (*owner_of)(mb_transport *t, const char *type, char *out, size_t outlen, mb_err *err);
-  /* Counts the messages of queue: ready now, and not yet visible (delayed or leased). */
+  /* Counts the messages of queue: ready now, and not yet visible (delayed or leased); later
+   * may be NULL when only the ready ones are wanted (cheaper: a metrics sample). */
   int (*depth)(mb_transport *t, const char *queue, long *ready, long *later, mb_err *err);
   /* Describes queue name to fn, or (name NULL) every queue the transport knows, by name.
    * A named queue that does not exist is MB_ENOTFOUND naming it; a transport that cannot

@@ -23,9 +23,9 @@ struct mb_ops_metrics {
 static void sample(mb_ops_metrics *m) {
   int failed = 0;
   for (size_t i = 0; i < m->cfg.n_queues; i++) {
-    long ready = -1, later = 0;
+    long ready = -1;
     mb_err err;
-    if (m->cfg.control->ops->depth(m->cfg.control, m->cfg.queues[i], &ready, &later, &err) !=
+    if (m->cfg.control->ops->depth(m->cfg.control, m->cfg.queues[i], &ready, NULL, &err) !=
         MB_OK) {
       if (!m->warned)
         mb_log(MB_WARN, "moonbus.ops", NULL, NULL, "backlog of queue %s: %s", m->cfg.queues[i],

@@ -736,11 +736,13 @@ static int mem_depth(mb_transport *base, const char *queue, long *ready, long *l
   (void)err;
   mem_queue *q = queue_find(((mem_transport *)base)->bus, queue);
   double now = mb_monotonic();
-  *ready = *later = 0;
+  long waiting = 0;
+  *ready = 0;
   for (mem_msg *m = q ? q->head : NULL; m; m = m->next) {
     if (m->holder == NULL && m->visible_at <= now) (*ready)++;
-    else (*later)++;
+    else waiting++;
   }
+  if (later) *later = waiting;
   return MB_OK;
 }
 

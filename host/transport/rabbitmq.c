@@ -317,7 +317,7 @@ static int rmq_depth(mb_transport *base, const char *queue, long *ready, long *l
   mb_amqp_rpc r = rmq_rpc_on(&t->pub, CH_RPC);
   int rc = mb_amqp_queue_depth(&r, queue, ready, err);
   rmq_after_rpc(t, &t->pub, &r, "counting messages");
-  *later = 0;
+  if (later) *later = 0;
   if (rc == MB_ENOTFOUND) *ready = 0;
   return rc == MB_ENOTFOUND ? MB_OK : rc;
 }

@@ -79,6 +79,7 @@ static const char *const stmt_sql[S_COUNT] = {
                       " WHERE lease_owner = ?1",
     [S_DEPTH] = "SELECT count(*) FILTER (WHERE visible_at <= ?2),"
                 " count(*) FILTER (WHERE visible_at > ?2) FROM messages WHERE queue = ?1",
+    [S_READY] = "SELECT count(*) FROM messages WHERE queue = ?1 AND visible_at <= ?2",
     [S_OWNER] = "SELECT endpoint FROM event_owners WHERE event_type = ?1",
     [S_CLAIM] = "INSERT OR IGNORE INTO event_owners(event_type, endpoint, since)"
                 " VALUES(?1, ?2, ?3)",
@@ -325,13 +326,13 @@ static int sqlite_owner_of(mb_transport *base, const char *type, char *out, size
 static int sqlite_depth(mb_transport *base, const char *queue, long *ready, long *later,
                         mb_err *err) {
   sqlite_transport *t = (sqlite_transport *)base;
-  sqlite3_stmt *s = sq_stmt(t, S_DEPTH);
+  sqlite3_stmt *s = sq_stmt(t, later ? S_DEPTH : S_READY); /* S_READY reads the ready ones only */
   sq_bind_text(s, 1, queue);
   sqlite3_bind_int64(s, 2, sq_now_ms());
   int rc = sqlite3_step(s);
   if (rc == SQLITE_ROW) {
     *ready = (long)sqlite3_column_int64(s, 0);
-    *later = (long)sqlite3_column_int64(s, 1);
+    if (later) *later = (long)sqlite3_column_int64(s, 1);
   }
   sqlite3_reset(s);
   return rc == SQLITE_ROW ? MB_OK : sq_db_fail(t, err, "counting messages");

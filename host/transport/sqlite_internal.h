@@ -39,6 +39,7 @@ enum stmt_id {
   S_RENEW,
   S_RELEASE_ALL,
   S_DEPTH,
+  S_READY,
   S_OWNER,
   S_CLAIM,
   S_ADD_QUEUE,
