@@ -16,7 +16,8 @@ LIBS    := -lev -lsqlite3 -lrabbitmq -lmicrohttpd -lcrypto -lm -pthread
 # (Kerberos, LDAP, SASL) cost an idle host about 1 MB resident, past the 10 MB bar. Until
 # persistence is wired into the host (issue 20, which should load libpq with dlopen when an
 # endpoint sets `persistence`), only the tests of the pool link it.
-PG_SRC  := host/pg.c
+PG_SRC  := host/pg.c host/persist.c
+PG_TESTS := build/asan/tests/test_pg build/asan/tests/test_persist
 PG_LIBS := -lpq
 LUA_LIB := -llua5.4
 
@@ -90,7 +91,7 @@ build/asan/moonbus: build/asan/host/main.o $(ASAN_OBJ)
 	@$(CC) $(ASAN_CFLAGS) $^ -o $@ $(LUA_LIB) $(LIBS) -rdynamic
 
 # The tests of the PostgreSQL parts link them and libpq (see PG_LIBS).
-build/asan/tests/test_pg: tests/unit/test_pg.c $(ASAN_OBJ) $(PG_SRC:%.c=build/asan/%.o) $(wildcard tests/unit/*.h)
+$(PG_TESTS): build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ) $(PG_SRC:%.c=build/asan/%.o) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  LD asan $@"
 	@$(CC) $(ASAN_CFLAGS) -Itests/unit $< $(ASAN_OBJ) $(PG_SRC:%.c=build/asan/%.o) -o $@ $(LUA_LIB) $(LIBS) $(PG_LIBS)
