@@ -5,7 +5,8 @@
 # measures resident memory idle and with 5 × BENCH_N messages in delayed retry (the
 # delayed_memory system test, release host) and hot-reload swap times (reload_swap.sh),
 # measures the cost of audit and the ops service's ingestion rate against the rate audit
-# copies are made (ops_ingest.sh, RabbitMQ and SQLite), and prints one table of medians
+# copies are made (ops_ingest.sh, RabbitMQ and SQLite) and what metrics and reports cost
+# (metrics_cost.sh), and prints one table of medians
 # with the ratio moonbus/raw (for the audit rows: audit on/off, ops ingestion/audit
 # production) and the target of each row.
 # Starts a private RabbitMQ if none runs (scripts/rabbitmq.sh) and stops it again.
