@@ -31,38 +31,27 @@ count() { # count FILE LABEL EXIT_CODE
   echo "# $2: $p passed, $f failed"
 }
 
-# A RabbitMQ broker for the tests that need one: $MOONBUS_TEST_AMQP if given, else a private
-# node from scripts/rabbitmq.sh, stopped again at the end if this run started it.
-STARTED_RABBITMQ=0
-need_rabbitmq() {
-  [ -n "${MOONBUS_TEST_AMQP:-}" ] && return 0
-  if ! bash scripts/rabbitmq.sh status >/dev/null 2>&1; then
-    echo "## starting a private RabbitMQ (scripts/rabbitmq.sh)"
-    bash scripts/rabbitmq.sh start || return 1
-    STARTED_RABBITMQ=1
+# A private service for the tests that need one: need_service SCRIPT VAR LABEL — $VAR if
+# given, else the one scripts/SCRIPT.sh runs (started if it does not run, and then stopped
+# again at the end of this run), its URL exported in VAR.
+STARTED_SERVICES=""
+need_service() {
+  local script=scripts/$1.sh var=$2
+  [ -n "${!var:-}" ] && return 0
+  if ! bash "$script" status >/dev/null 2>&1; then
+    echo "## starting a private $3 ($script)"
+    bash "$script" start || return 1
+    STARTED_SERVICES="$STARTED_SERVICES $1"
   fi
-  MOONBUS_TEST_AMQP=$(bash scripts/rabbitmq.sh url)
-  export MOONBUS_TEST_AMQP
+  printf -v "$var" '%s' "$(bash "$script" url)"
+  export "${var?}"
 }
-stop_rabbitmq() { [ "$STARTED_RABBITMQ" -eq 1 ] && bash scripts/rabbitmq.sh stop; }
-
-# A PostgreSQL for the tests that need one (DESIGN §12): $MOONBUS_TEST_PG if given, else the
-# private cluster of scripts/postgres.sh, stopped again at the end if this run started it.
-STARTED_POSTGRES=0
-need_postgres() {
-  [ -n "${MOONBUS_TEST_PG:-}" ] && return 0
-  if ! bash scripts/postgres.sh status >/dev/null 2>&1; then
-    echo "## starting a private PostgreSQL (scripts/postgres.sh)"
-    bash scripts/postgres.sh start || return 1
-    STARTED_POSTGRES=1
-  fi
-  MOONBUS_TEST_PG=$(bash scripts/postgres.sh url)
-  export MOONBUS_TEST_PG
-}
-stop_postgres() { [ "$STARTED_POSTGRES" -eq 1 ] && bash scripts/postgres.sh stop; }
+# A RabbitMQ broker ($MOONBUS_TEST_AMQP) and a PostgreSQL (DESIGN §12, $MOONBUS_TEST_PG).
+need_rabbitmq() { need_service rabbitmq MOONBUS_TEST_AMQP RabbitMQ; }
+need_postgres() { need_service postgres MOONBUS_TEST_PG PostgreSQL; }
 stop_services() {
-  stop_rabbitmq
-  stop_postgres
+  local s
+  for s in $STARTED_SERVICES; do bash "scripts/$s.sh" stop; done
 }
 trap stop_services EXIT
 
