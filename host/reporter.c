@@ -140,7 +140,6 @@ static mb_outgoing *compose_report(mb_reporter *r, int stopping, mb_err *err) {
 static void send_report(mb_reporter *r) {
   mb_err err;
   if (r->ticket) return; /* the last one is not answered yet: this one waits its turn */
-  take_samples(r);
   mb_outgoing *m = compose_report(r, 0, &err);
   if (m == NULL || mb_runtime_send(r->rt, &m, 1, sent, r, &r->ticket, &err) != MB_OK)
     sent(r, err.status, err.msg);
